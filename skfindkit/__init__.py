@@ -1,0 +1,29 @@
+"""skfindkit: content-based information retrieval as scikit-learn pipelines.
+
+A retrieval system is a plain :class:`sklearn.pipeline.Pipeline` of a loader
+(raw items -> vectors), an optional feature extractor and an index (a
+``KNeighborsTransformer``-compatible nearest-neighbour estimator)::
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.decomposition import PCA
+    from skfindkit import SklearnFeatureExtractor, ExactIndex
+
+    system = make_pipeline(SklearnFeatureExtractor(PCA(16)), ExactIndex(n_neighbors=10))
+"""
+
+__version__ = "0.1.0"
+
+from . import extractors, indexes, loaders, metrics  # noqa: E402
+from .extractors import *  # noqa: E402,F401,F403
+from .indexes import *  # noqa: E402,F401,F403
+from .loaders import *  # noqa: E402,F401,F403
+from .search import search  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "metrics",
+    "search",
+    *indexes.__all__,
+    *loaders.__all__,
+    *extractors.__all__,
+]

@@ -1,0 +1,16 @@
+"""Feature extractors: map loaded items to feature vectors inside a Pipeline.
+
+Each extractor is a scikit-learn transformer. Deep-learning frameworks are
+imported lazily, on first use, so ``import skfindkit`` stays fast:
+
+- :class:`SklearnFeatureExtractor` wraps any scikit-learn estimator;
+- :class:`KerasFeatureExtractor` cuts a Keras 3 model at a named layer
+  (extra ``keras``);
+- :class:`MXNetFeatureExtractor` (Module API) and :class:`GluonFeatureExtractor`
+  do the same for MXNet symbols and Gluon blocks (extra ``mxnet``, which needs
+  ``numpy<2``).
+"""
+
+from ._sklearn import SklearnFeatureExtractor
+
+__all__ = ["SklearnFeatureExtractor"]

@@ -1,0 +1,211 @@
+"""One base for every feature extractor: validation, batching, progress, pickling.
+
+A framework module subclasses :class:`BaseFeatureExtractor` and fills in a few
+small hooks:
+
+- ``_fit_model(X, y)``: load the framework model, resolve the layer (fitted
+  attributes ending in ``_``);
+- ``_build_inference()``: build what is cached for inference (compiled
+  sub-model, bound executor) in attributes listed in ``_transient_attrs``;
+  they are never pickled and are rebuilt on first use after unpickling;
+- ``_transform_batch(X_batch)``: features of one batch, as a 2-D array;
+- ``_model_to_bytes(obj)`` / ``_model_from_bytes(data)``: how a framework
+  object stored in one of ``_model_attrs`` travels through pickle.
+
+Everything else (``fit``/``transform``, input validation, batching, the tqdm
+bar, ``get_feature_names_out``, pickling) lives here once.
+"""
+
+import os
+from abc import ABCMeta, abstractmethod
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import _safe_indexing, gen_batches
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    _num_samples,
+    check_is_fitted,
+    validate_data,
+)
+
+from ..utils import progress
+
+__all__ = ["BaseFeatureExtractor", "check_model_path"]
+
+
+class _SerializedModel:
+    """Bytes standing in for a framework object inside a pickle."""
+
+    def __init__(self, data):
+        self.data = data
+
+
+def check_model_path(path, what, suffixes=None):
+    """Return ``path`` as a str after checking the file exists.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File given by the user.
+    what : str
+        Name of the parameter, used in the error messages.
+    suffixes : tuple of str, default=None
+        Accepted file suffixes; another suffix raises a ValueError that names
+        the expected framework format.
+
+    Returns
+    -------
+    path : str
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what}: model file {path!r} does not exist.")
+    if suffixes is not None and not path.endswith(tuple(suffixes)):
+        raise ValueError(
+            f"{what}: {path!r} is not a file of the expected format "
+            f"(expected a file ending in {' or '.join(suffixes)})."
+        )
+    return path
+
+
+class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of skfindkit feature extractors (not for direct use).
+
+    Subclasses declare their parameters in ``__init__`` (``batch_size`` and
+    ``verbose`` are expected) and implement the hooks described in the module
+    docstring.
+    """
+
+    _parameter_constraints = {
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+    }
+    #: attributes/params holding framework objects, pickled via _model_to_bytes
+    _model_attrs = ()
+    #: attributes rebuilt lazily after unpickling (compiled sub-models, executors)
+    _transient_attrs = ()
+    #: validate_data keyword arguments used for X
+    _validate_kwargs = {"allow_nd": True, "dtype": np.float32}
+
+    # -- hooks -------------------------------------------------------------
+    @abstractmethod
+    def _fit_model(self, X, y):
+        """Set the fitted attributes from the parameters (and ``X``, ``y``)."""
+
+    def _build_inference(self):
+        """Build the transient objects used by ``_transform_batch``."""
+
+    @abstractmethod
+    def _transform_batch(self, X):
+        """Features of one batch of validated items, as a 2-D array."""
+
+    def _model_to_bytes(self, obj):
+        raise TypeError(f"{type(self).__name__} cannot serialize {type(obj)!r}")
+
+    def _model_from_bytes(self, data):
+        raise TypeError(f"{type(self).__name__} cannot deserialize a model")
+
+    # -- shared machinery --------------------------------------------------
+    def _validate_input(self, X, *, reset):
+        return validate_data(self, X, reset=reset, **self._validate_kwargs)
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Load the model and prepare the feature map.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Sample items, used to check the input shape against the model.
+        y : array-like of shape (n_samples,), default=None
+            Labels, used only by extractors whose map is learnt with labels.
+
+        Returns
+        -------
+        self : object
+            The fitted extractor.
+        """
+        X = self._validate_input(X, reset=True)
+        self._fit_model(X, y)
+        self._build_inference()
+        self.n_features_out_ = self._transform_batch(_safe_indexing(X, slice(0, 1))).shape[1]
+        return self
+
+    def transform(self, X):
+        """Compute the features of ``X`` batch by batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Items, as arrays (e.g. from an skfindkit loader).
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_)
+            One feature vector per item.
+        """
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        if any(not hasattr(self, name) for name in self._transient_attrs):
+            self._build_inference()  # first call after unpickling
+        n = _num_samples(X)
+        batches = gen_batches(n, self.batch_size or max(n, 1))
+        total = -(-n // (self.batch_size or max(n, 1)))
+        parts = [
+            self._transform_batch(_safe_indexing(X, s))
+            for s in progress(batches, verbose=self.verbose, desc=type(self).__name__,
+                              total=total, unit="batch")
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, self.n_features_out_))
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names ``<classname><i>``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Only checked against ``feature_names_in_`` when that exists.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self, "n_features_out_")
+        if hasattr(self, "feature_names_in_") or input_features is not None:
+            _check_feature_names_in(self, input_features, generate_names=False)
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # deep frameworks compute in float32 whatever the input dtype
+        tags.transformer_tags.preserves_dtype = []
+        tags.input_tags.three_d_array = True
+        tags.non_deterministic = False
+        return tags
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in self._transient_attrs:
+            state.pop(name, None)
+        memo = {}  # the same object under two names is serialized once
+        for name in self._model_attrs:
+            obj = state.get(name)
+            if obj is None or isinstance(obj, (str, os.PathLike, _SerializedModel)):
+                continue
+            if id(obj) not in memo:
+                memo[id(obj)] = _SerializedModel(self._model_to_bytes(obj))
+            state[name] = memo[id(obj)]
+        return state
+
+    def __setstate__(self, state):
+        memo = {}
+        for name, value in state.items():
+            if isinstance(value, _SerializedModel):
+                if id(value) not in memo:
+                    memo[id(value)] = self._model_from_bytes(value.data)
+                state[name] = memo[id(value)]
+        super().__setstate__(state)

@@ -1,0 +1,486 @@
+"""The index contract: one base class, ``KNeighborsTransformer`` semantics.
+
+Every index (exact or approximate) subclasses :class:`BaseIndex` and
+implements a few backend hooks:
+
+``_build(X)``
+    build the native index from prepared float32 data and return it;
+``_search(X, k)``
+    return ``(distances, indices)`` of shape ``(n_queries, k)`` for prepared
+    queries, distances in the metric's true units, ids ``-1`` where the backend
+    found fewer than ``k`` items;
+``_add(X)`` (optional)
+    add prepared rows to the native index; the default rebuilds;
+``_serialize()`` / ``_deserialize(payload)`` (native backends)
+    native index <-> bytes; the base wraps the bytes in a versioned,
+    checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
+    the native library sees them.
+
+Everything else -- validation, the self-exclusion rule of
+``kneighbors(X=None)``, the sparse graphs of ``transform`` and
+``kneighbors_graph``, ``partial_fit``, ``score`` and pickling -- lives here, so
+a backend is a small module and all backends behave identically.
+"""
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral
+
+import numpy as np
+from joblib import effective_n_jobs
+from scipy.sparse import csr_matrix
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from .._persist import pack_blob, unpack_blob
+
+__all__ = ["BaseIndex", "METRICS"]
+
+#: Metrics an index can be asked for; each backend declares the subset it has.
+METRICS = ("euclidean", "cosine", "inner_product")
+
+
+def _normalize_rows(X):
+    """L2-normalize rows in place (float32); zero rows stay zero."""
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    nonzero = norms > 0
+    X[nonzero] /= norms[nonzero, None].astype(X.dtype)
+    return X
+
+
+class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of all skfindkit indexes (not to be used directly).
+
+    Behaves exactly like :class:`sklearn.neighbors.KNeighborsTransformer`:
+    ``transform`` returns a CSR graph of shape ``(n_queries, n_samples_fit)``
+    with ``n_neighbors + 1`` entries per row in ``mode="distance"`` (the
+    indexed item itself at distance 0 when transforming the fitted data) and
+    ``n_neighbors`` entries in ``mode="connectivity"``;
+    ``kneighbors(X=None)`` excludes each indexed item from its own neighbours.
+
+    Distances are in the metric's true units: ``"euclidean"`` is the L2
+    distance (not squared), ``"cosine"`` is ``1 - cos(x, y)`` as in
+    :func:`sklearn.metrics.pairwise.cosine_distances`, ``"inner_product"``
+    is ``1 - <x, y>`` (it equals the cosine distance on unit vectors; it can be
+    negative, so its graphs are not valid ``metric="precomputed"`` input, and
+    an item is not necessarily its own nearest neighbour).
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+        Number of neighbours of each query.
+    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+        Distance; each backend lists those it supports in ``supported_metrics``.
+    mode : {"distance", "connectivity"}, default="distance"
+        Values stored in the graph returned by ``transform``.
+    n_jobs : int, default=None
+        Threads for building and querying, where the backend can use them.
+        ``None`` means 1 unless in a :func:`joblib.parallel_config` context,
+        ``-1`` means all processors.
+    """
+
+    #: Name of the backend, used in error messages and serialized blobs.
+    _backend = "base"
+    #: Metrics this backend implements (a subset of ``METRICS``).
+    supported_metrics = METRICS
+
+    _parameter_constraints: dict = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions(set(METRICS))],
+        "mode": [StrOptions({"distance", "connectivity"})],
+        "n_jobs": [None, Integral],
+    }
+
+    def __init__(self, n_neighbors=5, *, metric="euclidean", mode="distance", n_jobs=None):
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.mode = mode
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _build(self, X):
+        """Build and return the native index of prepared rows ``X``."""
+
+    @abstractmethod
+    def _search(self, X, k):
+        """Return ``(distances, ids)`` of the ``k`` nearest items of each query."""
+
+    def _add(self, X):
+        """Add prepared rows; the default rebuilds the native index from all data."""
+        self._index = self._build(self._fit_X)
+
+    def _serialize(self):
+        """Native index -> bytes; None (the default) rebuilds it on unpickling."""
+        return None
+
+    def _deserialize(self, payload):
+        """bytes -> native index (backends whose ``_serialize`` returns bytes)."""
+        return self._build(self._fit_X)
+
+    # ------------------------------------------------------- shared helpers
+    def _n_threads(self):
+        """Number of threads ``n_jobs`` asks for (joblib's convention)."""
+        return max(1, effective_n_jobs(self.n_jobs))
+
+    def _prepare(self, X):
+        """float32, C-contiguous, unit rows for cosine: what backends index."""
+        X = np.require(X, dtype=np.float32, requirements=["C"])
+        if self.metric == "cosine":
+            X = _normalize_rows(np.array(X, dtype=np.float32, copy=True))
+        return X
+
+    def _true_distance_from_sqeuclidean(self, d2):
+        """Convert squared L2 between prepared vectors to the metric's units."""
+        d2 = np.maximum(np.asarray(d2, dtype=np.float64), 0.0)
+        if self.metric == "euclidean":
+            return np.sqrt(d2)
+        if self.metric == "cosine":
+            return d2 / 2.0  # |a - b|^2 = 2 - 2 cos for unit vectors
+        raise ValueError(f"squared L2 has no meaning for metric={self.metric!r}")
+
+    def _true_distance_from_similarity(self, sim):
+        """Convert an inner product of prepared vectors to the metric's units."""
+        return 1.0 - np.asarray(sim, dtype=np.float64)
+
+    def _exact_distances(self, Q, ind):
+        """Exact float64 distances between prepared queries and indexed ids.
+
+        Used to refine candidates and to report distances that are exactly 0
+        between identical vectors. ``ind`` may contain -1 (result is inf).
+        """
+        safe = np.where(ind < 0, 0, ind)
+        Y = self._fit_X[safe].astype(np.float64)  # (n_q, c, d)
+        Qd = Q.astype(np.float64)[:, None, :]
+        if self.metric == "inner_product":
+            dist = 1.0 - np.einsum("qcd,qcd->qc", Y, np.broadcast_to(Qd, Y.shape))
+        else:
+            diff = Y - Qd
+            dist = self._true_distance_from_sqeuclidean(np.einsum("qcd,qcd->qc", diff, diff))
+            if self.metric == "cosine":
+                # a zero vector has cosine distance 1 to everything (as sklearn)
+                zero = ~Qd.any(axis=2) | ~Y.any(axis=2)
+                dist[zero] = 1.0
+        dist[ind < 0] = np.inf
+        return dist
+
+    def _check_backend_metric(self):
+        if self.metric not in self.supported_metrics:
+            raise ValueError(
+                f"{type(self).__name__} ({self._backend}) does not support "
+                f"metric={self.metric!r}; it supports {list(self.supported_metrics)}."
+            )
+
+    # ------------------------------------------------------------- fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Index the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Items to index (dense; sparse input is refused).
+        y : array-like of shape (n_samples,), default=None
+            Labels of the items, kept so that :meth:`score` can measure
+            retrieval precision (and ``GridSearchCV`` tune on it).
+
+        Returns
+        -------
+        self : object
+            The fitted index.
+        """
+        self._check_backend_metric()
+        if y is None:
+            X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
+            self._fit_y = None
+        else:
+            X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
+            self._fit_y = column_or_1d(y)
+        self._fit_X = self._prepare(X)
+        self.n_samples_fit_ = self._fit_X.shape[0]
+        self._index = self._build(self._fit_X)
+        return self
+
+    def partial_fit(self, X, y=None):
+        """Add items to the index (fit it if it is not fitted yet).
+
+        New items get ids ``n_samples_fit_, n_samples_fit_ + 1, ...`` after
+        the existing ones. Backends that can grow natively do so; the others
+        rebuild from all items (documented per backend).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_new, n_features)
+            Items to add.
+        y : array-like of shape (n_new,), default=None
+            Their labels; required if, and only if, the index was fitted with
+            labels.
+
+        Returns
+        -------
+        self : object
+            The updated index.
+        """
+        if not hasattr(self, "n_samples_fit_"):
+            return self.fit(X, y)
+        has_labels = self._fit_y is not None
+        if has_labels != (y is not None):
+            raise ValueError(
+                "partial_fit: the index was fitted "
+                + ("with labels, so y is required" if has_labels else "without labels, so y must be None")
+                + " to keep items and labels aligned."
+            )
+        if y is None:
+            X = validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
+        else:
+            X, y = validate_data(
+                self, X, y, dtype=(np.float64, np.float32), order="C", reset=False
+            )
+            self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
+        Xp = self._prepare(X)
+        self._fit_X = np.concatenate([self._fit_X, Xp])
+        self.n_samples_fit_ = self._fit_X.shape[0]
+        self._add(Xp)
+        if hasattr(self, "item_keys_"):
+            warnings.warn(
+                "partial_fit added items: the item keys attached with "
+                "skfindkit.search.attach_keys no longer match and were removed; "
+                "attach the full list again.",
+                UserWarning,
+            )
+            del self.item_keys_
+        return self
+
+    # ------------------------------------------------------------ querying
+    def _check_query(self, X):
+        return self._prepare(
+            validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
+        )
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """Find the nearest indexed items of each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries. If None, the neighbours of each indexed item are
+            returned, the item itself excluded.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        return_distance : bool, default=True
+            Whether to return distances.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries, n_neighbors)
+            Distances in the metric's true units, ascending; only if
+            ``return_distance=True``.
+        neigh_ind : ndarray of shape (n_queries, n_neighbors)
+            Ids (row numbers in the fitted data) of the neighbours.
+        """
+        check_is_fitted(self)
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+        elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
+            raise TypeError(
+                f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
+            )
+        elif n_neighbors <= 0:
+            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
+        n_neighbors = int(n_neighbors)
+
+        query_is_train = X is None
+        if query_is_train:
+            X = self._fit_X
+            n_neighbors += 1
+        else:
+            X = self._check_query(X)
+
+        if n_neighbors > self.n_samples_fit_:
+            if query_is_train:
+                n_neighbors -= 1
+                inequality_str = "n_neighbors < n_samples_fit"
+            else:
+                inequality_str = "n_neighbors <= n_samples_fit"
+            raise ValueError(
+                f"Expected {inequality_str}, but n_neighbors = {n_neighbors}, "
+                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {X.shape[0]}"
+            )
+
+        dist, ind = self._search_complete(X, n_neighbors)
+
+        if query_is_train:
+            # sklearn's rule: drop each item from its own list; if it is not
+            # there (duplicates), drop the first neighbour instead.
+            sample_mask = ind != np.arange(X.shape[0])[:, None]
+            dup_gr_nbrs = np.all(sample_mask, axis=1)
+            sample_mask[:, 0][dup_gr_nbrs] = False
+            n_neighbors -= 1
+            ind = np.reshape(ind[sample_mask], (X.shape[0], n_neighbors))
+            dist = np.reshape(dist[sample_mask], (X.shape[0], n_neighbors))
+        return (dist, ind) if return_distance else ind
+
+    def _search_complete(self, X, k):
+        """Run the backend and guarantee k valid, sorted results per row."""
+        if X.shape[0] == 0:
+            return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
+        dist, ind = self._search(X, k)
+        dist = np.asarray(dist, dtype=np.float64)
+        ind = np.asarray(ind, dtype=np.intp)
+        missing = (ind < 0).any(axis=1)
+        if missing.any():
+            warnings.warn(
+                f"{type(self).__name__}: the {self._backend} search returned fewer "
+                f"than {k} neighbours for {int(missing.sum())} of {X.shape[0]} "
+                "queries (search parameters too small for k); those rows were "
+                "completed by exact search. Increase the search parameters.",
+                UserWarning,
+            )
+            dist[missing], ind[missing] = _exact_knn(self, X[missing], k)
+        if np.any(np.diff(dist, axis=1) < 0):
+            order = np.argsort(dist, axis=1, kind="stable")
+            dist = np.take_along_axis(dist, order, axis=1)
+            ind = np.take_along_axis(ind, order, axis=1)
+        return dist, ind
+
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+        """Sparse graph of the k nearest neighbours of each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries; None means the indexed items, each excluded from its own
+            neighbours.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        mode : {"connectivity", "distance"}, default="connectivity"
+            Ones, or distances in the metric's units.
+
+        Returns
+        -------
+        A : sparse matrix of shape (n_queries, n_samples_fit)
+            CSR graph, each row sorted by distance.
+        """
+        check_is_fitted(self)
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+        if mode == "connectivity":
+            A_ind = self.kneighbors(X, n_neighbors, return_distance=False)
+            A_data = np.ones(A_ind.size)
+        elif mode == "distance":
+            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True)
+            A_data = np.ravel(A_data)
+        else:
+            raise ValueError(
+                'Unsupported mode, must be one of "connectivity", '
+                f'or "distance" but got "{mode}" instead'
+            )
+        n_queries = A_ind.shape[0]
+        n_nonzero = n_queries * n_neighbors
+        A_indptr = np.arange(0, n_nonzero + 1, n_neighbors)
+        return csr_matrix(
+            (A_data, A_ind.ravel(), A_indptr), shape=(n_queries, self.n_samples_fit_)
+        )
+
+    def transform(self, X):
+        """Graph of neighbours of each query, as ``KNeighborsTransformer``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Queries.
+
+        Returns
+        -------
+        Xt : sparse matrix of shape (n_queries, n_samples_fit)
+            CSR graph with ``n_neighbors + 1`` entries per row in distance
+            mode (so that an indexed item finds itself plus ``n_neighbors``
+            others), ``n_neighbors`` in connectivity mode.
+        """
+        check_is_fitted(self)
+        add_one = self.mode == "distance"
+        return self.kneighbors_graph(X, mode=self.mode, n_neighbors=self.n_neighbors + add_one)
+
+    def fit_transform(self, X, y=None):
+        """Fit to ``X`` and return its neighbour graph (itself included).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Items to index.
+        y : array-like of shape (n_samples,), default=None
+            Labels kept for :meth:`score`.
+
+        Returns
+        -------
+        Xt : sparse matrix of shape (n_samples, n_samples)
+            As :meth:`transform`.
+        """
+        return self.fit(X, y).transform(X)
+
+    def score(self, X, y):
+        """Mean precision@n_neighbors of the retrieved items' labels.
+
+        For each query, the fraction of its ``n_neighbors`` retrieved items
+        whose label (from ``fit``'s ``y``) equals the query's label; averaged
+        over queries. This is what ``GridSearchCV`` maximizes by default.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Queries.
+        y : array-like of shape (n_queries,)
+            Their labels.
+
+        Returns
+        -------
+        score : float
+        """
+        from ..metrics import precision_at_k
+
+        check_is_fitted(self)
+        if self._fit_y is None:
+            raise ValueError(
+                f"{type(self).__name__}.score needs the labels of the indexed "
+                "items: fit the index with fit(X, y)."
+            )
+        ind = self.kneighbors(X, return_distance=False)
+        return precision_at_k(y, self._fit_y[ind])
+
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        if state.get("_index") is not None:
+            payload = self._serialize()
+            state["_index"] = None
+            # None: the index is cheap to rebuild from the stored data
+            state["_index_blob"] = None if payload is None else pack_blob(self._backend, payload)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        rebuild = "_index_blob" in state
+        blob = state.pop("_index_blob", None)
+        super().__setstate__(state)
+        if blob is not None:
+            self._index = self._deserialize(unpack_blob(blob, self._backend))
+        elif rebuild:
+            self._index = self._build(self._fit_X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.requires_fit = True
+        return tags
+
+
+def _exact_knn(index, Q, k):
+    """Exact k-NN of prepared queries against an index's stored data."""
+    from ._exact import exact_search
+
+    return exact_search(index, Q, k)

@@ -1,0 +1,16 @@
+"""Loaders: raw items (file paths, texts, images, arrays) -> fixed-shape arrays.
+
+Every loader is a scikit-learn transformer built on one base class that maps
+items in parallel (``n_jobs``), shows progress (``verbose``) and applies one
+error policy (``on_error``).
+"""
+
+from ._base import BaseVectorLoader, ItemLoadError, ItemLoadWarning
+from ._function import FunctionVectorLoader
+
+__all__ = [
+    "BaseVectorLoader",
+    "FunctionVectorLoader",
+    "ItemLoadError",
+    "ItemLoadWarning",
+]

@@ -1,0 +1,325 @@
+"""Shared machinery of every loader: item validation, parallel map, progress, errors.
+
+A loader turns a sequence of raw items (file paths, texts, arrays, bytes...)
+into one fixed-shape array per item and stacks them. Subclasses implement
+:meth:`BaseVectorLoader._load_item` (and optionally ``_prepare`` for per-worker
+state such as essentia algorithm instances); everything else -- the joblib map,
+the tqdm bar, the ``on_error`` policy, file checks and shape checks -- lives here
+once.
+"""
+
+import os
+from abc import ABCMeta, abstractmethod
+import warnings
+from numbers import Integral
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import StrOptions
+
+from ..utils import progress
+
+__all__ = ["BaseVectorLoader", "ItemLoadError", "ItemLoadWarning"]
+
+
+class ItemLoadError(ValueError):
+    """An item could not be turned into a vector.
+
+    The message names the item and its position in the input; the original
+    exception is chained as ``__cause__``.
+
+    Attributes
+    ----------
+    position : int
+        Index of the failing item in the input sequence.
+    item : object
+        The failing item itself.
+    """
+
+    def __init__(self, message, position=None, item=None):
+        super().__init__(message)
+        self.position = position
+        self.item = item
+
+    def __reduce__(self):  # keep attributes through pickling (joblib workers)
+        return type(self), (self.args[0], self.position, self.item)
+
+
+class ItemLoadWarning(UserWarning):
+    """An item failed and was replaced by a placeholder row (``on_error != "raise"``)."""
+
+
+def describe_item(item, limit=80):
+    """Short human-readable name of an item for error messages."""
+    if isinstance(item, (str, os.PathLike)):
+        text = repr(os.fspath(item)) if isinstance(item, os.PathLike) else repr(item)
+    elif isinstance(item, (bytes, bytearray)):
+        text = f"<{len(item)} bytes>"
+    elif isinstance(item, np.ndarray):
+        text = f"<array of shape {item.shape}, dtype {item.dtype}>"
+    else:
+        text = f"<{type(item).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_file(path):
+    """Raise a clear error for a missing path, a directory or a zero-byte file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Path of a file to read.
+
+    Returns
+    -------
+    path : str
+        The path as a string.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path!r}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path!r} is a directory, not a file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path!r} is an empty (zero-byte) file")
+    return path
+
+
+def _load_chunk(loader, start, items):
+    """Worker task: load ``items`` (positions ``start...``); never raises per item."""
+    context = loader._prepare()
+    out = []
+    for offset, item in enumerate(items):
+        try:
+            out.append(loader._load_item(item, context))
+        except Exception as exc:  # reported with its position by the caller
+            out.append(_Failure(start + offset, exc))
+    return out
+
+
+class _Failure:
+    __slots__ = ("position", "exc")
+
+    def __init__(self, position, exc):
+        self.position = position
+        self.exc = exc
+
+
+class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of skfindkit loaders (not meant to be used directly).
+
+    Parameters common to all loaders:
+
+    n_jobs : int, default=None
+        Number of joblib workers mapping items in parallel; ``None`` means 1,
+        ``-1`` all cores.
+    verbose : int, default=0
+        Show a tqdm progress bar when > 0.
+    on_error : {"raise", "nan", "zeros"}, default="raise"
+        What to do with an item that cannot be loaded. ``"raise"`` raises
+        :class:`ItemLoadError` naming the item and its position. ``"nan"`` and
+        ``"zeros"`` emit an :class:`ItemLoadWarning` naming the item and put a
+        placeholder row (all NaN or all zeros) at its position, so rows stay
+        aligned with ``y``. Indexes refuse NaN input with a clear error, so
+        ``"nan"`` makes failures impossible to miss downstream, while
+        ``"zeros"`` lets a pipeline run on with meaningless rows for the failed
+        items. There is no policy that drops items: inside a Pipeline a
+        transformer cannot drop rows of ``y``, so dropping would silently shift
+        labels against vectors.
+    """
+
+    _parameter_constraints = {
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+        "on_error": [StrOptions({"raise", "nan", "zeros"})],
+    }
+
+    # joblib backend hint: None (processes) or "threads" when _load_item frees the GIL
+    _prefer = None
+    # human-readable name of what one item is, for progress bars
+    _item_name = "item"
+
+    # ---------------------------------------------------------------- hooks
+    def _prepare(self):
+        """Per-worker state built once per chunk of items (e.g. algorithm objects)."""
+        return None
+
+    @abstractmethod
+    def _load_item(self, item, context):
+        """Turn one item into an array (of the same shape for every item)."""
+
+    def _item_shape(self):
+        """Shape of one loaded item when known from the parameters, else None."""
+        return None
+
+    # --------------------------------------------------------------- inputs
+    def _check_items(self, X):
+        """Return ``X`` as a list of items; reject a lone string or an empty input."""
+        if isinstance(X, (str, bytes, os.PathLike)):
+            raise TypeError(
+                f"{type(self).__name__} expects a sequence of items (e.g. a list of "
+                f"file paths or texts), got a single {type(X).__name__}: "
+                f"{describe_item(X)}. Wrap it in a list."
+            )
+        if hasattr(X, "iloc") and hasattr(X, "columns"):  # DataFrame: one column only
+            if X.shape[1] != 1:
+                raise ValueError(
+                    f"X must be a sequence of items, got a DataFrame with {X.shape[1]} "
+                    "columns; pass one column."
+                )
+            X = X.iloc[:, 0]
+        try:
+            items = list(X)
+        except TypeError as exc:
+            raise TypeError(
+                f"X must be a sequence of items, got {type(X).__name__}"
+            ) from exc
+        if not items:
+            raise ValueError(f"{type(self).__name__} got an empty sequence of items (X).")
+        return items
+
+    # ----------------------------------------------------------------- core
+    def _map_items(self, items):
+        """Load every item in parallel; apply the error policy; stack the results."""
+        n_workers = min(effective_n_jobs(self.n_jobs), len(items))
+        desc = f"{type(self).__name__}"
+        if n_workers == 1:
+            results = _load_chunk(self, 0, progress(
+                items, verbose=self.verbose, desc=desc, unit=self._item_name
+            ))
+        else:
+            # a few chunks per worker: balanced load, few pickles of the loader
+            size = max(1, min(64, -(-len(items) // (4 * n_workers))))
+            starts = range(0, len(items), size)
+            parallel = Parallel(
+                n_jobs=n_workers, prefer=self._prefer, return_as="generator"
+            )
+            chunks = parallel(
+                delayed(_load_chunk)(self, s, items[s : s + size]) for s in starts
+            )
+            results = []
+            for chunk in progress(
+                chunks, verbose=self.verbose, desc=desc, total=len(starts), unit="chunk"
+            ):
+                results.extend(chunk)
+        return self._stack(items, results)
+
+    def _fail(self, position, item, exc):
+        message = (
+            f"{type(self).__name__} could not load item {position} "
+            f"({describe_item(item)}): {type(exc).__name__}: {exc}"
+        )
+        if self.on_error == "raise":
+            raise ItemLoadError(message, position, item) from exc
+        warnings.warn(
+            f"{message}. It is replaced by a row of "
+            f"{'NaN' if self.on_error == 'nan' else 'zeros'} (on_error={self.on_error!r}).",
+            ItemLoadWarning,
+            stacklevel=4,
+        )
+
+    def _stack(self, items, results):
+        shape = self._item_shape()
+        fill = np.nan if self.on_error == "nan" else 0.0
+        arrays, failed = [], []
+        for position, (item, res) in enumerate(zip(items, results)):
+            if isinstance(res, _Failure):
+                self._fail(position, item, res.exc)
+                failed.append(position)
+                arrays.append(None)
+                continue
+            res = np.asarray(res)
+            if shape is None:
+                shape = res.shape
+            elif res.shape != tuple(shape):
+                exc = ValueError(
+                    f"it gave an array of shape {res.shape} but the other items "
+                    f"give {tuple(shape)}; every item must map to the same shape"
+                )
+                self._fail(position, item, exc)
+                failed.append(position)
+                arrays.append(None)
+                continue
+            arrays.append(res)
+        if shape is None:
+            raise ItemLoadError(
+                f"{type(self).__name__} could not load any of the {len(items)} items, "
+                "so the output shape is unknown."
+            )
+        dtype = np.result_type(*[a.dtype for a in arrays if a is not None], np.float32)
+        out = np.empty((len(items), *shape), dtype=dtype)
+        for position, array in enumerate(arrays):
+            out[position] = fill if array is None else array
+        return out
+
+    # ------------------------------------------------------------ estimator
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def fit(self, X, y=None):
+        """Validate the parameters and the items; stateless loaders learn nothing.
+
+        Parameters
+        ----------
+        X : sequence of items
+            Items of the kind the loader reads (file paths, texts...).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The loader.
+        """
+        self._validate_params()
+        self._check_items(X)
+        return self
+
+    def transform(self, X):
+        """Load every item of ``X`` into one row of the output.
+
+        Parameters
+        ----------
+        X : sequence of items
+            Items of the kind the loader reads (file paths, texts...).
+
+        Returns
+        -------
+        X_out : ndarray of shape (n_items, ...)
+            One row per item, in the order of ``X``.
+        """
+        self._validate_params()
+        return self._map_items(self._check_items(X))
+
+    def _feature_names(self):
+        shape = self._item_shape()
+        if shape is None or len(shape) != 1:
+            raise ValueError(
+                f"{type(self).__name__} has no feature names for output of shape {shape}."
+            )
+        return [f"{type(self).__name__.lower()}{i}" for i in range(shape[0])]
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored: loaders read raw items, which have no feature names.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+            One name per output column.
+        """
+        self._validate_params()
+        return np.asarray(self._feature_names(), dtype=object)
