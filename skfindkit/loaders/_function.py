@@ -1,5 +1,7 @@
 """FunctionVectorLoader: any item -> vector function as a parallel, fault-tolerant loader."""
 
+from numbers import Number
+
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -12,12 +14,17 @@ __all__ = ["FunctionVectorLoader"]
 def _is_tabular(X):
     """True when ``X`` must be validated as a 2-D numeric array (rows are items).
 
-    2-D arrays, DataFrames and sparse matrices are tabular; so are numeric arrays
+    2-D arrays, nested lists of numbers, DataFrames and sparse matrices are tabular; so are numeric arrays
     that are not 3-D or more (a 1-D numeric array is rejected by the validation
     with sklearn's usual error). Lists and 1-D object arrays are sequences of
     items; numeric arrays of 3 or more dimensions are sequences of array items.
     """
-    if isinstance(X, (list, tuple, str, bytes)):
+    if isinstance(X, (list, tuple)):  # nested lists of numbers are a 2-D array
+        first = X[0] if len(X) else None
+        return isinstance(first, (list, tuple)) and all(
+            isinstance(v, Number) for v in first
+        )
+    if isinstance(X, (str, bytes)):
         return False
     shape = getattr(X, "shape", None)
     if shape is None and hasattr(X, "__array__"):
