@@ -27,13 +27,28 @@ def index_instances():
 
 
 def loader_instances():
-    out = []
+    import numpy as np
+
+    from skfindkit import FunctionVectorLoader
+
+    out = [
+        FunctionVectorLoader(),
+        FunctionVectorLoader(np.sort, n_jobs=2, on_error="zeros"),
+    ]
     # --- loaders (issue 5) are listed below this line ---
     return out
 
 
 def extractor_instances():
-    out = []
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    from skfindkit import SklearnFeatureExtractor
+
+    out = [
+        SklearnFeatureExtractor(PCA(n_components=1)),
+        SklearnFeatureExtractor(LogisticRegression(), method="predict_proba", batch_size=7),
+    ]
     # --- extractors (issue 4) are listed below this line ---
     return out
 
