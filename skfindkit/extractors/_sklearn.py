@@ -3,6 +3,7 @@
 from copy import deepcopy
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, StrOptions
@@ -92,7 +93,12 @@ class SklearnFeatureExtractor(BaseFeatureExtractor):
         self.verbose = verbose
 
     def _validate_input(self, X, *, reset):
-        # the wrapped estimator validates its own input (like Pipeline does)
+        # The wrapped estimator validates its own input (like Pipeline does);
+        # only make X sliceable for batching.
+        if sp.issparse(X) and X.format not in ("csr", "csc"):
+            return X.tocsr()
+        if not hasattr(X, "__getitem__") and hasattr(X, "__array__"):
+            return np.asarray(X)
         return X
 
     def _fit_model(self, X, y):
@@ -102,15 +108,16 @@ class SklearnFeatureExtractor(BaseFeatureExtractor):
                 f"method={self.method!r}: {type(self.estimator).__name__} has no "
                 f"{self.method!r} method; available: {available}."
             )
+        if y is None and get_tags(self.estimator).target_tags.required:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None "
+                f"({type(self.estimator).__name__} is supervised)."
+            )
         if self.prefit:
             check_is_fitted(self.estimator)
             self.estimator_ = deepcopy(self.estimator)
         else:
-            self.estimator_ = clone(self.estimator)
-            if y is None:
-                self.estimator_.fit(X)
-            else:
-                self.estimator_.fit(X, y)
+            self.estimator_ = clone(self.estimator).fit(X, y)
 
     def _transform_batch(self, X):
         out = np.asarray(getattr(self.estimator_, self.method)(X))
