@@ -77,7 +77,7 @@ def _batch_size(index, n_queries, n_samples):
     if getattr(index, "batch_size", None) is not None:
         return index.batch_size
     budget = get_config()["working_memory"] * 2**20  # bytes, as sklearn's chunking
-    return int(max(1, min(n_queries, 1024, budget // (4 * n_samples))))
+    return int(max(1, min(n_queries, 256, budget // (4 * n_samples))))
 
 
 def exact_search(index, Q, k, brute=None):
@@ -142,7 +142,7 @@ class ExactIndex(BaseIndex):
     batch_size : int, default=None
         Queries per block; memory grows as ``4 * batch_size * n_samples_fit``
         bytes. None chooses it from scikit-learn's ``working_memory`` setting
-        (at most 1024).
+        (at most 256, which keeps a block of scores near the cache).
 
     Attributes
     ----------

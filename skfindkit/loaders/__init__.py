@@ -7,10 +7,12 @@ error policy (``on_error``).
 
 from ._base import BaseVectorLoader, ItemLoadError, ItemLoadWarning
 from ._function import FunctionVectorLoader
+from ._image import ImageLoader
 
 __all__ = [
     "BaseVectorLoader",
     "FunctionVectorLoader",
+    "ImageLoader",
     "ItemLoadError",
     "ItemLoadWarning",
 ]
