@@ -29,11 +29,13 @@ def index_instances():
 def loader_instances():
     import numpy as np
 
-    from skfindkit import FunctionVectorLoader
+    from skfindkit import FunctionVectorLoader, ImageLoader
 
     out = [
         FunctionVectorLoader(),
         FunctionVectorLoader(np.sort, n_jobs=2, on_error="zeros"),
+        ImageLoader(),
+        ImageLoader((8, 8), color_mode="grayscale", flatten=True, n_jobs=2),
     ]
     # --- loaders (issue 5) are listed below this line ---
     return out

@@ -1,0 +1,212 @@
+"""ImageLoader: image files, bytes, PIL images or arrays -> pixel arrays (Pillow)."""
+
+import io
+import os
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils._param_validation import StrOptions
+
+from ..utils import import_optional
+from ._base import BaseVectorLoader, check_file
+
+__all__ = ["ImageLoader"]
+
+_MODES = {"rgb": ("RGB", "rgb"), "grayscale": ("L", "l"), "rgba": ("RGBA", "rgba")}
+_SCALES = {"unit": (1 / 255, 0.0), "symmetric": (2 / 255, -1.0), "none": (1.0, 0.0)}
+_RESAMPLING = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+
+
+def _valid_size(size):
+    return size is None or (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, Integral) and v > 0 for v in size)
+    )
+
+
+class ImageLoader(BaseVectorLoader):
+    """Load images into arrays ready for Keras (4-D) or scikit-learn (2-D).
+
+    Each item is decoded with Pillow, converted to ``color_mode``, resized to
+    ``size`` and scaled; the result is a batch of shape
+    ``(n_images, height, width, channels)`` or, with ``flatten=True``,
+    ``(n_images, height * width * channels)``.
+
+    Parameters
+    ----------
+    size : tuple of (int, int) or None, default=(64, 64)
+        Output ``(height, width)`` (the Keras ``target_size`` order). ``None``
+        keeps each image's own size, which must then be the same for all items.
+    color_mode : {"rgb", "grayscale", "rgba"}, default="rgb"
+        Channels of the output (3, 1 or 4).
+    scale : {"unit", "symmetric", "none"}, default="unit"
+        Pixel scaling: ``[0, 1]``, ``[-1, 1]`` or the raw ``0..255`` values.
+    flatten : bool, default=False
+        Return 2-D ``(n_images, n_pixels * channels)`` rows for scikit-learn
+        extractors instead of a 4-D batch.
+    interpolation : {"bilinear", "nearest", "bicubic", "lanczos", "box", \
+"hamming"}, default="bilinear"
+        Pillow resampling filter used when resizing.
+    dtype : {"float32", "float64"}, default="float32"
+        Output dtype.
+    n_jobs : int, default=None
+        Number of joblib workers; ``None`` means 1, ``-1`` all cores.
+    verbose : int, default=0
+        Show a tqdm progress bar when > 0.
+    on_error : {"raise", "nan", "zeros"}, default="raise"
+        Policy for items that fail (missing, empty or corrupt files): raise an
+        error naming the item, or warn and put an aligned NaN / zero image.
+
+    Notes
+    -----
+    Items can be file paths, encoded image ``bytes``, ``PIL.Image.Image``
+    objects or arrays of shape ``(h, w)`` or ``(h, w, c)``. ``uint8`` arrays
+    hold 0..255 values; floating-point arrays must hold intensities in
+    ``[0, 1]`` (the scikit-image convention). A 3-D or 4-D numeric array ``X``
+    is read as a batch of images along its first axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfindkit import ImageLoader
+    >>> images = np.random.RandomState(0).randint(0, 256, (3, 40, 30, 3), dtype=np.uint8)
+    >>> ImageLoader(size=(16, 16)).transform(images).shape
+    (3, 16, 16, 3)
+    >>> ImageLoader(size=(8, 8), color_mode="grayscale", flatten=True).transform(images).shape
+    (3, 64)
+    """
+
+    _parameter_constraints = {
+        **BaseVectorLoader._parameter_constraints,
+        "size": [tuple, list, None],
+        "color_mode": [StrOptions(set(_MODES))],
+        "scale": [StrOptions(set(_SCALES))],
+        "flatten": ["boolean"],
+        "interpolation": [StrOptions(set(_RESAMPLING))],
+        "dtype": [StrOptions({"float32", "float64"})],
+    }
+    _item_name = "image"
+
+    def __init__(
+        self,
+        size=(64, 64),
+        *,
+        color_mode="rgb",
+        scale="unit",
+        flatten=False,
+        interpolation="bilinear",
+        dtype="float32",
+        n_jobs=None,
+        verbose=0,
+        on_error="raise",
+    ):
+        self.size = size
+        self.color_mode = color_mode
+        self.scale = scale
+        self.flatten = flatten
+        self.interpolation = interpolation
+        self.dtype = dtype
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.on_error = on_error
+
+    def _validate_params(self):
+        super()._validate_params()
+        if not _valid_size(self.size):
+            raise ValueError(
+                "The 'size' parameter of ImageLoader must be None or a pair of "
+                f"positive ints (height, width); got {self.size!r}."
+            )
+
+    def _channels(self):
+        return len(_MODES[self.color_mode][1])
+
+    def _item_shape(self):
+        if self.size is None:
+            return None
+        shape = (int(self.size[0]), int(self.size[1]), self._channels())
+        return (int(np.prod(shape)),) if self.flatten else shape
+
+    def _prepare(self):
+        return import_optional("PIL.Image", "image", package="pillow")
+
+    def _open(self, item, Image):
+        if isinstance(item, Image.Image):
+            return item
+        if isinstance(item, (bytes, bytearray)):
+            if not item:
+                raise ValueError("empty bytes object")
+            image = Image.open(io.BytesIO(item))
+        elif isinstance(item, (str, os.PathLike)):
+            image = Image.open(check_file(item))
+        elif isinstance(item, np.ndarray):
+            return Image.fromarray(_to_uint8(item))
+        else:
+            raise TypeError(
+                "an image item must be a path, bytes, a PIL image or an array, "
+                f"got {type(item).__name__}"
+            )
+        image.load()  # decode now: truncated or corrupt data fails here
+        return image
+
+    def _load_item(self, item, context):
+        Image = context
+        image = self._open(item, Image)
+        image = image.convert(_MODES[self.color_mode][0])
+        if self.size is not None:
+            height, width = self.size
+            if image.size != (width, height):
+                resample = getattr(Image.Resampling, self.interpolation.upper())
+                image = image.resize((int(width), int(height)), resample=resample)
+        pixels = np.asarray(image, dtype=self.dtype)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, np.newaxis]
+        factor, offset = _SCALES[self.scale]
+        if self.scale != "none":
+            pixels = pixels * np.asarray(factor, dtype=self.dtype) + np.asarray(
+                offset, dtype=self.dtype
+            )
+        return pixels.ravel() if self.flatten else pixels
+
+    def _feature_names(self):
+        if not self.flatten or self.size is None:
+            raise ValueError(
+                "ImageLoader has feature names only with flatten=True and a fixed size."
+            )
+        channels = _MODES[self.color_mode][1]
+        height, width = self.size
+        return [
+            f"pixel_{r}_{c}_{ch}"
+            for r in range(height)
+            for c in range(width)
+            for ch in channels
+        ]
+
+
+def _to_uint8(array):
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ValueError(
+            f"an image array must have shape (h, w) or (h, w, 1|3|4), got {array.shape}"
+        )
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                "a floating-point image array must hold finite values in [0, 1]; got "
+                f"range [{np.nanmin(array)}, {np.nanmax(array)}]"
+            )
+        return np.round(array * 255).astype(np.uint8)
+    if array.dtype.kind in "iu":
+        if array.min() < 0 or array.max() > 255:
+            raise ValueError(
+                "an integer image array must hold values in 0..255; got range "
+                f"[{array.min()}, {array.max()}]"
+            )
+        return array.astype(np.uint8)
+    raise ValueError(f"unsupported image array dtype {array.dtype}")
