@@ -1,0 +1,228 @@
+"""The contract suite: every public estimator of skfindkit, in one place.
+
+Estimators join by being listed in ``estimator_instances.py``; the suite then
+runs scikit-learn's estimator checks on them, and the index-specific contract
+(equivalence with ``KNeighborsTransformer``, pickling, bad input) on every
+index.
+"""
+
+import inspect
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+from scipy import sparse
+from sklearn.base import clone
+from sklearn.neighbors import KNeighborsTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import skfindkit
+from skfindkit import BaseIndex, ExactIndex
+from skfindkit._persist import CorruptIndexError
+
+from .estimator_instances import available_instances, index_instances, requires_missing_backend
+
+
+def _public_estimator_classes():
+    out = []
+    for name in skfindkit.__all__:
+        obj = getattr(skfindkit, name)
+        if inspect.isclass(obj) and hasattr(obj, "get_params") and not inspect.isabstract(obj):
+            out.append(obj)
+    return out
+
+
+def test_every_public_estimator_is_listed():
+    listed = {type(est) for est in available_instances()}
+    missing = [
+        cls.__name__
+        for cls in _public_estimator_classes()
+        # an estimator whose backend cannot be installed here runs elsewhere
+        if cls not in listed and not requires_missing_backend(cls)
+    ]
+    assert not missing, f"add instances of {missing} to tests/estimator_instances.py"
+
+
+@parametrize_with_checks(available_instances())
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+# ----------------------------------------------------------------- indexes
+def _index_id(est):
+    return f"{type(est).__name__}-{est.metric}-{est.mode}"
+
+
+INDEXES = index_instances()
+
+
+def _clustered(n=300, d=8, centers=6, seed=0):
+    rng = np.random.default_rng(seed)
+    c = rng.normal(scale=4.0, size=(centers, d))
+    labels = rng.integers(0, centers, n)
+    return c[labels] + rng.normal(size=(n, d)), labels
+
+
+def _exact_like(index):
+    """Is this index exact on small data (so equal ids are required)?"""
+    return isinstance(index, ExactIndex) or getattr(index, "_exact_on_small_data", False)
+
+
+def _sk_metric(index):
+    return {"euclidean": "euclidean", "cosine": "cosine"}.get(index.metric)
+
+
+@pytest.mark.parametrize(
+    "index",
+    # approximate indexes are compared on recall in their own tests; sklearn
+    # has no inner-product metric
+    [i for i in INDEXES if _exact_like(i) and _sk_metric(i) is not None],
+    ids=_index_id,
+)
+def test_graph_matches_kneighbors_transformer(index):
+    X, _ = _clustered()
+    for mode in ("distance", "connectivity"):
+        est = clone(index).set_params(mode=mode, n_neighbors=7)
+        ref = KNeighborsTransformer(n_neighbors=7, mode=mode, metric=_sk_metric(index))
+        G, R = est.fit_transform(X), ref.fit_transform(X)
+        assert G.shape == R.shape and G.format == "csr"
+        assert (G.indptr == R.indptr).all()
+        np.testing.assert_array_equal(G.indices, R.indices)
+        np.testing.assert_allclose(G.data, R.data, rtol=1e-5, atol=1e-6)
+        # kneighbors(None) excludes self; kneighbors_graph(None) too
+        d1, i1 = est.kneighbors()
+        d2, i2 = ref.kneighbors()
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_allclose(d1, d2, rtol=1e-5, atol=1e-6)
+        G0 = est.kneighbors_graph(None, mode="distance")
+        assert G0.shape == (X.shape[0], X.shape[0]) and G0.diagonal().max() == 0
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+def test_self_is_first_at_exactly_zero(index):
+    if index.metric == "inner_product":
+        return  # 1 - <x, x> is not 0: documented
+    X, _ = _clustered()
+    est = clone(index).set_params(mode="distance", n_neighbors=5)
+    G = est.fit_transform(X)
+    assert G.shape == (X.shape[0], X.shape[0])
+    assert np.diff(G.indptr).tolist() == [6] * X.shape[0]
+    first = G.indices[G.indptr[:-1]]
+    np.testing.assert_array_equal(first, np.arange(X.shape[0]))
+    assert (G.data[G.indptr[:-1]] == 0.0).all()
+    # rows sorted by distance
+    rows = G.data.reshape(X.shape[0], 6)
+    assert (np.diff(rows, axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+def test_pickle_and_joblib_round_trip_identical(index, tmp_path):
+    X, y = _clustered()
+    est = clone(index).fit(X[:250], y[:250])
+    d, i = est.kneighbors(X[250:])
+    for restored in (
+        pickle.loads(pickle.dumps(est)),
+        _joblib_round_trip(est, tmp_path / "index.joblib"),
+    ):
+        d2, i2 = restored.kneighbors(X[250:])
+        np.testing.assert_array_equal(i, i2)
+        np.testing.assert_array_equal(d, d2)
+        assert restored.score(X[250:], y[250:]) == est.score(X[250:], y[250:])
+
+
+def _joblib_round_trip(est, path):
+    joblib.dump(est, path)
+    return joblib.load(path)
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+def test_partial_fit_appends_ids(index):
+    X, y = _clustered()
+    est = clone(index).fit(X[:200], y[:200])
+    est.partial_fit(X[200:], y[200:])
+    assert est.n_samples_fit_ == X.shape[0]
+    full = clone(index).fit(X, y)
+    # the added items are found under their new ids
+    ind = est.kneighbors(X[200:], n_neighbors=1, return_distance=False)
+    if index.metric != "inner_product":
+        assert np.mean(ind[:, 0] == np.arange(200, X.shape[0])) > 0.95
+    assert est.score(X, y) == pytest.approx(full.score(X, y), abs=0.05)
+    with pytest.raises(ValueError, match="y is required"):
+        est.partial_fit(X[:3])
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+def test_corrupt_blob_never_reaches_native_code(index):
+    X, _ = _clustered()
+    est = clone(index).fit(X)
+    state = est.__getstate__()
+    blob = state.get("_index_blob")
+    if blob is None:
+        return  # nothing native: the index is rebuilt from the stored data
+    for bad in (blob[: len(blob) // 2], blob[:-1] + bytes([blob[-1] ^ 1]), b"junk" + blob[4:]):
+        fresh = type(est).__new__(type(est))
+        with pytest.raises(CorruptIndexError):
+            fresh.__setstate__({**state, "_index_blob": bad})
+
+
+def _bad_inputs():
+    return [
+        ("nan", lambda X: np.where(np.arange(X.size).reshape(X.shape) == 3, np.nan, X),
+         ValueError, "NaN"),
+        ("inf", lambda X: np.where(np.arange(X.size).reshape(X.shape) == 3, np.inf, X),
+         ValueError, "infinity"),
+        ("1-D", lambda X: X[0], ValueError, "2D array"),
+        ("empty", lambda X: X[:0], ValueError, "0 sample"),
+        ("sparse", lambda X: sparse.csr_matrix(X), TypeError, "[Ss]parse"),
+        ("object", lambda X: np.array([["a"] * X.shape[1]] * 3, dtype=object), ValueError,
+         "could not convert"),
+    ]
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+@pytest.mark.parametrize("name,make,exc,match", _bad_inputs(), ids=lambda v: str(v)[:8])
+def test_bad_input_is_refused_clearly(index, name, make, exc, match):
+    X, _ = _clustered(n=40)
+    with pytest.raises(exc, match=match):
+        clone(index).fit(make(X))
+    est = clone(index).fit(X)
+    with pytest.raises(exc, match=match):
+        est.kneighbors(make(X))
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+def test_contract_errors(index):
+    X, y = _clustered(n=40)
+    est = clone(index)
+    with pytest.raises(Exception, match="not fitted"):
+        est.kneighbors(X)
+    est.fit(X, y)
+    with pytest.raises(ValueError, match="7 features.*expecting 8"):
+        est.kneighbors(X[:, :-1])
+    with pytest.raises(ValueError, match="n_neighbors <= n_samples_fit"):
+        est.kneighbors(X, n_neighbors=41)
+    with pytest.raises(ValueError, match="n_neighbors < n_samples_fit"):
+        est.kneighbors(None, n_neighbors=40)
+    with pytest.raises(ValueError, match="n_neighbors > 0"):
+        est.kneighbors(X, n_neighbors=0)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        clone(index).set_params(n_neighbors=0).fit(X)
+    with pytest.raises(ValueError, match="mode"):
+        est.kneighbors_graph(X, mode="bogus")
+    with pytest.raises(ValueError, match="labels"):
+        clone(index).fit(X).score(X, y)
+
+
+def test_base_is_abstract():
+    with pytest.raises(TypeError):
+        BaseIndex()
+
+
+def test_repr_and_params_round_trip():
+    est = ExactIndex(n_neighbors=3, metric="cosine", batch_size=4)
+    assert "metric='cosine'" in repr(est)
+    assert clone(est).get_params() == est.get_params()
+    buf = io.BytesIO()
+    joblib.dump(est, buf)
