@@ -11,6 +11,7 @@ imported lazily, on first use, so ``import skfindkit`` stays fast:
   ``numpy<2``).
 """
 
+from ._keras import KerasFeatureExtractor
 from ._sklearn import SklearnFeatureExtractor
 
-__all__ = ["SklearnFeatureExtractor"]
+__all__ = ["KerasFeatureExtractor", "SklearnFeatureExtractor"]

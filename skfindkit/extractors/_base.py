@@ -188,7 +188,7 @@ class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         return tags
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # may be self.__dict__ itself
         for name in self._transient_attrs:
             state.pop(name, None)
         memo = {}  # the same object under two names is serialized once
