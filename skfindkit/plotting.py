@@ -1,0 +1,72 @@
+"""Plots people would rather look at than read: query -> top-k galleries."""
+
+import numpy as np
+
+__all__ = ["plot_retrieval_gallery"]
+
+
+def plot_retrieval_gallery(queries, neighbors, *, distances=None, correct=None,
+                           query_titles=None, path=None, cmap="gray_r"):
+    """Draw one row per query: the query image, then its retrieved images.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, h, w) or (n_queries, h, w, c)
+        Query images.
+    neighbors : array-like of shape (n_queries, k, h, w[, c])
+        Retrieved images, nearest first.
+    distances : array-like of shape (n_queries, k), default=None
+        Shown under each retrieved image.
+    correct : array-like of bool, shape (n_queries, k), default=None
+        Frames relevant hits green and the others red.
+    query_titles : list of str, default=None
+        Titles of the query images.
+    path : str or path-like, default=None
+        Where to save the PNG; the figure is returned either way.
+    cmap : str, default="gray_r"
+        Colormap for single-channel images.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    queries, neighbors = np.asarray(queries), np.asarray(neighbors)
+    n_q, k = neighbors.shape[:2]
+    fig, axes = plt.subplots(n_q, k + 1, figsize=(1.4 * (k + 1), 1.6 * n_q), squeeze=False)
+    for q in range(n_q):
+        _show(axes[q, 0], queries[q], cmap)
+        axes[q, 0].set_title(query_titles[q] if query_titles else "query", fontsize=8)
+        for j in range(k):
+            ax = axes[q, j + 1]
+            _show(ax, neighbors[q, j], cmap)
+            if distances is not None:
+                ax.set_title(f"{distances[q][j]:.3g}", fontsize=7)
+            if correct is not None:
+                color = "tab:green" if correct[q][j] else "tab:red"
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_edgecolor(color)
+                    spine.set_linewidth(2.5)
+    fig.suptitle("query  ->  nearest items (distance)", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def _show(ax, image, cmap):
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    ax.imshow(image, cmap=cmap if image.ndim == 2 else None, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
