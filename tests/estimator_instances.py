@@ -37,6 +37,17 @@ def loader_instances():
         ImageLoader(),
         ImageLoader((8, 8), color_mode="grayscale", flatten=True, n_jobs=2),
     ]
+    if _has("librosa") and _has("soundfile"):
+        from skfindkit import STFTVectorLoader
+
+        out += [
+            STFTVectorLoader(),
+            STFTVectorLoader(representation="mfcc", deltas=1, n_segments=3, n_jobs=2),
+        ]
+    if _has("essentia") and _has("soundfile"):
+        from skfindkit import EssentiaVectorLoader
+
+        out.append(EssentiaVectorLoader(descriptors=["mfcc", "tonal"], pooling="mean"))
     # --- loaders (issue 5) are listed below this line ---
     return out
 

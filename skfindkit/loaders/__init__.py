@@ -5,14 +5,18 @@ items in parallel (``n_jobs``), shows progress (``verbose``) and applies one
 error policy (``on_error``).
 """
 
+from ._audio import STFTVectorLoader
 from ._base import BaseVectorLoader, ItemLoadError, ItemLoadWarning
+from ._essentia import EssentiaVectorLoader
 from ._function import FunctionVectorLoader
 from ._image import ImageLoader
 
 __all__ = [
     "BaseVectorLoader",
+    "EssentiaVectorLoader",
     "FunctionVectorLoader",
     "ImageLoader",
     "ItemLoadError",
     "ItemLoadWarning",
+    "STFTVectorLoader",
 ]
