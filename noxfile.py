@@ -1,0 +1,45 @@
+"""Test environments: the library on numpy 2, and MXNet/Gluon on numpy < 2.
+
+MXNet 1.9.1, the last release of a retired project, needs numpy < 2, so its
+extractors are tested in a separate environment; everything else targets
+numpy 2. Run ``nox`` for both sessions, ``nox -s tests`` for one.
+"""
+
+import glob
+import os
+
+import nox
+
+nox.options.sessions = ["tests", "tests_mxnet"]
+nox.options.reuse_existing_virtualenvs = True
+
+# Sessions run with the interpreter that runs nox (CI: python3 >= 3.10).
+PYTHON = None
+
+
+def _workers():
+    return os.environ.get("PYTEST_WORKERS", "auto")
+
+
+@nox.session(python=PYTHON)
+def tests(session):
+    """Everything but MXNet, on numpy 2, with every other optional backend."""
+    session.install("-e", ".[all,test]")
+    session.run(
+        "python", "-m", "pytest", "-n", _workers(), "--dist", "loadfile",
+        *(session.posargs or ["tests"]),
+        env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+@nox.session(python=PYTHON)
+def tests_mxnet(session):
+    """MXNet/Gluon extractors and their contract checks, on numpy < 2."""
+    session.install("numpy<2", "-e", ".[mxnet,image,test]")
+    session.run(
+        "python", "-m", "pytest", "-n", _workers(), "--dist", "loadfile",
+        *(session.posargs or [
+            *sorted(glob.glob("tests/test_extractors_mxnet*.py")),
+            "tests/test_estimators.py", "-k", "MXNet or Gluon or every_public",
+        ]),
+    )
