@@ -98,6 +98,53 @@ def extractor_instances():
             KerasFeatureExtractor(keras_path),
             KerasFeatureExtractor(keras_path, layer="conv", pooling="max", batch_size=7),
         ]
+    if _has("mxnet"):
+        import numpy as np
+
+        from skfindkit import GluonFeatureExtractor, MXNetFeatureExtractor
+        from skfindkit.extractors._mxnet_import import import_mxnet
+
+        mx = import_mxnet()
+
+        def save_mxnet(path):  # data -> conv(k=1) -> tanh -> mean over width -> fc
+            x = mx.sym.expand_dims(mx.sym.var("data"), axis=1)
+            x = mx.sym.Convolution(x, kernel=(1,), num_filter=4, name="conv")
+            x = mx.sym.mean(mx.sym.Activation(x, act_type="tanh", name="tanh"), axis=2)
+            rs = np.random.RandomState(0)
+            shapes = {"conv_weight": (4, 1, 1), "conv_bias": (4,), "fc_weight": (3, 4),
+                      "fc_bias": (3,)}
+            mx.model.save_checkpoint(
+                path, 0, mx.sym.FullyConnected(x, num_hidden=3, name="fc"),
+                {k: mx.nd.array(rs.randn(*v)) for k, v in shapes.items()}, {})
+
+        def save_gluon(path):
+            net = mx.gluon.nn.HybridSequential(prefix="net_")
+            with net.name_scope():
+                net.add(mx.gluon.nn.HybridLambda(lambda F, x: F.expand_dims(x, axis=1)),
+                        mx.gluon.nn.Conv1D(4, 1, activation="tanh"),
+                        mx.gluon.nn.GlobalAvgPool1D(), mx.gluon.nn.Dense(3))
+            net.initialize(mx.init.Xavier())
+            net.hybridize()
+            net(mx.nd.ones((2, 5)))
+            net.export(path, 0)
+
+        def saved_prefix(name, save):  # checkpoint files <prefix>-symbol.json, -0000.params
+            prefix = os.path.join(cache, name)
+            if not os.path.exists(f"{prefix}-0000.params"):
+                tmp = f"{prefix}.{os.getpid()}"
+                save(tmp)
+                for suffix in ("-symbol.json", "-0000.params"):  # params last: complete
+                    os.replace(tmp + suffix, prefix + suffix)
+            return prefix
+
+        mx_prefix = saved_prefix("any-width-mxnet", save_mxnet)
+        gluon_prefix = saved_prefix("any-width-gluon", save_gluon)
+        out += [
+            MXNetFeatureExtractor(mx_prefix),
+            MXNetFeatureExtractor(mx_prefix, layer="tanh", pooling="max", batch_size=7),
+            GluonFeatureExtractor(gluon_prefix),
+            GluonFeatureExtractor(gluon_prefix, layer="net_conv0", pooling="avg", batch_size=7),
+        ]
     return out
 
 

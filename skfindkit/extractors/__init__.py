@@ -11,7 +11,14 @@ imported lazily, on first use, so ``import skfindkit`` stays fast:
   ``numpy<2``).
 """
 
+from ._gluon import GluonFeatureExtractor
 from ._keras import KerasFeatureExtractor
+from ._mxnet import MXNetFeatureExtractor
 from ._sklearn import SklearnFeatureExtractor
 
-__all__ = ["KerasFeatureExtractor", "SklearnFeatureExtractor"]
+__all__ = [
+    "GluonFeatureExtractor",
+    "KerasFeatureExtractor",
+    "MXNetFeatureExtractor",
+    "SklearnFeatureExtractor",
+]
