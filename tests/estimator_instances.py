@@ -48,6 +48,10 @@ def loader_instances():
         from skfindkit import EssentiaVectorLoader
 
         out.append(EssentiaVectorLoader(descriptors=["mfcc", "tonal"], pooling="mean"))
+    if _has("gensim"):
+        from skfindkit import Doc2VecLoader
+
+        out += [Doc2VecLoader(), Doc2VecLoader(dm=0, vector_size=16, n_jobs=2)]
     # --- loaders (issue 5) are listed below this line ---
     return out
 

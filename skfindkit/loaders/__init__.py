@@ -9,10 +9,12 @@ from ._audio import STFTVectorLoader
 from ._base import BaseVectorLoader, ItemLoadError, ItemLoadWarning
 from ._essentia import EssentiaVectorLoader
 from ._function import FunctionVectorLoader
+from ._text import Doc2VecLoader
 from ._image import ImageLoader
 
 __all__ = [
     "BaseVectorLoader",
+    "Doc2VecLoader",
     "EssentiaVectorLoader",
     "FunctionVectorLoader",
     "ImageLoader",
