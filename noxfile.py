@@ -27,7 +27,7 @@ def tests(session):
     session.install("-e", ".[all,test]")
     session.run(
         "python", "-m", "pytest", "-n", _workers(), "--dist", "loadfile",
-        *(session.posargs or ["tests"]),
+        *(session.posargs or ["tests", "skfindkit", "--doctest-modules"]),
         env={"TF_CPP_MIN_LOG_LEVEL": "2"},
     )
 
