@@ -4,6 +4,7 @@ import os
 import pickle
 from numbers import Integral
 
+from sklearn.base import clone
 from sklearn.utils._param_validation import Interval
 
 from ._mxnet_common import BaseMXNetExtractor, load_checkpoint
@@ -132,11 +133,25 @@ class GluonFeatureExtractor(BaseMXNetExtractor):
         mx = import_mxnet()
         return self._runner(mx.nd.array(X, ctx=self.context_)).asnumpy()
 
+    def __sklearn_clone__(self):
+        # copy.deepcopy fails on hybridized blocks (their CachedOp), so clone
+        # copies a block through its symbol and parameters, like pickle does
+        block = self.block
+        if not isinstance(block, (str, os.PathLike)):
+            mx = import_mxnet()
+            if isinstance(block, mx.gluon.HybridBlock):
+                block = self._model_from_bytes(self._model_to_bytes(block))
+        params = {name: clone(value, safe=False)
+                  for name, value in self.get_params(deep=False).items() if name != "block"}
+        return type(self)(block, **params)
+
     def _model_to_bytes(self, obj):
         mx = import_mxnet()
         if isinstance(obj, mx.gluon.HybridBlock):
             symbol, arg, aux = _trace(mx, obj, self.data_name)
-            return pickle.dumps(("block", [super()._model_to_bytes(o) for o in (symbol, arg, aux)]))
+            to_bytes = super()._model_to_bytes
+            parts = [to_bytes(o) for o in (symbol, arg, aux)]
+            return pickle.dumps(("block", (self.data_name, parts)))
         return super()._model_to_bytes(obj)
 
     def _model_from_bytes(self, data):
@@ -144,6 +159,7 @@ class GluonFeatureExtractor(BaseMXNetExtractor):
         if kind != "block":
             return super()._model_from_bytes(data)
         mx = import_mxnet()
-        symbol, arg, aux = (super(GluonFeatureExtractor, self)._model_from_bytes(p)
-                            for p in payload)
-        return _symbol_block(mx, symbol, arg, aux, self.data_name, mx.cpu())
+        data_name, parts = payload  # runs before the attributes are restored
+        from_bytes = super()._model_from_bytes
+        symbol, arg, aux = (from_bytes(p) for p in parts)
+        return _symbol_block(mx, symbol, arg, aux, data_name, mx.cpu())
