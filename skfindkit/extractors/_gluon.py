@@ -13,15 +13,25 @@ from ._mxnet_import import import_mxnet
 __all__ = ["GluonFeatureExtractor"]
 
 
-def _trace(mx, block, data_name):
-    """Symbol and parameters of an initialized HybridBlock."""
+def _trace(mx, block, data_name, X=None):
+    """Symbol and parameters of an initialized HybridBlock.
+
+    Deferred initialization (shapes unknown until data is seen) is completed
+    with one forward pass on ``X[:1]`` when ``X`` is given.
+    """
     symbol = block(mx.sym.var(data_name))
     if isinstance(symbol, (list, tuple)):
         symbol = mx.sym.Group(list(symbol))
     args, aux = set(symbol.list_arguments()), set(symbol.list_auxiliary_states())
     try:
-        params = {name: p.data() for name, p in block.collect_params().items()}
-    except RuntimeError as exc:  # deferred or missing initialization
+        try:
+            params = {name: p.data() for name, p in block.collect_params().items()}
+        except mx.gluon.parameter.DeferredInitializationError:
+            if X is None:
+                raise
+            block(mx.nd.array(X[:1]))
+            params = {name: p.data() for name, p in block.collect_params().items()}
+    except (RuntimeError, mx.base.MXNetError) as exc:
         raise ValueError(
             f"block: its parameters are not initialized ({str(exc).splitlines()[0]}); "
             "call block.initialize() or block.load_parameters(...) first."
@@ -120,7 +130,7 @@ class GluonFeatureExtractor(BaseMXNetExtractor):
                 "block: expected an mxnet.gluon.HybridBlock or an export prefix, got "
                 f"{type(self.block).__name__}."
             )
-        return _trace(mx, self.block, self.data_name)
+        return _trace(mx, self.block, self.data_name, X)
 
     def _build_inference(self):
         mx = import_mxnet()
