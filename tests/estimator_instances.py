@@ -152,9 +152,27 @@ def extractor_instances():
     return out
 
 
+# the module each optional estimator needs; the MXNet environment (numpy < 2)
+# installs only mxnet and the image extra, the main one everything else
+_BACKENDS = {
+    "KerasFeatureExtractor": "keras",
+    "MXNetFeatureExtractor": "mxnet",
+    "GluonFeatureExtractor": "mxnet",
+    "AnnoyIndex": "annoy",
+    "NMSLibIndex": "nmslib",
+    "HNSWIndex": "hnswlib",
+    "FaissIndex": "faiss",
+    "Doc2VecLoader": "gensim",
+    "EssentiaVectorLoader": "essentia",
+    "STFTVectorLoader": "librosa",
+    "ImageLoader": "PIL",
+}
+
+
 def requires_missing_backend(cls):
-    """True for estimators whose backend is not installable in this environment."""
-    return cls.__name__ in {"MXNetFeatureExtractor", "GluonFeatureExtractor"} and not _has("mxnet")
+    """True for estimators whose backend is not installed in this environment."""
+    module = _BACKENDS.get(cls.__name__)
+    return module is not None and not _has(module)
 
 
 def available_instances():

@@ -50,6 +50,30 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+# The checks that need no data: scikit-learn skips every check for estimators
+# whose input is not a 2-D array (loaders of paths and texts), so these API
+# checks run here for every estimator, whatever its input.
+_API_CHECKS = [
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_estimator_repr",
+    "check_estimator_cloneable",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_do_not_raise_errors_in_init_or_set_params",
+]
+
+
+@pytest.mark.parametrize("estimator", available_instances(), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("check_name", _API_CHECKS)
+def test_api_checks_for_every_input_type(estimator, check_name):
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check_name)(type(estimator).__name__, clone(estimator))
+
+
 # ----------------------------------------------------------------- indexes
 def _index_id(est):
     return f"{type(est).__name__}-{est.metric}-{est.mode}"
