@@ -31,13 +31,28 @@ def best_of(fn, repeat):
     return min(times)
 
 
+def _keras_device(keras, device):
+    """Device scope and a label for Keras's backend (TensorFlow, or JAX on a GPU box)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.device("/GPU:0" if device == "gpu" else "/CPU:0"), f"tf {tf.__version__}"
+    if backend == "jax":
+        import jax
+
+        dev = jax.devices("gpu" if device == "gpu" else "cpu")[0]
+        return jax.default_device(dev), f"jax {jax.__version__} on {dev.device_kind}"
+    raise SystemExit(f"unsupported KERAS_BACKEND {backend!r} for this benchmark")
+
+
 def bench_keras(X, batch_size, device, repeat):
     import keras
-    import tensorflow as tf
 
     from skfindkit import KerasFeatureExtractor
 
-    with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+    scope, label = _keras_device(keras, device)
+    with scope:
         keras.utils.set_random_seed(0)
         model = keras.Sequential([
             keras.Input(X.shape[1:]),
@@ -51,7 +66,7 @@ def bench_keras(X, batch_size, device, repeat):
         sub = keras.Model(model.inputs, model.get_layer("conv2").output)
         raw = best_of(lambda: sub.predict(X, batch_size=batch_size, verbose=0), repeat)
         ours = best_of(lambda: ext.transform(X), repeat)
-    return f"keras {keras.__version__} / tf {tf.__version__}", raw, ours
+    return f"keras {keras.__version__} / {label}", raw, ours
 
 
 def _mx_symbol(mx):

@@ -1,0 +1,145 @@
+"""ExactIndex vs scikit-learn brute force: queries per second, single thread.
+
+Data: 100k x 128 float32 points on a low-dimensional manifold (clusters whose
+spread lives in a 16-dimensional subspace, plus small isotropic noise), so
+that neighbours mean something; in-distribution queries come from the same
+generator, out-of-distribution queries from fresh clusters. k = 10, 1,000
+queries. Both run in this one process, single-threaded (``n_jobs=1`` for
+skfindkit; ``threadpool_limits(1)`` for scikit-learn and the raw GEMM), best
+of ``--repeats`` interleaved runs. The raw float32 matrix product of the
+same shapes is timed too: it is the floor any brute-force method pays.
+
+    python benchmarks/bench_exact.py [--n 100000] [--repeats 5]
+
+writes ``benchmarks/results/exact.md``.
+"""
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import sklearn
+from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import skfindkit
+from skfindkit import ExactIndex
+from skfindkit.metrics import recall_at_k
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def manifold_data(n, d, seed, n_clusters=200, intrinsic=16):
+    """Clustered points whose variation lives in a low-dimensional subspace."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, intrinsic)))[0].T  # (intrinsic, d)
+    centers = rng.normal(scale=6.0, size=(n_clusters, intrinsic))
+    labels = rng.integers(0, n_clusters, n)
+    latent = centers[labels] + rng.normal(size=(n, intrinsic))
+    X = latent @ basis + 0.1 * rng.normal(size=(n, d))
+    return X.astype(np.float32)
+
+
+def best_of(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})"
+                     for i in threadpool_info() if i["user_api"] == "blas")
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+        "numpy": np.__version__, "scikit-learn": sklearn.__version__,
+        "skfindkit": skfindkit.__version__, "blas": blas,
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "unset"),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--d", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(RESULTS / "exact.md"))
+    args = parser.parse_args()
+
+    # one generator call, so in-distribution queries share the clusters
+    data = manifold_data(args.n + args.queries, args.d, seed=0)
+    X, Q_in = data[: args.n], data[args.n:]
+    Q_out = manifold_data(args.queries, args.d, seed=1)  # other clusters, other subspace
+
+    rows = []
+    with threadpool_limits(1):
+        sk = NearestNeighbors(n_neighbors=args.k, algorithm="brute").fit(X)
+        ours = ExactIndex(n_neighbors=args.k, n_jobs=1).fit(X)
+        for name, Q in (("in-distribution", Q_in), ("out-of-distribution", Q_out)):
+            ours.kneighbors(Q[:50]), sk.kneighbors(Q[:50])  # warm up
+            t_gemm, t_sk, t_ours = [], [], []
+            for _ in range(args.repeats):  # interleaved, best of each
+                t_gemm.append(best_of(lambda: Q @ X.T, 1)[0])
+                t, (d_sk, i_sk) = best_of(lambda: sk.kneighbors(Q), 1)
+                t_sk.append(t)
+                t, (d_ours, i_ours) = best_of(lambda: ours.kneighbors(Q), 1)
+                t_ours.append(t)
+            nq = Q.shape[0]
+            rows.append({
+                "queries": name,
+                "gemm_qps": nq / min(t_gemm), "sklearn_qps": nq / min(t_sk),
+                "ours_qps": nq / min(t_ours), "ratio": min(t_sk) / min(t_ours),
+                "recall": recall_at_k(i_sk, i_ours),
+                "max_dist_diff": float(np.abs(d_sk - d_ours).max()),
+            })
+            print(rows[-1])
+
+    info = machine()
+    lines = [
+        "# ExactIndex vs scikit-learn brute force",
+        "",
+        f"Command: `python benchmarks/bench_exact.py --n {args.n} --repeats {args.repeats}`  ",
+        f"Data: {args.n:,} x {args.d} float32 (200 clusters on a 16-dim subspace + noise), "
+        f"{args.queries:,} queries, k = {args.k}, single thread, best of {args.repeats} "
+        "interleaved runs.  ",
+        "Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()),
+        "",
+        "| queries | raw float32 GEMM q/s (floor) | sklearn brute q/s | ExactIndex q/s "
+        "| ExactIndex / sklearn | recall@k vs sklearn | max abs distance diff |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['queries']} | {r['gemm_qps']:,.0f} | {r['sklearn_qps']:,.0f} | "
+            f"{r['ours_qps']:,.0f} | **{r['ratio']:.2f}x** | {r['recall']:.4f} | "
+            f"{r['max_dist_diff']:.2e} |"
+        )
+    lines += [
+        "",
+        "The GEMM column times only `Q @ X.T` (no selection, no distances): the "
+        "ceiling of any brute-force method on this BLAS. ExactIndex adds the "
+        "grouped top-k prefilter and the exact float64 re-ranking of 2k candidates; "
+        "scikit-learn computes float64 distances in chunks and partitions each row.",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
