@@ -90,6 +90,9 @@ class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     #: validate_data keyword arguments used for X
     _validate_kwargs = {"allow_nd": True, "dtype": np.float32}
 
+    #: batches handed to ``_transform_batch`` at once (see ``transform``)
+    _batches_per_call = 1
+
     # -- hooks -------------------------------------------------------------
     @abstractmethod
     def _fit_model(self, X, y):
@@ -152,8 +155,11 @@ class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         if any(not hasattr(self, name) for name in self._transient_attrs):
             self._build_inference()  # first call after unpickling
         n = _num_samples(X)
-        batches = gen_batches(n, self.batch_size or max(n, 1))
-        total = -(-n // (self.batch_size or max(n, 1)))
+        # frameworks whose own batched call amortizes per-call costs (Keras's
+        # predict) get several batches per call; the output is the same
+        step = (self.batch_size or max(n, 1)) * self._batches_per_call
+        batches = gen_batches(n, step)
+        total = -(-n // step)
         parts = [
             self._transform_batch(_safe_indexing(X, s))
             for s in progress(batches, verbose=self.verbose, desc=type(self).__name__,

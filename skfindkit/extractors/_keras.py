@@ -99,6 +99,7 @@ class KerasFeatureExtractor(BaseFeatureExtractor):
     }
     _model_attrs = ("model", "model_")
     _transient_attrs = ("_feature_model",)
+    _batches_per_call = 32
 
     def __init__(self, model, *, layer=None, batch_size=32, preprocess=None, pooling=None,
                  verbose=0):
@@ -155,7 +156,12 @@ class KerasFeatureExtractor(BaseFeatureExtractor):
         X = self._as_model_input(X)
         if self.preprocess is not None:
             X = self.preprocess(X)
-        out = np.asarray(self._feature_model.predict_on_batch(X))
+        # one predict call over several batches: Keras compiles its predict
+        # step once per call and overlaps batches (predict_on_batch per batch
+        # costs up to 1.5x on the JAX backend)
+        out = np.asarray(
+            self._feature_model.predict(X, batch_size=self.batch_size or len(X), verbose=0)
+        )
         return pool_features(out, self.pooling)
 
     def _model_to_bytes(self, model):
