@@ -23,6 +23,39 @@ def index_instances():
         ExactIndex(metric="inner_product", batch_size=7),
     ]
     # --- approximate indexes (issue 6) are listed below this line ---
+    if _has("annoy"):
+        from skfindkit import AnnoyIndex
+
+        out += [
+            AnnoyIndex(random_state=0),
+            AnnoyIndex(metric="cosine", mode="connectivity", n_trees=5, search_k=200, random_state=0),
+            AnnoyIndex(metric="inner_product", random_state=0),
+        ]
+    if _has("nmslib"):
+        from skfindkit import NMSLibIndex
+
+        out += [
+            NMSLibIndex(),
+            NMSLibIndex(metric="cosine", method="sw-graph", mode="connectivity"),
+            NMSLibIndex(metric="inner_product", method="seq_search"),
+        ]
+    if _has("hnswlib"):
+        from skfindkit import HNSWIndex
+
+        out += [
+            HNSWIndex(random_state=0),
+            HNSWIndex(metric="cosine", mode="connectivity", M=8, ef=20, random_state=0),
+            HNSWIndex(metric="inner_product", random_state=0),
+        ]
+    if _has("faiss"):
+        from skfindkit import FaissIndex
+
+        out += [
+            FaissIndex(),
+            FaissIndex(factory="IVF1024,Flat", nprobe=4, metric="cosine", random_state=0),
+            FaissIndex(factory="Flat", metric="inner_product", mode="connectivity"),
+            FaissIndex(factory="HNSW16,SQ8", efSearch=32),
+        ]
     return out
 
 

@@ -4,7 +4,19 @@ All indexes share :class:`BaseIndex`; each backend is one small module that
 imports its library lazily (install it with the matching extra).
 """
 
+from ._annoy import AnnoyIndex
 from ._base import METRICS, BaseIndex
 from ._exact import ExactIndex
+from ._faiss import FaissIndex
+from ._hnsw import HNSWIndex
+from ._nmslib import NMSLibIndex
 
-__all__ = ["BaseIndex", "ExactIndex", "METRICS"]
+__all__ = [
+    "AnnoyIndex",
+    "BaseIndex",
+    "ExactIndex",
+    "FaissIndex",
+    "HNSWIndex",
+    "METRICS",
+    "NMSLibIndex",
+]

@@ -1,0 +1,128 @@
+"""Random-projection forest index backed by Spotify's annoy."""
+
+from numbers import Integral
+
+from sklearn.utils._param_validation import Interval
+
+from ..utils import import_optional
+from ._ann_utils import bytes_to_files, files_to_bytes, native_seed, stack_padded
+from ._base import BaseIndex
+
+__all__ = ["AnnoyIndex"]
+
+# metric -> annoy metric; cosine searches unit rows with "euclidean" (annoy's
+# "angular" distance is the same sqrt(2 - 2 cos), but not exactly 0 on self)
+_METRICS = {"euclidean": "euclidean", "cosine": "euclidean", "inner_product": "dot"}
+
+
+def _annoy():
+    return import_optional("annoy", "annoy")
+
+
+class AnnoyIndex(BaseIndex):
+    """Approximate nearest neighbours with annoy's forest of random projection trees.
+
+    annoy cannot add items to a built index: :meth:`partial_fit` rebuilds the
+    forest from all items. Queries run one at a time (annoy's API has no
+    batch query), so ``n_jobs`` only speeds up building.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+        Number of neighbours of each query.
+    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+        Distance, reported in :class:`~skfindkit.ExactIndex`'s units (cosine
+        searches unit rows; inner product uses annoy's ``"dot"``).
+    mode : {"distance", "connectivity"}, default="distance"
+        Values stored in the graph returned by ``transform``.
+    n_jobs : int, default=None
+        Threads for building the trees. ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context.
+    n_trees : int, default=50
+        annoy's ``n_trees``: more trees, more accurate and larger index.
+    search_k : int, default=None
+        annoy's ``search_k``: nodes inspected per query; None uses annoy's
+        default ``n_trees * k``. The recall/speed knob. When it is too small
+        to find ``k`` items, the missing rows are completed by exact search
+        with a warning.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the tree construction (``AnnoyIndex.set_seed``); builds are
+        reproducible for a fixed seed with ``n_jobs=1``.
+
+    Attributes
+    ----------
+    n_samples_fit_ : int
+        Number of indexed items.
+    n_features_in_ : int
+        Number of features of the indexed items.
+
+    See Also
+    --------
+    HNSWIndex : Graph index, faster at high recall.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfindkit import AnnoyIndex
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    >>> index = AnnoyIndex(n_neighbors=2, random_state=0).fit(X)
+    >>> dist, ind = index.kneighbors([[0.1, 0.0]])
+    >>> ind
+    array([[0, 1]])
+    >>> np.round(dist, 2)
+    array([[0.1, 0.9]])
+    """
+
+    _backend = "annoy"
+    supported_metrics = ("euclidean", "cosine", "inner_product")
+
+    _parameter_constraints: dict = {
+        **BaseIndex._parameter_constraints,
+        "n_trees": [Interval(Integral, 1, None, closed="left")],
+        "search_k": [None, Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_neighbors=5,
+        *,
+        metric="euclidean",
+        mode="distance",
+        n_jobs=None,
+        n_trees=50,
+        search_k=None,
+        random_state=None,
+    ):
+        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.n_trees = n_trees
+        self.search_k = search_k
+        self.random_state = random_state
+
+    def _new(self, n_features):
+        return _annoy().AnnoyIndex(n_features, _METRICS[self.metric])
+
+    def _build(self, X):
+        index = self._new(X.shape[1])
+        index.set_seed(native_seed(self.random_state))
+        for i, row in enumerate(X):
+            index.add_item(i, row)
+        index.build(self.n_trees, n_jobs=self._n_threads())
+        return index
+
+    def _search(self, X, k):
+        search_k = -1 if self.search_k is None else self.search_k
+        query = self._index.get_nns_by_vector
+        ids, dists = zip(*[query(row, k, search_k, True) for row in X])
+        native, ind = stack_padded(ids, dists, k)
+        if self.metric == "inner_product":  # annoy's "dot" returns <x, y>
+            return self._true_distance_from_similarity(native), ind
+        return self._true_distance_from_sqeuclidean(native**2), ind
+
+    def _serialize(self):
+        return files_to_bytes(self._index.save)
+
+    def _deserialize(self, payload):
+        index = self._new(self.n_features_in_)
+        bytes_to_files(payload, lambda path: index.load(path, prefault=True))
+        return index

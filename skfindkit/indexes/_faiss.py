@@ -1,0 +1,241 @@
+"""Any faiss index built from a factory string (HNSW, IVF, PQ, Flat...)."""
+
+import re
+import warnings
+from contextlib import contextmanager
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
+from ..utils import import_optional
+from ._ann_utils import native_seed
+from ._base import BaseIndex
+
+__all__ = ["FaissIndex"]
+
+_MIN_POINTS_PER_LIST = 39  # below this, faiss's k-means warns that it is starved
+
+
+def _faiss():
+    return import_optional("faiss", "faiss", package="faiss-cpu")
+
+
+@contextmanager
+def _omp_threads(faiss, n_threads):
+    """Run faiss with ``n_threads`` OpenMP threads, restoring the process-wide value."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def fit_factory(factory, n_samples):
+    """The factory string with its k-means sizes clamped to what ``n_samples`` trains.
+
+    ``IVF<nlist>`` is reduced to ``n_samples // 39`` lists (at least 1) and
+    the ``<nbits>`` of ``PQ<M>[x<nbits>]`` to ``floor(log2(n_samples / 39))``
+    (at least 1), so that every k-means has 39 points per centroid.
+    """
+
+    def ivf(match):
+        nlist = int(match.group(1))
+        return f"IVF{min(nlist, max(1, n_samples // _MIN_POINTS_PER_LIST))}"
+
+    def pq(match):
+        nbits = int(match.group(2) or 8)
+        fitted = min(nbits, max(1, int(np.log2(max(n_samples / _MIN_POINTS_PER_LIST, 2)))))
+        return f"PQ{match.group(1)}" + (f"x{fitted}" if match.group(2) or fitted != nbits else "")
+
+    out = re.sub(r"IVF(\d+)", ivf, factory)
+    return re.sub(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?", pq, out)
+
+
+class FaissIndex(BaseIndex):
+    """Nearest neighbours with any faiss index described by a factory string.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+        Number of neighbours of each query.
+    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+        Distance, reported in :class:`~skfindkit.ExactIndex`'s units. Cosine
+        indexes unit rows with ``METRIC_L2`` (so self-distances are exactly
+        0); inner product uses ``METRIC_INNER_PRODUCT``.
+    mode : {"distance", "connectivity"}, default="distance"
+        Values stored in the graph returned by ``transform``.
+    n_jobs : int, default=None
+        OpenMP threads for training, adding and searching. faiss's
+        process-wide thread count is restored after every call. ``None``
+        means 1 unless in a :func:`joblib.parallel_config` context.
+    factory : str, default="HNSW32"
+        faiss index factory string, e.g. ``"Flat"``, ``"HNSW32"``,
+        ``"IVF1024,Flat"``, ``"IVF1024,PQ16"``. When the data is too small to
+        train it, the k-means sizes are reduced (``IVF<nlist>`` to
+        ``n_samples // 39`` lists, ``PQ`` codes to ``log2(n_samples / 39)``
+        bits)
+        with a warning; the string actually used is ``factory_``.
+    nprobe : int, default=None
+        faiss's ``nprobe`` (IVF indexes): inverted lists visited per query.
+        None keeps faiss's default (1).
+    efSearch : int, default=None
+        faiss's ``efSearch`` (HNSW indexes and HNSW-quantized IVF):
+        candidate list size while querying. None keeps faiss's default (16).
+    random_state : int, RandomState instance or None, default=None
+        Seed of faiss's k-means (IVF centroids, PQ codebooks).
+
+    Attributes
+    ----------
+    factory_ : str
+        The factory string used after fitting the k-means sizes to the data.
+    n_samples_fit_ : int
+        Number of indexed items.
+    n_features_in_ : int
+        Number of features of the indexed items.
+
+    Notes
+    -----
+    Items are added natively by :meth:`partial_fit` (``index.add``); trained
+    structures (IVF centroids, PQ codebooks) are not retrained. Distances of
+    indexes whose codes are lossy (PQ, SQ, transforms) or computed with BLAS
+    (``"Flat"``) are recomputed exactly for the returned ids.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfindkit import FaissIndex
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    >>> index = FaissIndex(n_neighbors=2, factory="HNSW32").fit(X)
+    >>> dist, ind = index.kneighbors([[0.1, 0.0]])
+    >>> ind
+    array([[0, 1]])
+    >>> np.round(dist, 2)
+    array([[0.1, 0.9]])
+    """
+
+    _backend = "faiss"
+    supported_metrics = ("euclidean", "cosine", "inner_product")
+
+    _parameter_constraints: dict = {
+        **BaseIndex._parameter_constraints,
+        "factory": [str],
+        "nprobe": [None, Interval(Integral, 1, None, closed="left")],
+        "efSearch": [None, Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_neighbors=5,
+        *,
+        metric="euclidean",
+        mode="distance",
+        n_jobs=None,
+        factory="HNSW32",
+        nprobe=None,
+        efSearch=None,
+        random_state=None,
+    ):
+        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.factory = factory
+        self.nprobe = nprobe
+        self.efSearch = efSearch
+        self.random_state = random_state
+
+    def _build(self, X):
+        faiss = _faiss()
+        self.factory_ = fit_factory(self.factory, X.shape[0])
+        if self.factory_ != self.factory:
+            warnings.warn(
+                f"FaissIndex: factory={self.factory!r} needs more training points than "
+                f"the {X.shape[0]} given; using {self.factory_!r} instead.",
+                UserWarning,
+            )
+        ip = self.metric == "inner_product"
+        try:
+            index = faiss.index_factory(
+                X.shape[1], self.factory_, faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
+            )
+        except RuntimeError as exc:
+            raise ValueError(
+                f"FaissIndex: faiss cannot build factory={self.factory!r} for "
+                f"{X.shape[1]} features: {str(exc).strip().splitlines()[-1]}"
+            ) from exc
+        seed = native_seed(self.random_state)
+        for part in _trained_parts(faiss, index):
+            part.cp.seed = seed
+        with _omp_threads(faiss, self._n_threads()):
+            if not index.is_trained:
+                try:
+                    index.train(X)
+                except RuntimeError as exc:
+                    raise ValueError(
+                        f"FaissIndex: faiss cannot train factory={self.factory_!r} on "
+                        f"{X.shape[0]} samples: {_faiss_message(exc)}"
+                    ) from exc
+            index.add(X)
+        self._set_search_params(index)  # fails early on a parameter the index lacks
+        return index
+
+    def _set_search_params(self, index):
+        space = _faiss().ParameterSpace()
+        for name in ("nprobe", "efSearch"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                space.set_index_parameter(index, name, value)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"FaissIndex: {name}={value} does not apply to factory="
+                    f"{self.factory!r}; leave {name}=None for this index."
+                ) from exc
+
+    def _add(self, X):
+        faiss = _faiss()
+        with _omp_threads(faiss, self._n_threads()):
+            self._index.add(X)
+
+    def _search(self, X, k):
+        faiss = _faiss()
+        self._set_search_params(self._index)  # query-time knobs: no rebuild needed
+        with _omp_threads(faiss, self._n_threads()):
+            native, ind = self._index.search(X, k)
+        if not _native_distances_exact(faiss, self._index):
+            return self._exact_distances(X, ind), ind
+        if self.metric == "inner_product":
+            return self._true_distance_from_similarity(native), ind
+        return self._true_distance_from_sqeuclidean(native), ind
+
+    def _serialize(self):
+        return _faiss().serialize_index(self._index).tobytes()
+
+    def _deserialize(self, payload):
+        return _faiss().deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+
+
+def _trained_parts(faiss, index):
+    """The k-means-trained components of an index (whose ``cp.seed`` is set)."""
+    index = faiss.downcast_index(index)
+    parts = []
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        parts.append(ivf)
+        ivf = faiss.downcast_index(ivf)
+        index = ivf
+    if hasattr(index, "pq"):
+        parts.append(index.pq)
+    return parts
+
+
+def _native_distances_exact(faiss, index):
+    """Whether faiss computes exact per-pair distances (uncompressed codes, no BLAS)."""
+    return isinstance(faiss.downcast_index(index), (faiss.IndexHNSWFlat, faiss.IndexIVFFlat))
+
+
+def _faiss_message(exc):
+    """The readable part of a faiss C++ error ("Error: ..." without the source location)."""
+    text = str(exc).strip().splitlines()[-1]
+    return text[text.find("Error: "):] if "Error: " in text else text

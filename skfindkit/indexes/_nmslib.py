@@ -1,0 +1,146 @@
+"""Graph indexes (HNSW, SW-graph) and sequential search backed by nmslib."""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..utils import import_optional
+from ._ann_utils import bytes_to_files, files_to_bytes, stack_padded
+from ._base import BaseIndex
+
+__all__ = ["NMSLibIndex"]
+
+# metric -> nmslib space; cosine searches unit rows with l2 so that
+# identical items are at distance exactly 0
+_SPACES = {"euclidean": "l2", "cosine": "l2", "inner_product": "negdotprod"}
+# nmslib's optimized hnsw returns squared L2; the other methods return L2
+_SQUARED_L2 = {"hnsw"}
+
+
+def _nmslib():
+    return import_optional("nmslib", "nmslib")
+
+
+class NMSLibIndex(BaseIndex):
+    """Approximate nearest neighbours with nmslib.
+
+    nmslib cannot add items to a built index: :meth:`partial_fit` rebuilds it
+    from all items. nmslib's Python API has no seed, so builds are not
+    bit-reproducible; PyPI's nmslib wheel is compiled without SIMD (build it
+    from source for full speed).
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+        Number of neighbours of each query.
+    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+        Distance, reported in :class:`~skfindkit.ExactIndex`'s units (the
+        squared L2 of nmslib's hnsw is converted; cosine searches unit rows;
+        inner product uses nmslib's ``negdotprod`` space).
+    mode : {"distance", "connectivity"}, default="distance"
+        Values stored in the graph returned by ``transform``.
+    n_jobs : int, default=None
+        Threads for building and for ``knnQueryBatch``. ``None`` means 1
+        unless in a :func:`joblib.parallel_config` context.
+    method : {"hnsw", "sw-graph", "seq_search"}, default="hnsw"
+        nmslib's method: the HNSW graph, the (flat) small-world graph, or
+        exhaustive sequential search (exact).
+    M : int, default=16
+        nmslib's ``M`` for ``"hnsw"``, ``NN`` for ``"sw-graph"``: graph
+        out-degree. Ignored by ``"seq_search"``.
+    efConstruction : int, default=200
+        Candidate list size while building the graph.
+    ef : int, default=50
+        nmslib's ``efSearch``: candidate list size while querying.
+
+    Attributes
+    ----------
+    n_samples_fit_ : int
+        Number of indexed items.
+    n_features_in_ : int
+        Number of features of the indexed items.
+
+    See Also
+    --------
+    HNSWIndex : HNSW through hnswlib (seedable, grows natively).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfindkit import NMSLibIndex
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    >>> index = NMSLibIndex(n_neighbors=2).fit(X)
+    >>> dist, ind = index.kneighbors([[0.1, 0.0]])
+    >>> ind
+    array([[0, 1]])
+    >>> np.round(dist, 2)
+    array([[0.1, 0.9]])
+    """
+
+    _backend = "nmslib"
+    supported_metrics = ("euclidean", "cosine", "inner_product")
+
+    _parameter_constraints: dict = {
+        **BaseIndex._parameter_constraints,
+        "method": [StrOptions({"hnsw", "sw-graph", "seq_search"})],
+        "M": [Interval(Integral, 2, None, closed="left")],
+        "efConstruction": [Interval(Integral, 1, None, closed="left")],
+        "ef": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_neighbors=5,
+        *,
+        metric="euclidean",
+        mode="distance",
+        n_jobs=None,
+        method="hnsw",
+        M=16,
+        efConstruction=200,
+        ef=50,
+    ):
+        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.method = method
+        self.M = M
+        self.efConstruction = efConstruction
+        self.ef = ef
+
+    def _init(self):
+        return _nmslib().init(method=self.method, space=_SPACES[self.metric])
+
+    def _index_params(self):
+        threads = {"indexThreadQty": self._n_threads()}
+        if self.method == "hnsw":
+            return {"M": self.M, "efConstruction": self.efConstruction, "post": 0, **threads}
+        if self.method == "sw-graph":
+            return {"NN": self.M, "efConstruction": self.efConstruction, **threads}
+        return {}
+
+    def _build(self, X):
+        index = self._init()
+        index.addDataPointBatch(X)
+        index.createIndex(self._index_params(), print_progress=False)
+        return index
+
+    def _search(self, X, k):
+        if self.method != "seq_search":  # a query-time knob: no rebuild needed
+            self._index.setQueryTimeParams({"efSearch": self.ef})
+        results = self._index.knnQueryBatch(X, k=k, num_threads=self._n_threads())
+        native, ind = stack_padded([r[0] for r in results], [r[1] for r in results], k)
+        if self.metric == "inner_product":  # negdotprod = -<x, y>
+            return self._true_distance_from_similarity(-native), ind
+        if self.method in _SQUARED_L2:
+            return self._true_distance_from_sqeuclidean(native), ind
+        return self._true_distance_from_sqeuclidean(np.square(native)), ind
+
+    def _serialize(self):
+        if self.method == "seq_search":  # nothing to save: rebuilt on unpickling
+            return None
+        return files_to_bytes(lambda path: self._index.saveIndex(path, save_data=True), n_files=2)
+
+    def _deserialize(self, payload):
+        index = self._init()
+        bytes_to_files(payload, lambda path: index.loadIndex(path, load_data=True), n_files=2)
+        return index
