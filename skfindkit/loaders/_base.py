@@ -51,16 +51,24 @@ class ItemLoadWarning(UserWarning):
 
 
 def describe_item(item, limit=80):
-    """Short human-readable name of an item for error messages."""
-    if isinstance(item, (str, os.PathLike)):
-        text = repr(os.fspath(item)) if isinstance(item, os.PathLike) else repr(item)
-    elif isinstance(item, (bytes, bytearray)):
-        text = f"<{len(item)} bytes>"
-    elif isinstance(item, np.ndarray):
-        text = f"<array of shape {item.shape}, dtype {item.dtype}>"
-    else:
-        text = f"<{type(item).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """Short human-readable name of an item for error messages.
+
+    File paths are shown whole (a cut path loses the file name); long texts
+    keep their beginning and end.
+    """
+    if isinstance(item, os.PathLike):
+        return repr(os.fspath(item))
+    if isinstance(item, str):
+        text = repr(item)
+        if len(text) <= limit or ("\n" not in item and len(item) <= 1024):
+            return text  # short, or one line (most likely a path): whole
+        head = (limit - 3) // 3
+        return text[:head] + "..." + text[-(limit - 3 - head):]
+    if isinstance(item, (bytes, bytearray)):
+        return f"<{len(item)} bytes>"
+    if isinstance(item, np.ndarray):
+        return f"<array of shape {item.shape}, dtype {item.dtype}>"
+    return f"<{type(item).__name__}>"
 
 
 def check_file(path):
