@@ -36,6 +36,8 @@ def stack_padded(ids, dists, k):
     Returns ``(dist, ind)`` of shape ``(n_queries, k)``: float64 distances
     (``inf`` where missing) and intp ids (``-1`` where missing).
     """
+    if all(len(i) == k for i in ids):  # the usual case: one conversion, no loop
+        return np.asarray(dists, dtype=np.float64), np.asarray(ids, dtype=np.intp)
     n = len(ids)
     ind = np.full((n, k), -1, dtype=np.intp)
     dist = np.full((n, k), np.inf)
