@@ -250,3 +250,30 @@ def test_repr_and_params_round_trip():
     assert clone(est).get_params() == est.get_params()
     buf = io.BytesIO()
     joblib.dump(est, buf)
+
+
+@pytest.mark.parametrize(
+    "index", [i for i in INDEXES if i.metric == "cosine"], ids=_index_id
+)
+def test_cosine_zero_vector_is_at_distance_one(index):
+    X, _ = _clustered(n=60)
+    X[5] = 0.0
+    est = clone(index).set_params(n_neighbors=3).fit(X)
+    d, i = est.kneighbors(np.zeros((1, X.shape[1])))
+    np.testing.assert_allclose(d, 1.0)
+    d, i = est.kneighbors(X[:20])
+    assert not (i == 5).any() or np.allclose(d[i == 5], 1.0)
+    G = est.kneighbors_graph(X[5:6], mode="distance")
+    np.testing.assert_allclose(G.data, 1.0)
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+def test_fast_and_validated_query_paths_agree(index):
+    X, _ = _clustered(n=80)
+    est = clone(index).fit(X)
+    fast = est.kneighbors(X[:10])
+    slow = est.kneighbors(X[:10].tolist())  # a list takes validate_data
+    np.testing.assert_array_equal(fast[1], slow[1])
+    np.testing.assert_allclose(fast[0], slow[0])
+    with pytest.raises(ValueError, match="NaN"):
+        est.kneighbors(np.full((2, X.shape[1]), np.nan))

@@ -258,6 +258,24 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ------------------------------------------------------------ querying
     def _check_query(self, X):
+        """Validate and prepare queries.
+
+        A well-formed float ndarray (the common case in a pipeline) takes a
+        fast path with the same checks -- 2-D, non-empty, the fitted number of
+        features, finite -- because ``validate_data`` alone costs more than a
+        whole small batch of approximate queries; anything else, and every
+        failure, goes through ``validate_data`` for scikit-learn's messages.
+        """
+        if (
+            isinstance(X, np.ndarray)
+            and X.dtype in (np.float32, np.float64)
+            and X.ndim == 2
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and not hasattr(self, "feature_names_in_")
+            and np.isfinite(X).all()
+        ):
+            return self._prepare(X)
         return self._prepare(
             validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
         )
@@ -332,6 +350,8 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         dist, ind = self._search(X, k)
         dist = np.asarray(dist, dtype=np.float64)
         ind = np.asarray(ind, dtype=np.intp)
+        if self.metric == "cosine":
+            _zero_vectors_at_distance_one(dist, ind, X, self._fit_X)
         missing = (ind < 0).any(axis=1)
         if missing.any():
             warnings.warn(
@@ -477,6 +497,21 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         tags.input_tags.sparse = False
         tags.requires_fit = True
         return tags
+
+
+def _zero_vectors_at_distance_one(dist, ind, Q, Y):
+    """Cosine distance from or to a zero vector is 1, as in scikit-learn.
+
+    Backends search unit rows by L2, which puts a zero row at 0.5 from
+    everything; this sets those entries to 1 in place (rows are re-sorted by
+    the caller).
+    """
+    zero_q = ~Q.any(axis=1)
+    dist[zero_q] = 1.0
+    zero_y = ~Y.any(axis=1)
+    if zero_y.any():
+        hit = (ind >= 0) & zero_y[np.where(ind < 0, 0, ind)]
+        dist[hit] = 1.0
 
 
 def _exact_knn(index, Q, k):
