@@ -70,6 +70,7 @@ def essentia_loop(paths):
 
     essentia.log.infoActive = False
     import essentia.standard as es
+    import librosa
     import soundfile as sf
 
     w, sp = es.Windowing(type="hann", size=2048), es.Spectrum(size=2048)
@@ -77,7 +78,8 @@ def essentia_loop(paths):
     out = []
     for path in paths:
         y, sr = sf.read(path, dtype="float32")
-        y = es.Resample(inputSampleRate=sr, outputSampleRate=44100)(y)
+        # the resampler the loader uses (librosa's default, soxr), so both do the same work
+        y = librosa.resample(y, orig_sr=sr, target_sr=44100).astype(np.float32)
         frames = np.array([mfcc(sp(w(f)))[1] for f in
                            es.FrameGenerator(y, frameSize=2048, hopSize=1024, startFromZero=True)])
         out.append(np.r_[frames.mean(0), frames.std(0)])

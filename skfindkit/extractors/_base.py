@@ -160,12 +160,14 @@ class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         step = (self.batch_size or max(n, 1)) * self._batches_per_call
         batches = gen_batches(n, step)
         total = -(-n // step)
-        parts = [
-            self._transform_batch(_safe_indexing(X, s))
-            for s in progress(batches, verbose=self.verbose, desc=type(self).__name__,
-                              total=total, unit="batch")
-        ]
-        return np.concatenate(parts) if parts else np.empty((0, self.n_features_out_))
+        out = None
+        for s in progress(batches, verbose=self.verbose, desc=type(self).__name__,
+                          total=total, unit="batch"):
+            part = self._transform_batch(_safe_indexing(X, s))
+            if out is None:  # filled in place: no second copy of all features
+                out = np.empty((n, part.shape[1]), dtype=part.dtype)
+            out[s] = part
+        return out if out is not None else np.empty((0, self.n_features_out_))
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names ``<classname><i>``.
