@@ -1,27 +1,21 @@
 """GluonFeatureExtractor on a small HybridSequential CNN trained on sklearn digits.
 
-Runs in the MXNet environment (numpy<2, ``pip install 'skfindkit[mxnet]'``).
+Runs in the MXNet environment (numpy<2, ``pip install 'skfindkit[mxnet]'``,
+``nox -s tests_mxnet``); ``tests/conftest.py`` leaves it out elsewhere.
 """
 
-import importlib.util
 import pickle
 
+import joblib
+import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
 
-if importlib.util.find_spec("mxnet") is None:  # a real limit: MXNet 1.9.1 needs numpy<2
-    pytest.skip("MXNet is not installed: these tests run in the MXNet environment "
-                "(numpy<2, pip install 'skfindkit[mxnet]'; see README)",
-                allow_module_level=True)
-
-import joblib  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-
-from skfindkit import ExactIndex, GluonFeatureExtractor, ImageLoader  # noqa: E402
-from skfindkit.extractors._mxnet_import import import_mxnet  # noqa: E402
+from skfindkit import ExactIndex, GluonFeatureExtractor, ImageLoader
+from skfindkit.extractors._mxnet_import import import_mxnet
 
 mx = import_mxnet()
 nn = mx.gluon.nn
