@@ -17,12 +17,14 @@ from . import extractors, indexes, loaders, metrics  # noqa: E402
 from .extractors import *  # noqa: E402,F401,F403
 from .indexes import *  # noqa: E402,F401,F403
 from .loaders import *  # noqa: E402,F401,F403
-from .search import search  # noqa: E402
+from .search import SearchResult, attach_keys, search  # noqa: E402
 
 __all__ = [
     "__version__",
     "metrics",
     "search",
+    "attach_keys",
+    "SearchResult",
     *indexes.__all__,
     *loaders.__all__,
     *extractors.__all__,
