@@ -155,16 +155,18 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         between identical vectors. ``ind`` may contain -1 (result is inf).
         """
         safe = np.where(ind < 0, 0, ind)
-        Y = self._fit_X[safe].astype(np.float64)  # (n_q, c, d)
-        Qd = Q.astype(np.float64)[:, None, :]
+        Y = self._fit_X[safe]  # (n_q, c, d) float32
         if self.metric == "inner_product":
-            dist = 1.0 - np.einsum("qcd,qcd->qc", Y, np.broadcast_to(Qd, Y.shape))
+            dist = 1.0 - np.einsum("qcd,qd->qc", Y, Q, dtype=np.float64)
         else:
-            diff = Y - Qd
-            dist = self._true_distance_from_sqeuclidean(np.einsum("qcd,qcd->qc", diff, diff))
+            # float32 differences (exactly 0 for identical rows), float64 sums
+            diff = Y - Q[:, None, :]
+            dist = self._true_distance_from_sqeuclidean(
+                np.einsum("qcd,qcd->qc", diff, diff, dtype=np.float64)
+            )
             if self.metric == "cosine":
                 # a zero vector has cosine distance 1 to everything (as sklearn)
-                zero = ~Qd.any(axis=2) | ~Y.any(axis=2)
+                zero = ~Q.any(axis=1)[:, None] | ~Y.any(axis=2)
                 dist[zero] = 1.0
         dist[ind < 0] = np.inf
         return dist

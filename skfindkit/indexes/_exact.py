@@ -59,7 +59,7 @@ def _top_candidates(S, m):
     n_groups = n // _GROUP
     if m >= n:
         return np.broadcast_to(np.arange(n), (n_q, n))
-    if n_groups <= 2 * m:  # small rows: a plain partition is cheaper
+    if n < 8192 or n_groups <= 2 * m:  # short rows: a plain partition is cheaper
         return np.argpartition(S, n - m, axis=1)[:, n - m:]
     full = n_groups * _GROUP
     # group r holds columns r, r + n_groups, r + 2 n_groups, ... (a view, no copy)
