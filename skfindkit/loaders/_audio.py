@@ -177,14 +177,14 @@ class STFTVectorLoader(BaseVectorLoader):
                 sr=self.sampling_rate, n_fft=self.n_fft, n_mels=self.n_mels
             )
         stats = check_pooling(self.pooling, self.n_segments, type(self).__name__)
-        return librosa, mel_basis, stats
+        # the window librosa.stft would build for every clip, built once
+        window = librosa.filters.get_window(self.window, self.n_fft, fftbins=True)
+        return librosa, mel_basis, stats, window
 
-    def _frames(self, y, librosa, mel_basis):
+    def _frames(self, y, librosa, mel_basis, window):
         """(n_features, n_frames) representation of a waveform."""
         magnitude = np.abs(
-            librosa.stft(
-                y, n_fft=self.n_fft, hop_length=self.hop_length, window=self.window
-            )
+            librosa.stft(y, n_fft=self.n_fft, hop_length=self.hop_length, window=window)
         )
         if self.representation == "magnitude":
             return magnitude
@@ -198,7 +198,7 @@ class STFTVectorLoader(BaseVectorLoader):
         return librosa.feature.mfcc(S=log_mel, n_mfcc=self.n_mfcc)
 
     def _load_item(self, item, context):
-        librosa, mel_basis, stats = context
+        librosa, mel_basis, stats, window = context
         y = read_audio(
             item,
             sampling_rate=self.sampling_rate,
@@ -206,7 +206,7 @@ class STFTVectorLoader(BaseVectorLoader):
             normalize=self.normalize,
             min_samples=self.n_fft,
         )
-        frames = self._frames(y, librosa, mel_basis)
+        frames = self._frames(y, librosa, mel_basis, window)
         frames = add_deltas(frames, self.deltas, librosa)
         frames = frames.T  # (n_frames, n_features)
         if self.remove_mean:

@@ -25,6 +25,8 @@ def _decode(path, soundfile):
     """Decode a file with soundfile, falling back to librosa (audioread) for MP3 & co."""
     try:
         samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        if samples.shape[1] == 1:  # mono: the column itself (a mean would copy it)
+            return samples[:, 0], rate
         return samples.mean(axis=1), rate
     except soundfile.LibsndfileError as sf_exc:
         librosa = import_optional("librosa", "audio")
@@ -80,9 +82,9 @@ def read_audio(item, *, sampling_rate, top_db=None, normalize=None, min_samples=
     y = np.ascontiguousarray(y, dtype=np.float32)
     if y.size == 0:
         raise ValueError("it contains no audio samples")
-    if not np.all(np.isfinite(y)):
+    peak = float(np.max(np.abs(y)))  # NaN or inf when any sample is: one pass
+    if not np.isfinite(peak):
         raise ValueError("it contains NaN or infinite samples")
-    peak = float(np.max(np.abs(y)))
     if peak < SILENCE_PEAK:
         raise ValueError(f"it is silent (peak amplitude {peak:.3g} < {SILENCE_PEAK})")
     if top_db is not None:

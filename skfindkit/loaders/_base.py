@@ -8,6 +8,7 @@ the tqdm bar, the ``on_error`` policy, file checks and shape checks -- lives her
 once.
 """
 
+import contextlib
 import os
 from abc import ABCMeta, abstractmethod
 import warnings
@@ -19,6 +20,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import StrOptions
 
 from ..utils import progress
+from ._shared import SharedLoader, chunk_bounds, worker_state
 
 __all__ = ["BaseVectorLoader", "ItemLoadError", "ItemLoadWarning"]
 
@@ -94,9 +96,8 @@ def check_file(path):
     return path
 
 
-def _load_chunk(loader, start, items):
-    """Worker task: load ``items`` (positions ``start...``); never raises per item."""
-    context = loader._prepare()
+def _load_items(loader, context, start, items):
+    """Load ``items`` (positions ``start...``); never raises per item."""
     out = []
     for offset, item in enumerate(items):
         try:
@@ -104,6 +105,23 @@ def _load_chunk(loader, start, items):
         except Exception as exc:  # reported with its position by the caller
             out.append(_Failure(start + offset, exc))
     return out
+
+
+def _load_chunk(loader, start, items):
+    """Serial or thread task: build the per-chunk state, then load ``items``."""
+    return _load_items(loader, loader._prepare(), start, items)
+
+
+def _load_shared_chunk(token, payload, start, items):
+    """Process task: the loader and its state come from the worker's cache."""
+    loader, context = worker_state(token, payload)
+    return _load_items(loader, context, start, items)
+
+
+@contextlib.contextmanager
+def _no_share():
+    """Thread workers share the loader object itself: nothing to send."""
+    yield None
 
 
 class _Failure:
@@ -150,7 +168,13 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
     # ---------------------------------------------------------------- hooks
     def _prepare(self):
-        """Per-worker state built once per chunk of items (e.g. algorithm objects)."""
+        """Per-worker state (e.g. algorithm objects, windows, filters).
+
+        Built once per serial map, once per chunk with thread workers, and once
+        per worker process in a parallel map with processes (then reused for
+        all of that worker's chunks). ``_load_item`` must leave it as it found
+        it, so that results do not depend on how items are split in chunks.
+        """
         return None
 
     @abstractmethod
@@ -160,6 +184,19 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     def _item_shape(self):
         """Shape of one loaded item when known from the parameters, else None."""
         return None
+
+    def _output_dtype(self):
+        """Dtype of the stacked output; None: the items' common float dtype."""
+        return None
+
+    def _finish(self, out):
+        """Turn the stacked item arrays into the output, once for the whole batch.
+
+        Lets workers return compact arrays (e.g. ``uint8`` pixels) that are
+        scaled here in one vectorised pass. Placeholder rows of failed items
+        are written afterwards.
+        """
+        return out
 
     # --------------------------------------------------------------- inputs
     def _check_items(self, X):
@@ -196,19 +233,26 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             results = _load_chunk(self, 0, progress(
                 items, verbose=self.verbose, desc=desc, unit=self._item_name
             ))
-        else:
-            # a few chunks per worker: balanced load, few pickles of the loader
-            size = max(1, min(64, -(-len(items) // (4 * n_workers))))
-            starts = range(0, len(items), size)
-            parallel = Parallel(
-                n_jobs=n_workers, prefer=self._prefer, return_as="generator"
-            )
-            chunks = parallel(
-                delayed(_load_chunk)(self, s, items[s : s + size]) for s in starts
-            )
+            return self._stack(items, results)
+        # cheap chunks (the loader travels once per worker process, see
+        # _shared) in a guided schedule: balanced load, few round trips
+        bounds = chunk_bounds(len(items), n_workers)
+        # batch_size=1: joblib's auto-batching would merge chunks again
+        parallel = Parallel(
+            n_jobs=n_workers, prefer=self._prefer, batch_size=1, return_as="generator"
+        )
+        with SharedLoader(self) if self._prefer != "threads" else _no_share() as shared:
+            if shared is None:
+                tasks = (delayed(_load_chunk)(self, a, items[a:b]) for a, b in bounds)
+            else:
+                tasks = (
+                    delayed(_load_shared_chunk)(shared.token, shared.payload, a, items[a:b])
+                    for a, b in bounds
+                )
             results = []
             for chunk in progress(
-                chunks, verbose=self.verbose, desc=desc, total=len(starts), unit="chunk"
+                parallel(tasks), verbose=self.verbose, desc=desc, total=len(bounds),
+                unit="chunk",
             ):
                 results.extend(chunk)
         return self._stack(items, results)
@@ -255,10 +299,14 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 f"{type(self).__name__} could not load any of the {len(items)} items, "
                 "so the output shape is unknown."
             )
-        dtype = np.result_type(*[a.dtype for a in arrays if a is not None], np.float32)
+        dtype = self._output_dtype()
+        if dtype is None:
+            dtype = np.result_type(*[a.dtype for a in arrays if a is not None], np.float32)
         out = np.empty((len(items), *shape), dtype=dtype)
         for position, array in enumerate(arrays):
-            out[position] = fill if array is None else array
+            out[position] = 0 if array is None else array
+        out = self._finish(out)
+        out[failed] = fill
         return out
 
     # ------------------------------------------------------------ estimator

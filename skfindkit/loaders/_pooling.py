@@ -50,11 +50,8 @@ def pool_frames(frames, stats, n_segments):
         raise ValueError(
             f"it has {frames.shape[0]} frames, fewer than n_segments={n_segments}"
         )
-    parts = [
-        POOLING_STATS[stat](segment, axis=0)
-        for segment in np.array_split(frames, n_segments, axis=0)
-        for stat in stats
-    ]
+    segments = [frames] if n_segments == 1 else np.array_split(frames, n_segments, axis=0)
+    parts = [POOLING_STATS[stat](segment, axis=0) for segment in segments for stat in stats]
     return np.concatenate(parts)
 
 
