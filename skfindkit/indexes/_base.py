@@ -137,11 +137,12 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _true_distance_from_sqeuclidean(self, d2):
         """Convert squared L2 between prepared vectors to the metric's units."""
-        d2 = np.maximum(np.asarray(d2, dtype=np.float64), 0.0)
+        d2 = np.array(d2, dtype=np.float64)  # a fresh array, changed in place
+        np.maximum(d2, 0.0, out=d2)
         if self.metric == "euclidean":
-            return np.sqrt(d2)
+            return np.sqrt(d2, out=d2)
         if self.metric == "cosine":
-            return d2 / 2.0  # |a - b|^2 = 2 - 2 cos for unit vectors
+            return np.multiply(d2, 0.5, out=d2)  # |a - b|^2 = 2 - 2 cos for unit vectors
         raise ValueError(f"squared L2 has no meaning for metric={self.metric!r}")
 
     def _true_distance_from_similarity(self, sim):
@@ -205,6 +206,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             self._fit_y = column_or_1d(y)
         self._fit_X = self._prepare(X)
         self.n_samples_fit_ = self._fit_X.shape[0]
+        self._zero_rows = np.flatnonzero(~self._fit_X.any(axis=1))
         self._index = self._build(self._fit_X)
         return self
 
@@ -245,6 +247,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             )
             self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
         Xp = self._prepare(X)
+        self._zero_rows = np.concatenate(
+            [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
+        )
         self._fit_X = np.concatenate([self._fit_X, Xp])
         self.n_samples_fit_ = self._fit_X.shape[0]
         self._add(Xp)
@@ -282,6 +287,10 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
         )
 
+    def _check_fitted(self):
+        if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
+            check_is_fitted(self)
+
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Find the nearest indexed items of each query.
 
@@ -303,7 +312,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         neigh_ind : ndarray of shape (n_queries, n_neighbors)
             Ids (row numbers in the fitted data) of the neighbours.
         """
-        check_is_fitted(self)
+        self._check_fitted()
         if n_neighbors is None:
             n_neighbors = self.n_neighbors
         elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
@@ -353,9 +362,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         dist = np.asarray(dist, dtype=np.float64)
         ind = np.asarray(ind, dtype=np.intp)
         if self.metric == "cosine":
-            _zero_vectors_at_distance_one(dist, ind, X, self._fit_X)
-        missing = (ind < 0).any(axis=1)
-        if missing.any():
+            _zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
+        if ind.size and ind.min() < 0:
+            missing = (ind < 0).any(axis=1)
             warnings.warn(
                 f"{type(self).__name__}: the {self._backend} search returned fewer "
                 f"than {k} neighbours for {int(missing.sum())} of {X.shape[0]} "
@@ -364,7 +373,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 UserWarning,
             )
             dist[missing], ind[missing] = _exact_knn(self, X[missing], k)
-        if np.any(np.diff(dist, axis=1) < 0):
+        if (dist[:, 1:] < dist[:, :-1]).any():
             order = np.argsort(dist, axis=1, kind="stable")
             dist = np.take_along_axis(dist, order, axis=1)
             ind = np.take_along_axis(ind, order, axis=1)
@@ -501,19 +510,16 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         return tags
 
 
-def _zero_vectors_at_distance_one(dist, ind, Q, Y):
+def _zero_vectors_at_distance_one(dist, ind, Q, zero_rows):
     """Cosine distance from or to a zero vector is 1, as in scikit-learn.
 
     Backends search unit rows by L2, which puts a zero row at 0.5 from
     everything; this sets those entries to 1 in place (rows are re-sorted by
-    the caller).
+    the caller). ``zero_rows`` are the ids of the indexed zero vectors.
     """
-    zero_q = ~Q.any(axis=1)
-    dist[zero_q] = 1.0
-    zero_y = ~Y.any(axis=1)
-    if zero_y.any():
-        hit = (ind >= 0) & zero_y[np.where(ind < 0, 0, ind)]
-        dist[hit] = 1.0
+    dist[~Q.any(axis=1)] = 1.0
+    if zero_rows.size:
+        dist[np.isin(ind, zero_rows)] = 1.0
 
 
 def _exact_knn(index, Q, k):
