@@ -160,6 +160,8 @@ class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         step = (self.batch_size or max(n, 1)) * self._batches_per_call
         batches = gen_batches(n, step)
         total = -(-n // step)
+        if total == 1:  # one call covers every item: its output is the result
+            return self._transform_batch(X)
         out = None
         for s in progress(batches, verbose=self.verbose, desc=type(self).__name__,
                           total=total, unit="batch"):
