@@ -12,7 +12,13 @@ candidate), so one grid search draws the whole recall/time curve of several
 index families at once.
 """
 
-import matplotlib.pyplot as plt
+import os
+import tempfile
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
@@ -72,4 +78,6 @@ ok = np.flatnonzero(res["mean_test_score"] >= 0.95)
 best = ok[np.argmin(res["mean_score_time"][ok])]
 print(f"fastest at recall >= 0.95: {res['params'][best]} "
       f"(recall {res['mean_test_score'][best]:.3f}, {res['mean_score_time'][best] * 1e3:.1f} ms)")
-plt.show()
+out = os.path.join(tempfile.gettempdir(), "skfindkit_ann_tuning.png")
+fig.savefig(out, dpi=110)
+print("plot saved to", out)

@@ -9,10 +9,14 @@ query with its top-5 neighbours.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
@@ -70,4 +74,6 @@ for ax in axes.ravel():
     ax.set_axis_off()
 fig.suptitle(f"Top-5 by layer {search.best_params_['extractor__layer']!r}")
 fig.tight_layout()
-plt.show()
+out = os.path.join(tempfile.gettempdir(), "skfindkit_cnn_retrieval.png")
+fig.savefig(out, dpi=110)
+print("plot saved to", out)
