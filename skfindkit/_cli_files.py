@@ -84,7 +84,18 @@ def _query(args):
 
     if not os.path.isfile(args.pipeline):
         raise FileNotFoundError(f"no such pipeline file: {args.pipeline!r}")
-    pipeline = joblib.load(args.pipeline)
+    try:
+        pipeline = joblib.load(args.pipeline)
+    except Exception as exc:  # any unpickling failure: say what the file is not
+        raise ValueError(
+            f"{args.pipeline!r} is not a readable skfindkit pipeline file "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    if not hasattr(pipeline, "steps") or not hasattr(pipeline.steps[-1][1], "n_samples_fit_"):
+        raise ValueError(
+            f"{args.pipeline!r} holds a {type(pipeline).__name__}, not a fitted pipeline "
+            "ending with an skfindkit index (make one with 'skfindkit index')"
+        )
     n_items = pipeline.steps[-1][1].n_samples_fit_
     k = min(args.k, n_items)
     result = search(pipeline, list(args.files), n_neighbors=k)

@@ -71,3 +71,16 @@ def test_errors_give_exit_status_and_message(tmp_path, capsys):
     assert main(["query", str(tmp_path / "missing.joblib"), "q.png"]) == 2
     with pytest.raises(SystemExit):
         main(["index", str(bad), "--kind", "video"])
+
+
+def test_query_refuses_files_that_are_not_pipelines(tmp_path, capsys):
+    import joblib
+
+    garbage = tmp_path / "garbage.joblib"
+    garbage.write_bytes(b"garbage, not a pickle")
+    assert main(["query", str(garbage), "q.png"]) == 2
+    assert "not a readable skfindkit pipeline file" in capsys.readouterr().err
+    other = tmp_path / "list.joblib"
+    joblib.dump([1, 2, 3], other)
+    assert main(["query", str(other), "q.png"]) == 2
+    assert "not a fitted pipeline" in capsys.readouterr().err
