@@ -56,16 +56,19 @@ class _BruteForce:
 def _top_candidates(S, m):
     """Column ids of the ``m`` largest scores of each row (unordered)."""
     n_q, n = S.shape
-    n_groups = n // _GROUP
     if m >= n:
         return np.broadcast_to(np.arange(n), (n_q, n))
-    if n < 8192 or n_groups <= 2 * m:  # short rows: a plain partition is cheaper
+    # groups of up to 32 columns, at least 8 m groups (fewer make the final
+    # partition over m * group columns dearer than a plain one)
+    group = min(_GROUP, n // (8 * m))
+    if group < 4:  # short rows: a plain partition is cheaper
         return np.argpartition(S, n - m, axis=1)[:, n - m:]
-    full = n_groups * _GROUP
+    n_groups = n // group
+    full = n_groups * group
     # group r holds columns r, r + n_groups, r + 2 n_groups, ... (a view, no copy)
-    group_max = S[:, :full].reshape(n_q, _GROUP, n_groups).max(axis=1)
+    group_max = S[:, :full].reshape(n_q, group, n_groups).max(axis=1)
     best_groups = np.argpartition(group_max, n_groups - m, axis=1)[:, n_groups - m:]
-    cols = (best_groups[:, :, None] + n_groups * np.arange(_GROUP)).reshape(n_q, -1)
+    cols = (best_groups[:, :, None] + n_groups * np.arange(group)).reshape(n_q, -1)
     if full < n:  # leftover columns are always candidates
         cols = np.hstack([cols, np.broadcast_to(np.arange(full, n), (n_q, n - full))])
     cand = np.take_along_axis(S, cols, axis=1)
