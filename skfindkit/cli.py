@@ -163,12 +163,9 @@ def build_parser():
     demo.add_argument("--queries", type=int, default=4, help="queries to show (default: 4)")
     demo.add_argument("--quiet", action="store_true", help="no progress or tables")
     demo.set_defaults(func=_demo)
-    try:
-        from ._cli_files import register
-    except ImportError:  # pragma: no cover - only while the module is absent
-        register = None
-    if register is not None:
-        register(sub)
+    from ._cli_files import register
+
+    register(sub)  # index and query
     return parser
 
 

@@ -38,19 +38,12 @@ from sklearn.utils.validation import (
 )
 
 from .._persist import pack_blob, unpack_blob
+from . import _distances
 
 __all__ = ["BaseIndex", "METRICS"]
 
 #: Metrics an index can be asked for; each backend declares the subset it has.
 METRICS = ("euclidean", "cosine", "inner_product")
-
-
-def _normalize_rows(X):
-    """L2-normalize rows in place (float32); zero rows stay zero."""
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-    nonzero = norms > 0
-    X[nonzero] /= norms[nonzero, None].astype(X.dtype)
-    return X
 
 
 class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
@@ -132,45 +125,20 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         """float32, C-contiguous, unit rows for cosine: what backends index."""
         X = np.require(X, dtype=np.float32, requirements=["C"])
         if self.metric == "cosine":
-            X = _normalize_rows(np.array(X, dtype=np.float32, copy=True))
+            X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
         return X
 
     def _true_distance_from_sqeuclidean(self, d2):
-        """Convert squared L2 between prepared vectors to the metric's units."""
-        d2 = np.array(d2, dtype=np.float64)  # a fresh array, changed in place
-        np.maximum(d2, 0.0, out=d2)
-        if self.metric == "euclidean":
-            return np.sqrt(d2, out=d2)
-        if self.metric == "cosine":
-            return np.multiply(d2, 0.5, out=d2)  # |a - b|^2 = 2 - 2 cos for unit vectors
-        raise ValueError(f"squared L2 has no meaning for metric={self.metric!r}")
+        """Squared L2 between prepared vectors -> the metric's units."""
+        return _distances.from_sqeuclidean(d2, self.metric)
 
     def _true_distance_from_similarity(self, sim):
-        """Convert an inner product of prepared vectors to the metric's units."""
-        return 1.0 - np.asarray(sim, dtype=np.float64)
+        """Inner product of prepared vectors -> the metric's units."""
+        return _distances.from_similarity(sim)
 
     def _exact_distances(self, Q, ind):
-        """Exact float64 distances between prepared queries and indexed ids.
-
-        Used to refine candidates and to report distances that are exactly 0
-        between identical vectors. ``ind`` may contain -1 (result is inf).
-        """
-        safe = np.where(ind < 0, 0, ind)
-        Y = self._fit_X[safe]  # (n_q, c, d) float32
-        if self.metric == "inner_product":
-            dist = 1.0 - np.einsum("qcd,qd->qc", Y, Q, dtype=np.float64)
-        else:
-            # float32 differences (exactly 0 for identical rows), float64 sums
-            diff = Y - Q[:, None, :]
-            dist = self._true_distance_from_sqeuclidean(
-                np.einsum("qcd,qcd->qc", diff, diff, dtype=np.float64)
-            )
-            if self.metric == "cosine":
-                # a zero vector has cosine distance 1 to everything (as sklearn)
-                zero = ~Q.any(axis=1)[:, None] | ~Y.any(axis=2)
-                dist[zero] = 1.0
-        dist[ind < 0] = np.inf
-        return dist
+        """Exact distances between prepared queries and indexed ids (-1: inf)."""
+        return _distances.exact_distances(Q, self._fit_X, ind, self.metric)
 
     def _check_backend_metric(self):
         if self.metric not in self.supported_metrics:
@@ -362,7 +330,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         dist = np.asarray(dist, dtype=np.float64)
         ind = np.asarray(ind, dtype=np.intp)
         if self.metric == "cosine":
-            _zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
+            _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:
             missing = (ind < 0).any(axis=1)
             warnings.warn(
@@ -508,18 +476,6 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         tags.input_tags.sparse = False
         tags.requires_fit = True
         return tags
-
-
-def _zero_vectors_at_distance_one(dist, ind, Q, zero_rows):
-    """Cosine distance from or to a zero vector is 1, as in scikit-learn.
-
-    Backends search unit rows by L2, which puts a zero row at 0.5 from
-    everything; this sets those entries to 1 in place (rows are re-sorted by
-    the caller). ``zero_rows`` are the ids of the indexed zero vectors.
-    """
-    dist[~Q.any(axis=1)] = 1.0
-    if zero_rows.size:
-        dist[np.isin(ind, zero_rows)] = 1.0
 
 
 def _exact_knn(index, Q, k):

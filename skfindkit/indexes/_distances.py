@@ -1,0 +1,87 @@
+"""Distances in each metric's true units, shared by every index.
+
+Indexes store *prepared* data: float32 rows, L2-normalized for ``"cosine"``.
+Backends report squared L2 or inner products of prepared rows; these
+functions turn them into the units every skfindkit index reports --
+euclidean (L2, not squared), cosine (``1 - cos``, 1 to and from a zero
+vector, as scikit-learn), inner product (``1 - <x, y>``) -- and recompute
+exact distances for returned ids where a backend's own are approximate.
+"""
+
+import numpy as np
+
+__all__ = [
+    "exact_distances",
+    "from_similarity",
+    "from_sqeuclidean",
+    "normalize_rows",
+    "zero_vectors_at_distance_one",
+]
+
+
+def normalize_rows(X):
+    """L2-normalize the rows of a float32 array in place; zero rows stay zero."""
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    nonzero = norms > 0
+    X[nonzero] /= norms[nonzero, None].astype(X.dtype)
+    return X
+
+
+def from_sqeuclidean(d2, metric):
+    """Squared L2 between prepared rows -> distance in ``metric``'s units (float64)."""
+    d2 = np.array(d2, dtype=np.float64)  # a fresh array, changed in place
+    np.maximum(d2, 0.0, out=d2)
+    if metric == "euclidean":
+        return np.sqrt(d2, out=d2)
+    if metric == "cosine":
+        return np.multiply(d2, 0.5, out=d2)  # |a - b|^2 = 2 - 2 cos for unit rows
+    raise ValueError(f"squared L2 has no meaning for metric={metric!r}")
+
+
+def from_similarity(sim):
+    """Inner product of prepared rows -> ``1 - <x, y>`` (cosine on unit rows)."""
+    return 1.0 - np.asarray(sim, dtype=np.float64)
+
+
+def exact_distances(Q, data, ind, metric):
+    """Exact distances between prepared queries and the indexed rows ``ind``.
+
+    Parameters
+    ----------
+    Q : ndarray of shape (n_queries, n_features), float32
+        Prepared queries.
+    data : ndarray of shape (n_samples, n_features), float32
+        Prepared indexed rows.
+    ind : ndarray of shape (n_queries, n_candidates)
+        Ids into ``data``; -1 gives an infinite distance.
+    metric : str
+        The index's metric.
+
+    Returns
+    -------
+    dist : ndarray of shape (n_queries, n_candidates), float64
+        Computed from float32 differences with float64 sums, so identical
+        rows are exactly 0 apart.
+    """
+    Y = data[np.where(ind < 0, 0, ind)]  # (n_q, c, d)
+    if metric == "inner_product":
+        dist = 1.0 - np.einsum("qcd,qd->qc", Y, Q, dtype=np.float64)
+    else:
+        diff = Y - Q[:, None, :]
+        dist = from_sqeuclidean(np.einsum("qcd,qcd->qc", diff, diff, dtype=np.float64), metric)
+        if metric == "cosine":
+            dist[~Q.any(axis=1)[:, None] | ~Y.any(axis=2)] = 1.0
+    dist[ind < 0] = np.inf
+    return dist
+
+
+def zero_vectors_at_distance_one(dist, ind, Q, zero_rows):
+    """Set cosine distances from or to a zero vector to 1, in place.
+
+    Backends search unit rows by L2, which puts a zero row at 0.5 from
+    everything. ``zero_rows`` are the ids of the indexed zero rows (found
+    once at fit); rows of ``dist`` are left for the caller to re-sort.
+    """
+    dist[~Q.any(axis=1)] = 1.0
+    if zero_rows.size:
+        dist[np.isin(ind, zero_rows)] = 1.0
