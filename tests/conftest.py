@@ -1,8 +1,22 @@
-"""Collection rules shared by the whole suite."""
+"""Collection rules and fixtures shared by the whole suite."""
 
 import importlib.util
+
+import pytest
+from sklearn.datasets import load_digits
 
 # MXNet 1.9.1 (the last release of a retired project) needs numpy < 2, so its
 # extractors are tested in their own environment (``nox -s tests_mxnet``); in
 # the numpy-2 environment their modules are not collected at all.
 collect_ignore_glob = [] if importlib.util.find_spec("mxnet") else ["test_extractors_mxnet*.py"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The first 600 digits as NHWC float32 images in [0, 1], and their labels.
+
+    Shared by the extractor tests (their tiny CNNs train on it); test modules
+    with a ``digits`` fixture of their own keep theirs.
+    """
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype("float32").reshape(-1, 8, 8, 1)[:600], y[:600]

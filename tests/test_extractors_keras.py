@@ -21,12 +21,6 @@ TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return (X / 16.0).astype("float32").reshape(-1, 8, 8, 1)[:600], y[:600]
-
-
-@pytest.fixture(scope="module")
 def cnn(digits):
     X, y = digits
     keras.utils.set_random_seed(0)

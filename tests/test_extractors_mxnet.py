@@ -11,7 +11,6 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
@@ -21,12 +20,6 @@ from skfindkit.extractors._mxnet_import import import_mxnet
 mx = import_mxnet()
 # float32 forward passes of different batch sizes may round differently
 TOL = {"rtol": 1e-5, "atol": 1e-6}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return (X / 16.0).astype("float32").reshape(-1, 8, 8, 1)[:600], y[:600]
 
 
 @pytest.fixture(scope="module")
