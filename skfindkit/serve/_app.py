@@ -238,12 +238,12 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
     >>> X, _ = load_digits(return_X_y=True)
     >>> client = TestClient(create_app(ExactIndex(n_neighbors=3).fit(X)))
     >>> [hit["id"] for hit in client.post("/search", json={"vector": X[7].tolist()}).json()["results"]]
-    [7, 1567, 1029]
+    [7, 1201, 44]
     """
     from ..utils import import_optional
 
     import_optional("fastapi", "serve")
-    import_optional("multipart", "serve", package="python-multipart")
+    import_optional("python_multipart", "serve", package="python-multipart")
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response

@@ -80,13 +80,12 @@ async def _parse_multipart(request, spec, many, max_files):
     except BodyTooLarge:
         raise
     except Exception as exc:  # malformed multipart, too many parts
-        raise ApiError(400, f"could not read the multipart body: {exc}") from exc
+        detail = getattr(exc, "detail", exc)  # starlette's HTTPException: no "400: " prefix
+        raise ApiError(400, f"could not read the multipart body: {detail}") from exc
     try:
         files = [f for f in form.getlist("file") if not isinstance(f, str)]
         if not files:
             raise ApiError(400, "no file: upload the query file in multipart field 'file'")
-        if len(files) > 1 and not many:
-            raise ApiError(400, "/search takes one file per request")
         uploads = []
         for upload in files:
             name = os.path.basename(upload.filename or "upload")
