@@ -18,7 +18,7 @@ from ..search import search
 from ._files import _save_pipeline, check_pipeline
 from ._items import ItemStore, UnknownItem, describe_pipeline, key_to_json
 from ._locks import ReadWriteLock
-from ._requests import ApiError, BodyTooLarge, parse_body, write_uploads
+from ._requests import ApiError, BodyTooLarge, parse_body, remove_files, write_uploads
 
 __all__ = ["create_app"]
 
@@ -72,8 +72,9 @@ class _BodyLimit:
 class _Service:
     """The loaded pipeline and everything that touches it (called from worker threads)."""
 
-    def __init__(self, pipeline, items_dir, token, save_path, added_dir, max_k):
+    def __init__(self, pipeline, items_dir, token, save_path, added_dir, max_k, upload_dir):
         self.pipeline = pipeline
+        self.upload_dir = upload_dir
         self.index = check_pipeline(pipeline)
         self.spec = describe_pipeline(pipeline)
         self.store = ItemStore(self.spec, items_dir)
@@ -107,17 +108,19 @@ class _Service:
         return items
 
     def search(self, query, k):
-        with tempfile.TemporaryDirectory(prefix="skfindkit-query-") as folder:
-            items, names = write_uploads(query, self.spec, folder)
+        items, names = write_uploads(query, self.spec, self.upload_dir)
+        try:
             with self.lock.read():
                 result = _readable_errors(lambda: search(self.pipeline, items, n_neighbors=k),
                                           names, "query")
-                keys = result.keys[0].tolist()
+        finally:
+            remove_files(names)
         hits = []
-        for rank, (i, key, dist) in enumerate(zip(result.indices[0].tolist(), keys,
+        for rank, (i, key, dist) in enumerate(zip(result.indices[0].tolist(),
+                                                   result.keys[0].tolist(),
                                                    result.distances[0].tolist()), start=1):
             key = key_to_json(key)
-            url = f"/items/{i}" if self.store.path_of(key) is not None else None
+            url = f"/items/{i}" if self.store.has_file(key) else None
             hits.append({"rank": rank, "id": i, "key": key, "distance": dist, "url": url})
         return hits
 
@@ -148,12 +151,14 @@ class _Service:
         if stored and query.keys is not None:
             raise ApiError(422, "added files are keyed by where the server stores them; "
                                 "'key' is only for texts and vectors")
-        with tempfile.TemporaryDirectory(prefix="skfindkit-add-") as folder:
-            items, names = write_uploads(query, self.spec, folder)
+        items, names = write_uploads(query, self.spec, self.upload_dir)
+        try:
             if stored:
                 items = [self._keep(path) for path in items]
             with self.lock.read():
                 features = _readable_errors(lambda: self._features(items), names, "item")
+        finally:
+            remove_files(names)
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or not np.isfinite(features).all():
             raise ApiError(422, "the new items give non-finite features; nothing was added")
@@ -252,11 +257,10 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
 
     from .. import __version__
 
-    owned_tmp = None
+    scratch = tempfile.TemporaryDirectory(prefix="skfindkit-serve-")  # uploads in flight
     if added_dir is None:
-        owned_tmp = tempfile.TemporaryDirectory(prefix="skfindkit-added-")
-        added_dir = owned_tmp.name
-    service = _Service(pipeline, items_dir, token, save_path, added_dir, max_k)
+        added_dir = os.path.join(scratch.name, "added")
+    service = _Service(pipeline, items_dir, token, save_path, added_dir, max_k, scratch.name)
     executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="skfindkit-serve")
     pending = {"n": 0}
 
@@ -264,8 +268,7 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
     async def lifespan(app):
         yield
         executor.shutdown(wait=True)
-        if owned_tmp is not None:
-            owned_tmp.cleanup()
+        scratch.cleanup()
 
     app = FastAPI(title="skfindkit", version=__version__, lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)

@@ -105,6 +105,7 @@ class ItemStore:
         self.root = Path(root).resolve()
         self._thumbs = OrderedDict()
         self._thumbs_lock = threading.Lock()
+        self._has_file = {}
 
     def parse_id(self, item_id, n_items):
         """The integer id in ``item_id`` (a URL segment), or UnknownItem."""
@@ -130,6 +131,19 @@ class ItemStore:
             if self.root not in candidate.parents:
                 return None
         return candidate if candidate.is_file() else None
+
+    def has_file(self, key):
+        """Whether ``key`` names a file (cached: /items/{id} checks again)."""
+        try:
+            return self._has_file[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable key
+            return False
+        found = self.path_of(key) is not None
+        if len(self._has_file) < 1_000_000:
+            self._has_file[key] = found
+        return found
 
     def item_kind(self, path):
         return self.spec.kind if self.spec.kind in ("image", "audio", "text") else kind_of_file(path)

@@ -9,11 +9,12 @@ lists when adding, with optional ``"key"`` / ``"keys"``).
 import math
 import mimetypes
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ApiError", "BodyTooLarge", "Query", "parse_body", "write_uploads"]
+__all__ = ["ApiError", "BodyTooLarge", "Query", "parse_body", "remove_files", "write_uploads"]
 
 
 class BodyTooLarge(Exception):
@@ -176,10 +177,11 @@ async def parse_body(request, spec, *, many=False, max_files=64):
 
 
 def write_uploads(query, spec, folder):
-    """The pipeline's raw items for ``query``; uploads are written under ``folder``.
+    """The pipeline's raw items for ``query``; uploads become files under ``folder``.
 
     Returns the items and a map from written paths to upload names (to name
-    uploads, not temporary paths, in error messages).
+    uploads, not temporary paths, in error messages); the caller deletes the
+    paths (the map's keys) when done.
     """
     if query.vectors is not None:
         return query.vectors, {}
@@ -188,10 +190,23 @@ def write_uploads(query, spec, folder):
     paths, names = [], {}
     sources = [(u.suffix, u.data, u.name) for u in query.uploads]
     sources += [(".txt", t.encode("utf-8"), "the query text") for t in query.texts]
-    for number, (suffix, data, name) in enumerate(sources):
-        path = os.path.join(folder, f"item{number}{suffix}")
-        with open(path, "wb") as handle:
-            handle.write(data)
-        paths.append(path)
-        names[path] = name
+    try:
+        for suffix, data, name in sources:
+            fd, path = tempfile.mkstemp(prefix="upload-", suffix=suffix, dir=folder)
+            names[path] = name
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            paths.append(path)
+    except BaseException:
+        remove_files(names)
+        raise
     return paths, names
+
+
+def remove_files(paths):
+    """Delete temporary upload files, ignoring those already gone."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
