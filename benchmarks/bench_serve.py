@@ -21,6 +21,7 @@ writes ``benchmarks/results/serve.md``. Loopback only.
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import socket
@@ -81,56 +82,40 @@ class Server:
         self.log.close()
 
 
-def load_level(n_clients, requests, max_seconds, send):
-    """Run ``send(client, i)`` from ``n_clients`` threads; (q/s, latencies s, errors, n)."""
-    import httpx
-
-    latencies, errors, lock = [], [], threading.Lock()
+def run_level(n_threads, requests, max_seconds, call, session=contextlib.nullcontext):
+    """``call(session, i)`` for i < ``requests`` from ``n_threads`` threads, each in its own
+    ``session()``, for at most ``max_seconds``; (calls/s, latencies s, problems returned)."""
+    latencies, problems, lock = [], [], threading.Lock()
     counter = iter(range(requests))
     stop = time.perf_counter() + max_seconds
 
-    def worker(url):
-        with httpx.Client(base_url=url, timeout=60) as client:
+    def worker(_):
+        with session() as own:
             while time.perf_counter() < stop:
                 with lock:
                     i = next(counter, None)
                 if i is None:
                     return
                 t0 = time.perf_counter()
-                problem = send(client, i)
+                problem = call(own, i)
                 dt = time.perf_counter() - t0
                 with lock:
                     latencies.append(dt)
                     if problem:
-                        errors.append(problem)
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(n_clients) as pool:
-        list(pool.map(worker, [send.url] * n_clients))
-    elapsed = time.perf_counter() - start
-    return len(latencies) / elapsed, np.array(latencies), errors
-
-
-def in_process_level(n_threads, requests, max_seconds, call):
-    latencies, lock = [], threading.Lock()
-    counter = iter(range(requests))
-    stop = time.perf_counter() + max_seconds
-
-    def worker(_):
-        while time.perf_counter() < stop:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            t0 = time.perf_counter()
-            call(i)
-            with lock:
-                latencies.append(time.perf_counter() - t0)
+                        problems.append(problem)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(n_threads) as pool:
         list(pool.map(worker, range(n_threads)))
-    return len(latencies) / (time.perf_counter() - start), np.array(latencies)
+    return len(latencies) / (time.perf_counter() - start), np.array(latencies), problems
+
+
+def http_level(url, n_clients, requests, max_seconds, send):
+    """``run_level`` with one keep-alive httpx client per thread."""
+    import httpx
+
+    return run_level(n_clients, requests, max_seconds, send,
+                     session=lambda: httpx.Client(base_url=url, timeout=60))
 
 
 def row(name, clients, qps, lat, errors, base_qps=None):
@@ -181,9 +166,9 @@ def measure(args, lines):
                   "errors | in-process q/s / HTTP q/s |", "|---|---|---|---|---|---|---|---|"]
         base = {}
         for threads in levels:
-            qps, lat = in_process_level(
+            qps, lat, _ = run_level(
                 threads, args.requests, args.seconds,
-                lambda i: search(pipeline, Q[i % len(Q)][None], n_neighbors=K))
+                lambda _, i: search(pipeline, Q[i % len(Q)][None], n_neighbors=K) and None)
             base[threads] = qps
             lines.append(row("in-process `search()`", threads, qps, lat, None))
             print(lines[-1], flush=True)
@@ -195,10 +180,17 @@ def measure(args, lines):
                     return f"{response.status_code}: {response.text[:200]}"
                 ids = [hit["id"] for hit in response.json()["results"]]
                 return None if ids == expected[i % len(Q)].tolist() else f"ids differ for {i}"
-            send.url = url
-            load_level(4, 200, 10, send)  # warm-up
+            http_level(url, 4, 200, 10, send)  # warm-up
+
+            def health(client, i):
+                response = client.get("/health")
+                return None if response.status_code == 200 else str(response.status_code)
+            qps, lat, errors = http_level(url, 1, args.requests, args.seconds, health)
+            lines.append(row("HTTP `GET /health` (no pipeline: the HTTP floor)", 1, qps, lat,
+                             errors))
+            print(lines[-1], flush=True)
             for clients in levels:
-                qps, lat, errors = load_level(clients, args.requests, args.seconds, send)
+                qps, lat, errors = http_level(url, clients, args.requests, args.seconds, send)
                 lines.append(row("HTTP `POST /search` (JSON)", clients, qps, lat, errors,
                                  base[clients]))
                 print(lines[-1], flush=True)
@@ -210,8 +202,8 @@ def measure(args, lines):
                   "file and loaded by the pipeline).", "",
                   "| path | concurrent clients | requests | requests/s | p50 ms | p99 ms | "
                   "errors | in-process q/s / HTTP q/s |", "|---|---|---|---|---|---|---|---|"]
-        images, queries = image_pipeline(os.path.join(folder, "digits") if os.makedirs(
-            os.path.join(folder, "digits")) is None else None)
+        os.makedirs(os.path.join(folder, "digits"))
+        images, queries = image_pipeline(os.path.join(folder, "digits"))
         image_path = os.path.join(folder, "digits", "pipeline.joblib")
         joblib.dump(images, image_path)
         uploads = [open(q, "rb").read() for q in queries]
@@ -219,8 +211,8 @@ def measure(args, lines):
         n_file = max(args.requests // 3, 50)
         base = {}
         for threads in (1, 4):
-            qps, lat = in_process_level(threads, n_file, args.seconds, lambda i: search(
-                images, [queries[i % len(queries)]], n_neighbors=K))
+            qps, lat, _ = run_level(threads, n_file, args.seconds, lambda _, i: search(
+                images, [queries[i % len(queries)]], n_neighbors=K) and None)
             base[threads] = qps
             lines.append(row("in-process `search()` on the file", threads, qps, lat, None))
             print(lines[-1], flush=True)
@@ -232,10 +224,9 @@ def measure(args, lines):
                     return f"{response.status_code}: {response.text[:200]}"
                 ids = [hit["id"] for hit in response.json()["results"]]
                 return None if ids == expected[i % len(uploads)].tolist() else f"ids differ {i}"
-            send_file.url = url
-            load_level(2, 50, 10, send_file)
+            http_level(url, 2, 50, 10, send_file)  # warm-up
             for clients in (1, 4):
-                qps, lat, errors = load_level(clients, n_file, args.seconds, send_file)
+                qps, lat, errors = http_level(url, clients, n_file, args.seconds, send_file)
                 lines.append(row("HTTP `POST /search` (upload)", clients, qps, lat, errors,
                                  base[clients]))
                 print(lines[-1], flush=True)

@@ -4,16 +4,11 @@ import os
 import sys
 from pathlib import Path
 
+from .._cli_files import _positive_int
+
 __all__ = ["add_parser", "main"]
 
 TOKEN_ENV = "SKFINDKIT_SERVE_TOKEN"
-
-
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_parser(subparsers):
@@ -35,7 +30,7 @@ def add_parser(subparsers):
                             f"{TOKEN_ENV}); additions are saved back to the pipeline file")
     serve.add_argument("--max-upload-mb", type=float, default=20.0,
                        help="largest upload accepted, in MiB (default: %(default)s)")
-    serve.add_argument("--workers", type=_positive, default=4,
+    serve.add_argument("--workers", type=_positive_int, default=4,
                        help="threads running the pipeline at once (default: %(default)s)")
     serve.set_defaults(func=main)
     return serve
