@@ -31,3 +31,58 @@ def digit_image_pipeline(paths, n_neighbors=5):
         ("index", ExactIndex(n_neighbors=n_neighbors)),
     ]).fit(paths)
     return attach_keys(pipeline, [os.path.basename(p) for p in paths])
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServeProcess:
+    """``skfindkit serve PIPELINE ARGS...`` in a subprocess on a free loopback port.
+
+    ``with ServeProcess(path) as server:`` waits for /health; ``server.url``,
+    ``server.output()`` (what it printed so far, after exit).
+    """
+
+    def __init__(self, pipeline_path, *args, env=None):
+        import os
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [sys.executable, "-m", "skfindkit.cli", "serve", str(pipeline_path),
+                        "--port", str(self.port), *args]
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+
+    def __enter__(self):
+        import subprocess
+        import tempfile
+        import time
+
+        import httpx
+
+        self._log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(self.command, stdout=self._log,
+                                        stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + 60
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError(f"skfindkit serve did not start: {self.output()}")
+
+    def output(self):
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)

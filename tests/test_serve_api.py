@@ -21,7 +21,8 @@ from skfindkit.serve import create_app  # noqa: E402
 from skfindkit.serve._files import _load_pipeline  # noqa: E402
 from skfindkit.serve._locks import ReadWriteLock  # noqa: E402
 
-from ._serve_fixtures import digit_image_pipeline, write_digit_pngs  # noqa: E402
+from ._serve_fixtures import (ServeProcess, digit_image_pipeline, free_port,  # noqa: E402
+                              write_digit_pngs)
 
 TOKEN = "s3cret-token"
 
@@ -324,14 +325,10 @@ def test_adding_vectors_with_keys(vectors):
 
 
 def _serve_in_thread(app):
-    import socket
-
     import uvicorn
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(),
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -339,7 +336,7 @@ def _serve_in_thread(app):
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
+    return server, thread, f"http://127.0.0.1:{server.config.port}"
 
 
 def test_concurrent_queries_match_serial_even_while_adding(vectors):
@@ -398,3 +395,26 @@ def test_serve_refuses_to_start_on_a_non_pipeline(content, message, tmp_path, ca
     assert cli_main(["serve", str(path), "--port", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err and err.startswith("skfindkit serve: error:")
+
+
+def test_the_command_serves_a_saved_pipeline_and_adds_with_the_env_token(collection, tmp_path):
+    import httpx
+
+    folder, paths, _ = collection
+    saved = tmp_path / "pipeline.joblib"
+    joblib.dump(digit_image_pipeline(paths[:100]), saved)
+    with ServeProcess(saved, "--items-dir", str(folder), "--workers", "2",
+                      env={"SKFINDKIT_SERVE_TOKEN": TOKEN}) as served:
+        health = httpx.get(served.url + "/health").json()
+        assert health["items"] == 100 and health["adding"] is True
+        with open(paths[7], "rb") as handle:
+            hits = httpx.post(served.url + "/search?k=2", files={"file": ("q.png", handle.read())})
+        assert [h["id"] for h in hits.json()["results"]][0] == 7
+        assert httpx.get(served.url + "/items/7").headers["content-type"] == "image/png"
+        with open(paths[105], "rb") as handle:
+            added = httpx.post(served.url + "/items", files={"file": ("n.png", handle.read())},
+                               headers={"Authorization": f"Bearer {TOKEN}"})
+        assert added.status_code == 201 and added.json()["added"][0]["id"] == 100
+    assert f"open {served.url}/" in served.output()
+    assert _load_pipeline(saved)[-1].n_samples_fit_ == 101  # saved back by the command
+    assert len(list((tmp_path / "pipeline_added").iterdir())) == 1

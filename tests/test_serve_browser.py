@@ -8,10 +8,6 @@ cannot start. Set ``SKFINDKIT_SCREENSHOT_DIR`` to keep the screenshot.
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 
 import joblib
 import pytest
@@ -20,7 +16,7 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 pytest.importorskip("PIL", reason="Pillow (image extra) is not installed")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
-from ._serve_fixtures import digit_image_pipeline, write_digit_pngs  # noqa: E402
+from ._serve_fixtures import ServeProcess, digit_image_pipeline, write_digit_pngs  # noqa: E402
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -44,44 +40,17 @@ def _browser():
         pytest.skip(f"chromium could not start: {exc.msg.splitlines()[0] if exc.msg else exc}")
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``skfindkit serve`` on a digits image pipeline; yields (url, folder, query path)."""
-    import httpx
-
     folder = tmp_path_factory.mktemp("served")
     paths, _ = write_digit_pngs(folder, n=160)
     collection, queries = paths[:150], paths[150:]
     for path in queries:  # held-out queries live outside the items folder
         os.replace(path, folder.parent / os.path.basename(path))
     joblib.dump(digit_image_pipeline(collection, n_neighbors=10), folder / "pipeline.joblib")
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "skfindkit.cli", "serve", str(folder / "pipeline.joblib"),
-         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"skfindkit serve did not start: {process.stdout.read().decode()}")
-        time.sleep(0.2)
-    yield url, folder, str(folder.parent / os.path.basename(queries[3]))
-    process.terminate()
-    process.wait(10)
+    with ServeProcess(folder / "pipeline.joblib") as served:
+        yield served.url, folder, str(folder.parent / os.path.basename(queries[3]))
 
 
 def test_upload_a_query_see_k_results_and_open_one(server, tmp_path):
