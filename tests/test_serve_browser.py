@@ -130,3 +130,42 @@ def test_a_bad_upload_shows_the_server_s_error(server, tmp_path):
         assert status.get_attribute("role") == "alert" and "error" in status.get_attribute("class")
     finally:
         driver.quit()
+
+
+def test_type_a_text_and_read_the_snippets(tmp_path):
+    pytest.importorskip("gensim", reason="the text extra (gensim) is not installed")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    from sklearn.pipeline import Pipeline
+
+    from skfindkit import Doc2VecLoader, ExactIndex, attach_keys
+
+    docs = ["the cat sat on the mat", "dogs run in the park", "a cat and a dog play",
+            "stock markets fell today", "the market rallied on earnings", "cats purr when happy"]
+    paths = []
+    for i, doc in enumerate(docs):
+        paths.append(tmp_path / f"doc{i}.txt")
+        paths[-1].write_text(doc)
+    pipeline = attach_keys(Pipeline([
+        ("loader", Doc2VecLoader(input="filename", min_count=1, vector_size=16, epochs=20)),
+        ("index", ExactIndex(n_neighbors=3, metric="cosine")),
+    ]).fit([str(p) for p in paths]), [p.name for p in paths])
+    joblib.dump(pipeline, tmp_path / "texts.joblib")
+    driver = _browser()
+    try:
+        with ServeProcess(tmp_path / "texts.joblib") as served:
+            wait = WebDriverWait(driver, 20)
+            driver.get(served.url + "/")
+            wait.until(ec.text_to_be_present_in_element((By.ID, "about"), "6 indexed items"))
+            assert driver.find_element(By.ID, "text-field").is_displayed()
+            driver.find_element(By.ID, "query-text").send_keys("a happy cat")
+            driver.find_element(By.ID, "search-button").click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .snippet")) == 3)
+            wait.until(lambda d: all(s.text in docs for s in
+                                     d.find_elements(By.CSS_SELECTOR, "#results .snippet")))
+            keys = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .key")]
+            snippets = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .snippet")]
+            assert snippets == [docs[int(key[3])] for key in keys]  # docN.txt -> docs[N]
+    finally:
+        driver.quit()
