@@ -86,3 +86,24 @@ class ServeProcess:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+DOCS = ["the cat sat on the mat", "dogs run in the park", "a cat and a dog play",
+        "stock markets fell today", "the market rallied on earnings", "cats purr when happy"]
+
+
+def text_file_pipeline(folder):
+    """``DOCS`` as ``doc{i}.txt`` under ``folder``, Doc2VecLoader(input="filename") ->
+    cosine ExactIndex keyed by file name."""
+    from sklearn.pipeline import Pipeline
+
+    from skfindkit import Doc2VecLoader, ExactIndex, attach_keys
+
+    paths = []
+    for i, doc in enumerate(DOCS):
+        paths.append(folder / f"doc{i}.txt")
+        paths[-1].write_text(doc)
+    return attach_keys(Pipeline([
+        ("loader", Doc2VecLoader(input="filename", min_count=1, vector_size=16, epochs=20)),
+        ("index", ExactIndex(n_neighbors=3, metric="cosine")),
+    ]).fit([str(p) for p in paths]), [p.name for p in paths])

@@ -21,8 +21,8 @@ from skfindkit.serve import create_app  # noqa: E402
 from skfindkit.serve._files import _load_pipeline  # noqa: E402
 from skfindkit.serve._locks import ReadWriteLock  # noqa: E402
 
-from ._serve_fixtures import (ServeProcess, digit_image_pipeline, free_port,  # noqa: E402
-                              write_digit_pngs)
+from ._serve_fixtures import (DOCS, ServeProcess, digit_image_pipeline,  # noqa: E402
+                              free_port, text_file_pipeline, write_digit_pngs)
 
 TOKEN = "s3cret-token"
 
@@ -201,20 +201,7 @@ def test_audio_pipeline_serves_sounds_and_refuses_texts(tmp_path, caplog):
 
 def test_text_pipeline_takes_texts_and_text_files(tmp_path):
     pytest.importorskip("gensim", reason="the text extra (gensim) is not installed")
-    from sklearn.pipeline import Pipeline
-
-    from skfindkit import Doc2VecLoader
-
-    docs = ["the cat sat on the mat", "dogs run in the park", "a cat and a dog play",
-            "stock markets fell today", "the market rallied on earnings", "cats purr when happy"]
-    paths = []
-    for i, doc in enumerate(docs):
-        paths.append(str(tmp_path / f"doc{i}.txt"))
-        open(paths[-1], "w").write(doc)
-    pipeline = attach_keys(Pipeline([
-        ("loader", Doc2VecLoader(input="filename", min_count=1, vector_size=16, epochs=20)),
-        ("index", ExactIndex(n_neighbors=3, metric="cosine")),
-    ]).fit(paths), [os.path.basename(p) for p in paths])
+    pipeline = text_file_pipeline(tmp_path)
     with TestClient(create_app(pipeline, items_dir=tmp_path)) as client:
         assert client.get("/health").json()["query"] == "text"
         query = tmp_path / "query.txt"
@@ -226,7 +213,7 @@ def test_text_pipeline_takes_texts_and_text_files(tmp_path):
             assert [h["id"] for h in body["results"]] == expected.indices[0].tolist()
         item = client.get(f"/items/{expected.indices[0, 0]}")
         assert item.headers["content-type"].startswith("text/plain")
-        assert item.text == docs[expected.indices[0, 0]]
+        assert item.text == DOCS[expected.indices[0, 0]]
         blank = client.post("/search", json={"text": "   "})
         assert blank.status_code == 422 and "non-empty text" in blank.json()["detail"]
         latin1 = client.post("/search", files={"file": ("q.txt", "café".encode("latin-1"))})

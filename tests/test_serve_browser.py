@@ -16,7 +16,8 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 pytest.importorskip("PIL", reason="Pillow (image extra) is not installed")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
-from ._serve_fixtures import ServeProcess, digit_image_pipeline, write_digit_pngs  # noqa: E402
+from ._serve_fixtures import (DOCS, ServeProcess, digit_image_pipeline,  # noqa: E402
+                              text_file_pipeline, write_digit_pngs)
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -137,20 +138,8 @@ def test_type_a_text_and_read_the_snippets(tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
-    from sklearn.pipeline import Pipeline
 
-    from skfindkit import Doc2VecLoader, ExactIndex, attach_keys
-
-    docs = ["the cat sat on the mat", "dogs run in the park", "a cat and a dog play",
-            "stock markets fell today", "the market rallied on earnings", "cats purr when happy"]
-    paths = []
-    for i, doc in enumerate(docs):
-        paths.append(tmp_path / f"doc{i}.txt")
-        paths[-1].write_text(doc)
-    pipeline = attach_keys(Pipeline([
-        ("loader", Doc2VecLoader(input="filename", min_count=1, vector_size=16, epochs=20)),
-        ("index", ExactIndex(n_neighbors=3, metric="cosine")),
-    ]).fit([str(p) for p in paths]), [p.name for p in paths])
+    pipeline = text_file_pipeline(tmp_path)
     joblib.dump(pipeline, tmp_path / "texts.joblib")
     driver = _browser()
     try:
@@ -162,10 +151,10 @@ def test_type_a_text_and_read_the_snippets(tmp_path):
             driver.find_element(By.ID, "query-text").send_keys("a happy cat")
             driver.find_element(By.ID, "search-button").click()
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .snippet")) == 3)
-            wait.until(lambda d: all(s.text in docs for s in
+            wait.until(lambda d: all(s.text in DOCS for s in
                                      d.find_elements(By.CSS_SELECTOR, "#results .snippet")))
             keys = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .key")]
             snippets = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .snippet")]
-            assert snippets == [docs[int(key[3])] for key in keys]  # docN.txt -> docs[N]
+            assert snippets == [DOCS[int(key[3])] for key in keys]  # docN.txt -> docs[N]
     finally:
         driver.quit()
