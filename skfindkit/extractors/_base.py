@@ -21,17 +21,18 @@ from abc import ABCMeta, abstractmethod
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import _safe_indexing, gen_batches
-from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import (
-    _check_feature_names_in,
-    _num_samples,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import gen_batches
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..utils import progress
+from ..utils._sklearn_compat import (
+    Interval,
+    _check_feature_names_in,
+    _fit_context,
+    _num_samples,
+    _safe_indexing,
+)
 
 __all__ = ["BaseFeatureExtractor", "check_model_path"]
 

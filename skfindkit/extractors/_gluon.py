@@ -5,8 +5,8 @@ import pickle
 from numbers import Integral
 
 from sklearn.base import clone
-from sklearn.utils._param_validation import Interval
 
+from ..utils._sklearn_compat import Interval
 from ._mxnet_common import BaseMXNetExtractor, load_checkpoint
 from ._mxnet_import import import_mxnet
 

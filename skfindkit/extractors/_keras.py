@@ -5,9 +5,9 @@ import tempfile
 import zipfile
 
 import numpy as np
-from sklearn.utils._param_validation import StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import StrOptions
 from ._base import BaseFeatureExtractor, check_model_path
 from ._layers import pool_features, unknown_layer_error
 

@@ -13,8 +13,8 @@ import tempfile
 import zipfile
 from numbers import Integral
 
-from sklearn.utils._param_validation import Interval, StrOptions
 
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import BaseFeatureExtractor, check_model_path
 from ._layers import pool_features, unknown_layer_error
 from ._mxnet_import import import_mxnet

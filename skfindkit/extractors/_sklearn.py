@@ -6,9 +6,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.utils import get_tags
-from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
+from ..utils._sklearn_compat import HasMethods, StrOptions, _check_feature_names_in
 from ._base import BaseFeatureExtractor
 
 __all__ = ["SklearnFeatureExtractor"]

@@ -16,9 +16,9 @@ from numbers import Integral
 
 import numpy as np
 from sklearn import get_config
-from sklearn.utils._param_validation import Interval
 from threadpoolctl import ThreadpoolController
 
+from ..utils._sklearn_compat import Interval
 from ._base import BaseIndex
 
 __all__ = ["ExactIndex", "exact_search"]

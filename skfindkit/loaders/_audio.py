@@ -3,9 +3,9 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._audio_io import AUDIO_PARAMETER_CONSTRAINTS, read_audio
 from ._base import BaseVectorLoader
 from ._pooling import check_pooling, pool_frames, pooled_names
@@ -143,8 +143,7 @@ class STFTVectorLoader(BaseVectorLoader):
         self.verbose = verbose
         self.on_error = on_error
 
-    def _validate_params(self):
-        super()._validate_params()
+    def _check_params(self):
         check_pooling(self.pooling, self.n_segments, type(self).__name__)
         if self.representation == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(

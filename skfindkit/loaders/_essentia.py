@@ -3,9 +3,9 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval
 from ._audio_io import AUDIO_PARAMETER_CONSTRAINTS, read_audio
 from ._base import BaseVectorLoader
 from ._pooling import check_pooling, pool_frames, pooled_names
@@ -145,8 +145,7 @@ class EssentiaVectorLoader(BaseVectorLoader):
             )
         return groups
 
-    def _validate_params(self):
-        super()._validate_params()
+    def _check_params(self):
         self._groups()
         check_pooling(self.pooling, self.n_segments, type(self).__name__)
 

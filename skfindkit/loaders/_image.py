@@ -5,9 +5,9 @@ import os
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import StrOptions
 from ._base import BaseVectorLoader, check_file
 
 __all__ = ["ImageLoader"]
@@ -111,8 +111,7 @@ class ImageLoader(BaseVectorLoader):
         self.verbose = verbose
         self.on_error = on_error
 
-    def _validate_params(self):
-        super()._validate_params()
+    def _check_params(self):
         if not _valid_size(self.size):
             raise ValueError(
                 "The 'size' parameter of ImageLoader must be None or a pair of "
