@@ -50,7 +50,10 @@ class STFTVectorLoader(BaseVectorLoader):
     n_segments : int, default=1
         Temporal segment pooling: the frames are split into this many equal
         segments whose statistics are concatenated, which keeps the coarse
-        shape of a word or phrase.
+        shape of a word or phrase. A clip with fewer frames than segments
+        (e.g. 0.05 s: 3 frames at the default rate and hop) still gives a
+        vector: its frames are linearly interpolated at the segments' centres,
+        one frame per segment (``std`` 0 in each).
     top_db : float or None, default=None
         Trim leading/trailing audio quieter than ``top_db`` below the peak.
     normalize : {"peak", "rms"} or None, default=None

@@ -65,7 +65,8 @@ class EssentiaVectorLoader(BaseVectorLoader):
         ``"median"``.
     n_segments : int, default=1
         Temporal segment pooling (statistics of equal time segments,
-        concatenated).
+        concatenated). A clip with fewer frames than segments has its frames
+        linearly interpolated at the segments' centres (one frame each).
     top_db : float or None, default=None
         Trim leading/trailing audio quieter than ``top_db`` below the peak.
     normalize : {"peak", "rms"} or None, default=None
