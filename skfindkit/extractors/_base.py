@@ -93,6 +93,13 @@ class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
     #: batches handed to ``_transform_batch`` at once (see ``transform``)
     _batches_per_call = 1
+    #: why a row's features may differ in their last float32 bits with the
+    #: batch it is computed in (its position, the batch size), or None when
+    #: they are bit-identical whatever the batch. The test suite then expects
+    #: scikit-learn's exact sample-order and subset invariance checks to fail
+    #: (xfail, not strict: some CPUs pass them) and checks invariance at a
+    #: float32 tolerance instead.
+    _batch_dependent_rounding = None
 
     # -- hooks -------------------------------------------------------------
     @abstractmethod
