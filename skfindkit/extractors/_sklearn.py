@@ -83,6 +83,11 @@ class SklearnFeatureExtractor(BaseFeatureExtractor):
         "method": [StrOptions(set(_METHODS))],
         "prefit": ["boolean"],
     }
+    _batch_dependent_rounding = (
+        "the wrapped estimator's matrix products run in BLAS (OpenBLAS, MKL), "
+        "whose kernels and threads split work by rows, so float32 features can "
+        "change in the last bit with a row's batch"
+    )
 
     def __init__(self, estimator, *, method="transform", prefit=False, batch_size=None,
                  verbose=0):
