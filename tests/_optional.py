@@ -26,5 +26,4 @@ def require_mxnet():
     try:
         return import_mxnet()
     except ImportError as exc:
-        pytest.skip(f"{MXNET_REASON} ({str(exc).splitlines()[0][:120]})",
-                    allow_module_level=True)
+        pytest.skip(f"{MXNET_REASON} ({str(exc).split('. ')[0]})", allow_module_level=True)

@@ -102,3 +102,31 @@ def test_on_error_keeps_rows_aligned(loader, n_jobs, tmp_path):
         assert len(messages) == 1 and f"item {BAD_AT} " in messages[0]
         assert check(out[BAD_AT]).all()
         np.testing.assert_array_equal(np.delete(out, BAD_AT, axis=0), good)
+
+
+# the shared vocabulary (INTERFACES.md decision 1): one name per concept
+_FORBIDDEN = {"seed": "random_state", "random_seed": "random_state", "workers": "n_jobs",
+              "n_threads": "n_jobs", "num_threads": "n_jobs", "verbosity": "verbose",
+              "batchsize": "batch_size"}
+
+
+def test_loaders_and_extractors_share_the_parameter_vocabulary():
+    import inspect
+
+    import skfindkit
+    from skfindkit import BaseFeatureExtractor
+
+    checked = 0
+    for name in skfindkit.__all__:
+        cls = getattr(skfindkit, name)
+        if not (inspect.isclass(cls) and issubclass(cls, (BaseVectorLoader, BaseFeatureExtractor))
+                and not inspect.isabstract(cls)):
+            continue
+        params = set(inspect.signature(cls).parameters)
+        wrong = {p: _FORBIDDEN[p] for p in params if p in _FORBIDDEN}
+        assert not wrong, f"{name}: rename {wrong}"
+        expected = ({"n_jobs", "verbose", "on_error"} if issubclass(cls, BaseVectorLoader)
+                    else {"batch_size", "verbose"})
+        assert expected <= params, f"{name} lacks {expected - params}"
+        checked += 1
+    assert checked >= 9
