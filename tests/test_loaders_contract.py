@@ -104,13 +104,15 @@ def test_on_error_keeps_rows_aligned(loader, n_jobs, tmp_path):
         np.testing.assert_array_equal(np.delete(out, BAD_AT, axis=0), good)
 
 
-# the shared vocabulary (INTERFACES.md decision 1): one name per concept
-_FORBIDDEN = {"seed": "random_state", "random_seed": "random_state", "workers": "n_jobs",
-              "n_threads": "n_jobs", "num_threads": "n_jobs", "verbosity": "verbose",
-              "batchsize": "batch_size"}
+# the shared vocabulary (INTERFACES.md decision 1); test_estimators.py checks
+# the names of indexes and loaders, this the parameters every loader and
+# extractor must take, and the extractors' names
+_RENAMED = {"seed": "random_state", "random_seed": "random_state", "workers": "n_jobs",
+            "n_threads": "n_jobs", "num_threads": "n_jobs", "verbosity": "verbose",
+            "batchsize": "batch_size", "chunk_size": "batch_size"}
 
 
-def test_loaders_and_extractors_share_the_parameter_vocabulary():
+def test_loaders_and_extractors_take_the_shared_parameters():
     import inspect
 
     import skfindkit
@@ -123,7 +125,7 @@ def test_loaders_and_extractors_share_the_parameter_vocabulary():
                 and not inspect.isabstract(cls)):
             continue
         params = set(inspect.signature(cls).parameters)
-        wrong = {p: _FORBIDDEN[p] for p in params if p in _FORBIDDEN}
+        wrong = {p: _RENAMED[p] for p in params if p in _RENAMED}
         assert not wrong, f"{name}: rename {wrong}"
         expected = ({"n_jobs", "verbose", "on_error"} if issubclass(cls, BaseVectorLoader)
                     else {"batch_size", "verbose"})
