@@ -2,9 +2,9 @@
 
 from numbers import Integral
 
-from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval
 from ._ann_utils import bytes_to_files, files_to_bytes, native_seed, stack_padded
 from ._base import BaseIndex
 

@@ -34,8 +34,7 @@ from numbers import Integral
 
 import numpy as np
 from joblib import effective_n_jobs
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import (
     check_is_fitted,
     column_or_1d,
@@ -43,6 +42,7 @@ from sklearn.utils.validation import (
 )
 
 from .._persist import pack_blob, unpack_blob
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from . import _distances
 from ._brute import BruteForceMatrix, brute_force_kneighbors
 from ._graph import NeighborsGraphMixin

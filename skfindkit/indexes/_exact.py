@@ -2,8 +2,8 @@
 
 from numbers import Integral
 
-from sklearn.utils._param_validation import Interval
 
+from ..utils._sklearn_compat import Interval
 from ._base import BaseIndex
 from ._brute import BruteForceMatrix
 

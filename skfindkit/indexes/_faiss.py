@@ -6,9 +6,9 @@ from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval
 from ._ann_utils import native_seed
 from ._base import BaseIndex
 

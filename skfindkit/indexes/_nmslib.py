@@ -2,9 +2,9 @@
 
 from numbers import Integral
 
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._ann_utils import bytes_to_files, files_to_bytes, stack_padded
 from ._base import BaseIndex
 
