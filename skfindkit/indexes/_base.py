@@ -46,6 +46,8 @@ from .._persist import pack_blob, unpack_blob
 from . import _distances
 from ._brute import BruteForceMatrix, brute_force_kneighbors
 from ._graph import NeighborsGraphMixin
+from ._lock import runtime_state
+from ._self import RowLookup, drop_self, insert_self
 
 __all__ = ["BaseIndex", "METRICS"]
 
@@ -122,6 +124,13 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         """
         return False
 
+    def _query_params(self):
+        """Values of the query-time knobs (e.g. ``{"ef_search": 50}``); none by default."""
+        return {}
+
+    def _apply_query_params(self):
+        """Give ``_query_params()`` to the native index (called only when they changed)."""
+
     def _add(self, X):
         """Add prepared rows; the default rebuilds the native index from all data."""
         self._index = self._build(self._fit_X)
@@ -139,23 +148,31 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         """Number of threads ``n_jobs`` asks for (joblib's convention)."""
         return max(1, effective_n_jobs(self.n_jobs))
 
-    def _prepare(self, X):
-        """float32, C-contiguous, unit rows for cosine: what backends index."""
+    def _fitted_param(self, name):
+        """A parameter's value at the last ``fit``: what the native structure was built with."""
+        return self._fit_params[name]
+
+    def _prepare(self, X, name="X"):
+        """float32, C-contiguous, rescaled if needed, unit rows for cosine: what backends index."""
+        _distances.check_float32_range(X, name)
+        if self._scale != 1.0:
+            X = np.multiply(X, self._scale, dtype=np.float64)
+            _distances.check_float32_range(X, f"{name} (scaled as the indexed data)")
         X = np.require(X, dtype=np.float32, requirements=["C"])
-        if self.metric == "cosine":
+        if self.metric_ == "cosine":
             X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
         return X
 
     def _native_unit(self):
         unit = self._native_distance
-        return unit[self.metric] if isinstance(unit, dict) else unit
+        return unit[self.metric_] if isinstance(unit, dict) else unit
 
     def _to_metric_units(self, native, X, ind):
         """The backend's distances -> the metric's units, -1 ids at ``inf``."""
         unit = self._native_unit()
         if unit == "recompute":
-            return _distances.exact_distances(X, self._fit_X, ind, self.metric)
-        dist = _distances.from_native(native, unit, self.metric)
+            return _distances.exact_distances(X, self._fit_X, ind, self.metric_)
+        dist = _distances.from_native(native, unit, self.metric_)
         dist[ind < 0] = np.inf
         return dist
 
@@ -163,9 +180,43 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         """Brute force over the stored data: the one exact path of every index."""
         matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
         return brute_force_kneighbors(
-            self._fit_X, X, k, self.metric, batch_size=getattr(self, "batch_size", None),
+            self._fit_X, X, k, self.metric_, batch_size=getattr(self, "batch_size", None),
             n_threads=self._n_threads(), matrix=matrix,
         )
+
+    # ------------------------------------------------------- thread safety
+    def _writing(self):
+        """Exclusive section: fit and partial_fit (waits for running queries)."""
+        return runtime_state(self).lock.write()
+
+    def _reading(self):
+        """Shared section for queries; applies changed query-time knobs first."""
+        state = runtime_state(self)
+        if not state.lock.holds_read() and hasattr(self, "_index"):
+            wanted = self._query_params()
+            if state.applied_query_params != wanted:
+                with state.lock.write():  # once per change, never during a query
+                    self._apply_query_params()
+                    state.applied_query_params = wanted
+        return state.lock.read()
+
+    def _changed_native_index(self):
+        """After a write: the native index must be given the query-time knobs again."""
+        state = runtime_state(self)
+        state.applied_query_params = None
+        state.row_lookup = None
+
+    def _own_items(self, X, is_fit_X):
+        """Each query's own indexed item (its row number, or an identical row), -1 if none."""
+        if is_fit_X:
+            return np.arange(X.shape[0])
+        if self._is_exact():  # exact search finds identical rows by itself
+            return None
+        state = runtime_state(self)
+        lookup = state.row_lookup
+        if lookup is None:  # built by the first query after a write; readers agree
+            lookup = state.row_lookup = RowLookup(self._fit_X)
+        return lookup.find(X)
 
     def _check_backend_metric(self):
         if self.metric not in self.supported_metrics:
@@ -193,16 +244,24 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             The fitted index.
         """
         self._check_backend_metric()
-        if y is None:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
-            self._fit_y = None
-        else:
-            X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
-            self._fit_y = column_or_1d(y)
-        self._fit_X = self._prepare(X)
-        self.n_samples_fit_ = self._fit_X.shape[0]
-        self._zero_rows = np.flatnonzero(~self._fit_X.any(axis=1))
-        self._index = self._build(self._fit_X)
+        with self._writing():
+            if y is None:
+                X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
+                fit_y = None
+            else:
+                X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
+                fit_y = column_or_1d(y)
+            _distances.check_float32_range(X)
+            # the fitted state answers every query, whatever set_params says later
+            self._fit_params = self.get_params(deep=False)
+            self.metric_ = self.metric
+            self._scale = _distances.power_of_two_scale(X)
+            self._fit_y = fit_y
+            self._fit_X = self._prepare(X)
+            self.n_samples_fit_ = self._fit_X.shape[0]
+            self._zero_rows = np.flatnonzero(~self._fit_X.any(axis=1))
+            self._index = self._build(self._fit_X)
+            self._changed_native_index()
         return self
 
     def partial_fit(self, X, y=None):
@@ -225,8 +284,13 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         self : object
             The updated index.
         """
-        if not hasattr(self, "n_samples_fit_"):
-            return self.fit(X, y)
+        with self._writing():
+            if not hasattr(self, "n_samples_fit_"):
+                return self.fit(X, y)
+            self._partial_fit(X, y)
+        return self
+
+    def _partial_fit(self, X, y):
         has_labels = self._fit_y is not None
         if has_labels != (y is not None):
             raise ValueError(
@@ -240,14 +304,16 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             X, y = validate_data(
                 self, X, y, dtype=(np.float64, np.float32), order="C", reset=False
             )
+        Xp = self._prepare(X)  # may refuse X: nothing is changed before it passed
+        if y is not None:
             self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
-        Xp = self._prepare(X)
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
         )
         self._fit_X = np.concatenate([self._fit_X, Xp])
         self.n_samples_fit_ = self._fit_X.shape[0]
         self._add(Xp)
+        self._changed_native_index()
         if hasattr(self, "item_keys_"):
             warnings.warn(
                 "partial_fit added items: the item keys attached with "
@@ -256,7 +322,6 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
                 UserWarning,
             )
             del self.item_keys_
-        return self
 
     # ------------------------------------------------------------ querying
     def _check_query(self, X):
@@ -277,7 +342,7 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             and not hasattr(self, "feature_names_in_")
             and np.isfinite(X).all()
         ):
-            return self._prepare(X)
+            return self._prepare(X)  # checks the float32 range
         return self._prepare(
             validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
         )
@@ -307,7 +372,8 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         neigh_ind : ndarray of shape (n_queries, n_neighbors)
             Ids (row numbers in the fitted data) of the neighbours.
         """
-        return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
+        with self._reading():
+            return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
 
     def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """The exact nearest indexed items, by brute force over the stored data.
@@ -344,7 +410,8 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         >>> HNSWIndex(n_neighbors=2).fit(X).exact_kneighbors([[0.1, 0.0]], return_distance=False)
         array([[0, 1]])
         """
-        return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
+        with self._reading():
+            return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
 
     def labels_of(self, ind):
         """Labels given to :meth:`fit` (``y``) of the indexed items ``ind``.
@@ -392,6 +459,9 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             n_neighbors += 1
         else:
             X = self._check_query(X)
+        # the query set is the indexed set: each row's own item must be in it
+        # (as sklearn's brute force finds it), which a graph search may miss
+        is_fit_X = query_is_train or (X.shape == self._fit_X.shape and np.array_equal(X, self._fit_X))
 
         if n_neighbors > self.n_samples_fit_:
             if query_is_train:
@@ -405,16 +475,12 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             )
 
         dist, ind = search(X, n_neighbors)
-
+        own = self._own_items(X, is_fit_X)
+        if own is not None:
+            dist, ind = insert_self(X, self._fit_X, dist, ind, own, self.metric_)
         if query_is_train:
-            # sklearn's rule: drop each item from its own list; if it is not
-            # there (duplicates), drop the first neighbour instead.
-            sample_mask = ind != np.arange(X.shape[0])[:, None]
-            dup_gr_nbrs = np.all(sample_mask, axis=1)
-            sample_mask[:, 0][dup_gr_nbrs] = False
-            n_neighbors -= 1
-            ind = np.reshape(ind[sample_mask], (X.shape[0], n_neighbors))
-            dist = np.reshape(dist[sample_mask], (X.shape[0], n_neighbors))
+            dist, ind = drop_self(dist, ind)
+        dist = _distances.unscale(dist, self._scale, self.metric_)
         return (dist, ind) if return_distance else ind
 
     def _search_complete(self, X, k):
@@ -424,7 +490,7 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         native, ind = self._search(X, k)
         ind = np.asarray(ind, dtype=np.intp)
         dist = self._to_metric_units(native, X, ind)
-        if self.metric == "cosine":
+        if self.metric_ == "cosine":
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:
             missing = (ind < 0).any(axis=1)
@@ -463,13 +529,14 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         from ..metrics import precision_at_k
 
         check_is_fitted(self)
-        if self._fit_y is None:
-            raise ValueError(
-                f"{type(self).__name__}.score needs the labels of the indexed "
-                "items: fit the index with fit(X, y)."
-            )
-        ind = self.kneighbors(X, return_distance=False)
-        return precision_at_k(y, self.labels_of(ind))
+        with self._reading():  # labels and ids from the same fitted state
+            if self._fit_y is None:
+                raise ValueError(
+                    f"{type(self).__name__}.score needs the labels of the indexed "
+                    "items: fit the index with fit(X, y)."
+                )
+            ind = self.kneighbors(X, return_distance=False)
+            return precision_at_k(y, self.labels_of(ind))
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):

@@ -83,7 +83,7 @@ class ExactIndex(BaseIndex):
         return True
 
     def _build(self, X):
-        return BruteForceMatrix(X, self.metric)
+        return BruteForceMatrix(X, self.metric_)
 
     def _search(self, X, k):
         return self._exact_search(X, k)  # the base's brute force, on the kept matrix
