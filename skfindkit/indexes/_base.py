@@ -44,10 +44,9 @@ from sklearn.utils.validation import (
 
 from .._persist import pack_blob, unpack_blob
 from . import _distances
-from ._brute import BruteForceMatrix, brute_force_kneighbors
 from ._graph import NeighborsGraphMixin
 from ._lock import runtime_state
-from ._self import RowLookup, drop_self, insert_self
+from ._query import KNeighborsQueryMixin
 
 __all__ = ["BaseIndex", "METRICS"]
 
@@ -55,7 +54,10 @@ __all__ = ["BaseIndex", "METRICS"]
 METRICS = ("euclidean", "cosine", "inner_product")
 
 
-class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseIndex(
+    KNeighborsQueryMixin, NeighborsGraphMixin, TransformerMixin, BaseEstimator,
+    metaclass=ABCMeta,
+):
     """Base class of all skfindkit indexes (not to be used directly).
 
     Behaves exactly like :class:`sklearn.neighbors.KNeighborsTransformer`:
@@ -84,6 +86,40 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         Threads for building and querying, where the backend can use them.
         ``None`` means 1 unless in a :func:`joblib.parallel_config` context,
         ``-1`` means all processors.
+
+    Attributes
+    ----------
+    metric_ : str
+        The metric the index was fitted with. The fitted state answers every
+        query: ``set_params(metric=...)`` (or any parameter the native index
+        is built with) takes effect at the next ``fit``; query-time knobs
+        (``ef_search``, ``nprobe``, ``search_k``) apply at once.
+    n_samples_fit_ : int
+        Number of indexed items.
+
+    Notes
+    -----
+    **Threads.** An index may be queried from several threads at once
+    (results are those of serial calls); ``fit`` and ``partial_fit`` wait for
+    running queries, run alone, and hold new queries until they finish.
+
+    **Magnitudes.** Items are stored and searched as float32: values beyond
+    the float32 range (``|x| > 3.4e38``) are refused with an error naming
+    ``X``. A collection whose largest magnitude is outside ``2**±40`` (e.g.
+    data scaled by 1e-30 or 1e20, where float32 squared distances underflow or
+    overflow) is multiplied by a power of two, which changes no bit of the
+    mantissas; distances are reported in the original units. Queries far
+    outside the collection's magnitude that overflow after this scaling are
+    refused with the same error.
+
+    **The item itself.** When the queries are the indexed items (``transform``
+    of the fitted data, ``kneighbors(X=None)``) or a query equals an indexed
+    item, that item is in the query's results at its exact distance (0,
+    except ``1 - |x|^2`` for the inner product and 1 for an all-zero row
+    with cosine), as scikit-learn's brute force finds it, even where an
+    approximate search missed it. ``kneighbors(X=None)`` then drops the item
+    itself by id, or the farthest of its ``n_neighbors + 1`` results when
+    the item is not among them (inner product), never a true neighbour.
     """
 
     #: Name of the backend, used in error messages and serialized blobs.
@@ -163,27 +199,6 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
         return X
 
-    def _native_unit(self):
-        unit = self._native_distance
-        return unit[self.metric_] if isinstance(unit, dict) else unit
-
-    def _to_metric_units(self, native, X, ind):
-        """The backend's distances -> the metric's units, -1 ids at ``inf``."""
-        unit = self._native_unit()
-        if unit == "recompute":
-            return _distances.exact_distances(X, self._fit_X, ind, self.metric_)
-        dist = _distances.from_native(native, unit, self.metric_)
-        dist[ind < 0] = np.inf
-        return dist
-
-    def _exact_search(self, X, k):
-        """Brute force over the stored data: the one exact path of every index."""
-        matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
-        return brute_force_kneighbors(
-            self._fit_X, X, k, self.metric_, batch_size=getattr(self, "batch_size", None),
-            n_threads=self._n_threads(), matrix=matrix,
-        )
-
     # ------------------------------------------------------- thread safety
     def _writing(self):
         """Exclusive section: fit and partial_fit (waits for running queries)."""
@@ -205,18 +220,6 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         state = runtime_state(self)
         state.applied_query_params = None
         state.row_lookup = None
-
-    def _own_items(self, X, is_fit_X):
-        """Each query's own indexed item (its row number, or an identical row), -1 if none."""
-        if is_fit_X:
-            return np.arange(X.shape[0])
-        if self._is_exact():  # exact search finds identical rows by itself
-            return None
-        state = runtime_state(self)
-        lookup = state.row_lookup
-        if lookup is None:  # built by the first query after a write; readers agree
-            lookup = state.row_lookup = RowLookup(self._fit_X)
-        return lookup.find(X)
 
     def _check_backend_metric(self):
         if self.metric not in self.supported_metrics:
@@ -323,191 +326,7 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             )
             del self.item_keys_
 
-    # ------------------------------------------------------------ querying
-    def _check_query(self, X):
-        """Validate and prepare queries.
-
-        A well-formed float ndarray (the common case in a pipeline) takes a
-        fast path with the same checks -- 2-D, non-empty, the fitted number of
-        features, finite -- because ``validate_data`` alone costs more than a
-        whole small batch of approximate queries; anything else, and every
-        failure, goes through ``validate_data`` for scikit-learn's messages.
-        """
-        if (
-            isinstance(X, np.ndarray)
-            and X.dtype in (np.float32, np.float64)
-            and X.ndim == 2
-            and X.shape[0] > 0
-            and X.shape[1] == self.n_features_in_
-            and not hasattr(self, "feature_names_in_")
-            and np.isfinite(X).all()
-        ):
-            return self._prepare(X)  # checks the float32 range
-        return self._prepare(
-            validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
-        )
-
-    def _check_fitted(self):
-        if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
-            check_is_fitted(self)
-
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
-        """Find the nearest indexed items of each query.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), default=None
-            Queries. If None, the neighbours of each indexed item are
-            returned, the item itself excluded.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        return_distance : bool, default=True
-            Whether to return distances.
-
-        Returns
-        -------
-        neigh_dist : ndarray of shape (n_queries, n_neighbors)
-            Distances in the metric's true units, ascending; only if
-            ``return_distance=True``.
-        neigh_ind : ndarray of shape (n_queries, n_neighbors)
-            Ids (row numbers in the fitted data) of the neighbours.
-        """
-        with self._reading():
-            return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
-
-    def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True):
-        """The exact nearest indexed items, by brute force over the stored data.
-
-        The same contract as :meth:`kneighbors` (validation, units,
-        ``X=None``), but the answer is exact whatever the backend: the
-        reference an approximate index is measured against (it is what
-        ``make_retrieval_scorer("recall")`` compares with), at the cost of a
-        scan of every indexed item per query.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), default=None
-            Queries; None means the indexed items, each excluded from its own
-            neighbours.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        return_distance : bool, default=True
-            Whether to return distances.
-
-        Returns
-        -------
-        neigh_dist : ndarray of shape (n_queries, n_neighbors)
-            Exact distances, ascending (ties by id); only if
-            ``return_distance=True``.
-        neigh_ind : ndarray of shape (n_queries, n_neighbors)
-            Ids of the exact neighbours.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skfindkit import HNSWIndex
-        >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
-        >>> HNSWIndex(n_neighbors=2).fit(X).exact_kneighbors([[0.1, 0.0]], return_distance=False)
-        array([[0, 1]])
-        """
-        with self._reading():
-            return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
-
-    def labels_of(self, ind):
-        """Labels given to :meth:`fit` (``y``) of the indexed items ``ind``.
-
-        Parameters
-        ----------
-        ind : array-like of int
-            Ids of indexed items (e.g. what :meth:`kneighbors` returns).
-
-        Returns
-        -------
-        labels : ndarray of the same shape as ``ind``
-
-        Examples
-        --------
-        >>> from skfindkit import ExactIndex
-        >>> index = ExactIndex(n_neighbors=1).fit([[0.0], [1.0], [5.0]], ["a", "b", "c"])
-        >>> index.labels_of(index.kneighbors([[4.0]], return_distance=False))
-        array([['c']], dtype='<U1')
-        """
-        self._check_fitted()
-        if self._fit_y is None:
-            raise ValueError(
-                f"{type(self).__name__} was fitted without labels: fit it with "
-                "fit(X, y) to get the labels of retrieved items."
-            )
-        return self._fit_y[np.asarray(ind, dtype=np.intp)]
-
-    def _kneighbors(self, X, n_neighbors, return_distance, search):
-        """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
-        self._check_fitted()
-        if n_neighbors is None:
-            n_neighbors = self.n_neighbors
-        elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
-            raise TypeError(
-                f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
-            )
-        elif n_neighbors <= 0:
-            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
-        n_neighbors = int(n_neighbors)
-
-        query_is_train = X is None
-        if query_is_train:
-            X = self._fit_X
-            n_neighbors += 1
-        else:
-            X = self._check_query(X)
-        # the query set is the indexed set: each row's own item must be in it
-        # (as sklearn's brute force finds it), which a graph search may miss
-        is_fit_X = query_is_train or (X.shape == self._fit_X.shape and np.array_equal(X, self._fit_X))
-
-        if n_neighbors > self.n_samples_fit_:
-            if query_is_train:
-                n_neighbors -= 1
-                inequality_str = "n_neighbors < n_samples_fit"
-            else:
-                inequality_str = "n_neighbors <= n_samples_fit"
-            raise ValueError(
-                f"Expected {inequality_str}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {X.shape[0]}"
-            )
-
-        dist, ind = search(X, n_neighbors)
-        own = self._own_items(X, is_fit_X)
-        if own is not None:
-            dist, ind = insert_self(X, self._fit_X, dist, ind, own, self.metric_)
-        if query_is_train:
-            dist, ind = drop_self(dist, ind)
-        dist = _distances.unscale(dist, self._scale, self.metric_)
-        return (dist, ind) if return_distance else ind
-
-    def _search_complete(self, X, k):
-        """Run the backend and guarantee k valid, sorted results per row."""
-        if X.shape[0] == 0:
-            return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
-        native, ind = self._search(X, k)
-        ind = np.asarray(ind, dtype=np.intp)
-        dist = self._to_metric_units(native, X, ind)
-        if self.metric_ == "cosine":
-            _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
-        if ind.size and ind.min() < 0:
-            missing = (ind < 0).any(axis=1)
-            warnings.warn(
-                f"{type(self).__name__}: the {self._backend} search returned fewer "
-                f"than {k} neighbours for {int(missing.sum())} of {X.shape[0]} "
-                "queries (search parameters too small for k); those rows were "
-                "completed by exact search. Increase the search parameters.",
-                UserWarning,
-            )
-            dist[missing], ind[missing] = self._exact_search(X[missing], k)
-        if (dist[:, 1:] < dist[:, :-1]).any():
-            order = np.argsort(dist, axis=1, kind="stable")
-            dist = np.take_along_axis(dist, order, axis=1)
-            ind = np.take_along_axis(ind, order, axis=1)
-        return dist, ind
-
+    # ------------------------------------------------------------- scoring
     def score(self, X, y):
         """Mean precision@n_neighbors of the retrieved items' labels.
 

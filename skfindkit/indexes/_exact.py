@@ -40,6 +40,9 @@ class ExactIndex(BaseIndex):
 
     Attributes
     ----------
+    metric_ : str
+        The metric the index was fitted with; it answers every query
+        (see :class:`~skfindkit.indexes.BaseIndex`).
     n_samples_fit_ : int
         Number of indexed items.
     n_features_in_ : int

@@ -90,6 +90,9 @@ class FaissIndex(BaseIndex):
     ----------
     factory_ : str
         The factory string used after fitting the k-means sizes to the data.
+    metric_ : str
+        The metric the index was fitted with; it answers every query
+        (see :class:`~skfindkit.indexes.BaseIndex`).
     n_samples_fit_ : int
         Number of indexed items.
     n_features_in_ : int
