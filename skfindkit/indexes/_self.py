@@ -26,9 +26,15 @@ __all__ = ["RowLookup", "drop_self", "insert_self"]
 _CHUNK = 4096
 
 
+_MULTIPLIERS = {}  # width -> fixed odd 64-bit multipliers, one per column
+
+
 def _row_keys(X):
     """A 64-bit hash of each float32 row's bits (-0.0 counted as 0.0)."""
-    mult = np.random.RandomState(0).randint(1, 2**62, size=X.shape[1], dtype=np.uint64) | 1
+    mult = _MULTIPLIERS.get(X.shape[1])
+    if mult is None:
+        rng = np.random.RandomState(0)
+        mult = _MULTIPLIERS[X.shape[1]] = rng.randint(1, 2**62, X.shape[1], dtype=np.uint64) | 1
     keys = np.empty(X.shape[0], dtype=np.uint64)
     for start in range(0, X.shape[0], _CHUNK):
         bits = np.add(X[start:start + _CHUNK], np.float32(0)).view(np.uint32)
@@ -64,7 +70,10 @@ def insert_self(Q, data, dist, ind, self_ids, metric):
     ``self_ids`` -1 for queries that have no item of their own. Among equal
     distances the item itself comes first.
     """
-    missing = np.flatnonzero((self_ids >= 0) & ~(ind == self_ids[:, None]).any(axis=1))
+    has_own = self_ids >= 0
+    if not has_own.any():  # the usual case for new queries: nothing to do
+        return dist, ind
+    missing = np.flatnonzero(has_own & ~(ind == self_ids[:, None]).any(axis=1))
     if missing.size == 0:
         return dist, ind
     own = self_ids[missing, None]
