@@ -11,6 +11,13 @@ implements a few backend hooks:
     found fewer than ``k`` items;
 ``_add(X)`` (optional)
     add prepared rows to the native index; the default rebuilds;
+``_keeps_vectors()`` / ``_get_vectors(ids)`` (backends that store vectors)
+    a backend whose native store returns the indexed vectors (a Milvus
+    collection; hnswlib, faiss, annoy items) may return False from
+    ``_keeps_vectors``: the base then keeps no float32 copy of the collection
+    and reads the rows it needs (``kneighbors(X=None)``, exact completion)
+    through ``_get_vectors``, block by block; such a backend implements
+    ``_add`` natively and ``_serialize``;
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
     native index <-> bytes; the base wraps the bytes in a versioned,
     checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
@@ -108,6 +115,28 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         """Add prepared rows; the default rebuilds the native index from all data."""
         self._index = self._build(self._fit_X)
 
+    def _keeps_vectors(self):
+        """Whether the base keeps a prepared float32 copy of the indexed rows.
+
+        True (the default) keeps ``_fit_X``; a backend that returns False
+        stores the vectors itself and must implement ``_get_vectors``,
+        ``_add`` and ``_serialize``.
+        """
+        return True
+
+    def _get_vectors(self, ids):
+        """Prepared float32 rows of the indexed items ``ids`` (in that order)."""
+        return self._fit_X[ids]
+
+    def _vector_blocks(self, block_size=4096):
+        """``(first_id, rows)`` blocks covering every indexed item in id order."""
+        if self._keeps_vectors():
+            yield 0, self._fit_X
+            return
+        for start in range(0, self.n_samples_fit_, block_size):
+            stop = min(start + block_size, self.n_samples_fit_)
+            yield start, self._get_vectors(np.arange(start, stop))
+
     def _serialize(self):
         """Native index -> bytes; None (the default) rebuilds it on unpickling."""
         return None
@@ -172,10 +201,11 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         else:
             X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
             self._fit_y = column_or_1d(y)
-        self._fit_X = self._prepare(X)
-        self.n_samples_fit_ = self._fit_X.shape[0]
-        self._zero_rows = np.flatnonzero(~self._fit_X.any(axis=1))
-        self._index = self._build(self._fit_X)
+        Xp = self._prepare(X)
+        self._fit_X = Xp if self._keeps_vectors() else None
+        self.n_samples_fit_ = Xp.shape[0]
+        self._zero_rows = np.flatnonzero(~Xp.any(axis=1))
+        self._index = self._build(Xp)
         return self
 
     def partial_fit(self, X, y=None):
@@ -218,8 +248,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
         )
-        self._fit_X = np.concatenate([self._fit_X, Xp])
-        self.n_samples_fit_ = self._fit_X.shape[0]
+        if self._keeps_vectors():
+            self._fit_X = np.concatenate([self._fit_X, Xp])
+        self.n_samples_fit_ += Xp.shape[0]
         self._add(Xp)
         if hasattr(self, "item_keys_"):
             warnings.warn(
@@ -293,7 +324,6 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
         query_is_train = X is None
         if query_is_train:
-            X = self._fit_X
             n_neighbors += 1
         else:
             X = self._check_query(X)
@@ -306,20 +336,18 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 inequality_str = "n_neighbors <= n_samples_fit"
             raise ValueError(
                 f"Expected {inequality_str}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {X.shape[0]}"
+                f"n_samples_fit = {self.n_samples_fit_}, "
+                f"n_samples = {self.n_samples_fit_ if query_is_train else X.shape[0]}"
             )
 
-        dist, ind = self._search_complete(X, n_neighbors)
-
-        if query_is_train:
-            # sklearn's rule: drop each item from its own list; if it is not
-            # there (duplicates), drop the first neighbour instead.
-            sample_mask = ind != np.arange(X.shape[0])[:, None]
-            dup_gr_nbrs = np.all(sample_mask, axis=1)
-            sample_mask[:, 0][dup_gr_nbrs] = False
-            n_neighbors -= 1
-            ind = np.reshape(ind[sample_mask], (X.shape[0], n_neighbors))
-            dist = np.reshape(dist[sample_mask], (X.shape[0], n_neighbors))
+        if not query_is_train:
+            dist, ind = self._search_complete(X, n_neighbors)
+            return (dist, ind) if return_distance else ind
+        parts = [
+            _exclude_self(*self._search_complete(rows, n_neighbors), start)
+            for start, rows in self._vector_blocks()
+        ]
+        dist, ind = (np.concatenate(p) for p in zip(*parts))
         return (dist, ind) if return_distance else ind
 
     def _search_complete(self, X, k):
@@ -478,8 +506,35 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         return tags
 
 
+def _exclude_self(dist, ind, start):
+    """sklearn's rule for ``kneighbors(X=None)``: drop each item (ids
+    ``start, start + 1, ...``) from its own list; if it is not there
+    (duplicates), drop the first neighbour instead."""
+    n, k = ind.shape
+    sample_mask = ind != np.arange(start, start + n)[:, None]
+    dup_gr_nbrs = np.all(sample_mask, axis=1)
+    sample_mask[:, 0][dup_gr_nbrs] = False
+    return (
+        np.reshape(dist[sample_mask], (n, k - 1)),
+        np.reshape(ind[sample_mask], (n, k - 1)),
+    )
+
+
 def _exact_knn(index, Q, k):
     """Exact k-NN of prepared queries against an index's stored data."""
     from ._exact import exact_search
 
-    return exact_search(index, Q, k)
+    if index._keeps_vectors():
+        return exact_search(index, Q, k)
+    # the backend stores the vectors: scan them block by block, keep the best k
+    best_d = np.full((Q.shape[0], 0), np.inf)
+    best_i = np.full((Q.shape[0], 0), -1, dtype=np.intp)
+    for start, rows in index._vector_blocks():
+        ids = np.broadcast_to(np.arange(start, start + rows.shape[0]), (Q.shape[0], rows.shape[0]))
+        d = _distances.exact_distances(Q, rows, ids - start, index.metric)
+        best_d = np.hstack([best_d, d])
+        best_i = np.hstack([best_i, ids])
+        keep = np.argsort(best_d, axis=1, kind="stable")[:, :k]
+        best_d = np.take_along_axis(best_d, keep, axis=1)
+        best_i = np.take_along_axis(best_i, keep, axis=1)
+    return best_d, best_i
