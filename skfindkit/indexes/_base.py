@@ -128,11 +128,13 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         """Prepared float32 rows of the indexed items ``ids`` (in that order)."""
         return self._fit_X[ids]
 
-    def _vector_blocks(self, block_size=4096):
-        """``(first_id, rows)`` blocks covering every indexed item in id order."""
+    def _vector_blocks(self):
+        """``(first_id, rows)`` blocks covering every indexed item in id order
+        (``batch_size`` rows each where the backend has that parameter)."""
         if self._keeps_vectors():
             yield 0, self._fit_X
             return
+        block_size = getattr(self, "batch_size", None) or 4096
         for start in range(0, self.n_samples_fit_, block_size):
             stop = min(start + block_size, self.n_samples_fit_)
             yield start, self._get_vectors(np.arange(start, stop))

@@ -56,7 +56,7 @@ def default_store():
 
 def _remove_store(tmp, path):
     try:  # stop the embedded server before its folder goes
-        import_optional("milvus_lite", "milvus").server_manager_instance.release_server(path)
+        _lite_manager().release_server(path)
     except Exception:  # noqa: BLE001 - best effort at exit
         pass
     shutil.rmtree(tmp, ignore_errors=True)
@@ -82,7 +82,10 @@ def connect(uri, timeout):
         client = pymilvus.MilvusClient(uri=key, timeout=timeout)
         client.list_collections(timeout=timeout)  # a corrupt Lite folder fails here
     except pymilvus.exceptions.MilvusException as exc:
-        raise ConnectionError(_why_not(uri, key, timeout, exc)) from exc
+        message = _why_not(uri, key, timeout, exc)
+        if is_lite(uri):  # stop the embedded server a corrupt folder started
+            _lite_manager().release_server(key)
+        raise ConnectionError(message) from exc
     with _LOCK:
         return _CLIENTS.setdefault(key, client)
 
@@ -96,7 +99,7 @@ def _why_not(uri, key, timeout, exc):
         )
     if os.path.exists(key) and not os.path.isdir(key):
         reason = "it is a file, not a Milvus Lite data folder"
-    elif _locked_elsewhere(key):
+    elif key not in getattr(_lite_manager(), "_servers", {}) and _locked_elsewhere(key):
         reason = "another process holds its lock (close that process or use another uri)"
     else:
         reason = f"it is not a readable Milvus Lite folder: {exc}"
@@ -119,10 +122,14 @@ def _locked_elsewhere(path):
     return False
 
 
+def _lite_manager():
+    """milvus-lite's registry of the embedded servers of this process."""
+    return import_optional("milvus_lite", "milvus").server_manager_instance
+
+
 def _lite_db(path):
     """The in-process ``MilvusLite`` database serving the folder ``path``."""
-    manager = import_optional("milvus_lite", "milvus").server_manager_instance
-    entry = getattr(manager, "_servers", {}).get(os.path.abspath(path))
+    entry = getattr(_lite_manager(), "_servers", {}).get(os.path.abspath(path))
     if entry is None:
         raise RuntimeError(
             f"MilvusIndex: no embedded Milvus Lite server serves {path!r} in this "
