@@ -13,6 +13,8 @@ __all__ = ["AnnoyIndex"]
 # metric -> annoy metric; cosine searches unit rows with "euclidean" (annoy's
 # "angular" distance is the same sqrt(2 - 2 cos), but not exactly 0 on self)
 _METRICS = {"euclidean": "euclidean", "cosine": "euclidean", "inner_product": "dot"}
+# what get_nns_by_vector returns for each: L2, or <x, y> for "dot"
+_UNITS = {"euclidean": "euclidean", "cosine": "euclidean", "inner_product": "dot"}
 
 
 def _annoy():
@@ -75,6 +77,7 @@ class AnnoyIndex(BaseIndex):
 
     _backend = "annoy"
     supported_metrics = ("euclidean", "cosine", "inner_product")
+    _native_distance = _UNITS
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
@@ -114,10 +117,7 @@ class AnnoyIndex(BaseIndex):
         search_k = -1 if self.search_k is None else self.search_k
         query = self._index.get_nns_by_vector
         ids, dists = zip(*[query(row, k, search_k, True) for row in X])
-        native, ind = stack_padded(ids, dists, k)
-        if self.metric == "inner_product":  # annoy's "dot" returns <x, y>
-            return self._true_distance_from_similarity(native), ind
-        return self._true_distance_from_sqeuclidean(native**2), ind
+        return stack_padded(ids, dists, k)
 
     def _serialize(self):
         return files_to_bytes(self._index.save)

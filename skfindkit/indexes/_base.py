@@ -7,21 +7,28 @@ implements a few backend hooks:
     build the native index from prepared float32 data and return it;
 ``_search(X, k)``
     return ``(distances, indices)`` of shape ``(n_queries, k)`` for prepared
-    queries, distances in the metric's true units, ids ``-1`` where the backend
-    found fewer than ``k`` items;
+    queries, distances in the backend's own units (declared once in
+    ``_native_distance``; the base converts them), ids ``-1`` where the
+    backend found fewer than ``k`` items;
 ``_add(X)`` (optional)
     add prepared rows to the native index; the default rebuilds;
 ``_keeps_vectors()`` / ``_get_vectors(ids)`` (backends that store vectors)
     a backend whose native store returns the indexed vectors (a Milvus
-    collection; hnswlib, faiss, annoy items) may return False from
-    ``_keeps_vectors``: the base then keeps no float32 copy of the collection
-    and reads the rows it needs (``kneighbors(X=None)``, exact completion)
-    through ``_get_vectors``, block by block; such a backend implements
-    ``_add`` natively and ``_serialize``;
+    collection; hnswlib ``get_items``, faiss ``reconstruct``, annoy
+    ``get_item_vector``) may return False from ``_keeps_vectors``: the base
+    then keeps no float32 copy of the collection and reads the rows it needs
+    (``kneighbors(X=None)``, the exact path, recomputed distances) through
+    ``_get_vectors``, block by block; such a backend grows natively
+    (``_add``) and serializes its native store (``_serialize``);
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
     native index <-> bytes; the base wraps the bytes in a versioned,
     checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
     the native library sees them.
+
+Two declarations complete a backend: ``_native_distance`` (what its search
+returns: one of :data:`~skfindkit.indexes._distances.NATIVE_UNITS`, or a dict
+by metric) and ``_is_exact()`` (whether this configured instance returns the
+exact neighbours, which the contract suite then compares with scikit-learn).
 
 Everything else -- validation, the self-exclusion rule of
 ``kneighbors(X=None)``, the sparse graphs of ``transform`` and
@@ -35,7 +42,6 @@ from numbers import Integral
 
 import numpy as np
 from joblib import effective_n_jobs
-from scipy.sparse import csr_matrix
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
@@ -46,6 +52,8 @@ from sklearn.utils.validation import (
 
 from .._persist import pack_blob, unpack_blob
 from . import _distances
+from ._brute import BruteForceMatrix, brute_force_kneighbors
+from ._graph import NeighborsGraphMixin
 
 __all__ = ["BaseIndex", "METRICS"]
 
@@ -53,7 +61,7 @@ __all__ = ["BaseIndex", "METRICS"]
 METRICS = ("euclidean", "cosine", "inner_product")
 
 
-class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of all skfindkit indexes (not to be used directly).
 
     Behaves exactly like :class:`sklearn.neighbors.KNeighborsTransformer`:
@@ -88,6 +96,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     _backend = "base"
     #: Metrics this backend implements (a subset of ``METRICS``).
     supported_metrics = METRICS
+    #: What ``_search`` returns: one of ``_distances.NATIVE_UNITS``, or a dict
+    #: metric -> unit (a property where it depends on other parameters).
+    _native_distance = "recompute"
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
@@ -111,6 +122,14 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     def _search(self, X, k):
         """Return ``(distances, ids)`` of the ``k`` nearest items of each query."""
 
+    def _is_exact(self):
+        """Whether this configured instance returns the exact neighbours.
+
+        Exact backends (brute force, flat scans) return True; the contract
+        suite compares each of them with ``KNeighborsTransformer``.
+        """
+        return False
+
     def _add(self, X):
         """Add prepared rows; the default rebuilds the native index from all data."""
         self._index = self._build(self._fit_X)
@@ -118,9 +137,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     def _keeps_vectors(self):
         """Whether the base keeps a prepared float32 copy of the indexed rows.
 
-        True (the default) keeps ``_fit_X``; a backend that returns False
-        stores the vectors itself and must implement ``_get_vectors``,
-        ``_add`` and ``_serialize``.
+        True (the default) keeps ``_fit_X``; a backend returning False stores
+        the vectors itself and implements ``_get_vectors``, ``_add`` and
+        ``_serialize``.
         """
         return True
 
@@ -130,7 +149,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _vector_blocks(self):
         """``(first_id, rows)`` blocks covering every indexed item in id order
-        (``batch_size`` rows each where the backend has that parameter)."""
+        (``batch_size`` rows each, or 4096, when the backend stores them)."""
         if self._keeps_vectors():
             yield 0, self._fit_X
             return
@@ -159,17 +178,50 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
         return X
 
-    def _true_distance_from_sqeuclidean(self, d2):
-        """Squared L2 between prepared vectors -> the metric's units."""
-        return _distances.from_sqeuclidean(d2, self.metric)
+    def _native_unit(self):
+        unit = self._native_distance
+        return unit[self.metric] if isinstance(unit, dict) else unit
 
-    def _true_distance_from_similarity(self, sim):
-        """Inner product of prepared vectors -> the metric's units."""
-        return _distances.from_similarity(sim)
+    def _to_metric_units(self, native, X, ind):
+        """The backend's distances -> the metric's units, -1 ids at ``inf``."""
+        unit = self._native_unit()
+        if unit == "recompute":
+            if self._keeps_vectors():
+                return _distances.exact_distances(X, self._fit_X, ind, self.metric)
+            wanted, positions = np.unique(np.where(ind < 0, 0, ind), return_inverse=True)
+            positions = np.where(ind < 0, -1, positions.reshape(ind.shape))
+            return _distances.exact_distances(
+                X, self._get_vectors(wanted), positions, self.metric
+            )
+        dist = _distances.from_native(native, unit, self.metric)
+        dist[ind < 0] = np.inf
+        return dist
 
-    def _exact_distances(self, Q, ind):
-        """Exact distances between prepared queries and indexed ids (-1: inf)."""
-        return _distances.exact_distances(Q, self._fit_X, ind, self.metric)
+    def _exact_search(self, X, k):
+        """Brute force over the stored data: the one exact path of every index.
+
+        Where the backend stores the vectors, they are read back block by
+        block and the best ``k`` of each block merged (ties by id, as one scan).
+        """
+        batch_size = getattr(self, "batch_size", None)
+        if self._keeps_vectors():
+            matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
+            return brute_force_kneighbors(
+                self._fit_X, X, k, self.metric, batch_size=batch_size,
+                n_threads=self._n_threads(), matrix=matrix,
+            )
+        dist = np.empty((X.shape[0], 0))
+        ind = np.empty((X.shape[0], 0), dtype=np.intp)
+        for start, rows in self._vector_blocks():
+            d, i = brute_force_kneighbors(
+                rows, X, min(k, rows.shape[0]), self.metric, batch_size=batch_size,
+                n_threads=self._n_threads(),
+            )
+            dist, ind = np.hstack([dist, d]), np.hstack([ind, i + start])
+            order = np.lexsort((ind, dist), axis=1)[:, :k]
+            dist = np.take_along_axis(dist, order, axis=1)
+            ind = np.take_along_axis(ind, order, axis=1)
+        return dist, ind
 
     def _check_backend_metric(self):
         if self.metric not in self.supported_metrics:
@@ -313,6 +365,74 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         neigh_ind : ndarray of shape (n_queries, n_neighbors)
             Ids (row numbers in the fitted data) of the neighbours.
         """
+        return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
+
+    def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """The exact nearest indexed items, by brute force over the stored data.
+
+        The same contract as :meth:`kneighbors` (validation, units,
+        ``X=None``), but the answer is exact whatever the backend: the
+        reference an approximate index is measured against (it is what
+        ``make_retrieval_scorer("recall")`` compares with), at the cost of a
+        scan of every indexed item per query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries; None means the indexed items, each excluded from its own
+            neighbours.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        return_distance : bool, default=True
+            Whether to return distances.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries, n_neighbors)
+            Exact distances, ascending (ties by id); only if
+            ``return_distance=True``.
+        neigh_ind : ndarray of shape (n_queries, n_neighbors)
+            Ids of the exact neighbours.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skfindkit import HNSWIndex
+        >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+        >>> HNSWIndex(n_neighbors=2).fit(X).exact_kneighbors([[0.1, 0.0]], return_distance=False)
+        array([[0, 1]])
+        """
+        return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
+
+    def labels_of(self, ind):
+        """Labels given to :meth:`fit` (``y``) of the indexed items ``ind``.
+
+        Parameters
+        ----------
+        ind : array-like of int
+            Ids of indexed items (e.g. what :meth:`kneighbors` returns).
+
+        Returns
+        -------
+        labels : ndarray of the same shape as ``ind``
+
+        Examples
+        --------
+        >>> from skfindkit import ExactIndex
+        >>> index = ExactIndex(n_neighbors=1).fit([[0.0], [1.0], [5.0]], ["a", "b", "c"])
+        >>> index.labels_of(index.kneighbors([[4.0]], return_distance=False))
+        array([['c']], dtype='<U1')
+        """
+        self._check_fitted()
+        if self._fit_y is None:
+            raise ValueError(
+                f"{type(self).__name__} was fitted without labels: fit it with "
+                "fit(X, y) to get the labels of retrieved items."
+            )
+        return self._fit_y[np.asarray(ind, dtype=np.intp)]
+
+    def _kneighbors(self, X, n_neighbors, return_distance, search):
+        """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
         self._check_fitted()
         if n_neighbors is None:
             n_neighbors = self.n_neighbors
@@ -343,10 +463,11 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             )
 
         if not query_is_train:
-            dist, ind = self._search_complete(X, n_neighbors)
+            dist, ind = search(X, n_neighbors)
             return (dist, ind) if return_distance else ind
+        # the indexed items, block by block where the backend stores them
         parts = [
-            _exclude_self(*self._search_complete(rows, n_neighbors), start)
+            _exclude_self(*search(rows, n_neighbors), start)
             for start, rows in self._vector_blocks()
         ]
         dist, ind = (np.concatenate(p) for p in zip(*parts))
@@ -356,9 +477,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         """Run the backend and guarantee k valid, sorted results per row."""
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
-        dist, ind = self._search(X, k)
-        dist = np.asarray(dist, dtype=np.float64)
+        native, ind = self._search(X, k)
         ind = np.asarray(ind, dtype=np.intp)
+        dist = self._to_metric_units(native, X, ind)
         if self.metric == "cosine":
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:
@@ -370,87 +491,12 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 "completed by exact search. Increase the search parameters.",
                 UserWarning,
             )
-            dist[missing], ind[missing] = _exact_knn(self, X[missing], k)
+            dist[missing], ind[missing] = self._exact_search(X[missing], k)
         if (dist[:, 1:] < dist[:, :-1]).any():
             order = np.argsort(dist, axis=1, kind="stable")
             dist = np.take_along_axis(dist, order, axis=1)
             ind = np.take_along_axis(ind, order, axis=1)
         return dist, ind
-
-    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
-        """Sparse graph of the k nearest neighbours of each query.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), default=None
-            Queries; None means the indexed items, each excluded from its own
-            neighbours.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        mode : {"connectivity", "distance"}, default="connectivity"
-            Ones, or distances in the metric's units.
-
-        Returns
-        -------
-        A : sparse matrix of shape (n_queries, n_samples_fit)
-            CSR graph, each row sorted by distance.
-        """
-        check_is_fitted(self)
-        if n_neighbors is None:
-            n_neighbors = self.n_neighbors
-        if mode == "connectivity":
-            A_ind = self.kneighbors(X, n_neighbors, return_distance=False)
-            A_data = np.ones(A_ind.size)
-        elif mode == "distance":
-            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True)
-            A_data = np.ravel(A_data)
-        else:
-            raise ValueError(
-                'Unsupported mode, must be one of "connectivity", '
-                f'or "distance" but got "{mode}" instead'
-            )
-        n_queries = A_ind.shape[0]
-        n_nonzero = n_queries * n_neighbors
-        A_indptr = np.arange(0, n_nonzero + 1, n_neighbors)
-        return csr_matrix(
-            (A_data, A_ind.ravel(), A_indptr), shape=(n_queries, self.n_samples_fit_)
-        )
-
-    def transform(self, X):
-        """Graph of neighbours of each query, as ``KNeighborsTransformer``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features)
-            Queries.
-
-        Returns
-        -------
-        Xt : sparse matrix of shape (n_queries, n_samples_fit)
-            CSR graph with ``n_neighbors + 1`` entries per row in distance
-            mode (so that an indexed item finds itself plus ``n_neighbors``
-            others), ``n_neighbors`` in connectivity mode.
-        """
-        check_is_fitted(self)
-        add_one = self.mode == "distance"
-        return self.kneighbors_graph(X, mode=self.mode, n_neighbors=self.n_neighbors + add_one)
-
-    def fit_transform(self, X, y=None):
-        """Fit to ``X`` and return its neighbour graph (itself included).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Items to index.
-        y : array-like of shape (n_samples,), default=None
-            Labels kept for :meth:`score`.
-
-        Returns
-        -------
-        Xt : sparse matrix of shape (n_samples, n_samples)
-            As :meth:`transform`.
-        """
-        return self.fit(X, y).transform(X)
 
     def score(self, X, y):
         """Mean precision@n_neighbors of the retrieved items' labels.
@@ -479,7 +525,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 "items: fit the index with fit(X, y)."
             )
         ind = self.kneighbors(X, return_distance=False)
-        return precision_at_k(y, self._fit_y[ind])
+        return precision_at_k(y, self.labels_of(ind))
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):
@@ -520,23 +566,3 @@ def _exclude_self(dist, ind, start):
         np.reshape(dist[sample_mask], (n, k - 1)),
         np.reshape(ind[sample_mask], (n, k - 1)),
     )
-
-
-def _exact_knn(index, Q, k):
-    """Exact k-NN of prepared queries against an index's stored data."""
-    from ._exact import exact_search
-
-    if index._keeps_vectors():
-        return exact_search(index, Q, k)
-    # the backend stores the vectors: scan them block by block, keep the best k
-    best_d = np.full((Q.shape[0], 0), np.inf)
-    best_i = np.full((Q.shape[0], 0), -1, dtype=np.intp)
-    for start, rows in index._vector_blocks():
-        ids = np.broadcast_to(np.arange(start, start + rows.shape[0]), (Q.shape[0], rows.shape[0]))
-        d = _distances.exact_distances(Q, rows, ids - start, index.metric)
-        best_d = np.hstack([best_d, d])
-        best_i = np.hstack([best_i, ids])
-        keep = np.argsort(best_d, axis=1, kind="stable")[:, :k]
-        best_d = np.take_along_axis(best_d, keep, axis=1)
-        best_i = np.take_along_axis(best_i, keep, axis=1)
-    return best_d, best_i

@@ -11,12 +11,21 @@ exact distances for returned ids where a backend's own are approximate.
 import numpy as np
 
 __all__ = [
+    "NATIVE_UNITS",
     "exact_distances",
+    "from_native",
     "from_similarity",
     "from_sqeuclidean",
     "normalize_rows",
     "zero_vectors_at_distance_one",
 ]
+
+#: What a backend's search may return, declared by each backend once
+#: (``BaseIndex._native_distance``) and converted by :func:`from_native`:
+#: squared L2, L2, the inner product ``<x, y>``, its negation, ``1 - <x, y>``,
+#: distances already in skfindkit's units (``"exact"``), or values to ignore
+#: and recompute exactly from the stored data (``"recompute"``: lossy codes).
+NATIVE_UNITS = ("sqeuclidean", "euclidean", "dot", "negdot", "one_minus_dot", "exact", "recompute")
 
 
 def normalize_rows(X):
@@ -41,6 +50,29 @@ def from_sqeuclidean(d2, metric):
 def from_similarity(sim):
     """Inner product of prepared rows -> ``1 - <x, y>`` (cosine on unit rows)."""
     return 1.0 - np.asarray(sim, dtype=np.float64)
+
+
+def from_native(native, unit, metric):
+    """Distances a backend returned in ``unit`` -> ``metric``'s units (float64).
+
+    ``unit`` is one of :data:`NATIVE_UNITS` but ``"recompute"`` (which needs
+    the data: :func:`exact_distances`).
+    """
+    if unit == "exact":
+        return np.array(native, dtype=np.float64)
+    if unit == "sqeuclidean":
+        return from_sqeuclidean(native, metric)
+    if unit == "euclidean":
+        return from_sqeuclidean(np.square(np.asarray(native, dtype=np.float64)), metric)
+    if metric != "inner_product":
+        raise ValueError(f"a {unit!r} distance has no meaning for metric={metric!r}")
+    if unit == "dot":
+        return from_similarity(native)
+    if unit == "negdot":
+        return from_similarity(-np.asarray(native, dtype=np.float64))
+    if unit == "one_minus_dot":
+        return np.array(native, dtype=np.float64)
+    raise ValueError(f"unknown native distance unit {unit!r}; expected one of {NATIVE_UNITS}")
 
 
 def exact_distances(Q, data, ind, metric):

@@ -147,6 +147,8 @@ class MilvusIndex(BaseIndex):
 
     _backend = "milvus"
     supported_metrics = ("euclidean", "cosine", "inner_product")
+    # Milvus's L2 is squared (cosine: L2 on unit rows); its IP score is <x, y>
+    _native_distance = {"euclidean": "sqeuclidean", "cosine": "sqeuclidean", "inner_product": "dot"}
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
@@ -196,9 +198,11 @@ class MilvusIndex(BaseIndex):
         self.verbose = verbose
 
     # ------------------------------------------------------------ backend
-    @property
-    def _exact_on_small_data(self):
-        return self.index_type == "FLAT"  # a flat scan: the contract suite compares ids
+    def _is_exact(self):
+        # a flat scan, or IVF_FLAT probing every cluster
+        return self.index_type == "FLAT" or (
+            self.index_type == "IVF_FLAT" and self.nprobe >= self.nlist
+        )
 
     def _keeps_vectors(self):
         return False  # Milvus stores them; the client reads them back by id
@@ -304,12 +308,7 @@ class MilvusIndex(BaseIndex):
             for row, hits in enumerate(found, start):
                 ind[row, :len(hits.ids)] = hits.ids
                 dist[row, :len(hits.ids)] = hits.distances
-        if self.metric == "inner_product":  # Milvus's IP score is <x, y>
-            native = self._true_distance_from_similarity(dist)
-        else:  # squared L2
-            native = self._true_distance_from_sqeuclidean(np.where(ind < 0, 0.0, dist))
-        native[ind < 0] = np.inf
-        return native, ind
+        return dist, ind
 
     def _get_vectors(self, ids):
         coll = self._attached()
