@@ -147,8 +147,13 @@ class MilvusIndex(BaseIndex):
 
     _backend = "milvus"
     supported_metrics = ("euclidean", "cosine", "inner_product")
-    # Milvus's L2 is squared (cosine: L2 on unit rows); its IP score is <x, y>
-    _native_distance = {"euclidean": "sqeuclidean", "cosine": "sqeuclidean", "inner_product": "dot"}
+
+    @property
+    def _native_distance(self):
+        if self.index_type == "IVF_SQ8":  # distances of 8-bit codes: recomputed
+            return "recompute"  # from the vectors read back by id
+        # Milvus's L2 is squared (cosine: L2 on unit rows); its IP score is <x, y>
+        return {"euclidean": "sqeuclidean", "cosine": "sqeuclidean", "inner_product": "dot"}
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
