@@ -295,6 +295,15 @@ class MilvusIndex(BaseIndex):
             params = {}
         return {"metric_type": _METRIC_TYPES[self.metric], "params": params}
 
+    def _query_batch(self, coll):
+        """Queries per request: ``batch_size``, but Milvus Lite's FLAT L2 scan
+        holds an ``n_queries x n_items x n_features`` float32 temporary, so
+        there a request is kept under 256 MiB of it."""
+        if coll.lite and self.index_type == "FLAT" and self.metric != "inner_product":
+            per_query = 4 * self.n_samples_fit_ * self.n_features_in_
+            return max(1, min(self.batch_size, (256 << 20) // per_query))
+        return self.batch_size
+
     def _search(self, X, k):
         if k > _MAX_TOP_K:
             raise ValueError(
@@ -304,10 +313,10 @@ class MilvusIndex(BaseIndex):
         coll = self._attached()
         dist = np.full((X.shape[0], k), np.inf)
         ind = np.full((X.shape[0], k), -1, dtype=np.intp)
-        params = self._search_params(k)
-        for start in range(0, X.shape[0], self.batch_size):
+        params, step = self._search_params(k), self._query_batch(coll)
+        for start in range(0, X.shape[0], step):
             found = coll.client.search(
-                coll.name, data=X[start:start + self.batch_size], limit=k,
+                coll.name, data=X[start:start + step], limit=k,
                 search_params=params, output_fields=[_ID], timeout=self.timeout,
             )
             for row, hits in enumerate(found, start):
