@@ -22,26 +22,8 @@ _METRIC_TYPES = {"euclidean": "L2", "cosine": "L2", "inner_product": "IP"}
 # but never built: searches silently scan everything, so they are refused)
 _INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW")
 _MAX_TOP_K = 16384  # Milvus's limit on the number of results per query
-_OWNER = "skfindkit.owner"  # collection property naming the index that created it
+_OWNER = store.OWNER
 _ID, _VEC = "id", "vector"
-
-
-class _Collection:
-    """Where a fitted index lives: a URI, a collection name, an owner token."""
-
-    def __init__(self, uri, name, token, timeout, lite):
-        self.uri, self.name, self.token, self.timeout, self.lite = uri, name, token, timeout, lite
-
-    @property
-    def client(self):
-        return store.connect(self.uri, self.timeout)
-
-
-def _drop_quietly(uri, name, timeout):
-    try:
-        store.connect(uri, timeout).drop_collection(name, timeout=timeout)
-    except Exception:  # noqa: BLE001 - the process may be exiting
-        pass
 
 
 class MilvusIndex(BaseIndex):
@@ -217,7 +199,7 @@ class MilvusIndex(BaseIndex):
         lite = self.uri is None or store.is_lite(os.fspath(self.uri))
         uri = store.default_store() if self.uri is None else os.fspath(self.uri)
         name = self.collection_name or f"skfindkit_{uuid.uuid4().hex}"
-        coll = _Collection(uri, name, uuid.uuid4().hex, self.timeout, lite)
+        coll = store.Collection(uri, name, uuid.uuid4().hex, self.timeout, lite)
         client = coll.client
         self._claim(coll, X.shape[1])
         self._index, self.uri_, self.collection_name_ = coll, uri, name
@@ -234,13 +216,13 @@ class MilvusIndex(BaseIndex):
         if client.has_collection(name, timeout=self.timeout):
             info = client.describe_collection(name, timeout=self.timeout)
             previous = getattr(self, "_index", None)
-            mine = isinstance(previous, _Collection) and previous.name == name and (
+            mine = isinstance(previous, store.Collection) and previous.name == name and (
                 info.get("properties", {}).get(_OWNER) == previous.token
             )
             if not mine:
                 raise ValueError(
                     f"MilvusIndex: collection_name={name!r} already exists at uri="
-                    f"{coll.uri!r} ({_describe(info)}) and was not created by this "
+                    f"{coll.uri!r} ({store.describe(info)}) and was not created by this "
                     f"index (X has {dim} features); choose another collection_name, "
                     "leave it None for a unique one, or drop that collection."
                 )
@@ -359,7 +341,7 @@ class MilvusIndex(BaseIndex):
         if info.get("properties", {}).get(_OWNER) != coll.token or count != self.n_samples_fit_:
             raise RuntimeError(
                 f"MilvusIndex: collection {coll.name!r} at uri={coll.uri!r} is no "
-                f"longer the one this index was fitted on ({_describe(info)}, "
+                f"longer the one this index was fitted on ({store.describe(info)}, "
                 f"{count} items, expected {self.n_samples_fit_}); fit the index again."
             )
         client.load_collection(coll.name, timeout=self.timeout)
@@ -379,19 +361,19 @@ class MilvusIndex(BaseIndex):
         ref = json.loads(header)
         if not ref["lite"]:  # a reference to a server collection, checked on first use
             self._verified = False
-            return _Collection(ref["uri"], ref["name"], ref["token"], self.timeout, False)
+            return store.Collection(ref["uri"], ref["name"], ref["token"], self.timeout, False)
         uri, name = store.default_store(), f"skfindkit_{uuid.uuid4().hex}"
         store.connect(uri, self.timeout)
         store.lite_restore(snapshot, uri, name)
         self.uri_, self.collection_name_ = uri, name
         self._drop_with_estimator(uri, name)
         self._verified = False
-        return _Collection(uri, name, ref["token"], self.timeout, True)
+        return store.Collection(uri, name, ref["token"], self.timeout, True)
 
     def _drop_with_estimator(self, uri, name):
         """Drop a collection of the temporary store when this estimator goes
         (not at exit: the whole store is removed then)."""
-        self._finalizer = weakref.finalize(self, _drop_quietly, uri, name, self.timeout)
+        self._finalizer = weakref.finalize(self, store.drop_quietly, uri, name, self.timeout)
         self._finalizer.atexit = False
 
     def _release(self):
@@ -405,11 +387,3 @@ class MilvusIndex(BaseIndex):
         state.pop("_finalizer", None)
         state.pop("_verified", None)
         return state
-
-
-def _describe(info):
-    fields = {f["name"]: f for f in info.get("fields", [])}
-    dims = [f.get("params", {}).get("dim") for f in fields.values() if f.get("params", {}).get("dim")]
-    owner = info.get("properties", {}).get(_OWNER)
-    made_by = f"created by another MilvusIndex (owner {owner})" if owner else "not created by skfindkit"
-    return f"fields {sorted(fields)}, dimension {dims[0] if dims else 'unknown'}, {made_by}"

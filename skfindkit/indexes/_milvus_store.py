@@ -26,12 +26,44 @@ import uuid
 
 from ..utils import import_optional
 
-__all__ = ["connect", "default_store", "is_lite", "lite_snapshot", "lite_restore"]
+__all__ = [
+    "Collection", "OWNER", "connect", "default_store", "describe", "drop_quietly",
+    "is_lite", "lite_restore", "lite_snapshot",
+]
 
 _LOCK = threading.Lock()
 _CLIENTS = {}
 _DEFAULT_STORE = None
 _SNAPSHOT_FORMAT = b"skfindkit-milvus-lite-1\n"
+OWNER = "skfindkit.owner"  # collection property naming the index that created it
+
+
+class Collection:
+    """Where a fitted index lives: a URI, a collection name, an owner token."""
+
+    def __init__(self, uri, name, token, timeout, lite):
+        self.uri, self.name, self.token, self.timeout, self.lite = uri, name, token, timeout, lite
+
+    @property
+    def client(self):
+        return connect(self.uri, self.timeout)
+
+
+def drop_quietly(uri, name, timeout):
+    """Drop a collection, ignoring failures (a finalizer: the process may be exiting)."""
+    try:
+        connect(uri, timeout).drop_collection(name, timeout=timeout)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def describe(info):
+    """One line about a collection (fields, dimension, owner) for error messages."""
+    fields = {f["name"]: f for f in info.get("fields", [])}
+    dims = [f.get("params", {}).get("dim") for f in fields.values() if f.get("params", {}).get("dim")]
+    owner = info.get("properties", {}).get(OWNER)
+    made_by = f"created by another MilvusIndex (owner {owner})" if owner else "not created by skfindkit"
+    return f"fields {sorted(fields)}, dimension {dims[0] if dims else 'unknown'}, {made_by}"
 
 
 def _pymilvus():
