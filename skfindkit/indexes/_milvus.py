@@ -91,7 +91,9 @@ class MilvusIndex(BaseIndex):
         refuses to replace a collection it did not create itself.
     timeout : float, default=30.0
         Seconds any single call to Milvus may take (connection included)
-        before a clear error is raised.
+        before an error is raised; the calls that write, build or load an
+        index (flush, create_index, load) get ``timeout`` per 10,000 items
+        (at least ``timeout``), since they grow with the collection.
     batch_size : int, default=1024
         Queries per search request, and vectors per request when reading
         vectors back (rows inserted per request are sized to a few MiB).
@@ -206,9 +208,14 @@ class MilvusIndex(BaseIndex):
         if self.uri is None:  # the temporary store: drop with the estimator
             self._drop_with_estimator(uri, name)
         self._insert(coll, X, 0)
-        client.create_index(name, self._index_params(client), timeout=self.timeout, sync=False)
-        client.load_collection(name, timeout=self.timeout)
+        slow = self._build_timeout(X.shape[0])
+        client.create_index(name, self._index_params(client), timeout=slow, sync=False)
+        client.load_collection(name, timeout=slow)
         return coll
+
+    def _build_timeout(self, n_items):
+        """Seconds a flush, index build or load of ``n_items`` may take."""
+        return self.timeout * max(1.0, n_items / 10_000)
 
     def _claim(self, coll, dim):
         """Create the collection, or replace it if this estimator created it."""
@@ -262,7 +269,7 @@ class MilvusIndex(BaseIndex):
                 coll.name, [{_ID: i, _VEC: v} for i, v in zip(ids, block)],
                 timeout=self.timeout,
             )
-        coll.client.flush(coll.name, timeout=self.timeout)
+        coll.client.flush(coll.name, timeout=self._build_timeout(X.shape[0]))
 
     def _add(self, X):
         coll = self._attached()
@@ -344,7 +351,7 @@ class MilvusIndex(BaseIndex):
                 f"longer the one this index was fitted on ({store.describe(info)}, "
                 f"{count} items, expected {self.n_samples_fit_}); fit the index again."
             )
-        client.load_collection(coll.name, timeout=self.timeout)
+        client.load_collection(coll.name, timeout=self._build_timeout(count))
         self._verified = True
         return coll
 
