@@ -56,10 +56,12 @@ def rss_mib():
     return float("nan")
 
 
-def du_bytes(path):
+def du_bytes(path, part=""):
+    """Bytes of the files under ``path`` whose folder path contains ``part``."""
     total = 0
     for root, _, files in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+        if part in root:
+            total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
     return total
 
 
@@ -104,6 +106,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(RESULTS, "milvus.md"))
     args = parser.parse_args()
     started = time.perf_counter()
+    args.load = [os.getloadavg()[0]]
     log = lambda msg: print(msg, flush=True)  # noqa: E731
 
     data = clustered(args.n + args.queries)
@@ -143,8 +146,9 @@ def main():
             index = MilvusIndex(n_neighbors=K, **params).fit(X)
             build = time.perf_counter() - t
             folder = os.path.join(index.uri_, "collections", index.collection_name_)
-            disk, mem = du_bytes(folder), (rss_mib() - rss0) * 2**20
-            builds.append((label, build, disk / args.n, mem / args.n))
+            mem = (rss_mib() - rss0) * 2**20
+            sizes = [du_bytes(folder, part) / args.n for part in ("", "/data", "/indexes")]
+            builds.append((label, build, sizes, mem / args.n))
             log(f"{label} built in {build:.1f} s ({time.perf_counter() - started:.0f} s)")
             for name, Q in queries.items():
                 for value in values:
@@ -158,6 +162,7 @@ def main():
                     rows.append((label, name, setting + completed(caught, len(Q)), recall, qps))
             del index
 
+    args.load.append(os.getloadavg()[0])
     write(args, rows, builds, time.perf_counter() - started)
 
 
@@ -171,7 +176,8 @@ def write(args, rows, builds, elapsed):
         f"Machine: {machine()}.  ",
         "Client side single-threaded (BLAS and hnswlib 1 thread); Milvus Lite runs inside this "
         "process (gRPC server threads, faiss/OpenMP for its indexes). **The 2-core machine was "
-        "shared with other helpers' test runs while this ran**: absolute figures are "
+        "shared with other helpers' test runs while this ran** (1-minute load average "
+        f"{args.load[0]:.1f} at the start, {args.load[1]:.1f} at the end): absolute figures are "
         "pessimistic and noisy; compare rows of one run. q/s is the best of the repeats.",
         "",
         f"Data: {args.n} x 128 clustered float32 (intrinsic dimension 16, `bench_ann.py`'s "
@@ -180,18 +186,21 @@ def write(args, rows, builds, elapsed):
         "",
         "## Build and capacity",
         "",
-        "| index | fit s | disk bytes / vector | process memory growth bytes / vector |",
+        "| index | fit s | disk bytes / vector: total (parquet data + index sidecar) "
+        "| process memory growth while fitting, bytes / vector |",
         "|---|---|---|---|",
     ]
-    for label, build, disk, mem in builds:
-        fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
-        out.append(f"| {label} | {build:.1f} | {fmt(disk)} | {fmt(mem)} |")
+    for label, build, sizes, mem in builds:
+        disk = "-" if sizes is None else f"{sizes[0]:.0f} ({sizes[1]:.0f} + {sizes[2]:.0f})"
+        out.append(f"| {label} | {build:.1f} | {disk} | {'-' if mem is None else f'{mem:.0f}'} |")
     out += [
         "",
-        "Raw float32 vectors are 512 bytes each at 128 dimensions. Disk is the collection's "
-        "folder (parquet data + index sidecar); memory is the growth of this process's resident "
-        "set while fitting (client + in-process Lite server, including allocator slack), a "
-        "rough per-vector figure for capacity planning.",
+        "Raw float32 vectors are 512 bytes each at 128 dimensions. The index sidecar is the "
+        "serialized faiss index (FLAT: the vectors as .npy), i.e. what a loaded segment holds in "
+        "memory for its index, beside the segment's vectors. The memory column is the growth of "
+        "this process's resident set across `fit` (client + in-process Lite server: request "
+        "buffers, Arrow/parquet, the build's working set and allocator slack): a peak-like "
+        "upper bound, not a steady-state figure.",
         "",
         "## Recall@10 and queries/s",
         "",

@@ -30,6 +30,7 @@ pytest.importorskip("milvus_lite")
 from skfindkit import ExactIndex, MilvusIndex  # noqa: E402
 from skfindkit.indexes import _milvus_store  # noqa: E402
 from skfindkit.indexes._distances import exact_distances  # noqa: E402
+from skfindkit.metrics import make_retrieval_scorer  # noqa: E402
 
 METRICS = ["euclidean", "cosine", "inner_product"]
 
@@ -289,3 +290,17 @@ def test_grid_search_tunes_index_type_and_search_parameters(data):
     assert len(search.cv_results_["params"]) == 5
     assert search.best_score_ > 0.9
     assert clone(search.best_estimator_).get_params()["index_type"] in ("FLAT", "HNSW", "IVF_FLAT")
+
+
+def test_exact_path_and_recall_scorer_read_vectors_back(data):
+    X, _, Q, _ = data
+    est = MilvusIndex(n_neighbors=5, M=4, ef_construction=8, ef_search=5, batch_size=256).fit(X)
+    ref = ExactIndex(n_neighbors=5).fit(X)
+    for query in (Q, None):  # exact: a scan of the collection in blocks of 256
+        d, i = est.exact_kneighbors(query)
+        dr, ir = ref.kneighbors(query)
+        np.testing.assert_array_equal(i, ir)
+        np.testing.assert_allclose(d, dr, rtol=1e-6, atol=1e-6)
+    recall = make_retrieval_scorer("recall", k=5)(est, Q)
+    ind, true = est.kneighbors(Q, return_distance=False), ref.kneighbors(Q, return_distance=False)
+    assert recall == pytest.approx(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ind, true)]))
