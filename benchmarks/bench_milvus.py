@@ -22,6 +22,7 @@ memory while fitting (the Lite server is in-process), both per vector.
 Usage::
 
     python benchmarks/bench_milvus.py [--n 100000] [--queries 1000] [--repeats 2]
+    python benchmarks/bench_milvus.py --uri http://host:19530 --out server.md  # a server
 
 writes ``benchmarks/results/milvus.md``.
 """
@@ -103,6 +104,8 @@ def main():
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--flat-queries", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--uri", default=None,
+                        help="a Milvus server (http://host:19530) instead of Milvus Lite")
     parser.add_argument("--out", default=os.path.join(RESULTS, "milvus.md"))
     args = parser.parse_args()
     started = time.perf_counter()
@@ -143,11 +146,13 @@ def main():
         for label, params, knob, values, queries in milvus:
             rss0 = rss_mib()
             t = time.perf_counter()
-            index = MilvusIndex(n_neighbors=K, **params).fit(X)
+            index = MilvusIndex(n_neighbors=K, uri=args.uri, **params).fit(X)
             build = time.perf_counter() - t
             folder = os.path.join(index.uri_, "collections", index.collection_name_)
             mem = (rss_mib() - rss0) * 2**20
-            sizes = [du_bytes(folder, part) / args.n for part in ("", "/data", "/indexes")]
+            sizes = None if args.uri else [
+                du_bytes(folder, part) / args.n for part in ("", "/data", "/indexes")
+            ]
             builds.append((label, build, sizes, mem / args.n))
             log(f"{label} built in {build:.1f} s ({time.perf_counter() - started:.0f} s)")
             for name, Q in queries.items():
@@ -172,7 +177,8 @@ def write(args, rows, builds, elapsed):
         "# MilvusIndex (Milvus Lite) vs ExactIndex and HNSWIndex",
         "",
         f"Command: `python benchmarks/bench_milvus.py --n {args.n} --queries {args.queries} "
-        f"--repeats {args.repeats}` ({elapsed / 60:.1f} min).  ",
+        f"--repeats {args.repeats}{f' --uri {args.uri}' if args.uri else ''}` "
+        f"({elapsed / 60:.1f} min).  ",
         f"Machine: {machine()}.  ",
         "Client side single-threaded (BLAS and hnswlib 1 thread); Milvus Lite runs inside this "
         "process (gRPC server threads, faiss/OpenMP for its indexes). **The 2-core machine was "
