@@ -231,7 +231,8 @@ class MilvusIndex(BaseIndex):
                     f"MilvusIndex: collection_name={name!r} already exists at uri="
                     f"{coll.uri!r} ({store.describe(info)}) and was not created by this "
                     f"index (X has {dim} features); choose another collection_name, "
-                    "leave it None for a unique one, or drop that collection."
+                    "leave it None for a unique one, or drop that collection "
+                    f"(pymilvus.MilvusClient({coll.uri!r}).drop_collection({name!r}))."
                 )
             client.drop_collection(name, timeout=self.timeout)
         pymilvus = import_optional("pymilvus", "milvus")
