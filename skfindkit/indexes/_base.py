@@ -16,10 +16,11 @@ implements a few backend hooks:
     a backend whose native store returns the indexed vectors (a Milvus
     collection; hnswlib ``get_items``, faiss ``reconstruct``, annoy
     ``get_item_vector``) may return False from ``_keeps_vectors``: the base
-    then keeps no float32 copy of the collection and reads the rows it needs
-    (``kneighbors(X=None)``, the exact path, recomputed distances) through
-    ``_get_vectors``, block by block; such a backend grows natively
-    (``_add``) and serializes its native store (``_serialize``);
+    then keeps no float32 copy of the collection (only an 8-byte hash per
+    row, for the item-itself rule) and reads the rows it needs
+    (``kneighbors(X=None)``, the exact path, recomputed distances, an item
+    found in its own results) through ``_get_vectors``, block by block; such
+    a backend grows natively (``_add``) and serializes its store (``_serialize``);
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
     native index <-> bytes; the base wraps the bytes in a versioned,
     checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
@@ -52,8 +53,10 @@ from sklearn.utils.validation import (
 
 from .._persist import pack_blob, unpack_blob
 from . import _distances
-from ._brute import BruteForceMatrix, brute_force_kneighbors
 from ._graph import NeighborsGraphMixin
+from ._lock import runtime_state
+from ._query import KNeighborsQueryMixin
+from ._self import row_keys
 
 __all__ = ["BaseIndex", "METRICS"]
 
@@ -61,7 +64,10 @@ __all__ = ["BaseIndex", "METRICS"]
 METRICS = ("euclidean", "cosine", "inner_product")
 
 
-class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseIndex(
+    KNeighborsQueryMixin, NeighborsGraphMixin, TransformerMixin, BaseEstimator,
+    metaclass=ABCMeta,
+):
     """Base class of all skfindkit indexes (not to be used directly).
 
     Behaves exactly like :class:`sklearn.neighbors.KNeighborsTransformer`:
@@ -90,6 +96,40 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         Threads for building and querying, where the backend can use them.
         ``None`` means 1 unless in a :func:`joblib.parallel_config` context,
         ``-1`` means all processors.
+
+    Attributes
+    ----------
+    metric_ : str
+        The metric the index was fitted with. The fitted state answers every
+        query: ``set_params(metric=...)`` (or any parameter the native index
+        is built with) takes effect at the next ``fit``; query-time knobs
+        (``ef_search``, ``nprobe``, ``search_k``) apply at once.
+    n_samples_fit_ : int
+        Number of indexed items.
+
+    Notes
+    -----
+    **Threads.** An index may be queried from several threads at once
+    (results are those of serial calls); ``fit`` and ``partial_fit`` wait for
+    running queries, run alone, and hold new queries until they finish.
+
+    **Magnitudes.** Items are stored and searched as float32: values beyond
+    the float32 range (``|x| > 3.4e38``) are refused with an error naming
+    ``X``. A collection whose largest magnitude is outside ``2**±40`` (e.g.
+    data scaled by 1e-30 or 1e20, where float32 squared distances underflow or
+    overflow) is multiplied by a power of two, which changes no bit of the
+    mantissas; distances are reported in the original units. Queries far
+    outside the collection's magnitude that overflow after this scaling are
+    refused with the same error.
+
+    **The item itself.** When the queries are the indexed items (``transform``
+    of the fitted data, ``kneighbors(X=None)``) or a query equals an indexed
+    item, that item is in the query's results at its exact distance (0,
+    except ``1 - |x|^2`` for the inner product and 1 for an all-zero row
+    with cosine), as scikit-learn's brute force finds it, even where an
+    approximate search missed it. ``kneighbors(X=None)`` then drops the item
+    itself by id, or the farthest of its ``n_neighbors + 1`` results when
+    the item is not among them (inner product), never a true neighbour.
     """
 
     #: Name of the backend, used in error messages and serialized blobs.
@@ -130,6 +170,13 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         """
         return False
 
+    def _query_params(self):
+        """Values of the query-time knobs (e.g. ``{"ef_search": 50}``); none by default."""
+        return {}
+
+    def _apply_query_params(self):
+        """Give ``_query_params()`` to the native index (called only when they changed)."""
+
     def _add(self, X):
         """Add prepared rows; the default rebuilds the native index from all data."""
         self._index = self._build(self._fit_X)
@@ -144,8 +191,13 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         return True
 
     def _get_vectors(self, ids):
-        """Prepared float32 rows of the indexed items ``ids`` (in that order)."""
+        """Prepared float32 rows of the indexed items ``ids`` (a 1-D array, in order)."""
         return self._fit_X[ids]
+
+    @property
+    def _data(self):
+        """The prepared indexed rows, indexable by id arrays like ``_fit_X``."""
+        return self._fit_X if self._keeps_vectors() else _StoredRows(self)
 
     def _vector_blocks(self):
         """``(first_id, rows)`` blocks covering every indexed item in id order
@@ -171,57 +223,42 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         """Number of threads ``n_jobs`` asks for (joblib's convention)."""
         return max(1, effective_n_jobs(self.n_jobs))
 
-    def _prepare(self, X):
-        """float32, C-contiguous, unit rows for cosine: what backends index."""
+    def _fitted_param(self, name):
+        """A parameter's value at the last ``fit``: what the native structure was built with."""
+        return self._fit_params[name]
+
+    def _prepare(self, X, name="X"):
+        """float32, C-contiguous, rescaled if needed, unit rows for cosine: what backends index."""
+        _distances.check_float32_range(X, name)
+        if self._scale != 1.0:
+            X = np.multiply(X, self._scale, dtype=np.float64)
+            _distances.check_float32_range(X, f"{name} (scaled as the indexed data)")
         X = np.require(X, dtype=np.float32, requirements=["C"])
-        if self.metric == "cosine":
+        if self.metric_ == "cosine":
             X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
         return X
 
-    def _native_unit(self):
-        unit = self._native_distance
-        return unit[self.metric] if isinstance(unit, dict) else unit
+    # ------------------------------------------------------- thread safety
+    def _writing(self):
+        """Exclusive section: fit and partial_fit (waits for running queries)."""
+        return runtime_state(self).lock.write()
 
-    def _to_metric_units(self, native, X, ind):
-        """The backend's distances -> the metric's units, -1 ids at ``inf``."""
-        unit = self._native_unit()
-        if unit == "recompute":
-            if self._keeps_vectors():
-                return _distances.exact_distances(X, self._fit_X, ind, self.metric)
-            wanted, positions = np.unique(np.where(ind < 0, 0, ind), return_inverse=True)
-            positions = np.where(ind < 0, -1, positions.reshape(ind.shape))
-            return _distances.exact_distances(
-                X, self._get_vectors(wanted), positions, self.metric
-            )
-        dist = _distances.from_native(native, unit, self.metric)
-        dist[ind < 0] = np.inf
-        return dist
+    def _reading(self):
+        """Shared section for queries; applies changed query-time knobs first."""
+        state = runtime_state(self)
+        if not state.lock.holds_read() and hasattr(self, "_index"):
+            wanted = self._query_params()
+            if state.applied_query_params != wanted:
+                with state.lock.write():  # once per change, never during a query
+                    self._apply_query_params()
+                    state.applied_query_params = wanted
+        return state.lock.read()
 
-    def _exact_search(self, X, k):
-        """Brute force over the stored data: the one exact path of every index.
-
-        Where the backend stores the vectors, they are read back block by
-        block and the best ``k`` of each block merged (ties by id, as one scan).
-        """
-        batch_size = getattr(self, "batch_size", None)
-        if self._keeps_vectors():
-            matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
-            return brute_force_kneighbors(
-                self._fit_X, X, k, self.metric, batch_size=batch_size,
-                n_threads=self._n_threads(), matrix=matrix,
-            )
-        dist = np.empty((X.shape[0], 0))
-        ind = np.empty((X.shape[0], 0), dtype=np.intp)
-        for start, rows in self._vector_blocks():
-            d, i = brute_force_kneighbors(
-                rows, X, min(k, rows.shape[0]), self.metric, batch_size=batch_size,
-                n_threads=self._n_threads(),
-            )
-            dist, ind = np.hstack([dist, d]), np.hstack([ind, i + start])
-            order = np.lexsort((ind, dist), axis=1)[:, :k]
-            dist = np.take_along_axis(dist, order, axis=1)
-            ind = np.take_along_axis(ind, order, axis=1)
-        return dist, ind
+    def _changed_native_index(self):
+        """After a write: the native index must be given the query-time knobs again."""
+        state = runtime_state(self)
+        state.applied_query_params = None
+        state.row_lookup = None
 
     def _check_backend_metric(self):
         if self.metric not in self.supported_metrics:
@@ -249,17 +286,27 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             The fitted index.
         """
         self._check_backend_metric()
-        if y is None:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
-            self._fit_y = None
-        else:
-            X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
-            self._fit_y = column_or_1d(y)
-        Xp = self._prepare(X)
-        self._fit_X = Xp if self._keeps_vectors() else None
-        self.n_samples_fit_ = Xp.shape[0]
-        self._zero_rows = np.flatnonzero(~Xp.any(axis=1))
-        self._index = self._build(Xp)
+        with self._writing():
+            if y is None:
+                X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
+                fit_y = None
+            else:
+                X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
+                fit_y = column_or_1d(y)
+            _distances.check_float32_range(X)
+            # the fitted state answers every query, whatever set_params says later
+            self._fit_params = self.get_params(deep=False)
+            self.metric_ = self.metric
+            self._scale = _distances.power_of_two_scale(X)
+            self._fit_y = fit_y
+            Xp = self._prepare(X)
+            keep = self._keeps_vectors()
+            self._fit_X = Xp if keep else None
+            self._fit_keys = None if keep else row_keys(Xp)
+            self.n_samples_fit_ = Xp.shape[0]
+            self._zero_rows = np.flatnonzero(~Xp.any(axis=1))
+            self._index = self._build(Xp)
+            self._changed_native_index()
         return self
 
     def partial_fit(self, X, y=None):
@@ -282,8 +329,13 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         self : object
             The updated index.
         """
-        if not hasattr(self, "n_samples_fit_"):
-            return self.fit(X, y)
+        with self._writing():
+            if not hasattr(self, "n_samples_fit_"):
+                return self.fit(X, y)
+            self._partial_fit(X, y)
+        return self
+
+    def _partial_fit(self, X, y):
         has_labels = self._fit_y is not None
         if has_labels != (y is not None):
             raise ValueError(
@@ -297,15 +349,19 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             X, y = validate_data(
                 self, X, y, dtype=(np.float64, np.float32), order="C", reset=False
             )
+        Xp = self._prepare(X)  # may refuse X: nothing is changed before it passed
+        if y is not None:
             self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
-        Xp = self._prepare(X)
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
         )
         if self._keeps_vectors():
             self._fit_X = np.concatenate([self._fit_X, Xp])
+        else:
+            self._fit_keys = np.concatenate([self._fit_keys, row_keys(Xp)])
         self.n_samples_fit_ += Xp.shape[0]
         self._add(Xp)
+        self._changed_native_index()
         if hasattr(self, "item_keys_"):
             warnings.warn(
                 "partial_fit added items: the item keys attached with "
@@ -314,190 +370,8 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
                 UserWarning,
             )
             del self.item_keys_
-        return self
 
-    # ------------------------------------------------------------ querying
-    def _check_query(self, X):
-        """Validate and prepare queries.
-
-        A well-formed float ndarray (the common case in a pipeline) takes a
-        fast path with the same checks -- 2-D, non-empty, the fitted number of
-        features, finite -- because ``validate_data`` alone costs more than a
-        whole small batch of approximate queries; anything else, and every
-        failure, goes through ``validate_data`` for scikit-learn's messages.
-        """
-        if (
-            isinstance(X, np.ndarray)
-            and X.dtype in (np.float32, np.float64)
-            and X.ndim == 2
-            and X.shape[0] > 0
-            and X.shape[1] == self.n_features_in_
-            and not hasattr(self, "feature_names_in_")
-            and np.isfinite(X).all()
-        ):
-            return self._prepare(X)
-        return self._prepare(
-            validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
-        )
-
-    def _check_fitted(self):
-        if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
-            check_is_fitted(self)
-
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
-        """Find the nearest indexed items of each query.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), default=None
-            Queries. If None, the neighbours of each indexed item are
-            returned, the item itself excluded.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        return_distance : bool, default=True
-            Whether to return distances.
-
-        Returns
-        -------
-        neigh_dist : ndarray of shape (n_queries, n_neighbors)
-            Distances in the metric's true units, ascending; only if
-            ``return_distance=True``.
-        neigh_ind : ndarray of shape (n_queries, n_neighbors)
-            Ids (row numbers in the fitted data) of the neighbours.
-        """
-        return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
-
-    def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True):
-        """The exact nearest indexed items, by brute force over the stored data.
-
-        The same contract as :meth:`kneighbors` (validation, units,
-        ``X=None``), but the answer is exact whatever the backend: the
-        reference an approximate index is measured against (it is what
-        ``make_retrieval_scorer("recall")`` compares with), at the cost of a
-        scan of every indexed item per query.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), default=None
-            Queries; None means the indexed items, each excluded from its own
-            neighbours.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        return_distance : bool, default=True
-            Whether to return distances.
-
-        Returns
-        -------
-        neigh_dist : ndarray of shape (n_queries, n_neighbors)
-            Exact distances, ascending (ties by id); only if
-            ``return_distance=True``.
-        neigh_ind : ndarray of shape (n_queries, n_neighbors)
-            Ids of the exact neighbours.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skfindkit import HNSWIndex
-        >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
-        >>> HNSWIndex(n_neighbors=2).fit(X).exact_kneighbors([[0.1, 0.0]], return_distance=False)
-        array([[0, 1]])
-        """
-        return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
-
-    def labels_of(self, ind):
-        """Labels given to :meth:`fit` (``y``) of the indexed items ``ind``.
-
-        Parameters
-        ----------
-        ind : array-like of int
-            Ids of indexed items (e.g. what :meth:`kneighbors` returns).
-
-        Returns
-        -------
-        labels : ndarray of the same shape as ``ind``
-
-        Examples
-        --------
-        >>> from skfindkit import ExactIndex
-        >>> index = ExactIndex(n_neighbors=1).fit([[0.0], [1.0], [5.0]], ["a", "b", "c"])
-        >>> index.labels_of(index.kneighbors([[4.0]], return_distance=False))
-        array([['c']], dtype='<U1')
-        """
-        self._check_fitted()
-        if self._fit_y is None:
-            raise ValueError(
-                f"{type(self).__name__} was fitted without labels: fit it with "
-                "fit(X, y) to get the labels of retrieved items."
-            )
-        return self._fit_y[np.asarray(ind, dtype=np.intp)]
-
-    def _kneighbors(self, X, n_neighbors, return_distance, search):
-        """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
-        self._check_fitted()
-        if n_neighbors is None:
-            n_neighbors = self.n_neighbors
-        elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
-            raise TypeError(
-                f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
-            )
-        elif n_neighbors <= 0:
-            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
-        n_neighbors = int(n_neighbors)
-
-        query_is_train = X is None
-        if query_is_train:
-            n_neighbors += 1
-        else:
-            X = self._check_query(X)
-
-        if n_neighbors > self.n_samples_fit_:
-            if query_is_train:
-                n_neighbors -= 1
-                inequality_str = "n_neighbors < n_samples_fit"
-            else:
-                inequality_str = "n_neighbors <= n_samples_fit"
-            raise ValueError(
-                f"Expected {inequality_str}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {self.n_samples_fit_}, "
-                f"n_samples = {self.n_samples_fit_ if query_is_train else X.shape[0]}"
-            )
-
-        if not query_is_train:
-            dist, ind = search(X, n_neighbors)
-            return (dist, ind) if return_distance else ind
-        # the indexed items, block by block where the backend stores them
-        parts = [
-            _exclude_self(*search(rows, n_neighbors), start)
-            for start, rows in self._vector_blocks()
-        ]
-        dist, ind = (np.concatenate(p) for p in zip(*parts))
-        return (dist, ind) if return_distance else ind
-
-    def _search_complete(self, X, k):
-        """Run the backend and guarantee k valid, sorted results per row."""
-        if X.shape[0] == 0:
-            return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
-        native, ind = self._search(X, k)
-        ind = np.asarray(ind, dtype=np.intp)
-        dist = self._to_metric_units(native, X, ind)
-        if self.metric == "cosine":
-            _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
-        if ind.size and ind.min() < 0:
-            missing = (ind < 0).any(axis=1)
-            warnings.warn(
-                f"{type(self).__name__}: the {self._backend} search returned fewer "
-                f"than {k} neighbours for {int(missing.sum())} of {X.shape[0]} "
-                "queries (search parameters too small for k); those rows were "
-                "completed by exact search. Increase the search parameters.",
-                UserWarning,
-            )
-            dist[missing], ind[missing] = self._exact_search(X[missing], k)
-        if (dist[:, 1:] < dist[:, :-1]).any():
-            order = np.argsort(dist, axis=1, kind="stable")
-            dist = np.take_along_axis(dist, order, axis=1)
-            ind = np.take_along_axis(ind, order, axis=1)
-        return dist, ind
-
+    # ------------------------------------------------------------- scoring
     def score(self, X, y):
         """Mean precision@n_neighbors of the retrieved items' labels.
 
@@ -519,13 +393,14 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         from ..metrics import precision_at_k
 
         check_is_fitted(self)
-        if self._fit_y is None:
-            raise ValueError(
-                f"{type(self).__name__}.score needs the labels of the indexed "
-                "items: fit the index with fit(X, y)."
-            )
-        ind = self.kneighbors(X, return_distance=False)
-        return precision_at_k(y, self.labels_of(ind))
+        with self._reading():  # labels and ids from the same fitted state
+            if self._fit_y is None:
+                raise ValueError(
+                    f"{type(self).__name__}.score needs the labels of the indexed "
+                    "items: fit the index with fit(X, y)."
+                )
+            ind = self.kneighbors(X, return_distance=False)
+            return precision_at_k(y, self.labels_of(ind))
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):
@@ -554,15 +429,16 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         return tags
 
 
-def _exclude_self(dist, ind, start):
-    """sklearn's rule for ``kneighbors(X=None)``: drop each item (ids
-    ``start, start + 1, ...``) from its own list; if it is not there
-    (duplicates), drop the first neighbour instead."""
-    n, k = ind.shape
-    sample_mask = ind != np.arange(start, start + n)[:, None]
-    dup_gr_nbrs = np.all(sample_mask, axis=1)
-    sample_mask[:, 0][dup_gr_nbrs] = False
-    return (
-        np.reshape(dist[sample_mask], (n, k - 1)),
-        np.reshape(ind[sample_mask], (n, k - 1)),
-    )
+class _StoredRows:
+    """``index._fit_X[ids]`` for a backend that stores the vectors itself:
+    rows read back through ``_get_vectors`` (each distinct id once)."""
+
+    def __init__(self, index):
+        self._index = index
+        self.shape = (index.n_samples_fit_, index.n_features_in_)
+
+    def __getitem__(self, ids):
+        ids = np.asarray(ids, dtype=np.intp)
+        wanted, positions = np.unique(ids, return_inverse=True)
+        rows = self._index._get_vectors(wanted)
+        return rows[positions.reshape(ids.shape)]

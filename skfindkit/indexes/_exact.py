@@ -40,6 +40,9 @@ class ExactIndex(BaseIndex):
 
     Attributes
     ----------
+    metric_ : str
+        The metric the index was fitted with; it answers every query
+        (see :class:`~skfindkit.indexes.BaseIndex`).
     n_samples_fit_ : int
         Number of indexed items.
     n_features_in_ : int
@@ -83,7 +86,7 @@ class ExactIndex(BaseIndex):
         return True
 
     def _build(self, X):
-        return BruteForceMatrix(X, self.metric)
+        return BruteForceMatrix(X, self.metric_)
 
     def _search(self, X, k):
         return self._exact_search(X, k)  # the base's brute force, on the kept matrix

@@ -134,7 +134,7 @@ class MilvusIndex(BaseIndex):
 
     @property
     def _native_distance(self):
-        if self.index_type == "IVF_SQ8":  # distances of 8-bit codes: recomputed
+        if self._fitted_param("index_type") == "IVF_SQ8":  # distances of 8-bit codes: recomputed
             return "recompute"  # from the vectors read back by id
         # Milvus's L2 is squared (cosine: L2 on unit rows); its IP score is <x, y>
         return {"euclidean": "sqeuclidean", "cosine": "sqeuclidean", "inner_product": "dot"}
@@ -255,7 +255,7 @@ class MilvusIndex(BaseIndex):
         # 3.2, which reads build parameters only from there
         params.add_index(
             field_name=_VEC, index_type=self.index_type,
-            metric_type=_METRIC_TYPES[self.metric], params={**build, "params": build},
+            metric_type=_METRIC_TYPES[self.metric_], params={**build, "params": build},
         )
         return params
 
@@ -277,19 +277,22 @@ class MilvusIndex(BaseIndex):
         self._insert(coll, X, self.n_samples_fit_ - X.shape[0])
 
     def _search_params(self, k):
-        if self.index_type == "HNSW":
+        """What the fitted index type takes; ``ef_search``/``nprobe`` apply at once."""
+        index_type = self._fitted_param("index_type")
+        if index_type == "HNSW":
             params = {"ef": max(self.ef_search, k)}
-        elif self.index_type.startswith("IVF"):
-            params = {"nprobe": min(self.nprobe, self.nlist)}
+        elif index_type.startswith("IVF"):
+            params = {"nprobe": min(self.nprobe, self._fitted_param("nlist"))}
         else:
             params = {}
-        return {"metric_type": _METRIC_TYPES[self.metric], "params": params}
+        return {"metric_type": _METRIC_TYPES[self.metric_], "params": params}
 
     def _query_batch(self, coll):
         """Queries per request: ``batch_size``, but Milvus Lite's FLAT L2 scan
         holds an ``n_queries x n_items x n_features`` float32 temporary, so
         there a request is kept under 256 MiB of it."""
-        if coll.lite and self.index_type == "FLAT" and self.metric != "inner_product":
+        flat = self._fitted_param("index_type") == "FLAT"
+        if coll.lite and flat and self.metric_ != "inner_product":
             per_query = 4 * self.n_samples_fit_ * self.n_features_in_
             return max(1, min(self.batch_size, (256 << 20) // per_query))
         return self.batch_size
