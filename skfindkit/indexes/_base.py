@@ -38,6 +38,7 @@ a backend is a small module and all backends behave identically.
 """
 
 import warnings
+import weakref
 from abc import ABCMeta, abstractmethod
 from numbers import Integral
 
@@ -434,11 +435,13 @@ class _StoredRows:
     rows read back through ``_get_vectors`` (each distinct id once)."""
 
     def __init__(self, index):
-        self._index = index
+        # weak: the index's runtime state (keyed weakly by the index) keeps
+        # this object in its row lookup
+        self._index = weakref.ref(index)
         self.shape = (index.n_samples_fit_, index.n_features_in_)
 
     def __getitem__(self, ids):
         ids = np.asarray(ids, dtype=np.intp)
         wanted, positions = np.unique(ids, return_inverse=True)
-        rows = self._index._get_vectors(wanted)
+        rows = self._index()._get_vectors(wanted)
         return rows[positions.reshape(ids.shape)]
