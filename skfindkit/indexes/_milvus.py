@@ -34,9 +34,10 @@ class MilvusIndex(BaseIndex):
     every ``MilvusIndex`` of the process, one collection each), in a Lite
     folder given as ``uri="path/to/store.db"``, or on a Milvus server or
     cluster given as ``uri="http://host:19530"`` -- the same estimator. The
-    client keeps no float32 copy of the collection: ``kneighbors(X=None)``
-    and the exact completion of short result rows fetch the vectors from
-    Milvus by id, block by block.
+    client keeps no float32 copy of the collection (an 8-byte hash per item,
+    and the labels): ``kneighbors(X=None)``, ``exact_kneighbors``, the exact
+    completion of short result rows and IVF_SQ8's exact distances read the
+    vectors back from Milvus by id, block by block (``docs/scaling.md``).
 
     Pickling (and ``joblib.dump``) depends on where the collection lives:
 
