@@ -58,6 +58,14 @@ def index_instances():
             FaissIndex(factory="Flat", metric="inner_product", mode="connectivity"),
             FaissIndex(factory="HNSW16,SQ8", ef_search=32),
         ]
+    if _has("pymilvus") and _has("milvus_lite"):
+        from skfindkit import MilvusIndex
+
+        out += [  # one embedded Milvus Lite store per process, a collection per fit
+            MilvusIndex(index_type="FLAT"),
+            MilvusIndex(metric="cosine", mode="connectivity", M=8, ef_search=32),
+            MilvusIndex(metric="inner_product", index_type="IVF_FLAT", nlist=8, nprobe=8),
+        ]
     return out
 
 
@@ -192,6 +200,7 @@ _BACKENDS = {
     "NMSLibIndex": "nmslib",
     "HNSWIndex": "hnswlib",
     "FaissIndex": "faiss",
+    "MilvusIndex": "milvus_lite",
     "Doc2VecLoader": "gensim",
     "EssentiaVectorLoader": "essentia",
     "STFTVectorLoader": "librosa",

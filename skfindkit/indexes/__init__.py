@@ -9,6 +9,7 @@ from ._base import METRICS, BaseIndex
 from ._exact import ExactIndex
 from ._faiss import FaissIndex
 from ._hnsw import HNSWIndex
+from ._milvus import MilvusIndex
 from ._nmslib import NMSLibIndex
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "FaissIndex",
     "HNSWIndex",
     "METRICS",
+    "MilvusIndex",
     "NMSLibIndex",
 ]

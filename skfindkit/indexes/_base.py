@@ -12,6 +12,15 @@ implements a few backend hooks:
     backend found fewer than ``k`` items;
 ``_add(X)`` (optional)
     add prepared rows to the native index; the default rebuilds;
+``_keeps_vectors()`` / ``_get_vectors(ids)`` (backends that store vectors)
+    a backend whose native store returns the indexed vectors (a Milvus
+    collection; hnswlib ``get_items``, faiss ``reconstruct``, annoy
+    ``get_item_vector``) may return False from ``_keeps_vectors``: the base
+    then keeps no float32 copy of the collection (only an 8-byte hash per
+    row, for the item-itself rule) and reads the rows it needs
+    (``kneighbors(X=None)``, the exact path, recomputed distances, an item
+    found in its own results) through ``_get_vectors``, block by block; such
+    a backend grows natively (``_add``) and serializes its store (``_serialize``);
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
     native index <-> bytes; the base wraps the bytes in a versioned,
     checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
@@ -29,6 +38,7 @@ a backend is a small module and all backends behave identically.
 """
 
 import warnings
+import weakref
 from abc import ABCMeta, abstractmethod
 from numbers import Integral
 
@@ -47,6 +57,7 @@ from . import _distances
 from ._graph import NeighborsGraphMixin
 from ._lock import runtime_state
 from ._query import KNeighborsQueryMixin
+from ._self import row_keys
 
 __all__ = ["BaseIndex", "METRICS"]
 
@@ -171,6 +182,35 @@ class BaseIndex(
         """Add prepared rows; the default rebuilds the native index from all data."""
         self._index = self._build(self._fit_X)
 
+    def _keeps_vectors(self):
+        """Whether the base keeps a prepared float32 copy of the indexed rows.
+
+        True (the default) keeps ``_fit_X``; a backend returning False stores
+        the vectors itself and implements ``_get_vectors``, ``_add`` and
+        ``_serialize``.
+        """
+        return True
+
+    def _get_vectors(self, ids):
+        """Prepared float32 rows of the indexed items ``ids`` (a 1-D array, in order)."""
+        return self._fit_X[ids]
+
+    @property
+    def _data(self):
+        """The prepared indexed rows, indexable by id arrays like ``_fit_X``."""
+        return self._fit_X if self._keeps_vectors() else _StoredRows(self)
+
+    def _vector_blocks(self):
+        """``(first_id, rows)`` blocks covering every indexed item in id order
+        (``batch_size`` rows each, or 4096, when the backend stores them)."""
+        if self._keeps_vectors():
+            yield 0, self._fit_X
+            return
+        block_size = getattr(self, "batch_size", None) or 4096
+        for start in range(0, self.n_samples_fit_, block_size):
+            stop = min(start + block_size, self.n_samples_fit_)
+            yield start, self._get_vectors(np.arange(start, stop))
+
     def _serialize(self):
         """Native index -> bytes; None (the default) rebuilds it on unpickling."""
         return None
@@ -260,10 +300,13 @@ class BaseIndex(
             self.metric_ = self.metric
             self._scale = _distances.power_of_two_scale(X)
             self._fit_y = fit_y
-            self._fit_X = self._prepare(X)
-            self.n_samples_fit_ = self._fit_X.shape[0]
-            self._zero_rows = np.flatnonzero(~self._fit_X.any(axis=1))
-            self._index = self._build(self._fit_X)
+            Xp = self._prepare(X)
+            keep = self._keeps_vectors()
+            self._fit_X = Xp if keep else None
+            self._fit_keys = None if keep else row_keys(Xp)
+            self.n_samples_fit_ = Xp.shape[0]
+            self._zero_rows = np.flatnonzero(~Xp.any(axis=1))
+            self._index = self._build(Xp)
             self._changed_native_index()
         return self
 
@@ -313,8 +356,11 @@ class BaseIndex(
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
         )
-        self._fit_X = np.concatenate([self._fit_X, Xp])
-        self.n_samples_fit_ = self._fit_X.shape[0]
+        if self._keeps_vectors():
+            self._fit_X = np.concatenate([self._fit_X, Xp])
+        else:
+            self._fit_keys = np.concatenate([self._fit_keys, row_keys(Xp)])
+        self.n_samples_fit_ += Xp.shape[0]
         self._add(Xp)
         self._changed_native_index()
         if hasattr(self, "item_keys_"):
@@ -383,3 +429,19 @@ class BaseIndex(
         tags.requires_fit = True
         return tags
 
+
+class _StoredRows:
+    """``index._fit_X[ids]`` for a backend that stores the vectors itself:
+    rows read back through ``_get_vectors`` (each distinct id once)."""
+
+    def __init__(self, index):
+        # weak: the index's runtime state (keyed weakly by the index) keeps
+        # this object in its row lookup
+        self._index = weakref.ref(index)
+        self.shape = (index.n_samples_fit_, index.n_features_in_)
+
+    def __getitem__(self, ids):
+        ids = np.asarray(ids, dtype=np.intp)
+        wanted, positions = np.unique(ids, return_inverse=True)
+        rows = self._index()._get_vectors(wanted)
+        return rows[positions.reshape(ids.shape)]

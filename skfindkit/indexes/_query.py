@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _distances
 from ._brute import BruteForceMatrix, brute_force_kneighbors
 from ._lock import runtime_state
-from ._self import RowLookup, drop_self, insert_self
+from ._self import RowLookup, drop_self, insert_self, row_keys
 
 __all__ = ["KNeighborsQueryMixin"]
 
@@ -35,30 +35,58 @@ class KNeighborsQueryMixin:
         """The backend's distances -> the metric's units, -1 ids at ``inf``."""
         unit = self._native_unit()
         if unit == "recompute":
-            return _distances.exact_distances(X, self._fit_X, ind, self.metric_)
+            return _distances.exact_distances(X, self._data, ind, self.metric_)
         dist = _distances.from_native(native, unit, self.metric_)
         dist[ind < 0] = np.inf
         return dist
 
     def _exact_search(self, X, k):
-        """Brute force over the stored data: the one exact path of every index."""
-        matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
-        return brute_force_kneighbors(
-            self._fit_X, X, k, self.metric_, batch_size=getattr(self, "batch_size", None),
-            n_threads=self._n_threads(), matrix=matrix,
-        )
+        """Brute force over the stored data: the one exact path of every index.
 
-    def _own_items(self, X, is_fit_X):
+        Where the backend stores the vectors, they are read back block by
+        block and the best ``k`` of each block merged (ties by id, as one scan).
+        """
+        batch_size = getattr(self, "batch_size", None)
+        if self._keeps_vectors():
+            matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
+            return brute_force_kneighbors(
+                self._fit_X, X, k, self.metric_, batch_size=batch_size,
+                n_threads=self._n_threads(), matrix=matrix,
+            )
+        dist = np.empty((X.shape[0], 0))
+        ind = np.empty((X.shape[0], 0), dtype=np.intp)
+        for start, rows in self._vector_blocks():
+            d, i = brute_force_kneighbors(
+                rows, X, min(k, rows.shape[0]), self.metric_, batch_size=batch_size,
+                n_threads=self._n_threads(),
+            )
+            dist, ind = np.hstack([dist, d]), np.hstack([ind, i + start])
+            order = np.lexsort((ind, dist), axis=1)[:, :k]
+            dist = np.take_along_axis(dist, order, axis=1)
+            ind = np.take_along_axis(ind, order, axis=1)
+        return dist, ind
+
+    def _own_items(self, X, is_fit_X, first_id=0):
         """Each query's own indexed item (its row number, or an identical row), -1 if none."""
         if is_fit_X:
-            return np.arange(X.shape[0])
+            return np.arange(first_id, first_id + X.shape[0])
         if self._is_exact():  # exact search finds identical rows by itself
             return None
         state = runtime_state(self)
         lookup = state.row_lookup
         if lookup is None:  # built by the first query after a write; readers agree
-            lookup = state.row_lookup = RowLookup(self._fit_X)
+            lookup = state.row_lookup = RowLookup(self._data, getattr(self, "_fit_keys", None))
         return lookup.find(X)
+
+    def _is_fit_X(self, X):
+        """Whether the queries are the indexed rows, in order."""
+        if X.shape[0] != self.n_samples_fit_:
+            return False
+        if self._keeps_vectors():
+            return np.array_equal(X, self._fit_X)
+        # by the rows' hashes: a collision only makes insert_self compare an
+        # item's exact distance with the list, which is always correct
+        return bool((row_keys(X) == self._fit_keys).all())
 
     def _check_query(self, X):
         """Validate and prepare queries.
@@ -191,13 +219,9 @@ class KNeighborsQueryMixin:
 
         query_is_train = X is None
         if query_is_train:
-            X = self._fit_X
             n_neighbors += 1
         else:
             X = self._check_query(X)
-        # the query set is the indexed set: each row's own item must be in it
-        # (as sklearn's brute force finds it), which a graph search may miss
-        is_fit_X = query_is_train or (X.shape == self._fit_X.shape and np.array_equal(X, self._fit_X))
 
         if n_neighbors > self.n_samples_fit_:
             if query_is_train:
@@ -207,17 +231,30 @@ class KNeighborsQueryMixin:
                 inequality_str = "n_neighbors <= n_samples_fit"
             raise ValueError(
                 f"Expected {inequality_str}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {X.shape[0]}"
+                f"n_samples_fit = {self.n_samples_fit_}, "
+                f"n_samples = {self.n_samples_fit_ if query_is_train else X.shape[0]}"
             )
 
-        dist, ind = search(X, n_neighbors)
-        own = self._own_items(X, is_fit_X)
-        if own is not None:
-            dist, ind = insert_self(X, self._fit_X, dist, ind, own, self.metric_)
-        if query_is_train:
-            dist, ind = drop_self(dist, ind)
+        if query_is_train:  # the indexed rows, block by block where the backend stores them
+            parts = [self._search_with_self(rows, n_neighbors, search, True, start, True)
+                     for start, rows in self._vector_blocks()]
+            dist, ind = (np.concatenate(p) for p in zip(*parts))
+        else:
+            # the query set is the indexed set: each row's own item must be in
+            # it (as sklearn's brute force finds it), which a graph search may miss
+            dist, ind = self._search_with_self(X, n_neighbors, search, self._is_fit_X(X))
         dist = _distances.unscale(dist, self._scale, self.metric_)
         return (dist, ind) if return_distance else ind
+
+    def _search_with_self(self, X, k, search, is_fit_X, first_id=0, drop=False):
+        """``search``, with each query's own item put in (and dropped if ``drop``)."""
+        dist, ind = search(X, k)
+        own = self._own_items(X, is_fit_X, first_id)
+        if own is not None:
+            dist, ind = insert_self(X, self._data, dist, ind, own, self.metric_)
+        if drop:
+            dist, ind = drop_self(dist, ind, first_id)
+        return dist, ind
 
     def _search_complete(self, X, k):
         """Run the backend and guarantee k valid, sorted results per row."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._distances import exact_distances
 
-__all__ = ["RowLookup", "drop_self", "insert_self"]
+__all__ = ["RowLookup", "drop_self", "insert_self", "row_keys"]
 
 _CHUNK = 4096
 
@@ -29,7 +29,7 @@ _CHUNK = 4096
 _MULTIPLIERS = {}  # width -> fixed odd 64-bit multipliers, one per column
 
 
-def _row_keys(X):
+def row_keys(X):
     """A 64-bit hash of each float32 row's bits (-0.0 counted as 0.0)."""
     mult = _MULTIPLIERS.get(X.shape[1])
     if mult is None:
@@ -45,8 +45,10 @@ def _row_keys(X):
 class RowLookup:
     """Find, for each query, an indexed row with exactly the same values."""
 
-    def __init__(self, data):
-        keys = _row_keys(data)
+    def __init__(self, data, keys=None):
+        # ``data`` may read rows back from a backend (it is indexed by ids
+        # only); ``keys``: the rows' hashes when they were computed at fit
+        keys = row_keys(data) if keys is None else keys
         self._order = np.argsort(keys, kind="stable")
         self._sorted = keys[self._order]
         self._data = data
@@ -55,7 +57,7 @@ class RowLookup:
         """Id of an indexed row equal to each query, -1 where there is none."""
         if not self._sorted.size:
             return np.full(Q.shape[0], -1, dtype=np.intp)
-        keys = _row_keys(Q)
+        keys = row_keys(Q)
         pos = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
         ids = self._order[pos]
         same = (self._sorted[pos] == keys) & (self._data[ids] == Q).all(axis=1)
@@ -89,14 +91,14 @@ def insert_self(Q, data, dist, ind, self_ids, metric):
     return dist, ind
 
 
-def drop_self(dist, ind):
-    """Remove each item (row ``r`` is item ``r``) from its own ``k + 1`` results.
+def drop_self(dist, ind, first_id=0):
+    """Remove each item (row ``r`` is item ``first_id + r``) from its own ``k + 1`` results.
 
     Where the item is not in its row (it is farther than all of them), the
     last entry goes instead, so the ``k`` nearest others are kept.
     """
     n, k1 = ind.shape
-    keep = ind != np.arange(n)[:, None]
+    keep = ind != np.arange(first_id, first_id + n)[:, None]
     absent = keep.all(axis=1)
     keep[absent, -1] = False
     return (np.reshape(dist[keep], (n, k1 - 1)), np.reshape(ind[keep], (n, k1 - 1)))
