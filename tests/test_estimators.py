@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skfindkit
 from skfindkit import BaseIndex, ExactIndex
-from skfindkit._persist import CorruptIndexError
+from skfindkit.utils._persist import CorruptIndexError
 
 from .estimator_instances import available_instances, index_instances, requires_missing_backend
 

@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_info
 
 from skfindkit import AnnoyIndex, ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
-from skfindkit._persist import CorruptIndexError
+from skfindkit.utils._persist import CorruptIndexError
 from skfindkit.metrics import make_retrieval_scorer, recall_at_k
 
 ANN = [AnnoyIndex, NMSLibIndex, HNSWIndex, FaissIndex]

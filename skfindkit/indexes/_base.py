@@ -12,9 +12,13 @@ implements a few backend hooks:
 ``_add(X)`` (optional)
     add prepared rows to the native index; the default rebuilds;
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
-    native index <-> bytes; the base wraps the bytes in a versioned,
-    checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
-    the native library sees them.
+    native index <-> bytes; the base seals the whole pickled state (data,
+    labels, keys, dimensions, parameters and the native bytes) with SHA-256
+    checksums (:mod:`skfindkit.utils._persist`) and verifies them before the
+    native library sees a byte;
+``_check_native_bytes(payload)`` / ``_native_shape(index)`` (optional)
+    the native header checked before loading, and the loaded index's size
+    checked against ``n_samples_fit_`` / ``n_features_in_``.
 
 Everything else -- validation, the self-exclusion rule of
 ``kneighbors(X=None)``, the sparse graphs of ``transform`` and
@@ -37,7 +41,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .._persist import pack_blob, unpack_blob
+from ..utils._persist import CorruptIndexError, NativeBlob, seal_state, verify_state
 from . import _distances
 
 __all__ = ["BaseIndex", "METRICS"]
@@ -81,6 +85,8 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     _backend = "base"
     #: Metrics this backend implements (a subset of ``METRICS``).
     supported_metrics = METRICS
+    #: Attributes never pickled (locks, caches), recreated by ``_init_transient``.
+    _transient_attrs = ()
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
@@ -454,22 +460,58 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     # ------------------------------------------------------------ pickling
     def __getstate__(self):
         state = dict(super().__getstate__())
-        if state.get("_index") is not None:
+        for name in self._transient_attrs:
+            state.pop(name, None)
+        index = state.pop("_index", None)
+        if index is not None:
             payload = self._serialize()
-            state["_index"] = None
             # None: the index is cheap to rebuild from the stored data
-            state["_index_blob"] = None if payload is None else pack_blob(self._backend, payload)
-        return state
+            state["_index_blob"] = None if payload is None else NativeBlob(self._backend, payload)
+        return seal_state(state)
 
     def __setstate__(self, state):
-        state = dict(state)
-        rebuild = "_index_blob" in state
+        owner = type(self).__name__
+        state = verify_state(state, owner)  # before anything reaches native code
+        fitted = "_index_blob" in state
         blob = state.pop("_index_blob", None)
         super().__setstate__(state)
-        if blob is not None:
-            self._index = self._deserialize(unpack_blob(blob, self._backend))
-        elif rebuild:
+        self._init_transient()
+        if not fitted:
+            return
+        if blob is None:
             self._index = self._build(self._fit_X)
+            return
+        payload = blob.open(self._backend, owner)
+        self._check_native_bytes(payload)
+        try:
+            index = self._deserialize(payload)
+        except (RuntimeError, OSError, ValueError, MemoryError) as exc:
+            raise CorruptIndexError(
+                f"{owner}: {self._backend} could not load its index ({exc})."
+            ) from exc
+        shape = self._native_shape(index)
+        expected = (self.n_samples_fit_, self.n_features_in_)
+        for what, got, want in zip(("items", "features"), shape, expected):
+            if got is not None and got != want:
+                raise CorruptIndexError(
+                    f"{owner}: the {self._backend} index holds {got} {what} but the "
+                    f"saved state has {want}; the index does not belong to this state."
+                )
+        self._index = index
+
+    def _init_transient(self):
+        """Recreate the attributes in ``_transient_attrs`` after unpickling."""
+
+    def _check_native_bytes(self, payload):
+        """Check a native payload's own header against the state (backend hook).
+
+        Called after the checksums passed and before the native library loads
+        the bytes; raise :class:`CorruptIndexError` on a mismatch.
+        """
+
+    def _native_shape(self, index):
+        """``(n_items, n_features)`` of a loaded native index; None where unknown."""
+        return None, None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

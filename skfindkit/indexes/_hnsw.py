@@ -1,12 +1,14 @@
 """HNSW graph index backed by hnswlib."""
 
-import pickle
+import struct
 from numbers import Integral
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
+from ..utils._native_bytes import load_from_bytes, save_to_bytes
+from ..utils._persist import CorruptIndexError
 from ._ann_utils import native_seed
 from ._base import BaseIndex
 
@@ -15,6 +17,9 @@ __all__ = ["HNSWIndex"]
 # metric -> hnswlib space; cosine searches unit rows with l2 so that
 # identical items are at distance exactly 0 (d2 / 2 = 1 - cos)
 _SPACES = {"euclidean": "l2", "cosine": "l2", "inner_product": "ip"}
+# start of hnswlib's saveIndex header: offsetLevel0, max_elements,
+# cur_element_count, size_data_per_element, label_offset, offsetData (size_t)
+_HEADER = struct.Struct("<6Q")
 
 
 def _hnswlib():
@@ -134,7 +139,27 @@ class HNSWIndex(BaseIndex):
         return self._true_distance_from_sqeuclidean(native), labels
 
     def _serialize(self):
-        return pickle.dumps(self._index, protocol=pickle.HIGHEST_PROTOCOL)
+        return save_to_bytes(self._index.save_index)
+
+    def _check_native_bytes(self, payload):
+        if len(payload) < _HEADER.size:
+            raise CorruptIndexError("HNSWIndex: the hnswlib index bytes are truncated.")
+        _, _, count, _, label_offset, data_offset = _HEADER.unpack_from(payload)
+        dim = (label_offset - data_offset) // 4
+        if count != self.n_samples_fit_ or dim != self.n_features_in_:
+            raise CorruptIndexError(
+                f"HNSWIndex: the hnswlib index holds {count} items of {dim} features but "
+                f"the saved state has {self.n_samples_fit_} of {self.n_features_in_}; "
+                "the index does not belong to this state."
+            )
 
     def _deserialize(self, payload):
-        return pickle.loads(payload)
+        index = _hnswlib().Index(space=_SPACES[self.metric], dim=self.n_features_in_)
+        load_from_bytes(
+            payload, lambda path: index.load_index(path, max_elements=self.n_samples_fit_)
+        )
+        index.set_ef(self.ef)
+        return index
+
+    def _native_shape(self, index):
+        return index.get_current_count(), index.dim
