@@ -41,7 +41,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..utils._persist import CorruptIndexError, NativeBlob, seal_state, verify_state
+from ._pickling import SealedIndexState
 from . import _distances
 
 __all__ = ["BaseIndex", "METRICS"]
@@ -50,7 +50,7 @@ __all__ = ["BaseIndex", "METRICS"]
 METRICS = ("euclidean", "cosine", "inner_product")
 
 
-class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseIndex(SealedIndexState, TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of all skfindkit indexes (not to be used directly).
 
     Behaves exactly like :class:`sklearn.neighbors.KNeighborsTransformer`:
@@ -85,8 +85,6 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     _backend = "base"
     #: Metrics this backend implements (a subset of ``METRICS``).
     supported_metrics = METRICS
-    #: Attributes never pickled (locks, caches), recreated by ``_init_transient``.
-    _transient_attrs = ()
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
@@ -456,62 +454,6 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             )
         ind = self.kneighbors(X, return_distance=False)
         return precision_at_k(y, self._fit_y[ind])
-
-    # ------------------------------------------------------------ pickling
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        for name in self._transient_attrs:
-            state.pop(name, None)
-        index = state.pop("_index", None)
-        if index is not None:
-            payload = self._serialize()
-            # None: the index is cheap to rebuild from the stored data
-            state["_index_blob"] = None if payload is None else NativeBlob(self._backend, payload)
-        return seal_state(state)
-
-    def __setstate__(self, state):
-        owner = type(self).__name__
-        state = verify_state(state, owner)  # before anything reaches native code
-        fitted = "_index_blob" in state
-        blob = state.pop("_index_blob", None)
-        super().__setstate__(state)
-        self._init_transient()
-        if not fitted:
-            return
-        if blob is None:
-            self._index = self._build(self._fit_X)
-            return
-        payload = blob.open(self._backend, owner)
-        self._check_native_bytes(payload)
-        try:
-            index = self._deserialize(payload)
-        except (RuntimeError, OSError, ValueError, MemoryError) as exc:
-            raise CorruptIndexError(
-                f"{owner}: {self._backend} could not load its index ({exc})."
-            ) from exc
-        shape = self._native_shape(index)
-        expected = (self.n_samples_fit_, self.n_features_in_)
-        for what, got, want in zip(("items", "features"), shape, expected):
-            if got is not None and got != want:
-                raise CorruptIndexError(
-                    f"{owner}: the {self._backend} index holds {got} {what} but the "
-                    f"saved state has {want}; the index does not belong to this state."
-                )
-        self._index = index
-
-    def _init_transient(self):
-        """Recreate the attributes in ``_transient_attrs`` after unpickling."""
-
-    def _check_native_bytes(self, payload):
-        """Check a native payload's own header against the state (backend hook).
-
-        Called after the checksums passed and before the native library loads
-        the bytes; raise :class:`CorruptIndexError` on a mismatch.
-        """
-
-    def _native_shape(self, index):
-        """``(n_items, n_features)`` of a loaded native index; None where unknown."""
-        return None, None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

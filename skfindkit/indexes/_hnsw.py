@@ -158,8 +158,7 @@ class HNSWIndex(BaseIndex):
         load_from_bytes(
             payload, lambda path: index.load_index(path, max_elements=self.n_samples_fit_)
         )
-        index.set_ef(self.ef)
-        return index
+        return index  # the query-time ef is set by _search
 
     def _native_shape(self, index):
         return index.get_current_count(), index.dim
