@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skfindkit
 from skfindkit import BaseIndex, ExactIndex
-from skfindkit.utils._persist import CorruptIndexError
+from skfindkit.utils._persist import CorruptIndexError, NativeBlob
 
 from .estimator_instances import available_instances, index_instances, requires_missing_backend
 
@@ -183,12 +183,20 @@ def test_corrupt_blob_never_reaches_native_code(index):
     est = clone(index).fit(X)
     state = est.__getstate__()
     blob = state.get("_index_blob")
-    if blob is None:
-        return  # nothing native: the index is rebuilt from the stored data
-    for bad in (blob[: len(blob) // 2], blob[:-1] + bytes([blob[-1] ^ 1]), b"junk" + blob[4:]):
+    if blob is None:  # nothing native: the stored data is what answers
+        data = state["_fit_X"]
+        bad = [("_fit_X", data[:-1]), ("_fit_X", np.where(data == data.flat[7], 0, data))]
+    else:
+        payload = blob.payload.tobytes()
+        bad = [("_index_blob", NativeBlob(blob.kind, p)) for p in (
+            payload[: len(payload) // 2],
+            payload[:-1] + bytes([payload[-1] ^ 1]),
+            b"junk" + payload[4:],
+        )]
+    for key, value in bad:
         fresh = type(est).__new__(type(est))
-        with pytest.raises(CorruptIndexError):
-            fresh.__setstate__({**state, "_index_blob": bad})
+        with pytest.raises(CorruptIndexError, match=repr(key)):
+            fresh.__setstate__({**state, key: value})
 
 
 def _bad_inputs():

@@ -129,6 +129,9 @@ def _feed(h, value):
         for key, item in value.items():
             _feed(h, key)
             _feed(h, item)
+    elif type(value) is np.random.RandomState:
+        h.update(b"RS")
+        _feed(h, value.get_state())
     elif isinstance(value, BaseEstimator):
         # estimators (e.g. a fitted PCA inside an extractor): their state
         cls, state = type(value), value.__getstate__()
