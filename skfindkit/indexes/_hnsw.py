@@ -1,13 +1,11 @@
 """HNSW graph index backed by hnswlib."""
 
-import struct
 from numbers import Integral
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
-from ..utils._native_bytes import load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
 from ._ann_utils import native_seed
 from ._base import BaseIndex
@@ -17,9 +15,6 @@ __all__ = ["HNSWIndex"]
 # metric -> hnswlib space; cosine searches unit rows with l2 so that
 # identical items are at distance exactly 0 (d2 / 2 = 1 - cos)
 _SPACES = {"euclidean": "l2", "cosine": "l2", "inner_product": "ip"}
-# start of hnswlib's saveIndex header: offsetLevel0, max_elements,
-# cur_element_count, size_data_per_element, label_offset, offsetData (size_t)
-_HEADER = struct.Struct("<6Q")
 
 
 def _hnswlib():
@@ -139,13 +134,30 @@ class HNSWIndex(BaseIndex):
         return self._true_distance_from_sqeuclidean(native), labels
 
     def _serialize(self):
-        return save_to_bytes(self._index.save_index)
+        # hnswlib's own state: a dict of its arrays (one copy, no file round trip)
+        (state,) = self._index.__getstate__()
+        return state
 
-    def _check_native_bytes(self, payload):
-        if len(payload) < _HEADER.size:
-            raise CorruptIndexError("HNSWIndex: the hnswlib index bytes are truncated.")
-        _, _, count, _, label_offset, data_offset = _HEADER.unpack_from(payload)
-        dim = (label_offset - data_offset) // 4
+    def _check_native_bytes(self, state):
+        """Check hnswlib's state against the saved dimensions before hnswlib reads it."""
+        try:
+            count, dim = int(state["cur_element_count"]), int(state["dim"])
+            per_element = int(state["size_data_per_element"])
+            consistent = (
+                state["ser_version"] == 1
+                and state["space"] == _SPACES[self.metric]
+                and int(state["label_offset"]) - int(state["offset_data"]) == 4 * dim
+                and state["data_level0"].nbytes == int(state["max_elements"]) * per_element
+                and state["label_lookup_external"].size == count
+                and state["label_lookup_internal"].size == count
+                and state["element_levels"].size == int(state["max_elements"])
+                and state["link_lists"].nbytes == int(state["size_links_per_element"])
+                * int(np.maximum(state["element_levels"][:count], 0).sum(dtype=np.int64))
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptIndexError(f"HNSWIndex: the hnswlib state is malformed ({exc!r}).")
+        if not consistent:
+            raise CorruptIndexError("HNSWIndex: the hnswlib state is inconsistent.")
         if count != self.n_samples_fit_ or dim != self.n_features_in_:
             raise CorruptIndexError(
                 f"HNSWIndex: the hnswlib index holds {count} items of {dim} features but "
@@ -153,12 +165,10 @@ class HNSWIndex(BaseIndex):
                 "the index does not belong to this state."
             )
 
-    def _deserialize(self, payload):
-        index = _hnswlib().Index(space=_SPACES[self.metric], dim=self.n_features_in_)
-        load_from_bytes(
-            payload, lambda path: index.load_index(path, max_elements=self.n_samples_fit_)
-        )
-        return index  # the query-time ef is set by _search
+    def _deserialize(self, state):
+        index = _hnswlib().Index.__new__(_hnswlib().Index)
+        index.__setstate__((state,))
+        return index
 
     def _native_shape(self, index):
         return index.get_current_count(), index.dim

@@ -21,8 +21,10 @@ trusted pickles only; :mod:`skfindkit.io` has a format that runs no code).
 """
 
 import hashlib
+import os
 import pickle
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -68,15 +70,21 @@ class NativeBlob:
     ----------
     kind : str
         Who wrote the bytes (e.g. ``"hnswlib"``, ``"keras"``); checked at load.
-    payload : bytes-like
-        The native library's bytes; kept as a uint8 array (a view, no copy).
+    payload : bytes-like or dict
+        The native library's bytes, kept as a uint8 array (a view, no copy),
+        or a dict of arrays and numbers for libraries that export their
+        state that way (hnswlib).
     """
 
     def __init__(self, kind, payload):
         self.kind = kind
         self.version = FORMAT_VERSION
-        self.payload = np.frombuffer(payload, dtype=np.uint8) if not isinstance(
-            payload, np.ndarray) else payload.reshape(-1).view(np.uint8)
+        if isinstance(payload, dict):  # a library's own state (e.g. hnswlib's arrays)
+            self.payload = payload
+        elif isinstance(payload, np.ndarray):
+            self.payload = payload.reshape(-1).view(np.uint8)
+        else:
+            self.payload = np.frombuffer(payload, dtype=np.uint8)
 
     def __getstate__(self):
         return {"kind": self.kind, "version": self.version, "payload": self.payload}
@@ -95,19 +103,47 @@ class NativeBlob:
                 f"skfindkit reads version {FORMAT_VERSION}. Rebuild and save again."
             )
         payload = getattr(self, "payload", None)
-        if not isinstance(payload, np.ndarray) or payload.dtype != np.uint8:
+        if not isinstance(payload, dict) and (
+            not isinstance(payload, np.ndarray) or payload.dtype != np.uint8
+        ):
             raise error(f"{owner}: the native bytes are not a byte array.")
         return payload
+
+
+_CHUNK = 1 << 22  # large buffers are hashed as 4 MiB chunks, in parallel threads
+_pool = None
+
+
+def _chunk_digest(chunk):
+    return hashlib.sha256(chunk).digest()
+
+
+def _feed_buffer(h, data):
+    """Hash a contiguous buffer: SHA-256 of its 4 MiB chunks' SHA-256 (a fixed tree).
+
+    hashlib releases the GIL, so the chunks of a large array are hashed on
+    several cores at once.
+    """
+    global _pool
+    view = memoryview(data).cast("B")
+    if len(view) <= _CHUNK:
+        h.update(view)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)),
+                                   thread_name_prefix="skfindkit-sha256")
+    chunks = [view[i:i + _CHUNK] for i in range(0, len(view), _CHUNK)]
+    h.update(b"".join(_pool.map(_chunk_digest, chunks)))
 
 
 def _feed(h, value):
     """Hash ``value`` into ``h`` (type-tagged, so that 1, 1.0 and "1" differ)."""
     if isinstance(value, np.ndarray) and value.dtype != object:
         h.update(b"A%s%s" % (value.dtype.str.encode(), repr(value.shape).encode()))
-        h.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
+        _feed_buffer(h, np.ascontiguousarray(value).reshape(-1).view(np.uint8))
     elif isinstance(value, (bytes, bytearray, memoryview)):
         h.update(b"B%d:" % len(value))
-        h.update(value)
+        _feed_buffer(h, value)
     elif isinstance(value, NativeBlob):
         h.update(b"N%s:%d:" % (str(value.kind).encode(), value.version))
         _feed(h, value.payload)
