@@ -11,7 +11,7 @@ realistic for retrieval features, unlike i.i.d. Gaussian data), then timed:
   ``np.save``/``np.load``). It saves the native structure only.
 - **joblib**: ``joblib.dump(index, path)`` + ``joblib.load(path)`` of the
   skfindkit index: the whole fitted state (float32 data, labels, native bytes),
-  sealed and verified with SHA-256.
+  sealed and verified with BLAKE3.
 - **safe**: ``skfindkit.io.save`` + ``skfindkit.io.load`` (no code on load;
   written with ``atomic_write``, i.e. a temporary file, ``fsync`` and rename).
 
@@ -217,8 +217,8 @@ def _write(args, rows, seconds):
         "- **own**: the library's own save + load of its native index (the native structure "
         "only; `np.save`/`np.load` of the float32 data for `exact`).",
         "- **joblib**: `joblib.dump` + `joblib.load` of the skfindkit index (float32 data, "
-        "labels and native bytes, every field sealed with SHA-256 and verified on load).",
-        "- **safe**: `skfindkit.io.save` + `skfindkit.io.load` (no code on load; one SHA-256 "
+        "labels and native bytes, every field sealed with BLAKE3 and verified on load).",
+        "- **safe**: `skfindkit.io.save` + `skfindkit.io.load` (no code on load; one BLAKE3 "
         "over the file plus the index's own seal; written through `atomic_write`: temporary "
         "file, `fsync`, rename).",
         "- **peak extra MiB while saving**: tracemalloc peak of Python/numpy allocations "

@@ -10,7 +10,7 @@ Loading a pickle or joblib file runs whatever code the file says: only ever
 - arrays and native index/model bytes follow as raw, 64-byte aligned blocks,
   written straight from memory and read straight into their final arrays (no
   second copy);
-- one SHA-256 over the whole file is checked before anything is built, and
+- one BLAKE3 over the whole file is checked before anything is built, and
   every skfindkit estimator checks its own fitted state again (its data,
   labels, keys, dimensions, parameters and native bytes) before a native
   library sees a byte;
@@ -44,7 +44,6 @@ Examples
 array([[1]])
 """
 
-import hashlib
 import json
 import os
 import struct
@@ -53,7 +52,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .utils._persist import CorruptFileError, CorruptIndexError
+from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
 from .utils._safe_tree import Decoder, Encoder, checked_dtype, qualified, resolve, walk
 
 __all__ = [
@@ -69,7 +68,7 @@ MAGIC = b"SKFKSAFE"
 VERSION = 1
 _HEADER = struct.Struct("<8sIIQ")  # magic, version, reserved, length of the JSON tree
 _ALIGN = 64
-_DIGEST = hashlib.sha256().digest_size
+_DIGEST = len(new_hash().digest())
 _CHUNK = 1 << 24  # bytes hashed/written per call (bounded temporaries)
 
 
@@ -172,7 +171,7 @@ def save(obj, path):
         pos = _aligned(pos + view.nbytes)
     tree = json.dumps({"root": root, "blobs": offsets}, separators=(",", ":")).encode("utf-8")
     head = _HEADER.pack(MAGIC, VERSION, 0, len(tree))
-    digest = hashlib.sha256()
+    digest = new_hash()
     with atomic_write(path) as fh:
         def write(data):
             data = memoryview(data).cast("B")
@@ -226,7 +225,7 @@ def load(path, *, trusted=None):
     ------
     CorruptFileError
         If the file is not an skfindkit safe file (a pickle/joblib file is
-        named as such and never unpickled), is truncated or altered (SHA-256),
+        named as such and never unpickled), is truncated or altered (BLAKE3),
         or its content is malformed; :class:`CorruptIndexError` for a
         corrupted index.
     UntrustedTypeError
@@ -244,7 +243,7 @@ def load(path, *, trusted=None):
                 f"{os.fspath(path)!r} has safe-format version {version}; this skfindkit "
                 f"reads version {VERSION}."
             )
-        digest = hashlib.sha256(head)
+        digest = new_hash(head)
         start = _aligned(_HEADER.size + tree_len)
         if start + _DIGEST > size:
             raise CorruptFileError(f"{os.fspath(path)!r} is truncated.")
@@ -262,7 +261,7 @@ def load(path, *, trusted=None):
             ) from exc
         if fh.read(_DIGEST + 1) != digest.digest():
             raise CorruptFileError(
-                f"{os.fspath(path)!r} failed its SHA-256 check: the file is truncated, "
+                f"{os.fspath(path)!r} failed its BLAKE3 check: the file is truncated, "
                 "altered or corrupted. Nothing was loaded."
             )
     nodes = []

@@ -155,6 +155,33 @@ def tampered_dims_case(backend, reseal):
     return outcome(load, reference, Q)
 
 
+def foreign_dims_case(backend):
+    """The native index of another dimension, with every checksum recomputed.
+
+    Stored data and dimensions agree; only the native index does not: the
+    native checks (annoy's ``f``, faiss's ``d``, hnswlib's and nmslib's
+    dimension) must refuse it before the native library is queried.
+    """
+    index, Q = make_index(backend)
+    reference = _answers(index, Q)
+    state = dict(index.__getstate__())
+    if state.get("_index_blob") is None:
+        return "not-applicable", "no native index: rebuilt from the stored data"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = type(index)(**index.get_params()).fit(clustered(300, d=12, seed=3))
+    state["_index_blob"] = other.__getstate__()["_index_blob"]
+    state.pop("_checksums")
+    state = seal_state(state)
+
+    def load():
+        obj = type(index).__new__(type(index))
+        obj.__setstate__(state)
+        return obj
+
+    return outcome(load, reference, Q)
+
+
 def safe_file_bitflip_cases(backend, tmp_path, n_positions=30, seed=0):
     """Bit flips and truncations of a file written by ``skfindkit.io.save``."""
     import os

@@ -92,6 +92,16 @@ def test_changed_n_features_is_refused_by_the_dimension_checks(backend):
     assert "features" in message or "annoy could not load" in message, message
 
 
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "exact"])
+def test_native_index_of_another_dimension_is_refused_before_use(backend):
+    # issues 13.2 / 13.12: annoy aborted (std::length_error), faiss raised a
+    # bare AssertionError; the checksums are recomputed, so only the native
+    # dimension checks stand between the bytes and the library
+    result, message = run_isolated(_corruption.foreign_dims_case, _backend(backend))
+    assert result == "refused", message
+    assert "features" in message or "annoy could not load" in message, message
+
+
 def test_one_flipped_bit_in_exact_index_data_is_named():
     index, _ = _corruption.make_index("exact")
     data = pickle.dumps(index, protocol=5)
@@ -126,7 +136,7 @@ def test_keras_extractor_corrupt_model_bytes_are_refused(digits):
     for bad in (_corruption.flip(payload.tobytes(), 10), payload.tobytes()[:-5],
                 _corruption.flip(payload.tobytes(), len(payload) // 2, 3)):
         broken = dict(state, model=NativeBlob("KerasFeatureExtractor", bad))
-        with pytest.raises(CorruptFileError, match="'model' failed the SHA-256 check"):
+        with pytest.raises(CorruptFileError, match="'model' failed the BLAKE3 checksum"):
             KerasFeatureExtractor.__new__(KerasFeatureExtractor).__setstate__(broken)
 
 
@@ -186,8 +196,9 @@ def test_load_never_unpickles_a_joblib_file(tmp_path):
 
 def _rewrite_tree(path, edit):
     """Rewrite a safe file's JSON tree and re-seal it, as a crafted file would."""
-    import hashlib
     import json
+
+    from skfindkit.utils._persist import new_hash
 
     with open(path, "rb") as fh:
         data = fh.read()
@@ -199,7 +210,7 @@ def _rewrite_tree(path, edit):
     body = skio._HEADER.pack(skio.MAGIC, version, 0, len(text)) + text
     body += bytes(-(-len(body) // 64) * 64 - len(body)) + data[start:-32]
     with open(path, "wb") as fh:
-        fh.write(body + hashlib.sha256(body).digest())
+        fh.write(body + new_hash(body).digest())
 
 
 def test_crafted_safe_file_naming_a_dangerous_type_is_refused(tmp_path):

@@ -13,7 +13,7 @@ implements a few backend hooks:
     add prepared rows to the native index; the default rebuilds;
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
     native index <-> bytes; the base seals the whole pickled state (data,
-    labels, keys, dimensions, parameters and the native bytes) with SHA-256
+    labels, keys, dimensions, parameters and the native bytes) with BLAKE3
     checksums (:mod:`skfindkit.utils._persist`) and verifies them before the
     native library sees a byte;
 ``_check_native_bytes(payload)`` / ``_native_shape(index)`` (optional)

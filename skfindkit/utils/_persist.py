@@ -8,9 +8,9 @@ state an estimator pickles is sealed, not only its native bytes:
 
 - native objects travel as :class:`NativeBlob` (kind, format version, bytes as
   a uint8 array that pickle protocol 5 / joblib write without a copy);
-- :func:`seal_state` adds ``_checksums``: the SHA-256 of every field of the
+- :func:`seal_state` adds ``_checksums``: the BLAKE3 of every field of the
   state (stored float32 data, labels, keys, dimensions, parameters, native
-  bytes...) and one SHA-256 over all of them, which binds the fields together;
+  bytes...) and one BLAKE3 over all of them, which binds the fields together;
 - :func:`verify_state` recomputes them when unpickling and raises
   :class:`CorruptIndexError` (indexes) or :class:`CorruptFileError` naming
   the field that failed, before any native library sees a byte.
@@ -20,13 +20,11 @@ someone able to edit a pickle can run code through pickle itself (load
 trusted pickles only; :mod:`skfindkit.io` has a format that runs no code).
 """
 
-import hashlib
-import os
 import pickle
 import struct
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from blake3 import blake3
 from sklearn.base import BaseEstimator
 
 __all__ = [
@@ -110,40 +108,19 @@ class NativeBlob:
         return payload
 
 
-_CHUNK = 1 << 22  # large buffers are hashed as 4 MiB chunks, in parallel threads
-_pool = None
-
-
-def _chunk_digest(chunk):
-    return hashlib.sha256(chunk).digest()
-
-
-def _feed_buffer(h, data):
-    """Hash a contiguous buffer: SHA-256 of its 4 MiB chunks' SHA-256 (a fixed tree).
-
-    hashlib releases the GIL, so the chunks of a large array are hashed on
-    several cores at once.
-    """
-    global _pool
-    view = memoryview(data).cast("B")
-    if len(view) <= _CHUNK:
-        h.update(view)
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)),
-                                   thread_name_prefix="skfindkit-sha256")
-    chunks = [view[i:i + _CHUNK] for i in range(0, len(view), _CHUNK)]
-    h.update(b"".join(_pool.map(_chunk_digest, chunks)))
+def new_hash(data=b""):
+    """The checksum every skfindkit file uses: BLAKE3 (cryptographic, several GB/s)."""
+    return blake3(data, max_threads=blake3.AUTO)
 
 
 def _feed(h, value):
     """Hash ``value`` into ``h`` (type-tagged, so that 1, 1.0 and "1" differ)."""
     if isinstance(value, np.ndarray) and value.dtype != object:
         h.update(b"A%s%s" % (value.dtype.str.encode(), repr(value.shape).encode()))
-        _feed_buffer(h, np.ascontiguousarray(value).reshape(-1).view(np.uint8))
+        h.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
     elif isinstance(value, (bytes, bytearray, memoryview)):
         h.update(b"B%d:" % len(value))
-        _feed_buffer(h, value)
+        h.update(value)
     elif isinstance(value, NativeBlob):
         h.update(b"N%s:%d:" % (str(value.kind).encode(), value.version))
         _feed(h, value.payload)
@@ -179,20 +156,20 @@ def _feed(h, value):
 
 
 def _digest(value):
-    h = hashlib.sha256()
+    h = new_hash()
     _feed(h, value)
     return h.digest()
 
 
 def _combined(fields):
-    h = hashlib.sha256(b"skfindkit-state-v%d" % FORMAT_VERSION)
+    h = new_hash(b"skfindkit-state-v%d" % FORMAT_VERSION)
     for key, digest in fields.items():
         h.update(struct.pack("<I", len(key)) + key.encode("utf-8") + digest)
     return h.digest()
 
 
 def seal_state(state):
-    """Add ``_checksums`` to a state dict (the fields' SHA-256 and one over all)."""
+    """Add ``_checksums`` to a state dict (the fields' BLAKE3 and one over all)."""
     fields = {key: _digest(value) for key, value in state.items() if key != CHECKSUM_KEY}
     state[CHECKSUM_KEY] = {"version": FORMAT_VERSION, "fields": fields, "all": _combined(fields)}
     return state
@@ -239,7 +216,7 @@ def verify_state(state, owner, error=CorruptIndexError):
     altered = [key for key, value in state.items() if _digest(value) != fields[key]]
     if altered:
         raise error(
-            f"{owner}: {', '.join(_what(k) for k in altered)} failed the SHA-256 check: "
+            f"{owner}: {', '.join(_what(k) for k in altered)} failed the BLAKE3 checksum: "
             "the file was altered or corrupted, or mixes parts of different saved "
             "objects. Nothing was passed to a native library."
         )
