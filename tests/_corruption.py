@@ -79,6 +79,20 @@ def flip(data, position, bit=0):
     return bytes(out)
 
 
+def corrupted_payloads(blob):
+    """Truncated / bit-flipped / altered copies of a NativeBlob's payload."""
+    payload = blob.payload
+    if isinstance(payload, dict):  # a library's own state arrays (hnswlib)
+        big = max((k for k, v in payload.items() if isinstance(v, np.ndarray)),
+                  key=lambda k: payload[k].nbytes)
+        flipped = payload[big].copy()
+        flipped.view(np.uint8)[flipped.nbytes // 2] ^= 1
+        return [{**payload, big: flipped}, {**payload, big: payload[big][:-1]},
+                {k: v for k, v in payload.items() if k != "dim"}]
+    data = payload.tobytes()
+    return [data[: len(data) // 2], data[:-1] + bytes([data[-1] ^ 1]), b"junk" + data[4:]]
+
+
 def bitflip_cases(backend, n_positions=40, seed=0):
     """Flip one bit at ``n_positions`` places spread over a pickled index.
 

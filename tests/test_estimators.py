@@ -22,6 +22,8 @@ import skfindkit
 from skfindkit import BaseIndex, ExactIndex
 from skfindkit.utils._persist import CorruptIndexError, NativeBlob
 
+from ._corruption import corrupted_payloads
+
 from .estimator_instances import available_instances, index_instances, requires_missing_backend
 
 
@@ -187,12 +189,7 @@ def test_corrupt_blob_never_reaches_native_code(index):
         data = state["_fit_X"]
         bad = [("_fit_X", data[:-1]), ("_fit_X", np.where(data == data.flat[7], 0, data))]
     else:
-        payload = blob.payload.tobytes()
-        bad = [("_index_blob", NativeBlob(blob.kind, p)) for p in (
-            payload[: len(payload) // 2],
-            payload[:-1] + bytes([payload[-1] ^ 1]),
-            b"junk" + payload[4:],
-        )]
+        bad = [("_index_blob", NativeBlob(blob.kind, p)) for p in corrupted_payloads(blob)]
     for key, value in bad:
         fresh = type(est).__new__(type(est))
         with pytest.raises(CorruptIndexError, match=repr(key)):

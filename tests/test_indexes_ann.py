@@ -18,6 +18,8 @@ from threadpoolctl import threadpool_info
 
 from skfindkit import AnnoyIndex, ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
 from skfindkit.utils._persist import CorruptIndexError, NativeBlob
+
+from ._corruption import corrupted_payloads
 from skfindkit.metrics import make_retrieval_scorer, recall_at_k
 
 ANN = [AnnoyIndex, NMSLibIndex, HNSWIndex, FaissIndex]
@@ -137,8 +139,7 @@ def test_pickle_round_trip_identical_and_corruption_detected(index, data):
     state = index.__getstate__()
     if state["_index_blob"] is None:
         pytest.skip("nmslib seq_search saves no native index: it is rebuilt from the data")
-    good = state["_index_blob"].payload.tobytes()
-    for bad in (good[:-10], good[:40], good[:100] + bytes([good[100] ^ 1]) + good[101:]):
+    for bad in corrupted_payloads(state["_index_blob"]):
         broken = dict(state, _index_blob=NativeBlob(state["_index_blob"].kind, bad))
         with pytest.raises(CorruptIndexError, match="'_index_blob'"):
             type(index).__new__(type(index)).__setstate__(broken)
