@@ -32,7 +32,7 @@ def clustered(n, d=16, n_clusters=12, seed=0):
     return (Z @ rng.randn(6, d) + 0.05 * rng.randn(n, d)).astype(np.float32)
 
 
-def make_index(backend, metric="euclidean", seed=0, n=300):
+def make_index(backend, metric="euclidean", seed=0, n=300, d=16):
     """A small fitted index of ``backend`` and queries from the same distribution."""
     from skfindkit import AnnoyIndex, ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
 
@@ -44,7 +44,7 @@ def make_index(backend, metric="euclidean", seed=0, n=300):
         "faiss-hnsw": lambda: FaissIndex(n_neighbors=5, metric=metric),
         "faiss-flat": lambda: FaissIndex(n_neighbors=5, metric=metric, factory="Flat"),
     }[backend]
-    X = clustered(n + 20, seed=seed)
+    X = clustered(n + 20, d=d, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         index = make().fit(X[:n], np.arange(n) % 3)

@@ -113,16 +113,19 @@ def _run_threads(targets):
 CONCURRENCY = ("readers", "readers+writer", "two writers")
 
 
+N_FIT, N_ADDS, ADD = 3000, 20, 25  # the issue's scenario: batches of 25 rows on 3000 x 32
+
+
 def concurrency_cases(backend, which, n_threads=8, n_calls=15):
     """One scenario: threads querying vs serial; queries while another thread adds; two writers."""
-    new = clustered(250, seed=5)
+    new = clustered(N_ADDS * ADD, d=32, seed=5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        index, Q = make_index(backend, n=2000)
+        index, Q = make_index(backend, n=N_FIT, d=32)
 
         def writer():
-            for start in range(0, len(new), 25):
-                index.partial_fit(new[start:start + 25], np.arange(25) % 3)
+            for start in range(0, len(new), ADD):
+                index.partial_fit(new[start:start + ADD], np.arange(ADD) % 3)
 
         if which == "readers":
             serial = index.kneighbors(Q)
@@ -145,14 +148,14 @@ def concurrency_cases(backend, which, n_threads=8, n_calls=15):
             def querying():
                 for _ in range(n_calls):
                     ind = index.kneighbors(Q, return_distance=False)
-                    ids_ok.append(bool((ind >= 0).all() and (ind < 2000 + len(new)).all()))
+                    ids_ok.append(bool((ind >= 0).all() and (ind < N_FIT + len(new)).all()))
 
             errors = _run_threads([querying, querying, writer])
             return [(f"{backend} queries while partial_fit",
-                     *_final_state(index, 2000 + len(new), errors, all(ids_ok)))]
+                     *_final_state(index, N_FIT + len(new), errors, all(ids_ok)))]
         errors = _run_threads([writer, writer])
         return [(f"{backend} two threads partial_fit",
-                 *_final_state(index, 2000 + 2 * len(new), errors, True))]
+                 *_final_state(index, N_FIT + 2 * len(new), errors, True))]
 
 
 def _final_state(index, expected, errors, ids_ok):
