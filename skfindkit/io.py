@@ -190,7 +190,10 @@ def save(obj, path):
 
 # ---------------------------------------------------------------- decoding
 def _not_safe_file_error(path, head):
-    if head[:1] == b"\x80" or head[:2] in (b"\x1f\x8b", b"x\x9c", b"x\x01", b"x\xda"):
+    # a pickle, or the magic bytes of joblib's compressors (zlib, gzip, bz2, xz, lzma, lz4)
+    compressed = (b"x\x01", b"x^", b"x\x9c", b"x\xda", b"\x1f\x8b", b"BZ", b"\xfd7",
+                  b"\x5d\x00", b"\x04\x22")
+    if head[:1] == b"\x80" or head[:2] in compressed:
         kind = "a pickle/joblib file, which runs code when loaded"
         hint = " If you trust it (you wrote it yourself), load it with joblib.load."
     elif head[:2] == b"PK":
@@ -291,7 +294,8 @@ def _read_blobs(fh, digest, root, table, data_size):
     specs = {}  # blob id -> (dtype, shape) of the array it becomes
     for node in nodes:
         if node.get("$") == "array":
-            specs[node["blob"]] = (checked_dtype(node["dtype"]), tuple(int(d) for d in node["shape"]))
+            shape = tuple(int(d) for d in node["shape"])
+            specs[node["blob"]] = (checked_dtype(node["dtype"]), shape)
     blobs, pos = [], 0
     for i, (offset, nbytes) in enumerate(table):
         if offset != pos or nbytes < 0 or offset + nbytes > data_size:

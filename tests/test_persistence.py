@@ -6,7 +6,6 @@ Cases that hand corrupted bytes to native libraries run in a child process
 
 import os
 import pickle
-import warnings
 
 import joblib
 import numpy as np
