@@ -2,16 +2,23 @@
 
 annoy, nmslib, Keras and MXNet write their objects to files (one or
 several); pickling and :mod:`skfindkit.io` need bytes. :func:`save_to_bytes`
-runs the library's own save into a private temporary folder and reads the
-file(s) back into ONE buffer (several files are concatenated, each behind its
-length as an unsigned 64-bit integer): the only copy of the native bytes in
-memory. :func:`load_from_bytes` writes the bytes back (memoryview slices, no
-copy) and runs the library's own load.
+runs the library's own save into a private temporary folder -- in memory
+(``/dev/shm``) where there is one, so that no transient file is written to
+disk -- and maps the file (one file) or reads the files into ONE buffer
+(several files are concatenated, each behind its length as an unsigned 64-bit
+integer): the only copy of the native bytes in memory. :func:`load_from_bytes`
+writes the bytes back (memoryview slices, no copy) and runs the library's own
+load.
 """
 
+import errno
+import mmap
 import os
+import shutil
 import struct
 import tempfile
+
+import numpy as np
 
 __all__ = ["save_to_bytes", "load_from_bytes", "pack_parts", "unpack_parts"]
 
@@ -49,6 +56,34 @@ def unpack_parts(data, n_parts=None):
     return parts
 
 
+_MEMORY_DIR = "/dev/shm"
+
+
+def _in_scratch(run):
+    """``run(folder)`` in a fresh private folder, removed afterwards.
+
+    A folder in ``/dev/shm`` (a RAM file system on Linux: transient files never
+    go to disk) is tried first; where it is missing, not writable or full, the
+    default temporary folder is used.
+    """
+    folders = [_MEMORY_DIR, None] if os.access(_MEMORY_DIR, os.W_OK) else [None]
+    for i, folder in enumerate(folders):
+        last = i == len(folders) - 1
+        try:
+            tmp = tempfile.mkdtemp(prefix="skfindkit-", dir=folder)
+        except OSError:
+            if last:
+                raise
+            continue
+        try:
+            return run(tmp)
+        except OSError as exc:
+            if last or exc.errno != errno.ENOSPC:
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _paths(tmp, filename, suffixes):
     path = os.path.join(tmp, filename)
     return path, [path + suffix for suffix in ("", *suffixes)]
@@ -60,7 +95,8 @@ def save_to_bytes(save, *, filename="native", suffixes=()):
     Parameters
     ----------
     save : callable
-        Called once with a path in a fresh temporary folder.
+        Called with a path in a fresh temporary folder (again in the default
+        temporary folder if the in-memory one fails, e.g. is full).
     filename : str, default="native"
         Name of the file (libraries such as Keras check the extension).
     suffixes : tuple of str, default=()
@@ -69,15 +105,21 @@ def save_to_bytes(save, *, filename="native", suffixes=()):
 
     Returns
     -------
-    data : bytes or bytearray
-        The file's bytes; with ``suffixes``, every file behind its length.
+    data : uint8 ndarray or bytearray
+        The file's bytes (a read-only map of the removed file: no copy); with
+        ``suffixes``, every file behind its length.
     """
-    with tempfile.TemporaryDirectory(prefix="skfindkit-") as tmp:
+
+    def run(tmp):
         path, files = _paths(tmp, filename, suffixes)
         save(path)
         if not suffixes:
             with open(path, "rb") as fh:
-                return fh.read()
+                if os.fstat(fh.fileno()).st_size == 0:
+                    return np.empty(0, dtype=np.uint8)
+                # the mapping outlives the file's removal
+                return np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ),
+                                     dtype=np.uint8)
         sizes = [os.path.getsize(name) for name in files]
         out = bytearray(sum(sizes) + _LENGTH.size * len(files))
         view, pos = memoryview(out), 0
@@ -89,6 +131,8 @@ def save_to_bytes(save, *, filename="native", suffixes=()):
                     raise OSError(f"{name} changed while it was being read.")
             pos += size
         return out
+
+    return _in_scratch(run)
 
 
 def load_from_bytes(data, load, *, filename="native", suffixes=()):
@@ -103,9 +147,12 @@ def load_from_bytes(data, load, *, filename="native", suffixes=()):
         If ``data`` does not hold ``1 + len(suffixes)`` files.
     """
     parts = unpack_parts(data, 1 + len(suffixes)) if suffixes else [memoryview(data).cast("B")]
-    with tempfile.TemporaryDirectory(prefix="skfindkit-") as tmp:
+
+    def run(tmp):
         path, files = _paths(tmp, filename, suffixes)
         for name, part in zip(files, parts):
             with open(name, "wb") as fh:
                 fh.write(part)
         return load(path)
+
+    return _in_scratch(run)
