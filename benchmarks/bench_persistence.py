@@ -204,6 +204,13 @@ def _machine():
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
 
 
+def _where(folder):
+    if os.path.abspath(folder).startswith("/dev/shm"):
+        return ("a RAM file system: the CPU and memory cost of each format, without the "
+                "disk's writeback, which on this shared VM made timings on disk vary 10x")
+    return "a disk: writeback and `fsync` cost real time"
+
+
 def _write(args, rows, seconds):
     command = "python benchmarks/bench_persistence.py " + " ".join(sys.argv[1:])
     lines = [
@@ -212,7 +219,7 @@ def _write(args, rows, seconds):
         f"Command: `{command.strip()}` ({seconds / 60:.1f} min).  ",
         f"Machine: {_machine()}.  ",
         f"Data: {args.n} x 128 clustered float32 (intrinsic dimension 16), labels; files in "
-        f"`{args.dir}` (a disk: `fsync` costs real time). Best of {args.repeats} interleaved "
+        f"`{args.dir}` ({_where(args.dir)}). Best of {args.repeats} interleaved "
         f"repeats (own, joblib, safe, ...) on a {os.cpu_count()}-core machine shared with other "
         f"jobs (load average {args.load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
         "the end): absolute times are inflated and noisy, the ratios are the meaningful numbers.",
@@ -228,8 +235,9 @@ def _write(args, rows, seconds):
         "during the save (untimed run), next to the size of the native bytes: about 1x "
         "means one copy of the native bytes (read back from the library), no second one; "
         "joblib adds a bounded 16 MiB buffer per array. tracemalloc does not see memory "
-        "allocated inside native code: hnswlib builds its state arrays itself, so its figure "
-        "is the untraced part only, not zero memory.",
+        "allocated inside native code or mapped from a file: hnswlib builds its state arrays "
+        "itself and annoy's saved file is mapped (from `/dev/shm`), so their figures are "
+        "the traced part only, not zero memory.",
         "",
         "| backend | own s | joblib s | ratio | safe s | ratio | own MiB | joblib MiB | safe MiB "
         "| native MiB | peak extra MiB saving joblib / safe |",
@@ -250,7 +258,8 @@ def _write(args, rows, seconds):
         "when saving and one when loading (whole-state integrity), and for annoy and nmslib, "
         "which only save to / load from files, a round trip through a temporary file on each "
         "side (hnswlib and faiss hand over their state in memory). The safe format adds an "
-        "`fsync` of the whole file (durability of `atomic_write`). The remaining lever is to "
+        "`fsync` of the whole file (durability of `atomic_write`); `ExactIndex` also rebuilds "
+        "its search matrix on load. The remaining lever is to "
         "not store the float32 data separately for backends whose native index holds the "
         "vectors exactly (hnswlib, faiss Flat/HNSW-Flat, nmslib with data), i.e. rebuild "
         "`_fit_X` from the native index on load: a change of the base's contract, not done "
