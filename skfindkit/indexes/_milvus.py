@@ -7,7 +7,7 @@ import weakref
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
+from ..utils._sklearn_compat import Interval, StrOptions
 
 from ..utils import import_optional, progress
 from . import _milvus_store as store
