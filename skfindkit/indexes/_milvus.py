@@ -7,9 +7,9 @@ import weakref
 from numbers import Integral, Real
 
 import numpy as np
-from ..utils._sklearn_compat import Interval, StrOptions
 
 from ..utils import import_optional, progress
+from ..utils._sklearn_compat import Interval, StrOptions
 from . import _milvus_store as store
 from ._base import BaseIndex
 
