@@ -136,12 +136,26 @@ _WARNING = re.compile(r"could not load item (\d+) \((.*?)\): (.*?)\. It is repla
 _NESTED = re.compile(r"^(?:ItemLoadError: )?\w+ could not load item \d+ \(.*?\): ")
 
 
+_UNDECODABLE = re.compile(r"cannot decode '.*' as audio: (.*?) \(fallback decoder: (\w+): ?(.*)\)$",
+                          re.S)
+
+
 def _reason(message):
-    """The innermost reason of a (possibly nested) loader message."""
+    """The innermost reason of a (possibly nested) loader message, in plain words."""
     previous = None
     while previous != message:
         previous, message = message, _NESTED.sub("", message)
-    return message.strip()
+    message = re.sub(r"^ValueError: ", "", message.strip())
+    match = _UNDECODABLE.search(message)
+    if match:  # soundfile's and audioread's messages say little to a person
+        first = re.sub(r"Error opening '.*?': ", "", match.group(1))
+        first = first.replace("File does not exist or is not a regular file (possibly a pipe?).",
+                              "unsupported or corrupt data.")
+        second = ("no installed backend can decode it" if match.group(2) == "NoBackendError"
+                  else f"{match.group(2)}: {match.group(3)}".rstrip(": "))
+        message = (f"not a readable audio file (libsndfile: {first.rstrip('.')}; "
+                   f"fallback decoder: {second})")
+    return message
 
 
 def _check_text(path, encoding):
@@ -196,9 +210,16 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
     items = [files[p] for p in candidates]
     if "on_error" in first.get_params():
         first.set_params(on_error="nan")
+    from .loaders import ItemLoadError
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        X = np.asarray(first.transform(items) if fitted else first.fit_transform(items))
+        try:
+            X = np.asarray(first.transform(items) if fitted else first.fit_transform(items))
+        except ItemLoadError as exc:
+            if exc.position is not None:  # one item's own error (on_error unsupported)
+                raise
+            X = np.full((len(items), 1), np.nan)  # every item failed: no output shape
     messages = {}
     for w in caught:
         match = _WARNING.search(str(w.message))
@@ -210,7 +231,7 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
     for i in np.flatnonzero(~ok):
         reason = messages.get(int(i), "its features are not finite numbers")
         if kind == "audio" and _looks_like_text(items[i]):
-            reason = "it is a text file, not audio (" + reason + ")"
+            reason = "it is a text file, not audio"
         failures[candidates[i]] = reason
     good = np.asarray(candidates)[ok]
     return X[ok], good, _as_list(files, failures)

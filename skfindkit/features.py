@@ -260,7 +260,7 @@ FEATURE_SETS = {
     },
 }
 
-DEFAULT_FEATURES = {"image": "hog-color", "audio": "mel", "text": "tfidf"}
+DEFAULT_FEATURES = {"image": "hog", "audio": "mel", "text": "tfidf"}
 
 # name -> (class name in skfindkit.indexes, module, extra, PyPI package)
 INDEXES = {
