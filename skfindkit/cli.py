@@ -60,6 +60,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("skfindkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # every failure: one line, unless --debug
         if args.debug:
             raise

@@ -55,7 +55,6 @@ def run_demo(out_dir, k=10, n_queries=4, verbose=1, seed=0):
         ``best_params``, ``best_score``, ``test_precision``, ``model_path``
         and ``gallery_path``.
     """
-    import joblib
     from sklearn.decomposition import PCA
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.model_selection import GridSearchCV, train_test_split
@@ -65,6 +64,7 @@ def run_demo(out_dir, k=10, n_queries=4, verbose=1, seed=0):
     from . import ExactIndex, ImageLoader, SklearnFeatureExtractor, search
     from .metrics import make_retrieval_scorer, precision_at_k
     from .plotting import plot_retrieval_gallery
+    from ._cli_io import load_pipeline, save_pipeline
     from .search import attach_keys
 
     out_dir = Path(out_dir)
@@ -100,9 +100,9 @@ def run_demo(out_dir, k=10, n_queries=4, verbose=1, seed=0):
             print(f"{rank:>4}  {mean:7.4f}  {std:6.4f}  {_describe(params)}")
 
     model_path = out_dir / "digits_retrieval.joblib"
-    joblib.dump(attach_keys(search_cv.best_estimator_, [f"digit #{i}" for i in train]),
-                model_path)
-    system = joblib.load(model_path)
+    save_pipeline(attach_keys(search_cv.best_estimator_, [f"digit #{i}" for i in train]),
+                  model_path)
+    system = load_pipeline(model_path)
     test_precision = system.score(images[test], labels[test])
     if verbose:
         print(f"\nbest: {_describe(search_cv.best_params_)}  (cv P@{k} = "
