@@ -67,9 +67,9 @@ def _index(args):
     check_output_path(args.out)
     if args.failures:
         check_output_path(args.failures)
+    check_available(args.kind, args.features, args.index)  # names and extras first
     files = list_files(args.paths, args.kind)
     _announce_slow_start(args, args.kind)
-    check_available(args.kind, args.features, args.index)
     pipeline = build_pipeline(
         args.kind, args.features, n_neighbors=args.n_neighbors, metric=args.metric,
         index=args.index, encoding=args.encoding, weights=args.weights,
@@ -113,6 +113,9 @@ def _add(args):
         return 0
     _announce_slow_start(args, kind)
     pipeline.steps[0][1].set_params(**_loader_options(pipeline, args, len(files)))
+    # text files are read in the encoding the pipeline was built with
+    args.encoding = next((v for k, v in pipeline.get_params().items()
+                          if k.endswith("encoding") and isinstance(v, str)), "utf-8")
     X, good, failures = _fit_collection(pipeline, files, args, kind, fitted=True)
     if len(good):
         with warnings.catch_warnings():
@@ -210,6 +213,15 @@ def _jobs(text):
     return value
 
 
+def _encoding(text):
+    import codecs
+
+    try:
+        return codecs.lookup(text).name
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown text encoding {text!r}") from None
+
+
 def _common(parser):
     parser.add_argument("--n-jobs", type=_jobs, default=None,
                         help="parallel workers for loading files (default: 1; folders "
@@ -248,7 +260,7 @@ def register(subparsers):
     index.add_argument("--index", default="exact", choices=list(INDEXES),
                        help="nearest-neighbour index (default: exact; the others need "
                             "their extra, e.g. skfindkit[hnswlib])")
-    index.add_argument("--encoding", default="utf-8",
+    index.add_argument("--encoding", default="utf-8", type=_encoding,
                        help="encoding of text files (default: %(default)s)")
     index.add_argument("--weights", metavar="PATH",
                        help="weights file for --features keras (MobileNetV2, no top)")
@@ -263,7 +275,6 @@ def register(subparsers):
     add.add_argument("paths", nargs="+", metavar="FOLDER_OR_FILE",
                      help="folders (searched recursively) or files; already indexed "
                           "files are skipped")
-    add.add_argument("--encoding", default="utf-8", help="encoding of text files")
     _common(add)
     add.set_defaults(func=_add)
 

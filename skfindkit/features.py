@@ -96,7 +96,7 @@ class ImageDescriptors:
     >>> from skfindkit.features import ImageDescriptors
     >>> image = np.random.RandomState(0).randint(0, 256, (40, 50, 3), dtype=np.uint8)
     >>> ImageDescriptors(("color", "lbp"))(image).shape
-    (154,)
+    (156,)
     """
 
     def __init__(self, parts=("color", "lbp", "hog"), size=128):
@@ -208,6 +208,8 @@ _LEVEL = dict(normalize="rms", top_db=30)
 
 FEATURE_SETS = {
     "image": {
+        "hog": FeatureSet("mirror-symmetric histogram of oriented gradients", "cosine",
+                          partial(_image_descriptor_steps, ("hog",)), _IMAGE_EXTRAS),
         "color-lbp-hog": FeatureSet(
             "HSV colour histogram + LBP texture + mirror-symmetric HOG shape (128x128)",
             "cosine", partial(_image_descriptor_steps, ("color", "lbp", "hog")),
@@ -222,8 +224,6 @@ FEATURE_SETS = {
                             partial(_image_descriptor_steps, ("color",)), _IMAGE_EXTRAS),
         "lbp": FeatureSet("local binary pattern texture histograms", "cosine",
                           partial(_image_descriptor_steps, ("lbp",)), _IMAGE_EXTRAS),
-        "hog": FeatureSet("mirror-symmetric histogram of oriented gradients", "cosine",
-                          partial(_image_descriptor_steps, ("hog",)), _IMAGE_EXTRAS),
         "pixels": FeatureSet("raw 32x32 RGB pixels (the old default)", "cosine",
                              _image_pixel_steps, _IMAGE_EXTRAS[:1]),
         "keras": FeatureSet(
