@@ -152,7 +152,10 @@ def _query(args):
 
     pipeline = load_pipeline(args.pipeline)
     if args.gallery:
+        from .utils import import_optional
+
         check_output_path(args.gallery)
+        import_optional("matplotlib", "plot")
     index = final_index(pipeline)
     k = min(args.k, index.n_samples_fit_)
     queries = [os.path.abspath(f) for f in args.files]

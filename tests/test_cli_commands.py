@@ -205,3 +205,24 @@ def test_query_gallery_is_written(tmp_path):
     assert main(["index", str(folder), "--kind", "image", "--out", str(out), "--quiet"]) == 0
     proc = run("query", out, good[0], good[2], "-k", "3", "--gallery", tmp_path / "g.png")
     assert proc.returncode == 0 and (tmp_path / "g.png").stat().st_size > 10_000
+
+
+def test_audio_default_finds_a_tone_under_faint_noise(tmp_path, capsys):
+    pytest.importorskip("librosa")
+    import soundfile as sf
+
+    from ._audio_fixtures import synth
+
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    write_dataset(folder, n_per_family=4)
+    tone = synth("tone", 0)
+    noise = np.random.RandomState(1).randn(tone.size).astype(np.float32)
+    noise *= np.sqrt(np.mean(tone**2) / np.mean(noise**2)) * 10 ** (-37 / 20)  # 37 dB SNR
+    sf.write(tmp_path / "query.wav", tone + noise, 22050)
+    out = tmp_path / "p.joblib"
+    assert main(["index", str(folder), "--kind", "audio", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["query", str(out), str(tmp_path / "query.wav"), "-k", "3"]) == 0
+    found = [Path(line.split("\t")[2]).name for line in capsys.readouterr().out.splitlines()[1:]]
+    assert found[0] == "tone_0.wav" and all(name.startswith("tone_") for name in found)
