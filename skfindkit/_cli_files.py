@@ -78,7 +78,7 @@ def _index(args):
     start = time.perf_counter()
     X, good, failures = _fit_collection(pipeline, files, args, args.kind)
     if len(good):
-        index = final_index(pipeline)
+        index = pipeline[-1]  # not fitted yet: the last step being built
         index.set_params(n_neighbors=min(args.n_neighbors, len(good)))
         index.fit(X)
         _set_keys(pipeline, [files[i] for i in good])
@@ -204,6 +204,9 @@ def positive_int(name):
         return value
 
     return parse
+
+
+_positive_int = positive_int("the value")  # a plain type for other subcommands (serve)
 
 
 def _jobs(text):

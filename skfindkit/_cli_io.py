@@ -120,7 +120,11 @@ def load_pipeline(path):
     except Exception as exc:  # any unpickling failure: say what the file is not
         raise ValueError(f"{path!r} is not a readable skfindkit pipeline file "
                          f"({type(exc).__name__}: {exc})") from exc
-    if not hasattr(pipeline, "steps") or not hasattr(final_index(pipeline), "n_samples_fit_"):
+    try:
+        fitted = hasattr(pipeline, "steps") and hasattr(final_index(pipeline), "n_samples_fit_")
+    except (TypeError, ValueError, AttributeError):  # not an index, or not fitted
+        fitted = False
+    if not fitted:
         raise ValueError(f"{path!r} holds a {type(pipeline).__name__}, not a fitted pipeline "
                          "ending with an skfindkit index (make one with 'skfindkit index')")
     return pipeline
