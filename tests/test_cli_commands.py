@@ -48,8 +48,11 @@ def _audio(folder):
     paths, _ = write_dataset(folder, n_per_family=2)
     (folder / "notes.mp3").write_text("a text file with an audio name\n" * 20)
     (folder / "truncated.wav").write_bytes(open(paths[0], "rb").read()[:30])
+    # an ID3 header then garbage: libmpg123 prints warnings of its own on fd 2
+    (folder / "junk.mp3").write_bytes(b"ID3\x03" + bytes(6) + bytes(range(256)) * 40)
     return [Path(p) for p in paths], {"notes.mp3": "text file, not audio",
-                                      "truncated.wav": "not a readable audio file"}
+                                      "truncated.wav": "not a readable audio file",
+                                      "junk.mp3": "not a readable audio file"}
 
 
 def _texts(folder):
@@ -84,6 +87,7 @@ def test_index_keeps_good_files_and_reports_every_bad_one(kind, tmp_path):
     assert set(listed) == set(bad)
     for name, words in bad.items():
         assert words in listed[name] and f"failed: {folder / name}" in proc.stderr
+    assert "libmpg123" not in proc.stderr and "Illegal Audio-MPEG-Header" not in proc.stderr
 
     proc = run("query", out, good[1], "-k", "3", "--format", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -226,3 +230,11 @@ def test_audio_default_finds_a_tone_under_faint_noise(tmp_path, capsys):
     assert main(["query", str(out), str(tmp_path / "query.wav"), "-k", "3"]) == 0
     found = [Path(line.split("\t")[2]).name for line in capsys.readouterr().out.splitlines()[1:]]
     assert found[0] == "tone_0.wav" and all(name.startswith("tone_") for name in found)
+
+
+def test_small_folders_start_no_workers():
+    from skfindkit._cli_io import MIN_FILES_PER_WORKER, effective_jobs
+
+    assert effective_jobs(2, 12) == 1 and effective_jobs(-1, 10) == 1
+    assert effective_jobs(2, 2 * MIN_FILES_PER_WORKER) == 2
+    assert effective_jobs(None, 10_000) is None  # the loader's own default: one job
