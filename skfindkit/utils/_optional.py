@@ -44,26 +44,28 @@ def install_command(extra):
     """
     from importlib import metadata
 
+    checkout = _checkout_of_this_package()  # the source tree this code runs from, if any
     try:
-        dist = metadata.distribution("skfindkit")
-        direct_url = dist.read_text("direct_url.json")
-    except metadata.PackageNotFoundError:  # running from a source tree, not installed
-        checkout = _checkout_of_this_package()
-        if checkout is not None:
-            return f"pip install -e {shlex.quote(f'{checkout}[{extra}]')}"
+        direct_url = metadata.distribution("skfindkit").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:  # not installed: run from a source tree
         direct_url = None
+    path, editable = None, False
     if direct_url:
         try:
             info = json.loads(direct_url)
         except ValueError:
             info = {}
         url = urlparse(info.get("url", ""))
-        if url.scheme == "file":
+        if url.scheme == "file" and os.path.isdir(unquote(url.path)):
             path = unquote(url.path)
             editable = bool(info.get("dir_info", {}).get("editable"))
-            if os.path.isdir(path):
-                flag = "-e " if editable else ""
-                return f"pip install {flag}{shlex.quote(f'{path}[{extra}]')}"
+    if checkout is not None and (
+        path is None or os.path.realpath(path) != os.path.realpath(checkout)
+    ):  # the running code is not what pip installed: install from where it runs
+        path, editable = checkout, True
+    if path is not None:
+        flag = "-e " if editable else ""
+        return f"pip install {flag}{shlex.quote(f'{path}[{extra}]')}"
     return f"pip install {shlex.quote(f'skfindkit[{extra}]')}"
 
 
