@@ -10,6 +10,7 @@ from ._exact import ExactIndex
 from ._faiss import FaissIndex
 from ._hnsw import HNSWIndex
 from ._nmslib import NMSLibIndex
+from ._sharded import ShardedIndex
 
 __all__ = [
     "AnnoyIndex",
@@ -19,4 +20,5 @@ __all__ = [
     "HNSWIndex",
     "METRICS",
     "NMSLibIndex",
+    "ShardedIndex",
 ]

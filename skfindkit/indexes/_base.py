@@ -218,9 +218,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
         )
-        self._fit_X = np.concatenate([self._fit_X, Xp])
-        self.n_samples_fit_ = self._fit_X.shape[0]
-        self._add(Xp)
+        self._append(Xp)
         if hasattr(self, "item_keys_"):
             warnings.warn(
                 "partial_fit added items: the item keys attached with "
@@ -230,6 +228,17 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             )
             del self.item_keys_
         return self
+
+    def _append(self, Xp):
+        """Store prepared new rows after the fitted ones and add them to the index.
+
+        ``partial_fit``'s one storage step; an index that keeps its rows
+        elsewhere (:class:`~skfindkit.ShardedIndex`: in its shards) overrides it
+        so that adding a few rows does not copy the whole collection.
+        """
+        self._fit_X = np.concatenate([self._fit_X, Xp])
+        self.n_samples_fit_ = self._fit_X.shape[0]
+        self._add(Xp)
 
     # ------------------------------------------------------------ querying
     def _check_query(self, X):
