@@ -223,6 +223,9 @@ class ShardedIndex(BaseIndex):
                 f"but X has {n} sample{'s' if n != 1 else ''}."
             )
         template = self._template()
+        # fit skips the validation of nested estimators: check the shard's
+        # parameters here, before any native library sees them
+        template._validate_params()
         bounds = np.linspace(0, n, self.n_shards + 1).round().astype(np.intp)
         parts = list(zip(bounds[:-1], bounds[1:]))
         # each shard gets its own copy of its rows: a view would keep the whole
