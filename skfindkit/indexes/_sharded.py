@@ -210,9 +210,13 @@ class ShardedIndex(BaseIndex):
         """float32 rows; the shards prepare them for the metric (as one index would)."""
         return np.require(X, dtype=np.float32, requirements=["C"])
 
-    def _parallel(self, n_tasks, **kwargs):
-        n_jobs = min(n_tasks, max(1, effective_n_jobs(self.n_jobs)))
-        return Parallel(n_jobs=n_jobs, **kwargs)
+    def _map(self, tasks, **parallel_params):
+        """Run joblib ``delayed`` tasks, in this thread when there is one job."""
+        tasks = list(tasks)
+        n_jobs = min(len(tasks), max(1, effective_n_jobs(self.n_jobs)))
+        if n_jobs <= 1:  # a Parallel object costs ~1-10 ms: too much per query
+            return [fn(*args, **kwargs) for fn, args, kwargs in tasks]
+        return Parallel(n_jobs=n_jobs, **parallel_params)(tasks)
 
     # ---------------------------------------------------------------- hooks
     def _build(self, X):
@@ -230,8 +234,9 @@ class ShardedIndex(BaseIndex):
         parts = list(zip(bounds[:-1], bounds[1:]))
         # each shard gets its own copy of its rows: a view would keep the whole
         # input alive once partial_fit has replaced some shards' rows
-        indexes = self._parallel(len(parts), prefer="threads")(
-            delayed(_fit_shard)(clone(template), np.array(X[a:b])) for a, b in parts
+        indexes = self._map(
+            (delayed(_fit_shard)(clone(template), np.array(X[a:b])) for a, b in parts),
+            prefer="threads",
         )
         self.__dict__.pop("_pending_X", None)  # the shards now hold the rows
         return _Shards(list(indexes), [np.arange(a, b) for a, b in parts])
@@ -241,8 +246,9 @@ class ShardedIndex(BaseIndex):
         counts = fill_evenly(shards.sizes(), Xp.shape[0])
         starts = np.concatenate([[0], np.cumsum(counts)])
         grow = [s for s in range(len(counts)) if counts[s]]
-        grown = self._parallel(len(grow), prefer="threads")(
-            delayed(_grow_shard)(shards.indexes[s], Xp[starts[s]:starts[s + 1]]) for s in grow
+        grown = self._map(
+            (delayed(_grow_shard)(shards.indexes[s], Xp[starts[s]:starts[s + 1]]) for s in grow),
+            prefer="threads",
         )
         for s, index in zip(grow, grown):
             shards.indexes[s] = index
@@ -254,9 +260,10 @@ class ShardedIndex(BaseIndex):
         shards = self._index
         if not isinstance(X, _StoredRows):  # queries, not the shards' own rows
             X = shards.indexes[0]._prepare(X)
-        found = self._parallel(len(shards.indexes), backend="threading")(
-            delayed(index._search_complete)(X, min(k, index.n_samples_fit_))
-            for index in shards.indexes
+        found = self._map(
+            (delayed(index._search_complete)(X, min(k, index.n_samples_fit_))
+             for index in shards.indexes),
+            backend="threading",
         )
         dist = np.concatenate([d for d, _ in found], axis=1)
         ind = np.concatenate([ids[i] for (_, i), ids in zip(found, shards.ids)], axis=1)
