@@ -211,7 +211,7 @@ def _run(func, estimator, collection, scheduler, timeout, npartitions, verbose, 
             for i, part in enumerate(parts)
         ])
         for _ in progress(
-            distributed.as_completed(futures, raise_errors=False), verbose=verbose,
+            distributed.as_completed(futures, loop=client.loop, raise_errors=False), verbose=verbose,
             desc=f"skfindkit {desc}", total=len(futures), unit="partition",
         ):
             pass
@@ -351,8 +351,10 @@ def search_collection(
     """:func:`skfindkit.search` of every item of a collection, on a dask cluster.
 
     Each worker receives the fitted pipeline (index included) once and
-    searches its partitions' items; use a :class:`~skfindkit.ShardedIndex`
-    or an approximate index to keep that copy small.
+    searches its partitions' items, so the index must fit in a worker's
+    memory (an approximate index is several times smaller to send than the
+    features it indexes only when its native structure is compressed; see
+    ``docs/scaling.md`` for collections larger than one machine).
 
     Parameters
     ----------
