@@ -2,8 +2,8 @@
 
 For each dataset, every skfindkit approximate index and the raw library
 called directly with identical parameters are built (single thread) and
-queried over a sweep of the query-time knob (annoy ``search_k``, HNSW ``ef``,
-faiss ``nprobe``/``efSearch``); each point is the best of ``--repeats``
+queried over a sweep of the query-time knob (annoy ``search_k``, graph indexes'
+``ef_search``, faiss ``nprobe``); each point is the best of ``--repeats``
 interleaved runs (wrapper, raw, wrapper, raw...), so the wrapper/raw ratios
 compare runs made under the same machine load. ``ExactIndex`` and
 scikit-learn's brute force (BLAS limited to one thread) are the references.
@@ -97,8 +97,8 @@ class RawAnnoy:
 class RawNMSLib:
     share_native = True  # queries run on the wrapper's own graph (nmslib has no seed)
 
-    def __init__(self, M, efConstruction):
-        self.params = {"M": M, "efConstruction": efConstruction, "post": 0, "indexThreadQty": 1}
+    def __init__(self, M, ef_construction):
+        self.params = {"M": M, "efConstruction": ef_construction, "post": 0, "indexThreadQty": 1}
 
     def build(self, X):
         import nmslib
@@ -155,12 +155,12 @@ def setups(n):
     return [
         ("annoy", AnnoyIndex(n_neighbors=K, n_trees=20, random_state=0), RawAnnoy(20, 0),
          "search_k", [200, 400, 800, 1600, 3000, 10000]),
-        ("nmslib-hnsw", NMSLibIndex(n_neighbors=K, M=16, efConstruction=100), RawNMSLib(16, 100),
-         "ef", [10, 12, 15, 20, 30, 40, 80, 160]),
+        ("nmslib-hnsw", NMSLibIndex(n_neighbors=K, M=16, ef_construction=100), RawNMSLib(16, 100),
+         "ef_search", [10, 12, 15, 20, 30, 40, 80, 160]),
         ("hnswlib", HNSWIndex(n_neighbors=K, M=16, ef_construction=100, random_state=0),
-         RawHNSW(16, 100, 0), "ef", [10, 12, 15, 20, 30, 40, 80, 160]),
+         RawHNSW(16, 100, 0), "ef_search", [10, 12, 15, 20, 30, 40, 80, 160]),
         ("faiss-HNSW32", FaissIndex(n_neighbors=K, factory="HNSW32"), RawFaiss("HNSW32", "efSearch", 0),
-         "efSearch", [10, 12, 15, 20, 30, 40, 80, 160]),
+         "ef_search", [10, 12, 15, 20, 30, 40, 80, 160]),
         (f"faiss-IVF{nlist},Flat", FaissIndex(n_neighbors=K, factory=f"IVF{nlist},Flat", random_state=0),
          RawFaiss(f"IVF{nlist},Flat", "nprobe", 0), "nprobe", [1, 2, 3, 4, 6, 8, 16, 64]),
     ]
@@ -233,7 +233,7 @@ def run_dataset(name, X, Q, repeats, log):
         curves[label] = points
         rows.append({
             "index": label, "build": t_w, "raw_build": t_r, "native_bytes": native,
-            "data_bytes": wrapper._fit_X.nbytes, "points": points,
+            "data_bytes": wrapper.n_samples_fit_ * wrapper.n_features_in_ * 4, "points": points,
         })
         log(f"  {label}: build {t_w:.2f}s raw {t_r:.2f}s ({t_w / t_r:.3f}x), native {native / 2**20:.1f} MiB")
     return {"name": name, "shape": X.shape, "n_queries": len(Q), "refs": refs, "rows": rows}

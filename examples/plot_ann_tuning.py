@@ -39,7 +39,7 @@ X = (Z @ rng.randn(12, 64) + 0.1 * rng.randn(30000, 64)).astype(np.float32)
 # construction parameter for HNSW). The scorer asks for 10 neighbours.
 pipe = Pipeline([("index", HNSWIndex())])
 grid = [
-    {"index": [HNSWIndex(random_state=0)], "index__M": [8, 16], "index__ef": [10, 20, 40, 80]},
+    {"index": [HNSWIndex(random_state=0)], "index__M": [8, 16], "index__ef_search": [10, 20, 40, 80]},
     {"index": [FaissIndex(factory="IVF256,Flat", random_state=0)], "index__nprobe": [1, 2, 4, 8, 16]},
     {"index": [AnnoyIndex(n_trees=20, random_state=0)], "index__search_k": [200, 800, 3200]},
 ]

@@ -81,6 +81,7 @@ def _query(args):
     import joblib
 
     from .search import search
+    from .utils import final_index
 
     if not os.path.isfile(args.pipeline):
         raise FileNotFoundError(f"no such pipeline file: {args.pipeline!r}")
@@ -91,12 +92,13 @@ def _query(args):
             f"{args.pipeline!r} is not a readable skfindkit pipeline file "
             f"({type(exc).__name__}: {exc})"
         ) from exc
-    if not hasattr(pipeline, "steps") or not hasattr(pipeline.steps[-1][1], "n_samples_fit_"):
+    try:
+        n_items = final_index(pipeline).n_samples_fit_
+    except (TypeError, ValueError, AttributeError) as exc:  # not an index / not fitted
         raise ValueError(
             f"{args.pipeline!r} holds a {type(pipeline).__name__}, not a fitted pipeline "
             "ending with an skfindkit index (make one with 'skfindkit index')"
-        )
-    n_items = pipeline.steps[-1][1].n_samples_fit_
+        ) from exc
     k = min(args.k, n_items)
     result = search(pipeline, list(args.files), n_neighbors=k)
     for query, ranked in zip(args.files, result):

@@ -11,7 +11,9 @@ the ids an approximate index returns with the exact neighbours.
 """
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
+
+from .utils import features_for_index, final_index
 
 __all__ = [
     "average_precision",
@@ -166,24 +168,6 @@ def recall_at_k(true_neighbors, approx_neighbors, k=None):
     return float(hits / t.size)
 
 
-def _split_pipeline(estimator, X):
-    """Features of ``X`` as the final index sees them, and that index."""
-    from sklearn.pipeline import Pipeline
-
-    if isinstance(estimator, Pipeline):
-        index = estimator.steps[-1][1]
-        Xt = estimator[:-1].transform(X) if len(estimator.steps) > 1 else X
-    else:
-        index, Xt = estimator, X
-    if not hasattr(index, "kneighbors"):
-        raise TypeError(
-            f"A retrieval scorer needs an index (with kneighbors) as the final step, "
-            f"got {type(index).__name__}."
-        )
-    check_is_fitted(index)
-    return index, Xt
-
-
 _LABEL_METRICS = {"precision": precision_at_k, "map": mean_average_precision}
 
 
@@ -223,20 +207,25 @@ def make_retrieval_scorer(metric="precision", k=10):
         raise ValueError(f"k must be a positive integer, got {k!r}.")
 
     def scorer(estimator, X, y=None):
-        index, Xt = _split_pipeline(estimator, X)
+        index = final_index(estimator)
+        Xt = features_for_index(estimator, X)
         ind = index.kneighbors(Xt, n_neighbors=k, return_distance=False)
         if metric == "recall":
-            from .indexes._exact import exact_search
-
-            true = exact_search(index, index._check_query(Xt), k)[1]
+            true = index.exact_kneighbors(Xt, n_neighbors=k, return_distance=False)
             return recall_at_k(true, ind)
-        fit_y = getattr(index, "_fit_y", None)
-        if fit_y is None or y is None:
+        if y is None:
             raise ValueError(
                 f"The {metric!r} retrieval scorer needs labels: fit the pipeline "
                 "with y and score with y (or use metric='recall')."
             )
-        return _LABEL_METRICS[metric](y, fit_y[ind])
+        try:
+            retrieved = index.labels_of(ind)
+        except ValueError as exc:
+            raise ValueError(
+                f"The {metric!r} retrieval scorer needs labels: fit the pipeline "
+                f"with y and score with y (or use metric='recall'). {exc}"
+            ) from exc
+        return _LABEL_METRICS[metric](y, retrieved)
 
     scorer.__name__ = f"retrieval_{metric}_at_{k}"
     return scorer

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .utils import features_for_index, final_index
+
 __all__ = ["SearchResult", "attach_keys", "search"]
 
 
@@ -52,16 +54,6 @@ class SearchResult:
         ]
 
 
-def _final_index(pipeline):
-    index = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
-    if not hasattr(index, "kneighbors"):
-        raise TypeError(
-            f"search needs a fitted index or a pipeline ending with one, got a final "
-            f"step of type {type(index).__name__}."
-        )
-    return index
-
-
 def attach_keys(pipeline, keys):
     """Store the collection's keys (e.g. file paths) on the pipeline's index.
 
@@ -76,10 +68,7 @@ def attach_keys(pipeline, keys):
     -------
     pipeline : the same object, for chaining.
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    index = _final_index(pipeline)
-    check_is_fitted(index)
+    index = final_index(pipeline)
     keys = np.asarray(list(keys) if not hasattr(keys, "__len__") else keys)
     if keys.ndim != 1 or keys.shape[0] != index.n_samples_fit_:
         raise ValueError(
@@ -123,10 +112,8 @@ def search(pipeline, queries, n_neighbors=None, *, keys=None):
     >>> result.indices.shape
     (2, 3)
     """
-    index = _final_index(pipeline)
-    features = pipeline[:-1].transform(queries) if (
-        hasattr(pipeline, "steps") and len(pipeline.steps) > 1
-    ) else queries
+    index = final_index(pipeline)
+    features = features_for_index(pipeline, queries)
     dist, ind = index.kneighbors(features, n_neighbors=n_neighbors)
     if keys is None:
         keys = getattr(index, "item_keys_", None)

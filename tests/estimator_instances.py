@@ -44,7 +44,7 @@ def index_instances():
 
         out += [
             HNSWIndex(random_state=0),
-            HNSWIndex(metric="cosine", mode="connectivity", M=8, ef=20, random_state=0),
+            HNSWIndex(metric="cosine", mode="connectivity", M=8, ef_search=20, random_state=0),
             HNSWIndex(metric="inner_product", random_state=0),
         ]
     # --- sharded indexes (issue 10): exact shards, and approximate ones ---
@@ -66,7 +66,7 @@ def index_instances():
             FaissIndex(),
             FaissIndex(factory="IVF1024,Flat", nprobe=4, metric="cosine", random_state=0),
             FaissIndex(factory="Flat", metric="inner_product", mode="connectivity"),
-            FaissIndex(factory="HNSW16,SQ8", efSearch=32),
+            FaissIndex(factory="HNSW16,SQ8", ef_search=32),
         ]
     return out
 

@@ -89,32 +89,47 @@ def _clustered(n=300, d=8, centers=6, seed=0):
     return c[labels] + rng.normal(size=(n, d)), labels
 
 
-def _exact_like(index):
-    """Is this index exact on small data (so equal ids are required)?"""
-    return isinstance(index, ExactIndex) or getattr(index, "_exact_on_small_data", False)
+def test_exactness_is_declared_by_the_backends():
+    exact = {_index_id(i) for i in INDEXES if i._is_exact()}
+    assert {"ExactIndex-euclidean-distance", "ExactIndex-inner_product-distance"} <= exact
+    assert not any(i._is_exact() for i in INDEXES if "HNSW" in type(i).__name__)
 
 
-def _sk_metric(index):
-    return {"euclidean": "euclidean", "cosine": "cosine"}.get(index.metric)
+def _reference_transformer(metric, mode, n_neighbors, X):
+    """sklearn's KNeighborsTransformer for ``metric``, and the input it takes.
+
+    sklearn has no inner-product metric: ``1 - <x, y>`` is given as a
+    precomputed matrix shifted to be non-negative (a shift keeps the order).
+    Returns ``(transformer, its input, shift to subtract from its distances)``.
+    """
+    if metric != "inner_product":
+        return KNeighborsTransformer(n_neighbors=n_neighbors, mode=mode, metric=metric), X, 0.0
+    X32 = X.astype(np.float32).astype(np.float64)
+    D = 1.0 - X32 @ X32.T
+    shift = -D.min()
+    ref = KNeighborsTransformer(n_neighbors=n_neighbors, mode=mode, metric="precomputed")
+    return ref, D + shift, shift
 
 
 @pytest.mark.parametrize(
     "index",
-    # approximate indexes are compared on recall in their own tests; sklearn
-    # has no inner-product metric
-    [i for i in INDEXES if _exact_like(i) and _sk_metric(i) is not None],
+    # approximate indexes are compared on recall in their own tests
+    [i for i in INDEXES if i._is_exact()],
     ids=_index_id,
 )
-def test_graph_matches_kneighbors_transformer(index):
+def test_exact_indexes_match_kneighbors_transformer(index):
     X, _ = _clustered()
     for mode in ("distance", "connectivity"):
         est = clone(index).set_params(mode=mode, n_neighbors=7)
-        ref = KNeighborsTransformer(n_neighbors=7, mode=mode, metric=_sk_metric(index))
-        G, R = est.fit_transform(X), ref.fit_transform(X)
+        ref, Xref, shift = _reference_transformer(index.metric, mode, 7, X)
+        G, R = est.fit_transform(X), ref.fit_transform(Xref)
         assert G.shape == R.shape and G.format == "csr"
         assert (G.indptr == R.indptr).all()
         np.testing.assert_array_equal(G.indices, R.indices)
-        np.testing.assert_allclose(G.data, R.data, rtol=1e-5, atol=1e-6)
+        R_data = R.data - shift if mode == "distance" else R.data
+        np.testing.assert_allclose(G.data, R_data, rtol=1e-5, atol=1e-5)
+        if index.metric == "inner_product":
+            continue  # sklearn's self-exclusion assumes self is nearest: see test_ip_self_exclusion
         # kneighbors(None) excludes self; kneighbors_graph(None) too
         d1, i1 = est.kneighbors()
         d2, i2 = ref.kneighbors()
@@ -124,10 +139,13 @@ def test_graph_matches_kneighbors_transformer(index):
         assert G0.shape == (X.shape[0], X.shape[0]) and G0.diagonal().max() == 0
 
 
-@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+@pytest.mark.parametrize(
+    "index",
+    # inner product: an item is at 1 - |x|^2 from itself, not 0 (documented)
+    [i for i in INDEXES if i.metric != "inner_product"],
+    ids=_index_id,
+)
 def test_self_is_first_at_exactly_zero(index):
-    if index.metric == "inner_product":
-        return  # 1 - <x, x> is not 0: documented
     X, _ = _clustered()
     est = clone(index).set_params(mode="distance", n_neighbors=5)
     G = est.fit_transform(X)
@@ -184,7 +202,7 @@ def test_corrupt_blob_never_reaches_native_code(index):
     state = est.__getstate__()
     blob = state.get("_index_blob")
     if blob is None:
-        return  # nothing native: the index is rebuilt from the stored data
+        pytest.skip(f"{index!r} keeps no native bytes: it is rebuilt from the stored data")
     for bad in (blob[: len(blob) // 2], blob[:-1] + bytes([blob[-1] ^ 1]), b"junk" + blob[4:]):
         fresh = type(est).__new__(type(est))
         with pytest.raises(CorruptIndexError):
@@ -277,3 +295,89 @@ def test_fast_and_validated_query_paths_agree(index):
     np.testing.assert_allclose(fast[0], slow[0])
     with pytest.raises(ValueError, match="NaN"):
         est.kneighbors(np.full((2, X.shape[1]), np.nan))
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=_index_id)
+def test_feature_names_out_as_kneighbors_transformer(index):
+    X, _ = _clustered(n=40)
+    est = clone(index).fit(X)
+    ref = KNeighborsTransformer().fit(X)
+    prefix = type(est).__name__.lower()
+    names = est.get_feature_names_out()
+    assert names.tolist() == [f"{prefix}{i}" for i in range(40)]
+    assert len(ref.get_feature_names_out()) == len(names)
+
+
+def test_base_classes_are_exported_side_by_side():
+    from skfindkit import BaseFeatureExtractor, BaseVectorLoader
+    from skfindkit.extractors import BaseFeatureExtractor as FromExtractors
+
+    assert FromExtractors is BaseFeatureExtractor
+    assert inspect.isabstract(BaseIndex) and inspect.isabstract(BaseFeatureExtractor)
+    assert BaseVectorLoader.__name__ in skfindkit.__all__
+
+
+# one name per concept across every index and loader (snake_case, sklearn's words)
+_SHARED_VOCABULARY = {
+    "graph degree": "M",
+    "build-time candidate list": "ef_construction",
+    "query-time candidate list": "ef_search",
+    "threads or processes": "n_jobs",
+    "seed": "random_state",
+    "neighbours per query": "n_neighbors",
+    "distance": "metric",
+    "rows per block": "batch_size",
+    "progress output": "verbose",
+}
+_FORBIDDEN = {
+    "ef": "ef_search", "efSearch": "ef_search", "efConstruction": "ef_construction",
+    "seed": "random_state", "workers": "n_jobs", "n_threads": "n_jobs", "threads": "n_jobs",
+    "k": "n_neighbors", "num_threads": "n_jobs", "chunk_size": "batch_size",
+    "verbosity": "verbose", "distance": "metric",
+}
+
+
+def _vocabulary_case(estimator):
+    if type(estimator).__name__ == "Doc2VecLoader" and "seed" in estimator.get_params():
+        # renamed on the loaders-extractors branch; strict: remove once merged
+        return pytest.param(estimator, marks=pytest.mark.xfail(
+            strict=True, reason="Doc2VecLoader seed/workers rename lands with the loaders branch"))
+    return estimator
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [_vocabulary_case(e) for e in available_instances()
+     if not type(e).__name__.endswith("FeatureExtractor")],
+    ids=lambda e: type(e).__name__,
+)
+def test_indexes_and_loaders_share_the_parameter_vocabulary(estimator):
+    import re
+
+    params = estimator.get_params(deep=False)
+    for name in params:
+        assert name not in _FORBIDDEN, (
+            f"{type(estimator).__name__}({name}=...): the shared name is {_FORBIDDEN[name]!r}"
+        )
+        assert name == "M" or re.fullmatch(r"[a-z][a-z0-9_]*", name), (
+            f"{type(estimator).__name__}({name}=...) is not snake_case"
+        )
+    assert set(params) & set(_SHARED_VOCABULARY.values()) or not params
+
+
+def test_no_module_needs_another_imported_first():
+    """Each module imports alone in a fresh interpreter state (no import circle)."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    names = [m.name for m in pkgutil.walk_packages(skfindkit.__path__, "skfindkit.")]
+    script = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    for loaded in [m for m in sys.modules if m.startswith('skfindkit')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -7,7 +7,7 @@ from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_info
 
 from skfindkit import ExactIndex
-from skfindkit.indexes._exact import _top_candidates
+from skfindkit.indexes._brute import _top_candidates
 
 
 def _clustered(n, d, seed=0, centers=20):

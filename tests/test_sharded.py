@@ -151,3 +151,53 @@ def test_metric_comes_from_the_shard_index():
     assert "metric" not in est.get_params(deep=False)
     assert est.get_params()["index__metric"] == "cosine"
     assert clone(est).get_params()["index__metric"] == "cosine"
+
+
+def _brute_float64(X, Q, k, metric):
+    """Exact neighbours of float32-rounded rows, distances summed in float64."""
+    X, Q = X.astype(np.float32).astype(np.float64), Q.astype(np.float32).astype(np.float64)
+    if metric == "cosine":
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+        Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+        dist = 0.5 * ((X[None] - Q[:, None]) ** 2).sum(-1)
+    else:
+        dist = np.sqrt(((X[None] - Q[:, None]) ** 2).sum(-1))
+    ids = np.broadcast_to(np.arange(X.shape[0]), dist.shape)
+    order = np.lexsort((ids, dist), axis=1)[:, :k]
+    return np.take_along_axis(dist, order, axis=1), order
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_shards_of_very_different_magnitudes_merge_in_one_unit(metric):
+    # one shard holds only tiny rows (it rescales them itself, as any index
+    # does with data near float32's limits), the other ordinary ones: the
+    # merge must compare their distances in one unit
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(size=(20, 4)) * 1e-30, rng.normal(size=(20, 4))])
+    Q = np.vstack([X[25:28], rng.normal(size=(3, 4)) * 1e-30, X[:3]])
+    sharded = ShardedIndex(ExactIndex(metric=metric), 2, n_neighbors=6).fit(X)
+    assert [s._scale != 1.0 for s in sharded.shards_] == [True, False]
+    d_ref, _ = _brute_float64(X, Q, 6, metric)
+    d, i = sharded.kneighbors(Q)
+    # the right distances (many items tie for some queries, so ids are
+    # compared through the distance each returned id really has)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-6, atol=1e-300)
+    d_all, i_all = _brute_float64(X, Q, X.shape[0], metric)
+    true_d = np.take_along_axis(d_all, np.argsort(i_all, axis=1), axis=1)
+    np.testing.assert_allclose(np.take_along_axis(true_d, i, axis=1), d, rtol=1e-6, atol=1e-300)
+
+
+def test_query_time_knob_reaches_the_shards_without_refit(data):
+    pytest.importorskip("hnswlib")
+    from skfindkit import HNSWIndex
+
+    X, _ = data
+    sharded = ShardedIndex(HNSWIndex(ef_search=10, random_state=0), 3, n_neighbors=10).fit(X)
+    shards = sharded.shards_
+    sharded.set_params(index__ef_search=200)
+    sharded.kneighbors(X[:5])
+    assert sharded.shards_ == shards  # the same fitted shards, not rebuilt
+    assert all(shard.ef_search == 200 for shard in sharded.shards_)
+    exact = ExactIndex(n_neighbors=10).fit(X).kneighbors(X[:50], return_distance=False)
+    np.testing.assert_array_equal(np.sort(sharded.kneighbors(X[:50], return_distance=False)),
+                                  np.sort(exact))

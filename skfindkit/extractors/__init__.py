@@ -11,12 +11,14 @@ imported lazily, on first use, so ``import skfindkit`` stays fast:
   ``numpy<2``).
 """
 
+from ._base import BaseFeatureExtractor
 from ._gluon import GluonFeatureExtractor
 from ._keras import KerasFeatureExtractor
 from ._mxnet import MXNetFeatureExtractor
 from ._sklearn import SklearnFeatureExtractor
 
 __all__ = [
+    "BaseFeatureExtractor",
     "GluonFeatureExtractor",
     "KerasFeatureExtractor",
     "MXNetFeatureExtractor",

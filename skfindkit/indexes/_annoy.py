@@ -13,6 +13,8 @@ __all__ = ["AnnoyIndex"]
 # metric -> annoy metric; cosine searches unit rows with "euclidean" (annoy's
 # "angular" distance is the same sqrt(2 - 2 cos), but not exactly 0 on self)
 _METRICS = {"euclidean": "euclidean", "cosine": "euclidean", "inner_product": "dot"}
+# what get_nns_by_vector returns for each: L2, or <x, y> for "dot"
+_UNITS = {"euclidean": "euclidean", "cosine": "euclidean", "inner_product": "dot"}
 
 
 def _annoy():
@@ -75,6 +77,7 @@ class AnnoyIndex(BaseIndex):
 
     _backend = "annoy"
     supported_metrics = ("euclidean", "cosine", "inner_product")
+    _native_distance = _UNITS
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
@@ -100,24 +103,21 @@ class AnnoyIndex(BaseIndex):
         self.random_state = random_state
 
     def _new(self, n_features):
-        return _annoy().AnnoyIndex(n_features, _METRICS[self.metric])
+        return _annoy().AnnoyIndex(n_features, _METRICS[self.metric_])
 
     def _build(self, X):
         index = self._new(X.shape[1])
-        index.set_seed(native_seed(self.random_state))
+        index.set_seed(native_seed(self._fitted_param("random_state")))
         for i, row in enumerate(X):
             index.add_item(i, row)
-        index.build(self.n_trees, n_jobs=self._n_threads())
+        index.build(self._fitted_param("n_trees"), n_jobs=self._n_threads())
         return index
 
     def _search(self, X, k):
         search_k = -1 if self.search_k is None else self.search_k
         query = self._index.get_nns_by_vector
         ids, dists = zip(*[query(row, k, search_k, True) for row in X])
-        native, ind = stack_padded(ids, dists, k)
-        if self.metric == "inner_product":  # annoy's "dot" returns <x, y>
-            return self._true_distance_from_similarity(native), ind
-        return self._true_distance_from_sqeuclidean(native**2), ind
+        return stack_padded(ids, dists, k)
 
     def _serialize(self):
         return files_to_bytes(self._index.save)

@@ -7,14 +7,20 @@ implements a few backend hooks:
     build the native index from prepared float32 data and return it;
 ``_search(X, k)``
     return ``(distances, indices)`` of shape ``(n_queries, k)`` for prepared
-    queries, distances in the metric's true units, ids ``-1`` where the backend
-    found fewer than ``k`` items;
+    queries, distances in the backend's own units (declared once in
+    ``_native_distance``; the base converts them), ids ``-1`` where the
+    backend found fewer than ``k`` items;
 ``_add(X)`` (optional)
     add prepared rows to the native index; the default rebuilds;
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
     native index <-> bytes; the base wraps the bytes in a versioned,
     checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
     the native library sees them.
+
+Two declarations complete a backend: ``_native_distance`` (what its search
+returns: one of :data:`~skfindkit.indexes._distances.NATIVE_UNITS`, or a dict
+by metric) and ``_is_exact()`` (whether this configured instance returns the
+exact neighbours, which the contract suite then compares with scikit-learn).
 
 Everything else -- validation, the self-exclusion rule of
 ``kneighbors(X=None)``, the sparse graphs of ``transform`` and
@@ -28,7 +34,6 @@ from numbers import Integral
 
 import numpy as np
 from joblib import effective_n_jobs
-from scipy.sparse import csr_matrix
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
@@ -39,6 +44,10 @@ from sklearn.utils.validation import (
 
 from .._persist import pack_blob, unpack_blob
 from . import _distances
+from ._brute import BruteForceMatrix, brute_force_kneighbors
+from ._graph import NeighborsGraphMixin
+from ._lock import runtime_state
+from ._self import RowLookup, drop_self, insert_self
 
 __all__ = ["BaseIndex", "METRICS"]
 
@@ -46,7 +55,7 @@ __all__ = ["BaseIndex", "METRICS"]
 METRICS = ("euclidean", "cosine", "inner_product")
 
 
-class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of all skfindkit indexes (not to be used directly).
 
     Behaves exactly like :class:`sklearn.neighbors.KNeighborsTransformer`:
@@ -81,6 +90,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     _backend = "base"
     #: Metrics this backend implements (a subset of ``METRICS``).
     supported_metrics = METRICS
+    #: What ``_search`` returns: one of ``_distances.NATIVE_UNITS``, or a dict
+    #: metric -> unit (a property where it depends on other parameters).
+    _native_distance = "recompute"
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
@@ -104,6 +116,21 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     def _search(self, X, k):
         """Return ``(distances, ids)`` of the ``k`` nearest items of each query."""
 
+    def _is_exact(self):
+        """Whether this configured instance returns the exact neighbours.
+
+        Exact backends (brute force, flat scans) return True; the contract
+        suite compares each of them with ``KNeighborsTransformer``.
+        """
+        return False
+
+    def _query_params(self):
+        """Values of the query-time knobs (e.g. ``{"ef_search": 50}``); none by default."""
+        return {}
+
+    def _apply_query_params(self):
+        """Give ``_query_params()`` to the native index (called only when they changed)."""
+
     def _add(self, X):
         """Add prepared rows; the default rebuilds the native index from all data."""
         self._index = self._build(self._fit_X)
@@ -121,24 +148,75 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         """Number of threads ``n_jobs`` asks for (joblib's convention)."""
         return max(1, effective_n_jobs(self.n_jobs))
 
-    def _prepare(self, X):
-        """float32, C-contiguous, unit rows for cosine: what backends index."""
+    def _fitted_param(self, name):
+        """A parameter's value at the last ``fit``: what the native structure was built with."""
+        return self._fit_params[name]
+
+    def _prepare(self, X, name="X"):
+        """float32, C-contiguous, rescaled if needed, unit rows for cosine: what backends index."""
+        _distances.check_float32_range(X, name)
+        if self._scale != 1.0:
+            X = np.multiply(X, self._scale, dtype=np.float64)
+            _distances.check_float32_range(X, f"{name} (scaled as the indexed data)")
         X = np.require(X, dtype=np.float32, requirements=["C"])
-        if self.metric == "cosine":
+        if self.metric_ == "cosine":
             X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
         return X
 
-    def _true_distance_from_sqeuclidean(self, d2):
-        """Squared L2 between prepared vectors -> the metric's units."""
-        return _distances.from_sqeuclidean(d2, self.metric)
+    def _native_unit(self):
+        unit = self._native_distance
+        return unit[self.metric_] if isinstance(unit, dict) else unit
 
-    def _true_distance_from_similarity(self, sim):
-        """Inner product of prepared vectors -> the metric's units."""
-        return _distances.from_similarity(sim)
+    def _to_metric_units(self, native, X, ind):
+        """The backend's distances -> the metric's units, -1 ids at ``inf``."""
+        unit = self._native_unit()
+        if unit == "recompute":
+            return _distances.exact_distances(X, self._fit_X, ind, self.metric_)
+        dist = _distances.from_native(native, unit, self.metric_)
+        dist[ind < 0] = np.inf
+        return dist
 
-    def _exact_distances(self, Q, ind):
-        """Exact distances between prepared queries and indexed ids (-1: inf)."""
-        return _distances.exact_distances(Q, self._fit_X, ind, self.metric)
+    def _exact_search(self, X, k):
+        """Brute force over the stored data: the one exact path of every index."""
+        matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
+        return brute_force_kneighbors(
+            self._fit_X, X, k, self.metric_, batch_size=getattr(self, "batch_size", None),
+            n_threads=self._n_threads(), matrix=matrix,
+        )
+
+    # ------------------------------------------------------- thread safety
+    def _writing(self):
+        """Exclusive section: fit and partial_fit (waits for running queries)."""
+        return runtime_state(self).lock.write()
+
+    def _reading(self):
+        """Shared section for queries; applies changed query-time knobs first."""
+        state = runtime_state(self)
+        if not state.lock.holds_read() and hasattr(self, "_index"):
+            wanted = self._query_params()
+            if state.applied_query_params != wanted:
+                with state.lock.write():  # once per change, never during a query
+                    self._apply_query_params()
+                    state.applied_query_params = wanted
+        return state.lock.read()
+
+    def _changed_native_index(self):
+        """After a write: the native index must be given the query-time knobs again."""
+        state = runtime_state(self)
+        state.applied_query_params = None
+        state.row_lookup = None
+
+    def _own_items(self, X, is_fit_X):
+        """Each query's own indexed item (its row number, or an identical row), -1 if none."""
+        if is_fit_X:
+            return np.arange(X.shape[0])
+        if self._is_exact():  # exact search finds identical rows by itself
+            return None
+        state = runtime_state(self)
+        lookup = state.row_lookup
+        if lookup is None:  # built by the first query after a write; readers agree
+            lookup = state.row_lookup = RowLookup(self._fit_X)
+        return lookup.find(X)
 
     def _check_backend_metric(self):
         if self.metric not in self.supported_metrics:
@@ -166,16 +244,24 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             The fitted index.
         """
         self._check_backend_metric()
-        if y is None:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
-            self._fit_y = None
-        else:
-            X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
-            self._fit_y = column_or_1d(y)
-        self._fit_X = self._prepare(X)
-        self.n_samples_fit_ = self._fit_X.shape[0]
-        self._zero_rows = np.flatnonzero(~self._fit_X.any(axis=1))
-        self._index = self._build(self._fit_X)
+        with self._writing():
+            if y is None:
+                X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
+                fit_y = None
+            else:
+                X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
+                fit_y = column_or_1d(y)
+            _distances.check_float32_range(X)
+            # the fitted state answers every query, whatever set_params says later
+            self._fit_params = self.get_params(deep=False)
+            self.metric_ = self.metric
+            self._scale = _distances.power_of_two_scale(X)
+            self._fit_y = fit_y
+            self._fit_X = self._prepare(X)
+            self.n_samples_fit_ = self._fit_X.shape[0]
+            self._zero_rows = np.flatnonzero(~self._fit_X.any(axis=1))
+            self._index = self._build(self._fit_X)
+            self._changed_native_index()
         return self
 
     def partial_fit(self, X, y=None):
@@ -198,8 +284,13 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The updated index.
         """
-        if not hasattr(self, "n_samples_fit_"):
-            return self.fit(X, y)
+        with self._writing():
+            if not hasattr(self, "n_samples_fit_"):
+                return self.fit(X, y)
+            self._partial_fit(X, y)
+        return self
+
+    def _partial_fit(self, X, y):
         has_labels = self._fit_y is not None
         if has_labels != (y is not None):
             raise ValueError(
@@ -213,8 +304,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             X, y = validate_data(
                 self, X, y, dtype=(np.float64, np.float32), order="C", reset=False
             )
+        Xp = self._prepare(X)  # may refuse X: nothing is changed before it passed
+        if y is not None:
             self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
-        Xp = self._prepare(X)
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
         )
@@ -227,7 +319,6 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 UserWarning,
             )
             del self.item_keys_
-        return self
 
     def _append(self, Xp):
         """Store prepared new rows after the fitted ones and add them to the index.
@@ -239,6 +330,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         self._fit_X = np.concatenate([self._fit_X, Xp])
         self.n_samples_fit_ = self._fit_X.shape[0]
         self._add(Xp)
+        self._changed_native_index()
 
     # ------------------------------------------------------------ querying
     def _check_query(self, X):
@@ -259,7 +351,7 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             and not hasattr(self, "feature_names_in_")
             and np.isfinite(X).all()
         ):
-            return self._prepare(X)
+            return self._prepare(X)  # checks the float32 range
         return self._prepare(
             validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
         )
@@ -289,6 +381,76 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         neigh_ind : ndarray of shape (n_queries, n_neighbors)
             Ids (row numbers in the fitted data) of the neighbours.
         """
+        with self._reading():
+            return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
+
+    def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """The exact nearest indexed items, by brute force over the stored data.
+
+        The same contract as :meth:`kneighbors` (validation, units,
+        ``X=None``), but the answer is exact whatever the backend: the
+        reference an approximate index is measured against (it is what
+        ``make_retrieval_scorer("recall")`` compares with), at the cost of a
+        scan of every indexed item per query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries; None means the indexed items, each excluded from its own
+            neighbours.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        return_distance : bool, default=True
+            Whether to return distances.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries, n_neighbors)
+            Exact distances, ascending (ties by id); only if
+            ``return_distance=True``.
+        neigh_ind : ndarray of shape (n_queries, n_neighbors)
+            Ids of the exact neighbours.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skfindkit import HNSWIndex
+        >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+        >>> HNSWIndex(n_neighbors=2).fit(X).exact_kneighbors([[0.1, 0.0]], return_distance=False)
+        array([[0, 1]])
+        """
+        with self._reading():
+            return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
+
+    def labels_of(self, ind):
+        """Labels given to :meth:`fit` (``y``) of the indexed items ``ind``.
+
+        Parameters
+        ----------
+        ind : array-like of int
+            Ids of indexed items (e.g. what :meth:`kneighbors` returns).
+
+        Returns
+        -------
+        labels : ndarray of the same shape as ``ind``
+
+        Examples
+        --------
+        >>> from skfindkit import ExactIndex
+        >>> index = ExactIndex(n_neighbors=1).fit([[0.0], [1.0], [5.0]], ["a", "b", "c"])
+        >>> index.labels_of(index.kneighbors([[4.0]], return_distance=False))
+        array([['c']], dtype='<U1')
+        """
+        self._check_fitted()
+        if self._fit_y is None:
+            raise ValueError(
+                f"{type(self).__name__} was fitted without labels: fit it with "
+                "fit(X, y) to get the labels of retrieved items."
+            )
+        return self._fit_y[np.asarray(ind, dtype=np.intp)]
+
+    def _kneighbors(self, X, n_neighbors, return_distance, search):
+        """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
         self._check_fitted()
         if n_neighbors is None:
             n_neighbors = self.n_neighbors
@@ -306,6 +468,9 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             n_neighbors += 1
         else:
             X = self._check_query(X)
+        # the query set is the indexed set: each row's own item must be in it
+        # (as sklearn's brute force finds it), which a graph search may miss
+        is_fit_X = query_is_train or (X.shape == self._fit_X.shape and np.array_equal(X, self._fit_X))
 
         if n_neighbors > self.n_samples_fit_:
             if query_is_train:
@@ -318,27 +483,23 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 f"n_samples_fit = {self.n_samples_fit_}, n_samples = {X.shape[0]}"
             )
 
-        dist, ind = self._search_complete(X, n_neighbors)
-
+        dist, ind = search(X, n_neighbors)
+        own = self._own_items(X, is_fit_X)
+        if own is not None:
+            dist, ind = insert_self(X, self._fit_X, dist, ind, own, self.metric_)
         if query_is_train:
-            # sklearn's rule: drop each item from its own list; if it is not
-            # there (duplicates), drop the first neighbour instead.
-            sample_mask = ind != np.arange(X.shape[0])[:, None]
-            dup_gr_nbrs = np.all(sample_mask, axis=1)
-            sample_mask[:, 0][dup_gr_nbrs] = False
-            n_neighbors -= 1
-            ind = np.reshape(ind[sample_mask], (X.shape[0], n_neighbors))
-            dist = np.reshape(dist[sample_mask], (X.shape[0], n_neighbors))
+            dist, ind = drop_self(dist, ind)
+        dist = _distances.unscale(dist, self._scale, self.metric_)
         return (dist, ind) if return_distance else ind
 
     def _search_complete(self, X, k):
         """Run the backend and guarantee k valid, sorted results per row."""
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
-        dist, ind = self._search(X, k)
-        dist = np.asarray(dist, dtype=np.float64)
+        native, ind = self._search(X, k)
         ind = np.asarray(ind, dtype=np.intp)
-        if self.metric == "cosine":
+        dist = self._to_metric_units(native, X, ind)
+        if self.metric_ == "cosine":
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:
             missing = (ind < 0).any(axis=1)
@@ -349,87 +510,12 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 "completed by exact search. Increase the search parameters.",
                 UserWarning,
             )
-            dist[missing], ind[missing] = _exact_knn(self, X[missing], k)
+            dist[missing], ind[missing] = self._exact_search(X[missing], k)
         if (dist[:, 1:] < dist[:, :-1]).any():
             order = np.argsort(dist, axis=1, kind="stable")
             dist = np.take_along_axis(dist, order, axis=1)
             ind = np.take_along_axis(ind, order, axis=1)
         return dist, ind
-
-    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
-        """Sparse graph of the k nearest neighbours of each query.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), default=None
-            Queries; None means the indexed items, each excluded from its own
-            neighbours.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        mode : {"connectivity", "distance"}, default="connectivity"
-            Ones, or distances in the metric's units.
-
-        Returns
-        -------
-        A : sparse matrix of shape (n_queries, n_samples_fit)
-            CSR graph, each row sorted by distance.
-        """
-        check_is_fitted(self)
-        if n_neighbors is None:
-            n_neighbors = self.n_neighbors
-        if mode == "connectivity":
-            A_ind = self.kneighbors(X, n_neighbors, return_distance=False)
-            A_data = np.ones(A_ind.size)
-        elif mode == "distance":
-            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True)
-            A_data = np.ravel(A_data)
-        else:
-            raise ValueError(
-                'Unsupported mode, must be one of "connectivity", '
-                f'or "distance" but got "{mode}" instead'
-            )
-        n_queries = A_ind.shape[0]
-        n_nonzero = n_queries * n_neighbors
-        A_indptr = np.arange(0, n_nonzero + 1, n_neighbors)
-        return csr_matrix(
-            (A_data, A_ind.ravel(), A_indptr), shape=(n_queries, self.n_samples_fit_)
-        )
-
-    def transform(self, X):
-        """Graph of neighbours of each query, as ``KNeighborsTransformer``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features)
-            Queries.
-
-        Returns
-        -------
-        Xt : sparse matrix of shape (n_queries, n_samples_fit)
-            CSR graph with ``n_neighbors + 1`` entries per row in distance
-            mode (so that an indexed item finds itself plus ``n_neighbors``
-            others), ``n_neighbors`` in connectivity mode.
-        """
-        check_is_fitted(self)
-        add_one = self.mode == "distance"
-        return self.kneighbors_graph(X, mode=self.mode, n_neighbors=self.n_neighbors + add_one)
-
-    def fit_transform(self, X, y=None):
-        """Fit to ``X`` and return its neighbour graph (itself included).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Items to index.
-        y : array-like of shape (n_samples,), default=None
-            Labels kept for :meth:`score`.
-
-        Returns
-        -------
-        Xt : sparse matrix of shape (n_samples, n_samples)
-            As :meth:`transform`.
-        """
-        return self.fit(X, y).transform(X)
 
     def score(self, X, y):
         """Mean precision@n_neighbors of the retrieved items' labels.
@@ -452,13 +538,14 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         from ..metrics import precision_at_k
 
         check_is_fitted(self)
-        if self._fit_y is None:
-            raise ValueError(
-                f"{type(self).__name__}.score needs the labels of the indexed "
-                "items: fit the index with fit(X, y)."
-            )
-        ind = self.kneighbors(X, return_distance=False)
-        return precision_at_k(y, self._fit_y[ind])
+        with self._reading():  # labels and ids from the same fitted state
+            if self._fit_y is None:
+                raise ValueError(
+                    f"{type(self).__name__}.score needs the labels of the indexed "
+                    "items: fit the index with fit(X, y)."
+                )
+            ind = self.kneighbors(X, return_distance=False)
+            return precision_at_k(y, self.labels_of(ind))
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):
@@ -486,9 +573,3 @@ class BaseIndex(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         tags.requires_fit = True
         return tags
 
-
-def _exact_knn(index, Q, k):
-    """Exact k-NN of prepared queries against an index's stored data."""
-    from ._exact import exact_search
-
-    return exact_search(index, Q, k)

@@ -11,12 +11,21 @@ exact distances for returned ids where a backend's own are approximate.
 import numpy as np
 
 __all__ = [
+    "NATIVE_UNITS",
     "exact_distances",
+    "from_native",
     "from_similarity",
     "from_sqeuclidean",
     "normalize_rows",
     "zero_vectors_at_distance_one",
 ]
+
+#: What a backend's search may return, declared by each backend once
+#: (``BaseIndex._native_distance``) and converted by :func:`from_native`:
+#: squared L2, L2, the inner product ``<x, y>``, its negation, ``1 - <x, y>``,
+#: distances already in skfindkit's units (``"exact"``), or values to ignore
+#: and recompute exactly from the stored data (``"recompute"``: lossy codes).
+NATIVE_UNITS = ("sqeuclidean", "euclidean", "dot", "negdot", "one_minus_dot", "exact", "recompute")
 
 
 def normalize_rows(X):
@@ -41,6 +50,29 @@ def from_sqeuclidean(d2, metric):
 def from_similarity(sim):
     """Inner product of prepared rows -> ``1 - <x, y>`` (cosine on unit rows)."""
     return 1.0 - np.asarray(sim, dtype=np.float64)
+
+
+def from_native(native, unit, metric):
+    """Distances a backend returned in ``unit`` -> ``metric``'s units (float64).
+
+    ``unit`` is one of :data:`NATIVE_UNITS` but ``"recompute"`` (which needs
+    the data: :func:`exact_distances`).
+    """
+    if unit == "exact":
+        return np.array(native, dtype=np.float64)
+    if unit == "sqeuclidean":
+        return from_sqeuclidean(native, metric)
+    if unit == "euclidean":
+        return from_sqeuclidean(np.square(np.asarray(native, dtype=np.float64)), metric)
+    if metric != "inner_product":
+        raise ValueError(f"a {unit!r} distance has no meaning for metric={metric!r}")
+    if unit == "dot":
+        return from_similarity(native)
+    if unit == "negdot":
+        return from_similarity(-np.asarray(native, dtype=np.float64))
+    if unit == "one_minus_dot":
+        return np.array(native, dtype=np.float64)
+    raise ValueError(f"unknown native distance unit {unit!r}; expected one of {NATIVE_UNITS}")
 
 
 def exact_distances(Q, data, ind, metric):
@@ -85,3 +117,43 @@ def zero_vectors_at_distance_one(dist, ind, Q, zero_rows):
     dist[~Q.any(axis=1)] = 1.0
     if zero_rows.size:
         dist[np.isin(ind, zero_rows)] = 1.0
+
+
+#: Largest magnitude float32 holds; indexes store and search float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# outside [2**-40, 2**40] squared distances leave float32's normal range (or
+# lose their ordering): such collections are rescaled by a power of two
+_SAFE_EXPONENT = 40
+
+
+def check_float32_range(X, name="X"):
+    """Refuse values float32 cannot hold (they would become inf, then NaN distances)."""
+    if X.dtype == np.float64 and X.size and (X.max() > FLOAT32_MAX or X.min() < -FLOAT32_MAX):
+        raise ValueError(
+            f"{name} contains values beyond the float32 range (|x| > {FLOAT32_MAX:.3g}); "
+            "skfindkit indexes store and search float32. Rescale the data."
+        )
+
+
+def power_of_two_scale(X):
+    """Factor (a power of two, so exact) that brings the data's magnitude near 1.
+
+    1.0 for data whose largest magnitude is within ``2**±40``; otherwise the
+    power of two that maps it into ``[1, 2)``. Squared distances of tiny
+    (~1e-30) or huge (~1e20) values underflow or overflow float32 and every
+    candidate ties; scaling every row by one power of two keeps the order of
+    euclidean, cosine and inner-product distances and loses no bits.
+    """
+    max_abs = float(np.abs(X).max()) if X.size else 0.0
+    if max_abs == 0.0 or 2.0**-_SAFE_EXPONENT <= max_abs <= 2.0**_SAFE_EXPONENT:
+        return 1.0
+    return float(2.0 ** -np.floor(np.log2(max_abs)))
+
+
+def unscale(dist, scale, metric):
+    """Distances between rows scaled by ``scale`` -> distances between the originals."""
+    if scale == 1.0 or metric == "cosine":
+        return dist
+    if metric == "euclidean":
+        return dist / scale
+    return 1.0 - (1.0 - dist) / (scale * scale)  # 1 - <sx, sy> -> 1 - <x, y>

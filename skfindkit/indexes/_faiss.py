@@ -80,7 +80,7 @@ class FaissIndex(BaseIndex):
     nprobe : int, default=None
         faiss's ``nprobe`` (IVF indexes): inverted lists visited per query.
         None keeps faiss's default (1).
-    efSearch : int, default=None
+    ef_search : int, default=None
         faiss's ``efSearch`` (HNSW indexes and HNSW-quantized IVF):
         candidate list size while querying. None keeps faiss's default (16).
     random_state : int, RandomState instance or None, default=None
@@ -118,11 +118,20 @@ class FaissIndex(BaseIndex):
     _backend = "faiss"
     supported_metrics = ("euclidean", "cosine", "inner_product")
 
+    @property
+    def _native_distance(self):
+        if not _native_distances_exact(_faiss(), self._index):
+            return "recompute"  # lossy codes or BLAS: recomputed for the returned ids
+        return "dot" if self.metric_ == "inner_product" else "sqeuclidean"
+
+    def _is_exact(self):
+        return self.factory.replace(" ", "") == "Flat"
+
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
         "factory": [str],
         "nprobe": [None, Interval(Integral, 1, None, closed="left")],
-        "efSearch": [None, Interval(Integral, 1, None, closed="left")],
+        "ef_search": [None, Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -135,13 +144,13 @@ class FaissIndex(BaseIndex):
         n_jobs=None,
         factory="HNSW32",
         nprobe=None,
-        efSearch=None,
+        ef_search=None,
         random_state=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
         self.factory = factory
         self.nprobe = nprobe
-        self.efSearch = efSearch
+        self.ef_search = ef_search
         self.random_state = random_state
 
     def _build(self, X):
@@ -153,7 +162,7 @@ class FaissIndex(BaseIndex):
                 f"the {X.shape[0]} given; using {self.factory_!r} instead.",
                 UserWarning,
             )
-        ip = self.metric == "inner_product"
+        ip = self.metric_ == "inner_product"
         try:
             index = faiss.index_factory(
                 X.shape[1], self.factory_, faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
@@ -181,12 +190,12 @@ class FaissIndex(BaseIndex):
 
     def _set_search_params(self, index):
         space = _faiss().ParameterSpace()
-        for name in ("nprobe", "efSearch"):
+        for name, native_name in (("nprobe", "nprobe"), ("ef_search", "efSearch")):
             value = getattr(self, name)
             if value is None:
                 continue
             try:
-                space.set_index_parameter(index, name, value)
+                space.set_index_parameter(index, native_name, value)
             except RuntimeError as exc:
                 raise ValueError(
                     f"FaissIndex: {name}={value} does not apply to factory="
@@ -198,16 +207,16 @@ class FaissIndex(BaseIndex):
         with _omp_threads(faiss, self._n_threads()):
             self._index.add(X)
 
+    def _query_params(self):
+        return {"nprobe": self.nprobe, "ef_search": self.ef_search}
+
+    def _apply_query_params(self):
+        self._set_search_params(self._index)  # query-time knobs: no rebuild needed
+
     def _search(self, X, k):
         faiss = _faiss()
-        self._set_search_params(self._index)  # query-time knobs: no rebuild needed
         with _omp_threads(faiss, self._n_threads()):
-            native, ind = self._index.search(X, k)
-        if not _native_distances_exact(faiss, self._index):
-            return self._exact_distances(X, ind), ind
-        if self.metric == "inner_product":
-            return self._true_distance_from_similarity(native), ind
-        return self._true_distance_from_sqeuclidean(native), ind
+            return self._index.search(X, k)
 
     def _serialize(self):
         return _faiss().serialize_index(self._index).tobytes()

@@ -44,7 +44,7 @@ class HNSWIndex(BaseIndex):
         hnswlib's ``M``: graph out-degree. Larger is more accurate and slower.
     ef_construction : int, default=200
         hnswlib's ``ef_construction``: candidate list size while building.
-    ef : int, default=50
+    ef_search : int, default=50
         hnswlib's ``ef``: candidate list size while querying (at least the
         number of neighbours asked for). The recall/speed knob.
     random_state : int, RandomState instance or None, default=None
@@ -78,12 +78,15 @@ class HNSWIndex(BaseIndex):
 
     _backend = "hnswlib"
     supported_metrics = ("euclidean", "cosine", "inner_product")
+    # "l2" returns squared L2, "ip" returns 1 - <x, y>
+    _native_distance = {"euclidean": "sqeuclidean", "cosine": "sqeuclidean",
+                        "inner_product": "one_minus_dot"}
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
         "M": [Interval(Integral, 2, None, closed="left")],
         "ef_construction": [Interval(Integral, 1, None, closed="left")],
-        "ef": [Interval(Integral, 1, None, closed="left")],
+        "ef_search": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -96,17 +99,17 @@ class HNSWIndex(BaseIndex):
         n_jobs=None,
         M=16,
         ef_construction=200,
-        ef=50,
+        ef_search=50,
         random_state=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
         self.M = M
         self.ef_construction = ef_construction
-        self.ef = ef
+        self.ef_search = ef_search
         self.random_state = random_state
 
     def _build(self, X):
-        index = _hnswlib().Index(space=_SPACES[self.metric], dim=X.shape[1])
+        index = _hnswlib().Index(space=_SPACES[self.metric_], dim=X.shape[1])
         index.init_index(
             max_elements=X.shape[0],
             ef_construction=self.ef_construction,
@@ -114,8 +117,13 @@ class HNSWIndex(BaseIndex):
             random_seed=native_seed(self.random_state),
         )
         index.add_items(X, np.arange(X.shape[0]), num_threads=self._n_threads())
-        index.set_ef(self.ef)
         return index
+
+    def _query_params(self):
+        return {"ef_search": self.ef_search}
+
+    def _apply_query_params(self):
+        self._index.set_ef(self.ef_search)  # a query-time knob: no rebuild needed
 
     def _add(self, X):
         """Native growth: resize the graph and insert the new rows."""
@@ -124,14 +132,11 @@ class HNSWIndex(BaseIndex):
         self._index.add_items(X, np.arange(start, self.n_samples_fit_), num_threads=self._n_threads())
 
     def _search(self, X, k):
-        self._index.set_ef(self.ef)  # a query-time knob: no rebuild needed
         try:
             labels, native = self._index.knn_query(X, k=k, num_threads=self._n_threads())
         except RuntimeError:  # the graph walk found fewer than k items
             return np.full((X.shape[0], k), np.inf), np.full((X.shape[0], k), -1)
-        if self.metric == "inner_product":  # hnswlib's "ip" space is 1 - <x, y>
-            return native, labels
-        return self._true_distance_from_sqeuclidean(native), labels
+        return native, labels
 
     def _serialize(self):
         return pickle.dumps(self._index, protocol=pickle.HIGHEST_PROTOCOL)

@@ -2,7 +2,6 @@
 
 from numbers import Integral
 
-import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..utils import import_optional
@@ -49,9 +48,10 @@ class NMSLibIndex(BaseIndex):
     M : int, default=16
         nmslib's ``M`` for ``"hnsw"``, ``NN`` for ``"sw-graph"``: graph
         out-degree. Ignored by ``"seq_search"``.
-    efConstruction : int, default=200
-        Candidate list size while building the graph.
-    ef : int, default=50
+    ef_construction : int, default=200
+        nmslib's ``efConstruction``: candidate list size while building the
+        graph.
+    ef_search : int, default=50
         nmslib's ``efSearch``: candidate list size while querying.
 
     Attributes
@@ -81,12 +81,21 @@ class NMSLibIndex(BaseIndex):
     _backend = "nmslib"
     supported_metrics = ("euclidean", "cosine", "inner_product")
 
+    @property
+    def _native_distance(self):
+        if self.metric_ == "inner_product":
+            return "negdot"  # negdotprod = -<x, y>
+        return "sqeuclidean" if self._fitted_param("method") in _SQUARED_L2 else "euclidean"
+
+    def _is_exact(self):
+        return self.method == "seq_search"
+
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
         "method": [StrOptions({"hnsw", "sw-graph", "seq_search"})],
         "M": [Interval(Integral, 2, None, closed="left")],
-        "efConstruction": [Interval(Integral, 1, None, closed="left")],
-        "ef": [Interval(Integral, 1, None, closed="left")],
+        "ef_construction": [Interval(Integral, 1, None, closed="left")],
+        "ef_search": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -98,24 +107,25 @@ class NMSLibIndex(BaseIndex):
         n_jobs=None,
         method="hnsw",
         M=16,
-        efConstruction=200,
-        ef=50,
+        ef_construction=200,
+        ef_search=50,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
         self.method = method
         self.M = M
-        self.efConstruction = efConstruction
-        self.ef = ef
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
 
     def _init(self):
-        return _nmslib().init(method=self.method, space=_SPACES[self.metric])
+        return _nmslib().init(method=self._fitted_param("method"), space=_SPACES[self.metric_])
 
     def _index_params(self):
         threads = {"indexThreadQty": self._n_threads()}
-        if self.method == "hnsw":
-            return {"M": self.M, "efConstruction": self.efConstruction, "post": 0, **threads}
-        if self.method == "sw-graph":
-            return {"NN": self.M, "efConstruction": self.efConstruction, **threads}
+        method, M, ef = (self._fitted_param(p) for p in ("method", "M", "ef_construction"))
+        if method == "hnsw":
+            return {"M": M, "efConstruction": ef, "post": 0, **threads}
+        if method == "sw-graph":
+            return {"NN": M, "efConstruction": ef, **threads}
         return {}
 
     def _build(self, X):
@@ -124,19 +134,19 @@ class NMSLibIndex(BaseIndex):
         index.createIndex(self._index_params(), print_progress=False)
         return index
 
+    def _query_params(self):
+        return {} if self._fitted_param("method") == "seq_search" else {"ef_search": self.ef_search}
+
+    def _apply_query_params(self):
+        if self._query_params():  # a query-time knob: no rebuild needed
+            self._index.setQueryTimeParams({"efSearch": self.ef_search})
+
     def _search(self, X, k):
-        if self.method != "seq_search":  # a query-time knob: no rebuild needed
-            self._index.setQueryTimeParams({"efSearch": self.ef})
         results = self._index.knnQueryBatch(X, k=k, num_threads=self._n_threads())
-        native, ind = stack_padded([r[0] for r in results], [r[1] for r in results], k)
-        if self.metric == "inner_product":  # negdotprod = -<x, y>
-            return self._true_distance_from_similarity(-native), ind
-        if self.method in _SQUARED_L2:
-            return self._true_distance_from_sqeuclidean(native), ind
-        return self._true_distance_from_sqeuclidean(np.square(native)), ind
+        return stack_padded([r[0] for r in results], [r[1] for r in results], k)
 
     def _serialize(self):
-        if self.method == "seq_search":  # nothing to save: rebuilt on unpickling
+        if self._fitted_param("method") == "seq_search":  # nothing to save: rebuilt on unpickling
             return None
         return files_to_bytes(lambda path: self._index.saveIndex(path, save_data=True), n_files=2)
 

@@ -13,6 +13,7 @@ only), and ``partial_fit`` hands new rows to the shards without copying the
 collection.
 """
 
+import threading
 from numbers import Integral
 
 import numpy as np
@@ -20,7 +21,9 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from . import _distances
 from ._base import BaseIndex
+from ._self import insert_self
 from ._exact import ExactIndex
 
 __all__ = ["ShardedIndex"]
@@ -32,6 +35,24 @@ def _fit_shard(index, rows):
 
 def _grow_shard(index, rows):
     return index.partial_fit(rows)
+
+
+def _search_shard(shard, Q, k, exact, own, metric):
+    """One shard's k nearest of its prepared queries ``Q`` (local ids), each
+    query's own item ``own`` (local id, -1: none) put in, distances in the
+    sharded index's units."""
+    with shard._reading():  # applies the shard's changed query-time knobs
+        search = shard._exact_search if exact else shard._search_complete
+        dist, ind = search(Q, k)
+    if own is not None:
+        dist, ind = insert_self(Q, shard._fit_X, dist, ind, own, metric)
+    return _distances.unscale(dist, shard._scale, metric), ind
+
+
+def _local_ids(global_ids, shard_ids):
+    """Positions of ``global_ids`` among a shard's ids, -1 for those elsewhere."""
+    pos = np.minimum(np.searchsorted(shard_ids, global_ids), shard_ids.size - 1)
+    return np.where((global_ids >= 0) & (shard_ids[pos] == global_ids), pos, -1)
 
 
 def fill_evenly(sizes, n_new):
@@ -80,6 +101,39 @@ class _Shards:
 
     def sizes(self):
         return np.array([len(i) for i in self.ids])
+
+    def rows(self, shard, metric):
+        """A shard's prepared rows in the sharded index's units (its own scale undone)."""
+        X = shard._fit_X
+        if shard._scale == 1.0 or metric == "cosine":  # cosine rows are unit rows
+            return X
+        return X / np.float32(shard._scale)  # a power of two: exact
+
+    def assemble(self, n, d, metric):
+        out = np.empty((n, d), dtype=np.float32)
+        for shard, ids in zip(self.indexes, self.ids):
+            out[ids] = self.rows(shard, metric)
+        return out.view(_StoredRows)
+
+
+class _ShardRows:
+    """The shards' rows in global id order, read on demand: what ``_fit_X`` is
+    for the base class between queries (its shape, or the whole array when
+    the queries have the same shape), never kept as a copy."""
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __init__(self, shards, shape, metric):
+        self._shards, self.shape, self._metric = shards, shape, metric
+
+    def __array__(self, dtype=None, copy=None):
+        out = self._shards.assemble(*self.shape, self._metric).view(np.ndarray)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+# the rows assembled for the kneighbors(X=None) call running in this thread
+_ASSEMBLED = threading.local()
 
 
 class ShardedIndex(BaseIndex):
@@ -150,6 +204,8 @@ class ShardedIndex(BaseIndex):
     """
 
     _backend = "sharded"
+    # the shards' merged distances are already in the metric's units
+    _native_distance = "exact"
 
     _parameter_constraints: dict = {
         "index": [BaseIndex, None],
@@ -175,10 +231,8 @@ class ShardedIndex(BaseIndex):
         """The metric of the sharded index (a parameter of ``index``)."""
         return self._template().metric
 
-    @property
-    def _exact_on_small_data(self):
-        inner = self._template()
-        return isinstance(inner, ExactIndex) or getattr(inner, "_exact_on_small_data", False)
+    def _is_exact(self):
+        return self._template()._is_exact()
 
     @property
     def shards_(self):
@@ -191,24 +245,79 @@ class ShardedIndex(BaseIndex):
     # --------------------------------------------- rows live in the shards
     @property
     def _fit_X(self):
-        """The prepared rows in global id order: the pending input during
-        ``fit``, else a fresh array assembled from the shards."""
+        """The prepared rows in global id order, as the base class reads them.
+
+        The input while ``fit`` builds the shards; the rows assembled for a
+        ``kneighbors(X=None)`` call in this thread; else a :class:`_ShardRows`
+        that reads the shards on demand.
+        """
         pending = self.__dict__.get("_pending_X")
         if pending is not None:
             return pending
-        shards = self._index
-        out = np.empty((self.n_samples_fit_, self.n_features_in_), dtype=np.float32)
-        for shard, ids in zip(shards.indexes, shards.ids):
-            out[ids] = shard._fit_X
-        return out.view(_StoredRows)
+        assembled = getattr(_ASSEMBLED, "rows", {}).get(id(self))
+        if assembled is not None:
+            return assembled
+        return _ShardRows(self._index, (self.n_samples_fit_, self.n_features_in_), self.metric_)
 
     @_fit_X.setter
     def _fit_X(self, value):  # BaseIndex.fit stores the prepared rows here
         self.__dict__["_pending_X"] = value
 
-    def _prepare(self, X):
-        """float32 rows; the shards prepare them for the metric (as one index would)."""
+    def _kneighbors(self, X, n_neighbors, return_distance, search):
+        if X is not None:
+            return super()._kneighbors(X, n_neighbors, return_distance, search)
+        # the indexed rows are the queries: assemble them once for this call
+        rows = getattr(_ASSEMBLED, "rows", None)
+        if rows is None:
+            rows = _ASSEMBLED.rows = {}
+        self._check_fitted()
+        rows[id(self)] = self._index.assemble(
+            self.n_samples_fit_, self.n_features_in_, self.metric_
+        )
+        try:
+            return super()._kneighbors(X, n_neighbors, return_distance, search)
+        finally:
+            del rows[id(self)]
+
+    def _prepare(self, X, name="X"):
+        """Range-checked, rescaled float32 rows; each shard prepares them for the
+        metric (unit rows for cosine) exactly as one index would."""
+        _distances.check_float32_range(X, name)
+        if self._scale != 1.0:
+            X = np.multiply(X, self._scale, dtype=np.float64)
+            _distances.check_float32_range(X, f"{name} (scaled as the indexed data)")
         return np.require(X, dtype=np.float32, requirements=["C"])
+
+    def _own_items(self, X, is_fit_X):
+        # the merge puts each query's own item in, in the shards' units
+        return None
+
+    def _own_global_ids(self, X, queries):
+        """Each query's own indexed item (global id, -1: none), as the base finds it."""
+        shards = self._index
+        if isinstance(X, _StoredRows) or (
+            X.shape[0] == self.n_samples_fit_
+            and all(np.array_equal(Q[ids], shard._fit_X)  # the fitted rows as queries
+                    for Q, shard, ids in zip(queries, shards.indexes, shards.ids))
+        ):
+            return np.arange(X.shape[0])
+        if self._is_exact():  # exact search finds identical rows by itself
+            return None
+        own = np.full(X.shape[0], -1)
+        for Q, shard, ids in zip(queries, shards.indexes, shards.ids):
+            local = shard._own_items(Q, False)  # an identical row of this shard
+            found = np.where(local >= 0, ids[np.maximum(local, 0)], -1)
+            better = (found >= 0) & ((own < 0) | (found < own))
+            own[better] = found[better]
+        return own
+
+    def _query_params(self):
+        return self._template()._query_params()
+
+    def _apply_query_params(self):
+        # the shards apply them on their next query (their own read section)
+        for shard in self._index.indexes:
+            shard.set_params(**self._query_params())
 
     def _map(self, tasks, **parallel_params):
         """Run joblib ``delayed`` tasks, in this thread when there is one job."""
@@ -255,19 +364,37 @@ class ShardedIndex(BaseIndex):
             new_ids = self.n_samples_fit_ + np.arange(starts[s], starts[s + 1])
             shards.ids[s] = np.concatenate([shards.ids[s], new_ids])
         self.n_samples_fit_ += Xp.shape[0]
+        self._changed_native_index()
 
     def _search(self, X, k):
+        return self._merge(X, k, exact=False)
+
+    def _exact_search(self, X, k):
+        return self._merge(X, k, exact=True)
+
+    def _merge(self, X, k, exact):
+        """Every shard's k nearest, merged by (distance, own item first, global id)."""
         shards = self._index
-        if not isinstance(X, _StoredRows):  # queries, not the shards' own rows
-            X = shards.indexes[0]._prepare(X)
+        if isinstance(X, _StoredRows):  # the shards' own rows: only their scale to redo
+            queries = [
+                X.view(np.ndarray) if s._scale == 1.0 or self.metric_ == "cosine"
+                else X.view(np.ndarray) * np.float32(s._scale)
+                for s in shards.indexes
+            ]
+        else:
+            queries = [shard._prepare(X) for shard in shards.indexes]
+        own = self._own_global_ids(X, queries)
         found = self._map(
-            (delayed(index._search_complete)(X, min(k, index.n_samples_fit_))
-             for index in shards.indexes),
+            (delayed(_search_shard)(
+                shard, Q, min(k, shard.n_samples_fit_), exact,
+                None if own is None else _local_ids(own, ids), self.metric_)
+             for shard, Q, ids in zip(shards.indexes, queries, shards.ids)),
             backend="threading",
         )
         dist = np.concatenate([d for d, _ in found], axis=1)
         ind = np.concatenate([ids[i] for (_, i), ids in zip(found, shards.ids)], axis=1)
-        order = np.lexsort((ind, dist), axis=1)[:, :k]  # by distance, then global id
+        keys = (ind, dist) if own is None else (ind, ind != own[:, None], dist)
+        order = np.lexsort(keys, axis=1)[:, :k]
         return np.take_along_axis(dist, order, axis=1), np.take_along_axis(ind, order, axis=1)
 
     def _serialize(self):

@@ -1,6 +1,7 @@
-"""Small shared helpers (optional imports, progress bars, validation)."""
+"""Small shared helpers (optional imports, progress bars, pipelines)."""
 
 from ._optional import import_optional
+from ._pipeline import features_for_index, final_index
 from ._progress import progress
 
-__all__ = ["import_optional", "progress"]
+__all__ = ["features_for_index", "final_index", "import_optional", "progress"]

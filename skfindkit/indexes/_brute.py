@@ -1,0 +1,149 @@
+"""Exact (brute-force) k nearest neighbours: arrays in, arrays out.
+
+For a block of queries the scores against every item come from one float32
+matrix product (for euclidean, ``<q, y> - |y|^2 / 2`` through an augmented
+column, so no extra pass is needed). The top ``k`` of each row are found
+without sorting or partitioning the whole row: the row is cut into ``g``
+interleaved groups, the maximum of each group is taken (one vectorized pass),
+and only the ``k`` groups with the largest maxima can hold the ``k`` best
+items -- so a partition over ``k * g`` candidates replaces one over all ``n``
+items. The best ``2k`` candidates are then re-ranked by exact float64
+distances computed from differences, which makes distances exact (0 between
+identical vectors) and immune to float32 cancellation.
+
+Nothing here knows about estimators: :class:`~skfindkit.ExactIndex` searches
+with it, and every index uses it for its exact path
+(:meth:`~skfindkit.indexes.BaseIndex.exact_kneighbors`, completion of rows a
+backend left short).
+"""
+
+import numpy as np
+from sklearn import get_config
+from threadpoolctl import ThreadpoolController
+
+from ._distances import exact_distances
+
+__all__ = ["BruteForceMatrix", "brute_force_kneighbors"]
+
+_GROUP = 32  # items per group in the top-k prefilter
+_controller = None
+
+
+def _blas_limits(n_threads):
+    """Context manager limiting BLAS threads (restores the previous setting)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=n_threads, user_api="blas")
+
+
+class BruteForceMatrix:
+    """The matrix a block of queries is multiplied with, per metric.
+
+    Building it costs one pass over the data; an index keeps it between
+    queries (it is :class:`~skfindkit.ExactIndex`'s native structure).
+    """
+
+    def __init__(self, data, metric):
+        self.data = data
+        self.metric = metric
+        if metric == "euclidean":
+            half_sq = 0.5 * np.einsum("ij,ij->i", data, data, dtype=np.float64)
+            self.matrix = np.hstack([data, -half_sq[:, None].astype(np.float32)])
+        else:
+            self.matrix = data
+
+    def scores(self, queries, out):
+        """Scores (larger is nearer) of queries against every item, into ``out``."""
+        if self.metric == "euclidean":
+            queries = np.hstack([queries, np.ones((queries.shape[0], 1), dtype=np.float32)])
+        return np.matmul(queries, self.matrix.T, out=out)
+
+
+def _top_candidates(S, m):
+    """Column ids of the ``m`` largest scores of each row (unordered)."""
+    n_q, n = S.shape
+    if m >= n:
+        return np.broadcast_to(np.arange(n), (n_q, n))
+    # groups of up to 32 columns, at least 8 m groups (fewer make the final
+    # partition over m * group columns dearer than a plain one)
+    group = min(_GROUP, n // (8 * m))
+    if group < 4:  # short rows: a plain partition is cheaper
+        return np.argpartition(S, n - m, axis=1)[:, n - m:]
+    n_groups = n // group
+    full = n_groups * group
+    # group r holds columns r, r + n_groups, r + 2 n_groups, ... (a view, no copy)
+    group_max = S[:, :full].reshape(n_q, group, n_groups).max(axis=1)
+    best_groups = np.argpartition(group_max, n_groups - m, axis=1)[:, n_groups - m:]
+    cols = (best_groups[:, :, None] + n_groups * np.arange(group)).reshape(n_q, -1)
+    if full < n:  # leftover columns are always candidates
+        cols = np.hstack([cols, np.broadcast_to(np.arange(full, n), (n_q, n - full))])
+    cand = np.take_along_axis(S, cols, axis=1)
+    keep = np.argpartition(cand, cand.shape[1] - m, axis=1)[:, cand.shape[1] - m:]
+    return np.take_along_axis(cols, keep, axis=1)
+
+
+def _default_batch_size(n_queries, n_samples):
+    budget = get_config()["working_memory"] * 2**20  # bytes, as sklearn's chunking
+    return int(max(1, min(n_queries, 512, budget // (4 * n_samples))))
+
+
+def brute_force_kneighbors(
+    data, queries, k, metric, *, batch_size=None, n_threads=1, matrix=None
+):
+    """Exact k nearest rows of ``data`` for each row of ``queries``.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_samples, n_features), float32, C-contiguous
+        Items, prepared as indexes store them (unit rows for ``"cosine"``).
+    queries : ndarray of shape (n_queries, n_features), float32
+        Queries, prepared the same way.
+    k : int
+        Number of neighbours, at most ``n_samples``.
+    metric : {"euclidean", "cosine", "inner_product"}
+        Distance, in skfindkit's units (see :mod:`skfindkit.indexes._distances`).
+    batch_size : int, default=None
+        Queries per block; memory grows as ``4 * batch_size * n_samples``
+        bytes. None chooses it from scikit-learn's ``working_memory``.
+    n_threads : int, default=1
+        BLAS threads for the matrix products (restored afterwards).
+    matrix : BruteForceMatrix, default=None
+        The search matrix of ``data`` for ``metric`` if already built.
+
+    Returns
+    -------
+    dist : ndarray of shape (n_queries, k), float64
+        Distances in the metric's units, ascending (ties by id).
+    ind : ndarray of shape (n_queries, k), intp
+        Row numbers in ``data``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = np.array([[0, 0], [1, 0], [5, 5]], dtype=np.float32)
+    >>> dist, ind = brute_force_kneighbors(data, data[:1], 2, "euclidean")
+    >>> ind, dist
+    (array([[0, 1]]), array([[0., 1.]]))
+    """
+    if matrix is None:
+        matrix = BruteForceMatrix(data, metric)
+    n = data.shape[0]
+    m = min(n, 2 * k)  # candidates re-ranked exactly
+    step = batch_size or _default_batch_size(queries.shape[0], n)
+    dist = np.empty((queries.shape[0], k))
+    ind = np.empty((queries.shape[0], k), dtype=np.intp)
+    if queries.shape[0] == 0:
+        return dist, ind
+    # one score buffer reused by every block: fresh arrays of this size cost
+    # page faults that slow the matrix product by up to 2x
+    buffer = np.empty((min(step, queries.shape[0]), n), dtype=np.float32)
+    with _blas_limits(n_threads):
+        for start in range(0, queries.shape[0], step):
+            Qb = queries[start:start + step]
+            cand = _top_candidates(matrix.scores(Qb, buffer[: Qb.shape[0]]), m)
+            d = exact_distances(Qb, data, cand, metric)
+            order = np.lexsort((cand, d), axis=1)[:, :k]  # by distance, then id
+            dist[start:start + step] = np.take_along_axis(d, order, axis=1)
+            ind[start:start + step] = np.take_along_axis(cand, order, axis=1)
+    return dist, ind
