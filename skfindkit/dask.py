@@ -38,8 +38,8 @@ from scipy import sparse
 from sklearn.utils.validation import check_is_fitted
 
 from .loaders import ItemLoadError, ItemLoadWarning
-from .search import SearchResult, _final_index, search
-from .utils import import_optional, progress
+from .search import SearchResult, search
+from .utils import final_index, import_optional, progress
 
 __all__ = ["PartitionLostError", "connect", "search_collection", "transform_collection"]
 
@@ -381,7 +381,7 @@ def search_collection(
     if keys is None:
         return result
     keys = np.asarray(keys)
-    n_fit = _final_index(pipeline).n_samples_fit_
+    n_fit = final_index(pipeline).n_samples_fit_
     if keys.shape != (n_fit,):
         raise ValueError(
             f"keys must be 1-D with one key per indexed item ({n_fit}); got shape "
