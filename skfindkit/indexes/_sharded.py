@@ -195,12 +195,12 @@ class ShardedIndex(BaseIndex):
     >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
     >>> index = ShardedIndex(ExactIndex(), n_shards=2, n_neighbors=2).fit(X)
     >>> [len(ids) for ids in index.shard_ids_]
-    [3, 2]
+    [2, 3]
     >>> dist, ind = index.kneighbors([[3.1, 3.0]])
     >>> ind
     array([[3, 4]])
-    >>> index.partial_fit([[0.5, 0.5]]).shard_ids_[1]
-    array([3, 4, 5])
+    >>> index.partial_fit([[0.5, 0.5]]).shard_ids_[0]  # to the smaller shard
+    array([0, 1, 5])
     """
 
     _backend = "sharded"
