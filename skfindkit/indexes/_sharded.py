@@ -7,10 +7,11 @@ This is how a collection larger than one machine is served (one shard per
 machine or process); here the shards live in one process and are built and
 queried with joblib.
 
-Memory: the shards hold the only copy of the prepared rows. The base class's
-``_fit_X`` is a view assembled from them on demand (``kneighbors(X=None)``
-only), and ``partial_fit`` hands new rows to the shards without copying the
-collection.
+Memory: the shards hold the only copy of the prepared rows. What the base
+class reads as ``_fit_X`` is read from the shards on demand (assembled only
+for the duration of a ``kneighbors(X=None)`` call, or when queries have the
+collection's shape), and ``partial_fit`` hands new rows to the shards without
+copying the collection.
 """
 
 import threading
