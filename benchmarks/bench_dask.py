@@ -29,6 +29,7 @@ from bench_exact import machine  # noqa: E402
 from bench_loaders import audio_files, best_of_interleaved  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+NO_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 def main():
@@ -58,11 +59,18 @@ def main():
         local = pipeline.transform(wavs)
         bag = db.from_sequence(wavs, npartitions=args.partitions)
 
-        clusters = [
-            distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                                     dashboard_address=None)
-            for w in (1, 2)
-        ]
+        # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which makes
+        # glibc return and re-fault every large numpy buffer: 2-3x slower
+        # librosa loading here; None unsets it (docs/scaling.md). One more
+        # 1-worker cluster keeps dask's default, for the record.
+        with dask.config.set({NO_TRIM: None}):
+            clusters = [
+                distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+                for w in (1, 2)
+            ]
+        clusters.append(distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None))
         clients = [distributed.Client(c, set_as_default=False) for c in clusters]
         try:
             outputs = {}
@@ -72,16 +80,17 @@ def main():
                     outputs[i] = transform_collection(pipeline, bag, scheduler=clients[i])
                 return run
 
-            for i in (0, 1):  # warm-up: imports and the pipeline reach the workers
+            for i in (0, 1, 2):  # warm-up: imports and the pipeline reach the workers
                 on(i)()
-            t_one, t_two = best_of_interleaved([on(0), on(1)], repeat=args.repeats)
-            max_diff = max(float(np.abs(outputs[i] - local).max()) for i in (0, 1))
+            t_one, t_two, t_trim = best_of_interleaved([on(0), on(1), on(2)],
+                                                       repeat=args.repeats)
+            max_diff = max(float(np.abs(outputs[i] - local).max()) for i in (0, 1, 2))
             scale = float(np.abs(local).max())
             # the loader alone is computed row by row: bit-identical to local
             features = pipeline[:1].transform(wavs)
             identical = all(
                 np.array_equal(transform_collection(pipeline[:1], bag, scheduler=c), features)
-                for c in clients
+                for c in clients[:2]
             )
 
             def loader(j):
@@ -118,9 +127,18 @@ def main():
         "|---|---:|---:|",
         f"| LocalCluster, 1 worker process | {n / t_one:,.1f} | 1.00x |",
         f"| LocalCluster, 2 worker processes | {n / t_two:,.1f} | **{t_one / t_two:.2f}x** |",
+        f"| LocalCluster, 1 worker process, dask's default MALLOC_TRIM_THRESHOLD_=65536 | "
+        f"{n / t_trim:,.1f} | {t_one / t_trim:.2f}x |",
         f"| (reference) loader in this process, n_jobs=1 | {n / t_l1:,.1f} | 1.00x |",
         f"| (reference) loader in this process, n_jobs=2 | {n / t_l2:,.1f} | "
         f"{t_l1 / t_l2:.2f}x |",
+        "",
+        "Workers of the first two clusters are started with "
+        "`dask.config.set({'distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_': "
+        "None})` (glibc's own adaptive default), the third with dask's default. "
+        "The reference rows show what this machine could give a second process at the "
+        "time of the run: where the loader's own n_jobs=2 is below 1.8x, no cluster "
+        "could reach it either.",
         "",
         f"Loader output of both clusters bit-identical to the local one: {identical}. "
         f"Pipeline output (after PCA) vs local: max abs difference {max_diff:.1e} on values "
