@@ -59,6 +59,14 @@ def main():
         local = pipeline.transform(wavs)
         bag = db.from_sequence(wavs, npartitions=args.partitions)
 
+        # the reference first: a nanny sets its workers' environment variables in
+        # this process too, which the loader's own worker processes would inherit
+        def loader(j):
+            return lambda: STFTVectorLoader(n_jobs=j).transform(wavs)
+
+        loader(2)()  # warm-up of the loader's own process pool
+        t_l1, t_l2 = best_of_interleaved([loader(1), loader(2)], repeat=args.repeats)
+
         # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which makes
         # glibc return and re-fault every large numpy buffer: 2-3x slower
         # librosa loading here; None unsets it (docs/scaling.md). One more
@@ -93,11 +101,6 @@ def main():
                 for c in clients[:2]
             )
 
-            def loader(j):
-                return lambda: STFTVectorLoader(n_jobs=j).transform(wavs)
-
-            loader(2)()  # warm-up of the loader's own process pool
-            t_l1, t_l2 = best_of_interleaved([loader(1), loader(2)], repeat=args.repeats)
         finally:
             for client in clients:
                 client.close()
@@ -136,9 +139,9 @@ def main():
         "Workers of the first two clusters are started with "
         "`dask.config.set({'distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_': "
         "None})` (glibc's own adaptive default), the third with dask's default. "
-        "The reference rows show what this machine could give a second process at the "
-        "time of the run: where the loader's own n_jobs=2 is below 1.8x, no cluster "
-        "could reach it either.",
+        "The reference rows (measured just before the clusters start) show what this "
+        "machine could give a second process at the time: where the loader's own "
+        "n_jobs=2 is below 1.8x, no cluster could reach it either.",
         "",
         f"Loader output of both clusters bit-identical to the local one: {identical}. "
         f"Pipeline output (after PCA) vs local: max abs difference {max_diff:.1e} on values "
