@@ -49,6 +49,18 @@ def index_instances():
             HNSWIndex(metric="cosine", mode="connectivity", M=8, ef_search=20, random_state=0),
             HNSWIndex(metric="inner_product", random_state=0),
         ]
+    # --- sharded indexes (issue 10): exact shards, and approximate ones ---
+    from skfindkit import ShardedIndex
+
+    out += [
+        ShardedIndex(),
+        ShardedIndex(ExactIndex(metric="cosine"), n_shards=3, mode="connectivity", n_jobs=2),
+        ShardedIndex(ExactIndex(metric="inner_product", batch_size=7), n_shards=2),
+    ]
+    if _has("hnswlib"):
+        from skfindkit import HNSWIndex
+
+        out.append(ShardedIndex(HNSWIndex(random_state=0), n_shards=3))
     if _has("faiss"):
         from skfindkit import FaissIndex
 

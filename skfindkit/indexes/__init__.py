@@ -11,6 +11,7 @@ from ._faiss import FaissIndex
 from ._hnsw import HNSWIndex
 from ._milvus import MilvusIndex
 from ._nmslib import NMSLibIndex
+from ._sharded import ShardedIndex
 
 __all__ = [
     "AnnoyIndex",
@@ -21,4 +22,5 @@ __all__ = [
     "METRICS",
     "MilvusIndex",
     "NMSLibIndex",
+    "ShardedIndex",
 ]

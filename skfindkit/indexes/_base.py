@@ -360,13 +360,7 @@ class BaseIndex(
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
         )
-        if self._keeps_vectors():
-            self._fit_X = np.concatenate([self._fit_X, Xp])
-        else:
-            self._fit_keys = np.concatenate([self._fit_keys, row_keys(Xp)])
-        self.n_samples_fit_ += Xp.shape[0]
-        self._add(Xp)
-        self._changed_native_index()
+        self._append(Xp)
         if hasattr(self, "item_keys_"):
             warnings.warn(
                 "partial_fit added items: the item keys attached with "
@@ -375,6 +369,21 @@ class BaseIndex(
                 UserWarning,
             )
             del self.item_keys_
+
+    def _append(self, Xp):
+        """Store prepared new rows after the fitted ones and add them to the index.
+
+        ``partial_fit``'s one storage step; an index that keeps its rows
+        elsewhere (:class:`~skfindkit.ShardedIndex`: in its shards) overrides it
+        so that adding a few rows does not copy the whole collection.
+        """
+        if self._keeps_vectors():
+            self._fit_X = np.concatenate([self._fit_X, Xp])
+        else:
+            self._fit_keys = np.concatenate([self._fit_keys, row_keys(Xp)])
+        self.n_samples_fit_ += Xp.shape[0]
+        self._add(Xp)
+        self._changed_native_index()
 
     # ------------------------------------------------------------- scoring
     def score(self, X, y):

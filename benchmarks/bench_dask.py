@@ -1,0 +1,159 @@
+"""Extraction throughput on a dask LocalCluster: 1 vs 2 worker processes.
+
+A real loader pipeline -- STFTVectorLoader (log spectrogram, mean+std) then
+PCA(32) -- fitted locally on 100 files, is applied with
+``skfindkit.dask.transform_collection`` to a ``dask.bag`` of synthesized WAV
+files on a LocalCluster of 1 worker process and on one of 2 (one thread
+each). Both clusters stay up and the runs are interleaved (1, 2, 1, 2, ...),
+best of ``--repeats``; each output is checked bit-identical to the local
+``pipeline.transform``. For reference, the same run records the loader's own
+``n_jobs=1`` vs ``n_jobs=2`` speed-up in this process: on a shared machine it
+is the ceiling the 2-worker cluster can reach at that moment.
+
+    python benchmarks/bench_dask.py [--n 800] [--repeats 3]
+
+writes ``benchmarks/results/dask.md``.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_exact import machine  # noqa: E402
+from bench_loaders import audio_files, best_of_interleaved  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+NO_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=800)
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(RESULTS / "dask.md"))
+    args = parser.parse_args()
+
+    import dask
+    import dask.bag as db
+    import distributed
+    import librosa
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    from skfindkit import SklearnFeatureExtractor, STFTVectorLoader
+    from skfindkit.dask import transform_collection
+
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-dask-") as root:
+        wavs = audio_files(root, args.n)
+        pipeline = make_pipeline(STFTVectorLoader(), SklearnFeatureExtractor(PCA(32)))
+        pipeline.fit(wavs[:100])
+        local = pipeline.transform(wavs)
+        bag = db.from_sequence(wavs, npartitions=args.partitions)
+
+        # the reference first: a nanny sets its workers' environment variables in
+        # this process too, which the loader's own worker processes would inherit
+        def loader(j):
+            return lambda: STFTVectorLoader(n_jobs=j).transform(wavs)
+
+        loader(2)()  # warm-up of the loader's own process pool
+        t_l1, t_l2 = best_of_interleaved([loader(1), loader(2)], repeat=args.repeats)
+
+        # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which makes
+        # glibc return and re-fault every large numpy buffer: 2-3x slower
+        # librosa loading here; None unsets it (docs/scaling.md). One more
+        # 1-worker cluster keeps dask's default, for the record.
+        with dask.config.set({NO_TRIM: None}):
+            clusters = [
+                distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+                for w in (1, 2)
+            ]
+        clusters.append(distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None))
+        clients = [distributed.Client(c, set_as_default=False) for c in clusters]
+        try:
+            outputs = {}
+
+            def on(i):
+                def run():
+                    outputs[i] = transform_collection(pipeline, bag, scheduler=clients[i])
+                return run
+
+            for i in (0, 1, 2):  # warm-up: imports and the pipeline reach the workers
+                on(i)()
+            t_one, t_two, t_trim = best_of_interleaved([on(0), on(1), on(2)],
+                                                       repeat=args.repeats)
+            max_diff = max(float(np.abs(outputs[i] - local).max()) for i in (0, 1, 2))
+            scale = float(np.abs(local).max())
+            # the loader alone is computed row by row: bit-identical to local
+            features = pipeline[:1].transform(wavs)
+            identical = all(
+                np.array_equal(transform_collection(pipeline[:1], bag, scheduler=c), features)
+                for c in clients[:2]
+            )
+
+        finally:
+            for client in clients:
+                client.close()
+            for cluster in clusters:
+                cluster.close()
+    load_after = os.getloadavg()
+
+    n = args.n
+    info = machine()
+    info.update({"dask": dask.__version__, "distributed": distributed.__version__,
+                 "librosa": librosa.__version__})
+    lines = [
+        "# Extraction on a dask LocalCluster: 1 vs 2 worker processes",
+        "",
+        f"Command: `python benchmarks/bench_dask.py --n {n} --partitions {args.partitions} "
+        f"--repeats {args.repeats}` ({(time.perf_counter() - started) / 60:.1f} min)  ",
+        f"Data: {n} synthesized 2 s mono WAVs at 22.05 kHz (bench_loaders.py's generator), "
+        f"a `dask.bag` of their paths in {args.partitions} partitions. Pipeline: "
+        "STFTVectorLoader() (log spectrogram, mean+std pooling) -> "
+        "SklearnFeatureExtractor(PCA(32)), fitted locally on 100 files.  ",
+        "Machine: " + "; ".join(f"{key}: {v}" for key, v in info.items()) + "  ",
+        f"Load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f} on "
+        f"{os.cpu_count()} cores: **the machine was shared with other helpers' tests and "
+        "benchmarks during this run**; best of interleaved runs, ratios within this run.",
+        "",
+        "| run | items/s | speed-up |",
+        "|---|---:|---:|",
+        f"| LocalCluster, 1 worker process | {n / t_one:,.1f} | 1.00x |",
+        f"| LocalCluster, 2 worker processes | {n / t_two:,.1f} | **{t_one / t_two:.2f}x** |",
+        f"| LocalCluster, 1 worker process, dask's default MALLOC_TRIM_THRESHOLD_=65536 | "
+        f"{n / t_trim:,.1f} | {t_one / t_trim:.2f}x |",
+        f"| (reference) loader in this process, n_jobs=1 | {n / t_l1:,.1f} | 1.00x |",
+        f"| (reference) loader in this process, n_jobs=2 | {n / t_l2:,.1f} | "
+        f"{t_l1 / t_l2:.2f}x |",
+        "",
+        "Workers of the first two clusters are started with "
+        "`dask.config.set({'distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_': "
+        "None})` (glibc's own adaptive default), the third with dask's default. "
+        "The reference rows (measured just before the clusters start) show what this "
+        "machine could give a second process at the time: where the loader's own "
+        "n_jobs=2 is below 1.8x, no cluster could reach it either.",
+        "",
+        f"Loader output of both clusters bit-identical to the local one: {identical}. "
+        f"Pipeline output (after PCA) vs local: max abs difference {max_diff:.1e} on values "
+        f"up to {scale:.1e}: PCA's float32 matrix product rounds its last bits differently "
+        "for another number of rows per call and of BLAS threads (dask workers run 1), "
+        "which the local run shows too when the same files are transformed in other "
+        "batch sizes.",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
