@@ -20,6 +20,7 @@ from functools import partial
 import numpy as np
 
 from .utils import import_optional
+from .utils._safe_tree import loadable
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -72,6 +73,7 @@ def _hog_symmetric(gray):
 _IMAGE_PARTS = {"color": _color_histogram, "lbp": _lbp_histogram, "hog": _hog_symmetric}
 
 
+@loadable  # skfindkit.io stores it by name (its state: parts and size)
 class ImageDescriptors:
     """Item -> concatenated hand-crafted descriptors (a picklable function).
 
@@ -163,6 +165,7 @@ def _audio_steps(loader_params, scale, options):
 
 
 # -------------------------------------------------------------------- text
+@loadable  # skfindkit.io stores it by name
 def _dense(X):
     """Sparse -> dense float32 rows (skfindkit indexes take dense arrays)."""
     return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
