@@ -203,6 +203,7 @@ class FeatureSet:
     metric: str
     steps: object  # callable(options) -> list of (name, estimator)
     extras: tuple = field(default=())  # (module, extra, package) that must import
+    safe: bool = True  # skfindkit.io can save it (False: joblib only)
 
 
 _IMAGE_EXTRAS = (("PIL.Image", "image", "pillow"), ("skimage", "image", "scikit-image"))
@@ -259,7 +260,7 @@ FEATURE_SETS = {
             _tfidf_steps),
         "doc2vec": FeatureSet(
             "Doc2Vec paragraph vectors (64-d, trained on the folder; the old default)",
-            "cosine", _doc2vec_steps, (("gensim", "text", None),)),
+            "cosine", _doc2vec_steps, (("gensim", "text", None),), safe=False),
     },
 }
 

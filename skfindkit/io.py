@@ -65,6 +65,7 @@ __all__ = [
     "save",
     "load",
     "atomic_write",
+    "file_kind",
     "CorruptFileError",
     "CorruptIndexError",
     "UntrustedTypeError",
@@ -203,11 +204,27 @@ def save(obj, path, *, trusted=None):
 
 
 # ---------------------------------------------------------------- decoding
-def _not_safe_file_error(path, head):
+def file_kind(path):
+    """``"safe"`` (written by :func:`save`), ``"pickle"`` (pickle/joblib) or ``None``.
+
+    Reads the first bytes only; nothing is unpickled.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC))
+    if head == MAGIC:
+        return "safe"
+    return "pickle" if _is_pickle(head) else None
+
+
+def _is_pickle(head):
     # a pickle, or the magic bytes of joblib's compressors (zlib, gzip, bz2, xz, lzma, lz4)
     compressed = (b"x\x01", b"x^", b"x\x9c", b"x\xda", b"\x1f\x8b", b"BZ", b"\xfd7",
                   b"\x5d\x00", b"\x04\x22")
-    if head[:1] == b"\x80" or head[:2] in compressed:
+    return head[:1] == b"\x80" or head[:2] in compressed
+
+
+def _not_safe_file_error(path, head):
+    if _is_pickle(head):
         kind = "a pickle/joblib file, which runs code when loaded"
         hint = " If you trust it (you wrote it yourself), load it with joblib.load."
     elif head[:2] == b"PK":
