@@ -9,8 +9,9 @@ import time
 import numpy as np
 
 from .utils import final_index
-from ._cli_io import (EXTENSIONS, check_output_path, effective_jobs, list_files,
-                      load_pipeline, load_rows, quiet_native_stderr, save_pipeline,
+from ._cli_io import (EXTENSIONS, PIPELINE_SUFFIX, TRUST_PICKLE_HELP, check_output_path,
+                      effective_jobs, list_files, load_pipeline, load_rows,
+                      pipeline_file_kind, quiet_native_stderr, save_pipeline, wants_pickle,
                       write_json)
 
 __all__ = ["register"]
@@ -69,6 +70,7 @@ def _index(args):
     if args.failures:
         check_output_path(args.failures)
     check_available(args.kind, args.features, args.index)  # names and extras first
+    _check_format(args)
     files = list_files(args.paths, args.kind)
     _announce_slow_start(args, args.kind)
     pipeline = build_pipeline(
@@ -91,6 +93,23 @@ def _index(args):
     return _exit_status(args, len(good), failures)
 
 
+def _check_format(args):
+    """Before any work: the feature set fits the output format; a pickle is said to be one."""
+    from .features import _feature_set
+
+    pickle = wants_pickle(args.out)
+    if not pickle and not _feature_set(args.kind, args.features).safe:
+        raise ValueError(
+            f"--features {args.features} holds a model the safe format cannot store (a "
+            "gensim Doc2Vec model): give a joblib output, e.g. --out pipeline.joblib (a "
+            "pickle, which runs code when loaded: skfindkit reads it only with --trust-pickle)"
+        )
+    if pickle:
+        _say(args, f"note: {args.out} will be a pickle (joblib), which runs code when loaded: "
+                   "share it only with people who trust you; skfindkit reads it back only "
+                   f"with --trust-pickle (the default {PIPELINE_SUFFIX} format runs no code)")
+
+
 def _set_keys(pipeline, keys):
     from .search import attach_keys
 
@@ -100,7 +119,8 @@ def _set_keys(pipeline, keys):
 def _add(args):
     import warnings
 
-    pipeline = load_pipeline(args.pipeline)
+    file_kind = pipeline_file_kind(args.pipeline)  # saved back in the format it has
+    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
     check_output_path(args.pipeline)
     if args.failures:
         check_output_path(args.failures)
@@ -124,7 +144,7 @@ def _add(args):
             index.partial_fit(X)
         _set_keys(pipeline, old_keys + [files[i] for i in good])
         pipeline.steps[0][1].set_params(verbose=0)
-        save_pipeline(pipeline, args.pipeline)
+        save_pipeline(pipeline, args.pipeline, kind=file_kind)
     _report(args, f"added {len(good)} of {len(files)} files; the index holds "
                   f"{index.n_samples_fit_} items -> {os.path.abspath(args.pipeline)}", failures)
     return _exit_status(args, len(good), failures)
@@ -151,7 +171,7 @@ def _query(args):
     from ._cli_output import print_results, write_gallery
     from .search import search
 
-    pipeline = load_pipeline(args.pipeline)
+    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
     if args.gallery:
         from .utils import import_optional
 
@@ -176,7 +196,7 @@ def _query(args):
 def _info(args):
     from ._cli_output import describe_pipeline
 
-    pipeline = load_pipeline(args.pipeline)
+    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
     info = describe_pipeline(pipeline, args.pipeline, kind=_guess_kind(pipeline))
     if args.format == "json":
         print(json.dumps(info, indent=2, default=str))
@@ -258,8 +278,10 @@ def register(subparsers):
                        help="folders (searched recursively) or files")
     index.add_argument("--kind", required=True, choices=sorted(EXTENSIONS),
                        help="kind of files to index")
-    index.add_argument("--out", default="pipeline.joblib",
-                       help="where to save the fitted pipeline (default: %(default)s)")
+    index.add_argument("--out", default="pipeline" + PIPELINE_SUFFIX,
+                       help="where to save the fitted pipeline (default: %(default)s, "
+                            "skfindkit's safe format, which runs no code when loaded; a "
+                            "name ending in .joblib writes a pickle instead, trusted use only)")
     index.add_argument("--features", default="default", metavar="NAME",
                        help=f"feature set: {feature_help}; see docs/cli.md")
     index.add_argument("--metric", choices=("euclidean", "cosine", "inner_product"),
@@ -279,6 +301,7 @@ def register(subparsers):
     add = subparsers.add_parser(
         "add", help="add files to a saved pipeline without re-indexing (partial_fit)")
     add.add_argument("pipeline", help="a pipeline saved by 'skfindkit index'")
+    add.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     add.add_argument("paths", nargs="+", metavar="FOLDER_OR_FILE",
                      help="folders (searched recursively) or files; already indexed "
                           "files are skipped")
@@ -287,6 +310,7 @@ def register(subparsers):
 
     query = subparsers.add_parser("query", help="print the nearest indexed files of query files")
     query.add_argument("pipeline", help="a pipeline saved by 'skfindkit index'")
+    query.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     query.add_argument("files", nargs="+", help="query files")
     query.add_argument("-k", type=positive_int("k"), default=10,
                        help="results per query (default: %(default)s)")
@@ -299,6 +323,7 @@ def register(subparsers):
 
     info = subparsers.add_parser("info", help="what a saved pipeline holds (without running it)")
     info.add_argument("pipeline", help="a pipeline saved by 'skfindkit index'")
+    info.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     info.add_argument("--format", choices=("table", "json"), default="table")
     info.set_defaults(func=_info)
     return subparsers

@@ -15,8 +15,9 @@ import numpy as np
 
 from .utils import final_index
 
-__all__ = ["EXTENSIONS", "check_output_path", "list_files", "load_pipeline",
-           "load_rows", "quiet_native_stderr", "save_pipeline", "write_json"]
+__all__ = ["EXTENSIONS", "PIPELINE_SUFFIX", "TRUST_PICKLE_HELP", "check_output_path",
+           "list_files", "load_pipeline", "load_rows", "pipeline_file_kind",
+           "quiet_native_stderr", "save_pipeline", "wants_pickle", "write_json"]
 
 EXTENSIONS = {
     "audio": (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au"),
@@ -66,7 +67,7 @@ def check_output_path(path, *, overwrite_ok=True):
         raise ValueError("--out is empty")
     if os.path.isdir(path):
         raise ValueError(f"--out {path!r} is a folder; give a file name, e.g. "
-                         f"{os.path.join(path, 'pipeline.joblib')!r}")
+                         f"{os.path.join(path, 'pipeline' + PIPELINE_SUFFIX)!r}")
     if os.path.exists(path) and not os.path.isfile(path):
         raise ValueError(f"--out {path!r} exists and is not a regular file")
     folder = os.path.dirname(os.path.abspath(path))
@@ -91,37 +92,85 @@ def check_output_path(path, *, overwrite_ok=True):
     return path
 
 
-# The pipeline file format lives in these two functions only: the safe format
-# (skfindkit.io.save / load) replaces them in one place once merged.
-def save_pipeline(pipeline, path):
-    """Write ``pipeline`` to ``path`` atomically (temporary file + rename)."""
+# ---------------------------------------------------------- pipeline files
+# Pipeline files are in skfindkit's safe format (skfindkit.io: runs no code when
+# loaded) unless the user asks for a pickle by its name (.joblib/.pkl/.pickle):
+# those are written on request and read only with --trust-pickle.
+PIPELINE_SUFFIX = ".skfk"
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+TRUST_PICKLE_HELP = ("also load a pickle/joblib pipeline file: pickles run code when "
+                     "loaded, so only for files you trust (you wrote yourself)")
+
+
+def wants_pickle(path):
+    """Whether an output name asks for a pickle (``.joblib``, ``.pkl``, ``.pickle``)."""
+    return os.fspath(path).lower().endswith(PICKLE_SUFFIXES)
+
+
+def save_pipeline(pipeline, path, kind=None):
+    """Write ``pipeline`` to ``path`` atomically (temporary file, fsync, rename).
+
+    ``kind``: ``"safe"`` (:func:`skfindkit.io.save`) or ``"pickle"`` (joblib);
+    None chooses by the file name (a pickle only for ``PICKLE_SUFFIXES``).
+    """
+    from . import io as skio
+
+    if kind is None:
+        kind = "pickle" if wants_pickle(path) else "safe"
+    if kind == "safe":
+        skio.save(pipeline, path)
+        return
     import joblib
 
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".skfindkit-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            joblib.dump(pipeline, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    with skio.atomic_write(path) as handle:
+        joblib.dump(pipeline, handle)
 
 
-def load_pipeline(path):
-    """Read a pipeline saved by ``skfindkit index`` (trusted files only: joblib runs code)."""
-    import joblib
+def pipeline_file_kind(path):
+    """``"safe"`` or ``"pickle"``: what the existing pipeline file at ``path`` is."""
+    from . import io as skio
 
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such pipeline file: {path!r}")
-    try:
-        pipeline = joblib.load(path)
-    except Exception as exc:  # any unpickling failure: say what the file is not
-        raise ValueError(f"{path!r} is not a readable skfindkit pipeline file "
-                         f"({type(exc).__name__}: {exc})") from exc
+    kind = skio.file_kind(path)
+    if kind is None:
+        raise ValueError(f"{path!r} is not a skfindkit pipeline file (neither skfindkit's "
+                         "safe format nor a joblib file)")
+    return kind
+
+
+def load_pipeline(path, *, trust_pickle=False, check=True):
+    """Read a pipeline saved by ``skfindkit index`` (the safe format; pickles if trusted).
+
+    ``check``: refuse anything but a fitted Pipeline ending with a skfindkit index.
+    """
+    from . import io as skio
+
+    path = os.fspath(path)
+    if pipeline_file_kind(path) == "pickle":
+        if not trust_pickle:
+            raise ValueError(
+                f"{path!r} is a pickle/joblib file, which can run any code when loaded: "
+                "skfindkit loads it only with --trust-pickle (for files you trust), or save "
+                "it once in the safe format: skfindkit.io.save(joblib.load(PATH), "
+                f"'pipeline{PIPELINE_SUFFIX}')"
+            )
+        import joblib
+
+        try:
+            pipeline = joblib.load(path)
+        except Exception as exc:  # any unpickling failure: say what the file is not
+            raise ValueError(f"{path!r} is not a readable skfindkit pipeline file "
+                             f"({type(exc).__name__}: {exc})") from exc
+    else:
+        try:
+            pipeline = skio.load(path)
+        except skio.UntrustedTypeError as exc:
+            raise ValueError(f"{exc} (skfindkit's command loads only skfindkit and "
+                             "scikit-learn estimators)") from exc
+    if not check:
+        return pipeline
     try:
         fitted = hasattr(pipeline, "steps") and hasattr(final_index(pipeline), "n_samples_fit_")
     except (TypeError, ValueError, AttributeError):  # not an index, or not fitted
@@ -240,17 +289,11 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
 
 def write_json(path, data):
     """Write ``data`` as JSON to ``path`` atomically."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".skfindkit-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    from .io import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
 
 
 def _as_list(files, failures):

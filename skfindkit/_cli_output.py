@@ -106,11 +106,16 @@ def _short(path, width=18):
 # --------------------------------------------------------------------- info
 def describe_pipeline(pipeline, path, kind):
     """What a saved pipeline holds, as a dict of printable values."""
+    from .io import file_kind
+
     index = final_index(pipeline)
     keys = getattr(index, "item_keys_", None)
     info = {
         "file": os.path.abspath(path),
         "file size": f"{os.path.getsize(path) / 2**20:.2f} MiB",
+        "format": {"safe": "skfindkit safe format (runs no code when loaded)",
+                   "pickle": "pickle/joblib (runs code when loaded: trusted files only)"}.get(
+                       file_kind(path), "unknown"),
         "kind": kind,
         "steps": [f"{name}: {_compact(step)}" for name, step in pipeline.steps],
         "items": int(index.n_samples_fit_),

@@ -2,6 +2,12 @@
 
 Every failure ends in one line on stderr (``skfindkit: error: ...``) and a
 non-zero exit status; ``--debug`` shows the traceback instead.
+
+Pipeline files are written and read in skfindkit's safe format
+(:mod:`skfindkit.io`, ``.skfk``), which runs no code when loaded. A
+pickle/joblib file runs code when loaded: ``index --out NAME.joblib`` still
+writes one (with a note), and ``add``/``query``/``info``/``serve`` read one
+only with ``--trust-pickle`` (see ``skfindkit._cli_io``).
 """
 
 import argparse

@@ -20,6 +20,7 @@ from functools import partial
 import numpy as np
 
 from .utils import import_optional
+from .utils._safe_tree import loadable
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -72,6 +73,7 @@ def _hog_symmetric(gray):
 _IMAGE_PARTS = {"color": _color_histogram, "lbp": _lbp_histogram, "hog": _hog_symmetric}
 
 
+@loadable  # skfindkit.io stores it by name (its state: parts and size)
 class ImageDescriptors:
     """Item -> concatenated hand-crafted descriptors (a picklable function).
 
@@ -163,6 +165,7 @@ def _audio_steps(loader_params, scale, options):
 
 
 # -------------------------------------------------------------------- text
+@loadable  # skfindkit.io stores it by name
 def _dense(X):
     """Sparse -> dense float32 rows (skfindkit indexes take dense arrays)."""
     return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
@@ -200,6 +203,7 @@ class FeatureSet:
     metric: str
     steps: object  # callable(options) -> list of (name, estimator)
     extras: tuple = field(default=())  # (module, extra, package) that must import
+    safe: bool = True  # skfindkit.io can save it (False: joblib only)
 
 
 _IMAGE_EXTRAS = (("PIL.Image", "image", "pillow"), ("skimage", "image", "scikit-image"))
@@ -256,7 +260,7 @@ FEATURE_SETS = {
             _tfidf_steps),
         "doc2vec": FeatureSet(
             "Doc2Vec paragraph vectors (64-d, trained on the folder; the old default)",
-            "cosine", _doc2vec_steps, (("gensim", "text", None),)),
+            "cosine", _doc2vec_steps, (("gensim", "text", None),), safe=False),
     },
 }
 

@@ -16,14 +16,19 @@ Loading a pickle or joblib file runs whatever code the file says: only ever
   library sees a byte;
 - :func:`load` builds only classes of skfindkit and scikit-learn estimators
   (and those listed in ``trusted``), by setting their attributes: no
-  ``__reduce__``, no functions, no imports chosen by the file. A file naming
-  any other class is refused, before anything is built, with a
-  :class:`UntrustedTypeError` listing the classes.
+  ``__reduce__``, no code from the file. Functions (a ``FunctionTransformer``'s
+  ``func``, the descriptors of ``skfindkit.features``) are stored by qualified
+  name and imported again by name: only skfindkit's own pipeline functions
+  (marked as such, e.g. ``skfindkit.features._dense``) and those listed in
+  ``trusted``. A file naming any other class or function is refused, before
+  anything is built, with a :class:`UntrustedTypeError` listing them.
 
-:func:`save` refuses what this format cannot hold (functions such as a
-``FunctionVectorLoader``'s ``func`` or an extractor's ``preprocess``, arbitrary
-objects): use ``joblib.dump`` for those, and load them only from trusted
-sources. The native libraries (annoy, nmslib, hnswlib, faiss, Keras, MXNet)
+:func:`save` refuses what this format cannot hold (a lambda, a nested function
+or another package's function as a ``FunctionVectorLoader``'s ``func`` or an
+extractor's ``preprocess`` -- unless listed in ``trusted`` --, a gensim model,
+arbitrary objects): use ``joblib.dump`` for those, and load them only from
+trusted sources (pickles run code). The ``skfindkit`` command and
+``skfindkit serve`` write and read this format by default. The native libraries (annoy, nmslib, hnswlib, faiss, Keras, MXNet)
 read the bytes they wrote themselves; a file crafted to pass the checksums
 still reaches their loaders, which are not hardened against hostile input
 (Keras loads with ``safe_mode``).
@@ -53,12 +58,14 @@ from contextlib import contextmanager
 import numpy as np
 
 from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
-from .utils._safe_tree import Decoder, Encoder, checked_dtype, qualified, resolve, walk
+from .utils._safe_tree import (Decoder, Encoder, checked_dtype, qualified, resolve,
+                               resolve_function, walk)
 
 __all__ = [
     "save",
     "load",
     "atomic_write",
+    "file_kind",
     "CorruptFileError",
     "CorruptIndexError",
     "UntrustedTypeError",
@@ -138,6 +145,10 @@ def atomic_write(path, mode="wb", **open_kwargs):
         os.close(dir_fd)
 
 
+def _names(objects):
+    return {o if isinstance(o, str) else qualified(o) for o in (objects or ())}
+
+
 def _aligned(n):
     return -(-n // _ALIGN) * _ALIGN
 
@@ -146,7 +157,7 @@ def _write_piece(fh, piece):
     fh.write(piece)
 
 
-def save(obj, path):
+def save(obj, path, *, trusted=None):
     """Save an estimator or pipeline in skfindkit's safe format (atomically).
 
     Parameters
@@ -156,6 +167,10 @@ def save(obj, path):
         or not (with keys attached by :func:`skfindkit.attach_keys`).
     path : str or os.PathLike
         File to write (replaced atomically; ``.skfk`` is a good suffix).
+    trusted : list of str or callable, default=None
+        Module-level functions or classes of your own to store by name (as
+        ``"module.name"`` or the object); :func:`load` needs them in its own
+        ``trusted`` too.
 
     Raises
     ------
@@ -163,7 +178,7 @@ def save(obj, path):
         If ``obj`` holds something the format cannot hold without running code
         at load (a function, an arbitrary object): the message names it.
     """
-    encoder = Encoder()
+    encoder = Encoder(_names(trusted))
     root = encoder.encode(obj)
     offsets, pos = [], 0
     for view in encoder.blobs:
@@ -189,11 +204,27 @@ def save(obj, path):
 
 
 # ---------------------------------------------------------------- decoding
-def _not_safe_file_error(path, head):
+def file_kind(path):
+    """``"safe"`` (written by :func:`save`), ``"pickle"`` (pickle/joblib) or ``None``.
+
+    Reads the first bytes only; nothing is unpickled.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC))
+    if head == MAGIC:
+        return "safe"
+    return "pickle" if _is_pickle(head) else None
+
+
+def _is_pickle(head):
     # a pickle, or the magic bytes of joblib's compressors (zlib, gzip, bz2, xz, lzma, lz4)
     compressed = (b"x\x01", b"x^", b"x\x9c", b"x\xda", b"\x1f\x8b", b"BZ", b"\xfd7",
                   b"\x5d\x00", b"\x04\x22")
-    if head[:1] == b"\x80" or head[:2] in compressed:
+    return head[:1] == b"\x80" or head[:2] in compressed
+
+
+def _not_safe_file_error(path, head):
+    if _is_pickle(head):
         kind = "a pickle/joblib file, which runs code when loaded"
         hint = " If you trust it (you wrote it yourself), load it with joblib.load."
     elif head[:2] == b"PK":
@@ -214,11 +245,12 @@ def load(path, *, trusted=None):
     ----------
     path : str or os.PathLike
         File written by :func:`save`.
-    trusted : list of str or type, default=None
-        Classes to accept besides skfindkit's and scikit-learn's estimators,
-        as ``"module.ClassName"`` or the class itself (e.g. your own
-        estimator). They are built by setting their attributes, without
-        calling ``__init__``.
+    trusted : list of str, type or function, default=None
+        Classes and functions to accept besides skfindkit's and scikit-learn's
+        estimators and skfindkit's pipeline functions, as
+        ``"module.name"`` or the object itself (e.g. your own estimator).
+        Classes are built by setting their attributes, without calling
+        ``__init__``; functions are imported by name.
 
     Returns
     -------
@@ -232,9 +264,9 @@ def load(path, *, trusted=None):
         or its content is malformed; :class:`CorruptIndexError` for a
         corrupted index.
     UntrustedTypeError
-        If the file names classes that are not trusted (listed).
+        If the file names classes or functions that are not trusted (listed).
     """
-    trusted = {t if isinstance(t, str) else qualified(t) for t in (trusted or ())}
+    trusted = _names(trusted)
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         head = fh.read(_HEADER.size)
@@ -271,14 +303,17 @@ def load(path, *, trusted=None):
     walk(root, nodes)
     names = sorted({n["class"] for n in nodes if n.get("$") == "object"})
     classes = {name: resolve(str(name), trusted) for name in names}
-    untrusted = [name for name, cls in classes.items() if cls is None]
+    names = sorted({n["name"] for n in nodes if n.get("$") == "function"})
+    functions = {name: resolve_function(str(name), trusted) for name in names}
+    untrusted = [name for name, found in [*classes.items(), *functions.items()] if found is None]
     if untrusted:
         raise UntrustedTypeError(
-            f"{os.fspath(path)!r} names classes that are not trusted: {untrusted}. Nothing "
-            "was loaded. If you trust this file, pass them as load(path, trusted=[...])."
+            f"{os.fspath(path)!r} names classes or functions that are not trusted: "
+            f"{untrusted}. Nothing was loaded. If you trust this file, pass them as "
+            "load(path, trusted=[...])."
         )
     try:
-        return Decoder(blobs, classes).decode(root)
+        return Decoder(blobs, classes, functions).decode(root)
     except (CorruptFileError, UntrustedTypeError):
         raise
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:

@@ -79,7 +79,7 @@ def test_index_keeps_good_files_and_reports_every_bad_one(kind, tmp_path):
     folder = tmp_path / kind
     folder.mkdir()
     good, bad = MAKERS[kind](folder)
-    out, failures = tmp_path / "p.joblib", tmp_path / "failures.json"
+    out, failures = tmp_path / "p.skfk", tmp_path / "failures.json"
     proc = run("index", folder, "--kind", kind, "--out", out, "--failures", failures)
     assert proc.returncode == 0, proc.stderr
     assert f"indexed {len(good)} of {len(good) + len(bad)} {kind} files" in proc.stderr
@@ -110,7 +110,7 @@ def test_add_extends_the_index_and_its_keys(tmp_path):
     good, _ = _texts(folder)
     for path in good[5:]:
         path.rename(extra / path.name)
-    out = tmp_path / "p.joblib"
+    out = tmp_path / "p.skfk"
     assert main(["index", str(folder), "--kind", "text", "--out", str(out), "--quiet"]) == 0
     proc = run("add", out, extra, folder)  # files already indexed are skipped
     assert proc.returncode == 0, proc.stderr
@@ -119,18 +119,59 @@ def test_add_extends_the_index_and_its_keys(tmp_path):
     assert proc.stdout.splitlines()[1].endswith(str(extra / good[6].name))
 
 
+def test_pipelines_are_safe_files_and_pickles_need_trust(tmp_path, capsys):
+    from skfindkit import io as skio
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    good, _ = _texts(folder)
+    safe, pickle = tmp_path / "p.skfk", tmp_path / "p.joblib"
+    assert main(["index", str(folder), "--kind", "text", "--out", str(safe), "--quiet"]) == 0
+    assert skio.file_kind(safe) == "safe" and skio.load(safe)[-1].n_samples_fit_ == 8
+    assert main(["index", str(folder), "--kind", "text", "--out", str(pickle)]) == 0
+    assert "will be a pickle (joblib), which runs code" in capsys.readouterr().err
+    assert skio.file_kind(pickle) == "pickle"
+    for command in (["query", str(pickle), str(good[0])], ["info", str(pickle)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "pickle/joblib file, which can run any code" in err
+        assert main([*command, "--trust-pickle"]) == 0
+    (folder / "extra.txt").write_text("one more document about the weather")
+    assert main(["add", str(pickle), str(folder), "--trust-pickle", "--quiet"]) == 0
+    assert skio.file_kind(pickle) == "pickle"  # saved back in the format it had
+    assert main(["add", str(safe), str(folder), "--quiet"]) == 0
+    assert skio.file_kind(safe) == "safe" and skio.load(safe)[-1].n_samples_fit_ == 9
+
+
+def test_doc2vec_needs_a_joblib_output_and_says_so_before_any_work(tmp_path, capsys):
+    pytest.importorskip("gensim")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    good, _ = _texts(folder)
+    out = tmp_path / "p.skfk"
+    assert main(["index", str(folder), "--kind", "text", "--features", "doc2vec",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out pipeline.joblib" in err and "safe format" in err
+    assert not out.exists() and "indexed" not in err
+    out = tmp_path / "p.joblib"
+    assert main(["index", str(folder), "--kind", "text", "--features", "doc2vec",
+                 "--out", str(out), "--quiet"]) == 0
+    assert main(["query", str(out), str(good[1]), "-k", "1", "--trust-pickle"]) == 0
+
+
 def test_nothing_loaded_exits_1_with_every_reason(tmp_path):
     (tmp_path / "a.png").write_bytes(b"garbage")
     (tmp_path / "b.png").write_bytes(b"")
-    proc = run("index", tmp_path, "--kind", "image", "--out", tmp_path / "p.joblib")
+    proc = run("index", tmp_path, "--kind", "image", "--out", tmp_path / "p.skfk")
     assert proc.returncode == 1
     assert "a.png" in proc.stderr and "b.png" in proc.stderr
     assert "no file could be loaded" in proc.stderr
-    assert not (tmp_path / "p.joblib").exists()
+    assert not (tmp_path / "p.skfk").exists()
 
 
-@pytest.mark.parametrize("out", ["{tmp}", "/dev/full", "{tmp}/file.txt/p.joblib",
-                                 "{tmp}/missing/p.joblib"])
+@pytest.mark.parametrize("out", ["{tmp}", "/dev/full", "{tmp}/file.txt/p.skfk",
+                                 "{tmp}/missing/p.skfk"])
 def test_bad_out_is_refused_before_any_work(out, tmp_path, capsys):
     (tmp_path / "file.txt").write_text("a regular file")
     (tmp_path / "doc.txt").write_text("some words")
@@ -154,14 +195,14 @@ def test_unwritable_out_folder_is_refused(tmp_path, capsys):
 
 
 def test_usage_errors_name_the_option(tmp_path):
-    proc = run("query", tmp_path / "p.joblib", "q.png", "-k", "0")
+    proc = run("query", tmp_path / "p.skfk", "q.png", "-k", "0")
     assert proc.returncode == 2 and "k must be >= 1" in proc.stderr
-    proc = run("query", tmp_path / "missing.joblib", "q.png")
+    proc = run("query", tmp_path / "missing.skfk", "q.png")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"skfindkit: error: no such pipeline file: "
-                                   f"'{tmp_path / 'missing.joblib'}'")
+                                   f"'{tmp_path / 'missing.skfk'}'")
     proc = run("index", tmp_path, "--kind", "image", "--features", "nope", "--out",
-               tmp_path / "p.joblib")
+               tmp_path / "p.skfk")
     assert proc.returncode == 2 and "unknown image feature set 'nope'" in proc.stderr
 
 
@@ -182,7 +223,7 @@ def test_missing_extra_is_one_line_with_an_install_command(tmp_path):
         "sys.meta_path.insert(0, Block())\n"
         "from skfindkit.cli import main\n"
         f"sys.exit(main(['index', {str(tmp_path)!r}, '--kind', 'text', '--index', 'hnsw',"
-        f" '--out', {str(tmp_path / 'p.joblib')!r}]))\n"
+        f" '--out', {str(tmp_path / 'p.skfk')!r}]))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", blocker], env=env, capture_output=True,
@@ -210,7 +251,7 @@ def test_query_gallery_is_written(tmp_path):
     folder = tmp_path / "img"
     folder.mkdir()
     good, _ = _images(folder)
-    out = tmp_path / "p.joblib"
+    out = tmp_path / "p.skfk"
     assert main(["index", str(folder), "--kind", "image", "--out", str(out), "--quiet"]) == 0
     proc = run("query", out, good[0], good[2], "-k", "3", "--gallery", tmp_path / "g.png")
     assert proc.returncode == 0 and (tmp_path / "g.png").stat().st_size > 10_000
@@ -229,7 +270,7 @@ def test_audio_default_finds_a_tone_under_faint_noise(tmp_path, capsys):
     noise = np.random.RandomState(1).randn(tone.size).astype(np.float32)
     noise *= np.sqrt(np.mean(tone**2) / np.mean(noise**2)) * 10 ** (-37 / 20)  # 37 dB SNR
     sf.write(tmp_path / "query.wav", tone + noise, 22050)
-    out = tmp_path / "p.joblib"
+    out = tmp_path / "p.skfk"
     assert main(["index", str(folder), "--kind", "audio", "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["query", str(out), str(tmp_path / "query.wav"), "-k", "3"]) == 0

@@ -44,7 +44,7 @@ def test_index_then_query_ranks_the_query_file_first(kind, tmp_path, capsys):
     folder.mkdir()
     paths = _make_folder(kind, folder)
     (folder / "notes.unrelated").write_text("ignored: wrong extension")
-    out = tmp_path / "p.joblib"
+    out = tmp_path / "p.skfk"
     assert main(["index", str(folder), "--kind", kind, "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["query", str(out), paths[1], paths[2], "-k", "3"]) == 0
@@ -68,7 +68,7 @@ def test_errors_give_exit_status_and_message(tmp_path, capsys):
     (bad / "broken.png").write_bytes(b"not a png")
     assert main(["index", str(bad), "--kind", "image", "--out", str(tmp_path / "x")]) == 1
     assert "broken.png" in capsys.readouterr().err
-    assert main(["query", str(tmp_path / "missing.joblib"), "q.png"]) == 2
+    assert main(["query", str(tmp_path / "missing.skfk"), "q.png"]) == 2
     with pytest.raises(SystemExit):
         main(["index", str(bad), "--kind", "video"])
 
@@ -76,11 +76,37 @@ def test_errors_give_exit_status_and_message(tmp_path, capsys):
 def test_query_refuses_files_that_are_not_pipelines(tmp_path, capsys):
     import joblib
 
-    garbage = tmp_path / "garbage.joblib"
+    garbage = tmp_path / "garbage.skfk"
     garbage.write_bytes(b"garbage, not a pickle")
     assert main(["query", str(garbage), "q.png"]) == 2
-    assert "not a readable skfindkit pipeline file" in capsys.readouterr().err
+    assert "is not a skfindkit pipeline file" in capsys.readouterr().err
     other = tmp_path / "list.joblib"
     joblib.dump([1, 2, 3], other)
     assert main(["query", str(other), "q.png"]) == 2
+    assert "--trust-pickle" in capsys.readouterr().err
+    assert main(["query", str(other), "q.png", "--trust-pickle"]) == 2
     assert "not a fitted pipeline" in capsys.readouterr().err
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # what a crafted pickle runs when it is loaded
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+def test_a_crafted_pickle_runs_nothing_without_trust_pickle(tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "payload-ran"
+    crafted = tmp_path / "pipeline.joblib"
+    crafted.write_bytes(pickle.dumps(_Payload(str(marker))))
+    for command in (["query", str(crafted), "q.png"], ["info", str(crafted)],
+                    ["add", str(crafted), str(tmp_path)], ["serve", str(crafted)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "pickle/joblib file" in err and "--trust-pickle" in err
+        assert not marker.exists()

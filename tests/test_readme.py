@@ -27,10 +27,10 @@ def test_readme_mxnet_block_runs():
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
     blocks = _blocks(mxnet=False)
     assert len(blocks) >= 2
-    monkeypatch.chdir(tmp_path)  # the tour writes system.joblib
+    monkeypatch.chdir(tmp_path)  # the tour writes system.skfk
     namespace = {}
     for block in blocks:  # later blocks reuse names from earlier ones
         exec(compile(block, str(README), "exec"), namespace)
-    assert os.path.exists("system.joblib")
+    assert os.path.exists("system.skfk")
     assert namespace["result"].keys.shape == (3, 10)
     assert namespace["ann"].best_score_ > 0.9

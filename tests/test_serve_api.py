@@ -16,6 +16,7 @@ pytest.importorskip("PIL", reason="Pillow (image extra) is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from skfindkit import ExactIndex, HNSWIndex, attach_keys, search  # noqa: E402
+from skfindkit import io as skio  # noqa: E402
 from skfindkit.cli import main as cli_main  # noqa: E402
 from skfindkit.serve import create_app  # noqa: E402
 from skfindkit.serve._files import _load_pipeline  # noqa: E402
@@ -264,7 +265,7 @@ def test_vector_pipeline_search_and_errors(vectors):
 def test_adding_items_needs_the_token_and_is_saved(collection, tmp_path):
     folder, paths, _ = collection
     pipeline = digit_image_pipeline(paths[:100])
-    saved = tmp_path / "pipeline.joblib"
+    saved = tmp_path / "pipeline.skfk"
     app = create_app(pipeline, items_dir=folder, token=TOKEN, save_path=saved,
                      added_dir=tmp_path / "added")
     with TestClient(app) as client:
@@ -368,28 +369,48 @@ def test_read_write_lock_excludes_writers_from_readers():
     assert events == ["w"]
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such pipeline file"),
-    (b"not a joblib file", "is not a skfindkit pipeline file"),
-    ({"a": 1}, "holds a dict, not a skfindkit pipeline"),
+@pytest.mark.parametrize("content, message, args", [
+    (None, "no such pipeline file", []),
+    (b"not a joblib file", "is not a skfindkit pipeline file", []),
+    ({"a": 1}, "a pickle/joblib file, which can run any code when loaded", []),
+    ({"a": 1}, "holds a dict, not a skfindkit pipeline", ["--trust-pickle"]),
+    (ExactIndex(), "holds a ExactIndex, not a skfindkit pipeline", ["--trust-pickle"]),
 ])
-def test_serve_refuses_to_start_on_a_non_pipeline(content, message, tmp_path, capsys):
+def test_serve_refuses_to_start_on_a_non_pipeline(content, message, args, tmp_path, capsys):
     path = tmp_path / "thing.joblib"
     if isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
         joblib.dump(content, path)
-    assert cli_main(["serve", str(path), "--port", "1"]) == 2
+    assert cli_main(["serve", str(path), "--port", "1", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err and err.startswith("skfindkit: error:")
+
+
+def test_serve_reads_a_pickle_only_with_trust_pickle_and_saves_back_in_kind(collection,
+                                                                              tmp_path):
+    folder, paths, _ = collection
+    pickled = tmp_path / "pipeline.joblib"
+    joblib.dump(digit_image_pipeline(paths[:20]), pickled)
+    with pytest.raises(ValueError, match="--trust-pickle"):
+        _load_pipeline(pickled)
+    pipeline = _load_pipeline(pickled, trust_pickle=True)
+    app = create_app(pipeline, items_dir=folder, token=TOKEN, save_path=pickled,
+                     save_format="pickle", added_dir=tmp_path / "added")
+    with TestClient(app) as client:
+        added = client.post("/items", files=_upload(paths[30]),
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+        assert added.status_code == 201, added.text
+    assert skio.file_kind(pickled) == "pickle"
+    assert _load_pipeline(pickled, trust_pickle=True)[-1].n_samples_fit_ == 21
 
 
 def test_the_command_serves_a_saved_pipeline_and_adds_with_the_env_token(collection, tmp_path):
     import httpx
 
     folder, paths, _ = collection
-    saved = tmp_path / "pipeline.joblib"
-    joblib.dump(digit_image_pipeline(paths[:100]), saved)
+    saved = tmp_path / "pipeline.skfk"
+    skio.save(digit_image_pipeline(paths[:100]), saved)
     with ServeProcess(saved, "--items-dir", str(folder), "--workers", "2",
                       env={"SKFINDKIT_SERVE_TOKEN": TOKEN}) as served:
         health = httpx.get(served.url + "/health").json()
@@ -403,5 +424,6 @@ def test_the_command_serves_a_saved_pipeline_and_adds_with_the_env_token(collect
                                headers={"Authorization": f"Bearer {TOKEN}"})
         assert added.status_code == 201 and added.json()["added"][0]["id"] == 100
     assert f"open {served.url}/" in served.output()
-    assert _load_pipeline(saved)[-1].n_samples_fit_ == 101  # saved back by the command
+    assert skio.file_kind(saved) == "safe"  # saved back by the command, in the safe format
+    assert _load_pipeline(saved)[-1].n_samples_fit_ == 101
     assert len(list((tmp_path / "pipeline_added").iterdir())) == 1

@@ -16,6 +16,8 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 pytest.importorskip("PIL", reason="Pillow (image extra) is not installed")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
+from skfindkit import io as skio  # noqa: E402
+
 from ._serve_fixtures import (DOCS, ServeProcess, digit_image_pipeline,  # noqa: E402
                               text_file_pipeline, write_digit_pngs)
 
@@ -49,8 +51,8 @@ def server(tmp_path_factory):
     collection, queries = paths[:150], paths[150:]
     for path in queries:  # held-out queries live outside the items folder
         os.replace(path, folder.parent / os.path.basename(path))
-    joblib.dump(digit_image_pipeline(collection, n_neighbors=10), folder / "pipeline.joblib")
-    with ServeProcess(folder / "pipeline.joblib") as served:
+    skio.save(digit_image_pipeline(collection, n_neighbors=10), folder / "pipeline.skfk")
+    with ServeProcess(folder / "pipeline.skfk") as served:
         yield served.url, folder, str(folder.parent / os.path.basename(queries[3]))
 
 
@@ -143,7 +145,8 @@ def test_type_a_text_and_read_the_snippets(tmp_path):
     joblib.dump(pipeline, tmp_path / "texts.joblib")
     driver = _browser()
     try:
-        with ServeProcess(tmp_path / "texts.joblib") as served:
+        # a Doc2Vec model: joblib only, served with --trust-pickle (a file this test wrote)
+        with ServeProcess(tmp_path / "texts.joblib", "--trust-pickle") as served:
             wait = WebDriverWait(driver, 20)
             driver.get(served.url + "/")
             wait.until(ec.text_to_be_present_in_element((By.ID, "about"), "6 indexed items"))

@@ -2,7 +2,7 @@
 
 ``create_app(pipeline)`` builds the FastAPI application (``POST /search``,
 ``GET /items/{id}``, ``GET /health``, ``POST /items`` with a token, and a
-search page at ``/``); ``skfindkit serve pipeline.joblib`` runs it with
+search page at ``/``); ``skfindkit serve pipeline.skfk`` runs it with
 uvicorn. Needs the ``serve`` extra: ``pip install 'skfindkit[serve]'``
 (FastAPI and uvicorn are imported only when a server is made).
 """

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write
 from ..search import search
+from .._cli_io import wants_pickle
 from ._files import _save_pipeline, check_pipeline
 from ._items import ItemStore, UnknownItem, describe_pipeline, key_to_json
 from ._locks import ReadWriteLock
@@ -72,8 +74,10 @@ class _BodyLimit:
 class _Service:
     """The loaded pipeline and everything that touches it (called from worker threads)."""
 
-    def __init__(self, pipeline, items_dir, token, save_path, added_dir, max_k, upload_dir):
+    def __init__(self, pipeline, items_dir, token, save_path, added_dir, max_k, upload_dir,
+                 save_kind):
         self.pipeline = pipeline
+        self.save_kind = save_kind
         self.upload_dir = upload_dir
         self.index = check_pipeline(pipeline)
         self.spec = describe_pipeline(pipeline)
@@ -173,7 +177,7 @@ class _Service:
             self.index.item_keys_ = np.asarray(old_keys + [key_to_json(k) for k in new_keys],
                                                dtype=object)
             if self.save_path is not None:
-                _save_pipeline(self.pipeline, self.save_path)
+                _save_pipeline(self.pipeline, self.save_path, kind=self.save_kind)
             return {"added": [{"id": first + i, "key": key_to_json(k)}
                               for i, k in enumerate(new_keys)], "items": self.n_items,
                     "saved": self.save_path is not None}
@@ -186,9 +190,8 @@ class _Service:
         target = os.path.join(os.path.abspath(self.added_dir),
                               hashlib.sha256(data).hexdigest()[:24] + os.path.splitext(path)[1])
         if not os.path.exists(target):
-            with open(target + ".part", "wb") as handle:
+            with atomic_write(target) as handle:
                 handle.write(data)
-            os.replace(target + ".part", target)
         return target
 
 
@@ -204,7 +207,8 @@ def _readable_errors(call, names, what):
 
 
 def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**20,
-               max_workers=4, max_pending=64, max_k=1000, save_path=None, added_dir=None):
+               max_workers=4, max_pending=64, max_k=1000, save_path=None, added_dir=None,
+               save_format=None):
     """A FastAPI application serving searches over a fitted pipeline.
 
     Parameters
@@ -227,6 +231,10 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
         Largest ``k`` accepted.
     save_path : path-like, default=None
         Where the pipeline is saved (atomically) after each addition.
+    save_format : {"safe", "pickle"}, default=None
+        Format of ``save_path``: skfindkit's safe format (:mod:`skfindkit.io`)
+        or joblib; None: joblib only for a name ending in ``.joblib``,
+        ``.pkl`` or ``.pickle``.
     added_dir : path-like, default=None
         Where added files are kept; a temporary folder when None.
 
@@ -260,7 +268,10 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
     scratch = tempfile.TemporaryDirectory(prefix="skfindkit-serve-")  # uploads in flight
     if added_dir is None:
         added_dir = os.path.join(scratch.name, "added")
-    service = _Service(pipeline, items_dir, token, save_path, added_dir, max_k, scratch.name)
+    if save_format is None and save_path is not None:
+        save_format = "pickle" if wants_pickle(save_path) else "safe"
+    service = _Service(pipeline, items_dir, token, save_path, added_dir, max_k, scratch.name,
+                       save_format)
     executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="skfindkit-serve")
     pending = {"n": 0}
 

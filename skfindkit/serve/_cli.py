@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from .._cli_files import _positive_int
+from .._cli_io import TRUST_PICKLE_HELP
 
 __all__ = ["add_parser", "main"]
 
@@ -17,9 +18,12 @@ def add_parser(subparsers):
         "serve", help="serve a fitted pipeline over HTTP, with a search page at /",
         description="Serve a fitted pipeline: POST /search, GET /items/{id}, GET /health, "
                     "POST /items (with --token), and a search page at /. The pipeline is a "
-                    "joblib file, which runs code when loaded: serve only files you trust.",
+                    "file in skfindkit's safe format (written by 'skfindkit index' or "
+                    "'skfindkit demo'; runs no code when loaded); a pickle/joblib file is "
+                    "served only with --trust-pickle.",
     )
     serve.add_argument("pipeline", help="a pipeline saved by 'skfindkit index' or 'skfindkit demo'")
+    serve.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.add_argument("--items-dir", default=None,
@@ -39,9 +43,11 @@ def add_parser(subparsers):
 def main(args):
     """Run the server for parsed ``args``; 2 with a one-line message if it cannot start."""
     from ._app import create_app
+    from .._cli_io import pipeline_file_kind
     from ._files import _load_pipeline
 
-    pipeline = _load_pipeline(args.pipeline)  # ValueError/FileNotFoundError: one line, exit 2
+    # ValueError/FileNotFoundError: one line, exit 2
+    pipeline = _load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
     import uvicorn
 
     path = Path(args.pipeline).resolve()
@@ -53,6 +59,7 @@ def main(args):
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_workers=args.workers,
         save_path=path if args.token else None,
         added_dir=path.with_name(path.stem + "_added") if args.token else None,
+        save_format=pipeline_file_kind(path),  # additions keep the file's format
     )
     spec = app.state.service.spec
     print(f"skfindkit serve: {app.state.service.n_items} {spec.kind} items from {path.name}; "

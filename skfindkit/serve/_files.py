@@ -1,33 +1,29 @@
-"""Reading and writing pipeline files for the service (one place to switch).
+"""Reading and writing pipeline files for the service.
 
-Until the safe format ``skfindkit.io`` is merged, pipelines are joblib files.
-**A joblib file runs code when it is loaded: serve only files you trust**
-(ones you or ``skfindkit index`` / ``skfindkit demo`` wrote).
+Pipelines are read and written in skfindkit's safe format
+(:mod:`skfindkit.io`: runs no code when loaded), like the ``skfindkit``
+command. A pickle/joblib pipeline is served only when the command is given
+``--trust-pickle``: **a pickle runs code when it is loaded**, so only for
+files you trust (that you wrote yourself). Additions (``POST /items``) are
+saved back in the format the file already has, atomically.
 """
 
 import os
-import tempfile
 
-__all__ = ["_load_pipeline", "_save_pipeline"]
+from .._cli_io import load_pipeline, save_pipeline
+
+__all__ = ["_load_pipeline", "_save_pipeline", "check_pipeline"]
 
 
-def _load_pipeline(path):
+def _load_pipeline(path, *, trust_pickle=False):
     """The fitted skfindkit pipeline (or index) saved at ``path``.
 
-    Raises FileNotFoundError or a one-line ValueError saying what the file is not.
+    Raises FileNotFoundError or a one-line ValueError saying what the file is not
+    (a pickle without ``trust_pickle``, a corrupt file, not a skfindkit pipeline).
     """
-    import joblib
-
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such pipeline file: {path!r}")
-    try:
-        pipeline = joblib.load(path)
-    except Exception as exc:  # any unpickling failure: say what the file is not
-        raise ValueError(
-            f"{path!r} is not a skfindkit pipeline file ({type(exc).__name__}: {exc})"
-        ) from exc
-    check_pipeline(pipeline, path)
+    pipeline = load_pipeline(path, trust_pickle=trust_pickle, check=False)
+    check_pipeline(pipeline, repr(path))
     return pipeline
 
 
@@ -45,20 +41,6 @@ def check_pipeline(pipeline, name="the pipeline"):
     return index
 
 
-def _save_pipeline(pipeline, path):
-    """Write ``pipeline`` to ``path`` atomically (temp file, fsync, rename)."""
-    import joblib
-
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".skfindkit-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            joblib.dump(pipeline, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _save_pipeline(pipeline, path, kind="safe"):
+    """Write ``pipeline`` to ``path`` atomically, as ``"safe"`` or ``"pickle"``."""
+    save_pipeline(pipeline, path, kind=kind)

@@ -6,19 +6,39 @@ JSON-able tree whose arrays and bytes are listed as raw blocks (views, no
 copies). :class:`Decoder` builds the tree back: only classes resolved by
 :func:`resolve` (skfindkit and scikit-learn estimators, or classes the caller
 trusts) are built, with ``cls.__new__`` and ``__setstate__``; nothing else in a
-file can name code.
+file can name code. A function is stored by its qualified name and looked up
+again by name on load (never code from the file): only functions (and
+non-estimator classes) that skfindkit marks with :func:`loadable`, or that the
+caller trusts, are accepted. Not every skfindkit function: a pipeline calls a
+``FunctionTransformer``'s function with arguments from the file (``kw_args``),
+so a file must not be able to pick, e.g., :func:`skfindkit.io.save`.
 """
 
 import importlib
+import types
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from ._persist import CorruptFileError, NativeBlob
 
-__all__ = ["Encoder", "Decoder", "qualified", "resolve", "walk", "checked_dtype"]
+__all__ = ["Encoder", "Decoder", "loadable", "qualified", "resolve", "resolve_function",
+           "walk", "checked_dtype"]
 
 _TRUSTED_PACKAGES = ("skfindkit", "sklearn")
+_LOADABLE = "__skfindkit_loadable__"
+
+
+def loadable(obj):
+    """Mark a skfindkit module-level function, or a plain class, as safe to name in a file."""
+    setattr(obj, _LOADABLE, qualified(obj))
+    return obj
+
+
+def _is_loadable(obj):
+    # the mark names the object itself: a subclass or a wrapper does not inherit it
+    return getattr(obj, _LOADABLE, None) == qualified(obj) and qualified(obj).startswith(
+        "skfindkit.")
 
 
 def qualified(cls):
@@ -28,7 +48,8 @@ def qualified(cls):
 class Encoder:
     """Object tree -> JSON-able tree + list of raw blocks (views, no copies)."""
 
-    def __init__(self):
+    def __init__(self, trusted=()):
+        self.trusted = trusted  # qualified names of functions/classes the caller trusts
         self.blobs = []
         self.memo = {}  # id(obj) -> ("ref id" or None while being encoded)
         self.keep = []  # keep encoded objects alive so that ids stay unique
@@ -45,8 +66,9 @@ class Encoder:
             return {"$": "ref", "id": self.memo[key]}
         self.memo[key] = None
         self.keep.append(value)
+        ident = len(self.keep)  # reserved before the children: unique when they nest
         node = make()
-        self.memo[key] = node["id"] = len(self.memo)
+        self.memo[key] = node["id"] = ident
         return node
 
     def encode(self, value, where="obj"):
@@ -77,13 +99,37 @@ class Encoder:
             return {"$": "nptype", "v": np.dtype(value).str}
         if type(value) is np.random.RandomState:
             return {"$": "RandomState", "state": self.encode(value.get_state(), where)}
-        if isinstance(value, (BaseEstimator, NativeBlob)):
+        if isinstance(value, (BaseEstimator, NativeBlob)) or self._named(type(value)):
             return self._memo(value, lambda: self._object(value, where), where)
+        if isinstance(value, types.FunctionType):
+            return {"$": "function", "name": self._function_name(value, where)}
         raise TypeError(
             f"skfindkit.io.save: cannot save {where}, of type {qualified(type(value))}: "
             "the safe format holds estimators, arrays, numbers, strings and containers, "
             "not functions or arbitrary objects (they could run code when loaded). Save "
             "it with joblib.dump instead, and load that file only from trusted sources."
+        )
+
+    def _named(self, obj):
+        """Whether ``obj`` can be stored by name: marked loadable or trusted, and importable."""
+        name = qualified(obj)
+        if not (_is_loadable(obj) or name in self.trusted):
+            return False
+        module, _, qualname = name.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), qualname) is obj
+        except (ImportError, AttributeError, ValueError):
+            return False
+
+    def _function_name(self, func, where):
+        if self._named(func):
+            return qualified(func)
+        raise TypeError(
+            f"skfindkit.io.save: cannot save {where}, the function {qualified(func)}: the "
+            "safe format stores only skfindkit's own pipeline functions (and those passed "
+            "as save(..., trusted=[...])) by name; a lambda, a nested or another package's "
+            "function could run code when loaded. Save it with joblib.dump instead, and "
+            "load that file only from trusted sources."
         )
 
     def _array(self, value, where):
@@ -129,13 +175,29 @@ def resolve(name, trusted):
         return None
     if name in trusted:
         return cls if isinstance(cls, type) else None
-    ok = isinstance(cls, type) and (issubclass(cls, BaseEstimator) or cls is NativeBlob)
+    ok = isinstance(cls, type) and (issubclass(cls, BaseEstimator) or cls is NativeBlob
+                                    or _is_loadable(cls))
     return cls if ok else None
 
 
+def resolve_function(name, trusted):
+    """The function called ``name`` if skfindkit marks it loadable or it is trusted, else None."""
+    module, _, qualname = name.rpartition(".")
+    if not (name in trusted or module.split(".")[0] == "skfindkit") or not qualname.isidentifier():
+        return None
+    try:
+        func = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    ok = isinstance(func, types.FunctionType) and qualified(func) == name and (
+        name in trusted or _is_loadable(func))
+    return func if ok else None
+
+
 class Decoder:
-    def __init__(self, blobs, classes):
+    def __init__(self, blobs, classes, functions=None):
         self.blobs, self.classes, self.memo = blobs, classes, {}
+        self.functions = functions or {}
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, str, int, float)):
@@ -167,6 +229,8 @@ class Decoder:
         if tag in ("dtype", "nptype"):
             dtype = checked_dtype(node["v"])
             return dtype if tag == "dtype" else dtype.type
+        if tag == "function":
+            return self.functions[node["name"]]
         if tag == "RandomState":
             rs = np.random.RandomState()
             rs.set_state(self.decode(node["state"]))
