@@ -6,6 +6,7 @@ imports its library lazily (install it with the matching extra).
 
 from ._annoy import AnnoyIndex
 from ._base import METRICS, BaseIndex
+from ._bm25 import BM25Index
 from ._exact import ExactIndex
 from ._faiss import FaissIndex
 from ._hnsw import HNSWIndex
@@ -14,6 +15,7 @@ from ._nmslib import NMSLibIndex
 __all__ = [
     "AnnoyIndex",
     "BaseIndex",
+    "BM25Index",
     "ExactIndex",
     "FaissIndex",
     "HNSWIndex",

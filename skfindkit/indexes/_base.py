@@ -33,6 +33,7 @@ from abc import ABCMeta, abstractmethod
 from numbers import Integral
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -44,6 +45,7 @@ from sklearn.utils.validation import (
 
 from .._persist import pack_blob, unpack_blob
 from . import _distances
+from . import _sparse
 from ._brute import BruteForceMatrix, brute_force_kneighbors
 from ._graph import NeighborsGraphMixin
 
@@ -91,6 +93,8 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
     #: What ``_search`` returns: one of ``_distances.NATIVE_UNITS``, or a dict
     #: metric -> unit (a property where it depends on other parameters).
     _native_distance = "recompute"
+    #: Whether the backend searches sparse (CSR) rows; the others refuse them.
+    _accepts_sparse = False
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
@@ -140,7 +144,13 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         return max(1, effective_n_jobs(self.n_jobs))
 
     def _prepare(self, X):
-        """float32, C-contiguous, unit rows for cosine: what backends index."""
+        """float32, C-contiguous, unit rows for cosine: what backends index.
+
+        Sparse rows (backends with ``_accepts_sparse``) stay sparse:
+        float64 canonical CSR (:func:`~skfindkit.indexes._sparse.prepare_sparse`).
+        """
+        if sp.issparse(X):
+            return _sparse.prepare_sparse(X, self.metric)
         X = np.require(X, dtype=np.float32, requirements=["C"])
         if self.metric == "cosine":
             X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
@@ -161,11 +171,32 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
 
     def _exact_search(self, X, k):
         """Brute force over the stored data: the one exact path of every index."""
+        if sp.issparse(self._fit_X):
+            matrix = self._index if isinstance(self._index, _sparse.SparseBruteForce) else None
+            return _sparse.sparse_kneighbors(
+                self._fit_X, X, k, self.metric, batch_size=getattr(self, "batch_size", None),
+                matrix=matrix,
+            )
         matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
         return brute_force_kneighbors(
             self._fit_X, X, k, self.metric, batch_size=getattr(self, "batch_size", None),
             n_threads=self._n_threads(), matrix=matrix,
         )
+
+    def _validate(self, X, y=None, reset=True):
+        """``validate_data`` with this backend's sparse policy (CSR in, or a clear refusal)."""
+        if sp.issparse(X) and not self._accepts_sparse:
+            raise TypeError(
+                f"{type(self).__name__} ({self._backend}) does not accept sparse input X. "
+                "Use ExactIndex (exact search over sparse rows: euclidean, cosine, "
+                "inner_product) or BM25Index (term counts) for sparse data, or reduce it "
+                "to dense vectors first (e.g. sklearn.decomposition.TruncatedSVD)."
+            )
+        kwargs = dict(dtype=(np.float64, np.float32), order="C", reset=reset,
+                      accept_sparse="csr" if self._accepts_sparse else False)
+        if y is None:
+            return validate_data(self, X, **kwargs)
+        return validate_data(self, X, y, **kwargs)
 
     def _check_backend_metric(self):
         if self.metric not in self.supported_metrics:
@@ -181,8 +212,9 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Items to index (dense; sparse input is refused).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Items to index (sparse input only where the backend accepts it:
+            :class:`~skfindkit.ExactIndex`, :class:`~skfindkit.BM25Index`).
         y : array-like of shape (n_samples,), default=None
             Labels of the items, kept so that :meth:`score` can measure
             retrieval precision (and ``GridSearchCV`` tune on it).
@@ -194,14 +226,14 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         """
         self._check_backend_metric()
         if y is None:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
+            X = self._validate(X)
             self._fit_y = None
         else:
-            X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
+            X, y = self._validate(X, y)
             self._fit_y = column_or_1d(y)
         self._fit_X = self._prepare(X)
         self.n_samples_fit_ = self._fit_X.shape[0]
-        self._zero_rows = np.flatnonzero(~self._fit_X.any(axis=1))
+        self._zero_rows = _sparse.empty_rows(self._fit_X)
         self._index = self._build(self._fit_X)
         return self
 
@@ -235,17 +267,15 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
                 + " to keep items and labels aligned."
             )
         if y is None:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
+            X = self._validate(X, reset=False)
         else:
-            X, y = validate_data(
-                self, X, y, dtype=(np.float64, np.float32), order="C", reset=False
-            )
+            X, y = self._validate(X, y, reset=False)
             self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
-        Xp = self._prepare(X)
+        Xp = self._prepare(_sparse.like_fitted(X, self._fit_X))
         self._zero_rows = np.concatenate(
-            [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
+            [self._zero_rows, self.n_samples_fit_ + _sparse.empty_rows(Xp)]
         )
-        self._fit_X = np.concatenate([self._fit_X, Xp])
+        self._fit_X = _sparse.stack_rows(self._fit_X, Xp)
         self.n_samples_fit_ = self._fit_X.shape[0]
         self._add(Xp)
         if hasattr(self, "item_keys_"):
@@ -276,11 +306,10 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
             and np.isfinite(X).all()
+            and not sp.issparse(self._fit_X)
         ):
             return self._prepare(X)
-        return self._prepare(
-            validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
-        )
+        return self._prepare(_sparse.like_fitted(self._validate(X, reset=False), self._fit_X))
 
     def _check_fitted(self):
         if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
@@ -424,7 +453,7 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         native, ind = self._search(X, k)
         ind = np.asarray(ind, dtype=np.intp)
         dist = self._to_metric_units(native, X, ind)
-        if self.metric == "cosine":
+        if self.metric == "cosine" and not sp.issparse(X):  # sparse search does it itself
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:
             missing = (ind < 0).any(axis=1)
@@ -493,7 +522,7 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = self._accepts_sparse
         tags.requires_fit = True
         return tags
 
