@@ -59,6 +59,13 @@ def index_instances():
     return out
 
 
+def text_index_instances():
+    """Indexes of term counts (non-negative sparse input): not in the dense contract tests."""
+    from skfindkit import BM25Index
+
+    return [BM25Index(), BM25Index(n_neighbors=3, k1=0.9, b=0.4, mode="connectivity", batch_size=7)]
+
+
 def loader_instances():
     import numpy as np
 
@@ -209,4 +216,5 @@ def requires_missing_backend(cls):
 
 
 def available_instances():
-    return [*index_instances(), *loader_instances(), *extractor_instances()]
+    return [*index_instances(), *text_index_instances(), *loader_instances(),
+            *extractor_instances()]
