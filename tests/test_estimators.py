@@ -45,7 +45,15 @@ def test_every_public_estimator_is_listed():
     assert not missing, f"add instances of {missing} to tests/estimator_instances.py"
 
 
-@parametrize_with_checks(available_instances())
+def _expected_failed_checks(estimator):
+    if type(estimator).__name__ == "BM25Index":
+        return {"check_estimators_dtypes": (
+            "its integer data (3 * uniform, 5 columns) has a row of zeros: a query without "
+            "any term has no BM25 ranking and BM25Index refuses it (documented)")}
+    return {}
+
+
+@parametrize_with_checks(available_instances(), expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

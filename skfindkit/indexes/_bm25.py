@@ -161,8 +161,8 @@ class BM25Index(BaseIndex):
         X.eliminate_zeros()
         if X.data.size and X.data.min() < 0:
             raise ValueError(
-                "BM25Index: X must hold term counts (non-negative), e.g. from "
-                "CountVectorizer; got negative values."
+                "Negative values in data passed to BM25Index: X must hold term counts "
+                "(non-negative), e.g. from CountVectorizer."
             )
         return X
 
