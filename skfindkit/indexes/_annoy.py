@@ -50,6 +50,13 @@ class AnnoyIndex(BaseIndex):
     random_state : int, RandomState instance or None, default=None
         Seed of the tree construction (``AnnoyIndex.set_seed``); builds are
         reproducible for a fixed seed with ``n_jobs=1``.
+    refine : int, default=None
+        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
+        native index and return the ``n_neighbors`` nearest of them by exact
+        distance over the stored data (faiss's ``IndexRefine`` idea). Raises
+        recall -- most of all for lossy codes (PQ) and small search
+        parameters -- at the cost of a larger native search and one exact
+        distance per candidate. None keeps the native ranking.
 
     Attributes
     ----------
@@ -96,8 +103,10 @@ class AnnoyIndex(BaseIndex):
         n_trees=50,
         search_k=None,
         random_state=None,
+        refine=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.refine = refine
         self.n_trees = n_trees
         self.search_k = search_k
         self.random_state = random_state

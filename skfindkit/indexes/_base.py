@@ -46,7 +46,7 @@ from sklearn.utils.validation import (
 from .._persist import pack_blob, unpack_blob
 from . import _distances
 from . import _sparse
-from ._brute import BruteForceMatrix, brute_force_kneighbors
+from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact
 from ._graph import NeighborsGraphMixin
 
 __all__ = ["BaseIndex", "METRICS"]
@@ -101,6 +101,8 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         "metric": [StrOptions(set(METRICS))],
         "mode": [StrOptions({"distance", "connectivity"})],
         "n_jobs": [None, Integral],
+        # approximate backends' exact re-ranking (see _search_complete)
+        "refine": [None, Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(self, n_neighbors=5, *, metric="euclidean", mode="distance", n_jobs=None):
@@ -447,12 +449,23 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         return (dist, ind) if return_distance else ind
 
     def _search_complete(self, X, k):
-        """Run the backend and guarantee k valid, sorted results per row."""
+        """Run the backend and guarantee k valid, sorted results per row.
+
+        With ``refine`` (approximate backends), the backend is asked for
+        ``refine * k`` candidates, re-ranked by exact distance over the
+        stored data.
+        """
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
-        native, ind = self._search(X, k)
-        ind = np.asarray(ind, dtype=np.intp)
-        dist = self._to_metric_units(native, X, ind)
+        refine = getattr(self, "refine", None)
+        if refine is None:
+            native, ind = self._search(X, k)
+            ind = np.asarray(ind, dtype=np.intp)
+            dist = self._to_metric_units(native, X, ind)
+        else:
+            _, cand = self._search(X, min(self.n_samples_fit_, refine * k))
+            dist, ind = rerank_exact(X, self._fit_X, np.asarray(cand, dtype=np.intp), k,
+                                     self.metric)
         if self.metric == "cosine" and not sp.issparse(X):  # sparse search does it itself
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:

@@ -23,7 +23,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._distances import exact_distances
 
-__all__ = ["BruteForceMatrix", "brute_force_kneighbors"]
+__all__ = ["BruteForceMatrix", "brute_force_kneighbors", "rerank_exact"]
 
 _GROUP = 32  # items per group in the top-k prefilter
 _controller = None
@@ -146,4 +146,43 @@ def brute_force_kneighbors(
             order = np.lexsort((cand, d), axis=1)[:, :k]  # by distance, then id
             dist[start:start + step] = np.take_along_axis(d, order, axis=1)
             ind[start:start + step] = np.take_along_axis(cand, order, axis=1)
+    return dist, ind
+
+
+def rerank_exact(queries, data, cand, k, metric):
+    """The ``k`` nearest of each query's candidates, by exact distance.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, n_features), float32
+        Prepared queries.
+    data : ndarray of shape (n_samples, n_features), float32
+        Prepared items.
+    cand : ndarray of shape (n_queries, n_candidates), intp
+        Candidate ids from an approximate search; ``-1`` where missing.
+    k : int
+        Number of neighbours kept, at most ``n_candidates``.
+    metric : str
+        Distance, in skfindkit's units.
+
+    Returns
+    -------
+    dist : ndarray of shape (n_queries, k), float64
+        Exact distances, ascending (ties by id); ``inf`` where fewer than
+        ``k`` candidates were given.
+    ind : ndarray of shape (n_queries, k), intp
+        Their ids (``-1`` with the ``inf`` distances).
+    """
+    n_q, c = cand.shape
+    dist = np.empty((n_q, k))
+    ind = np.empty((n_q, k), dtype=np.intp)
+    # blocks of queries whose gathered candidate rows take about 16 MiB
+    step = max(1, (16 * 2**20) // max(1, 4 * c * data.shape[1]))
+    for start in range(0, n_q, step):
+        cb = cand[start:start + step]
+        d = exact_distances(queries[start:start + step], data, cb, metric)
+        if k < c:
+            order = np.lexsort((cb, d), axis=1)[:, :k]
+            d, cb = np.take_along_axis(d, order, axis=1), np.take_along_axis(cb, order, axis=1)
+        dist[start:start + step], ind[start:start + step] = d, cb
     return dist, ind

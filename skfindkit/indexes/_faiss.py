@@ -85,6 +85,13 @@ class FaissIndex(BaseIndex):
         candidate list size while querying. None keeps faiss's default (16).
     random_state : int, RandomState instance or None, default=None
         Seed of faiss's k-means (IVF centroids, PQ codebooks).
+    refine : int, default=None
+        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
+        native index and return the ``n_neighbors`` nearest of them by exact
+        distance over the stored data (faiss's ``IndexRefine`` idea). Raises
+        recall -- most of all for lossy codes (PQ) and small search
+        parameters -- at the cost of a larger native search and one exact
+        distance per candidate. None keeps the native ranking.
 
     Attributes
     ----------
@@ -146,8 +153,10 @@ class FaissIndex(BaseIndex):
         nprobe=None,
         ef_search=None,
         random_state=None,
+        refine=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.refine = refine
         self.factory = factory
         self.nprobe = nprobe
         self.ef_search = ef_search

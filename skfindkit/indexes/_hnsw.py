@@ -50,6 +50,13 @@ class HNSWIndex(BaseIndex):
     random_state : int, RandomState instance or None, default=None
         Seed of the level generator. Builds are reproducible for a fixed
         seed with ``n_jobs=1``.
+    refine : int, default=None
+        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
+        native index and return the ``n_neighbors`` nearest of them by exact
+        distance over the stored data (faiss's ``IndexRefine`` idea). Raises
+        recall -- most of all for lossy codes (PQ) and small search
+        parameters -- at the cost of a larger native search and one exact
+        distance per candidate. None keeps the native ranking.
 
     Attributes
     ----------
@@ -101,8 +108,10 @@ class HNSWIndex(BaseIndex):
         ef_construction=200,
         ef_search=50,
         random_state=None,
+        refine=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.refine = refine
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search

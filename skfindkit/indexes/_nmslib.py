@@ -53,6 +53,13 @@ class NMSLibIndex(BaseIndex):
         graph.
     ef_search : int, default=50
         nmslib's ``efSearch``: candidate list size while querying.
+    refine : int, default=None
+        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
+        native index and return the ``n_neighbors`` nearest of them by exact
+        distance over the stored data (faiss's ``IndexRefine`` idea). Raises
+        recall -- most of all for lossy codes (PQ) and small search
+        parameters -- at the cost of a larger native search and one exact
+        distance per candidate. None keeps the native ranking.
 
     Attributes
     ----------
@@ -109,8 +116,10 @@ class NMSLibIndex(BaseIndex):
         M=16,
         ef_construction=200,
         ef_search=50,
+        refine=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.refine = refine
         self.method = method
         self.M = M
         self.ef_construction = ef_construction
