@@ -8,8 +8,9 @@ one sparse x sparse product -- whose cost follows the terms the queries
 contain, not the vocabulary size. Only the block's score matrix
 (``batch_size x n_samples``) is dense; its top candidates are found with the
 same grouped-maximum prefilter as the dense brute force, and the best ``2k``
-are re-ranked with exact float64 distances computed from the sparse rows'
-differences (so identical rows are exactly 0 apart).
+are re-ranked with float64 distances computed from the block's float64
+scores, as scikit-learn's (near-identical pairs recomputed from the rows'
+differences, so identical rows are exactly 0 apart).
 
 Distances are in skfindkit's units (L2; ``1 - cos`` with zero rows at 1, as
 scikit-learn; ``1 - <x, y>``), equal to what
@@ -85,16 +86,36 @@ class SparseBruteForce:
         return out
 
 
-def _exact_sparse_distances(Q, data, cand, metric, scores):
-    """Exact distances between CSR queries and the candidate rows ``cand``."""
+def _difference_sq(Q, data, rows, cols):
+    """Exact ``|Q[r] - data[c]|^2`` for pairs of query rows and item ids."""
+    diff = data[cols] - Q[rows]
+    return np.asarray(diff.multiply(diff).sum(axis=1)).ravel()
+
+
+def _exact_sparse_distances(Q, data, cand, metric, scores, q_sq, half_sq):
+    """Distances between CSR queries and the candidate rows ``cand``.
+
+    From the block's float64 scores (``|q|^2 + |y|^2 - 2 <q, y>``, as
+    scikit-learn computes them), except for near-identical pairs, whose
+    distances are recomputed from the rows' differences: the expansion loses
+    every digit there, the difference gives exactly 0 for identical rows.
+    """
+    s = np.take_along_axis(scores, cand, axis=1)
     if metric == "inner_product":
-        return 1.0 - np.take_along_axis(scores, cand, axis=1)
-    n_q, m = cand.shape
-    diff = data[cand.ravel()] - Q[np.repeat(np.arange(n_q), m)]
-    d2 = np.asarray(diff.multiply(diff).sum(axis=1)).reshape(n_q, m)
+        return 1.0 - s
+    if metric == "euclidean":  # s = <q, y> - |y|^2 / 2
+        d2 = np.maximum(q_sq[:, None] - 2.0 * s, 0.0)
+        scale = q_sq[:, None] + 2.0 * half_sq[cand]
+    else:  # unit rows: |q - y|^2 = 2 - 2 <q, y>
+        d2 = np.maximum(2.0 - 2.0 * s, 0.0)
+        scale = 2.0
+    close = d2 <= 1e-6 * scale
+    if close.any():
+        rows, cols = np.nonzero(close)
+        d2[rows, cols] = _difference_sq(Q, data, rows, cand[rows, cols])
     if metric == "euclidean":
         return np.sqrt(d2)
-    dist = 0.5 * d2  # |a - b|^2 = 2 - 2 cos for unit rows
+    dist = 0.5 * d2
     q_empty = np.diff(Q.indptr) == 0
     y_empty = np.diff(data.indptr)[cand] == 0
     dist[q_empty[:, None] | y_empty] = 1.0  # scikit-learn's rule for zero vectors
@@ -153,7 +174,8 @@ def sparse_kneighbors(data, queries, k, metric, *, batch_size=None, matrix=None)
         Qb = queries[start:start + step]
         S = matrix.scores(Qb, buffer[: Qb.shape[0]])
         cand = _top_candidates(S, m)
-        d = _exact_sparse_distances(Qb, data, np.ascontiguousarray(cand), metric, S)
+        q_sq = np.asarray(Qb.multiply(Qb).sum(axis=1)).ravel()
+        d = _exact_sparse_distances(Qb, data, cand, metric, S, q_sq, matrix.half_sq)
         order = np.lexsort((cand, d), axis=1)[:, :k]
         dist[start:start + step] = np.take_along_axis(d, order, axis=1)
         ind[start:start + step] = np.take_along_axis(cand, order, axis=1)
