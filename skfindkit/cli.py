@@ -166,6 +166,9 @@ def build_parser():
     from ._cli_files import register
 
     register(sub)  # index and query
+    from .serve import add_parser as add_serve_parser
+
+    add_serve_parser(sub)  # serve: skfindkit/serve/
     return parser
 
 

@@ -1,0 +1,191 @@
+"""What a pipeline searches, and how its indexed items are shown.
+
+The query form comes from the pipeline's first step: an image or audio loader
+takes files, a Doc2Vec loader takes texts (or text files), and a pipeline
+without a loader takes feature vectors. Indexed items are shown by their keys
+(:func:`skfindkit.attach_keys`): a key that names a file is served as a
+thumbnail (images), the file itself (sounds) or its text (texts). Only the
+integer ids of indexed items are accepted, so no request can name a path.
+"""
+
+import io
+import mimetypes
+import os
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._cli_files import EXTENSIONS
+
+__all__ = ["PipelineSpec", "ItemStore", "describe_pipeline", "UnknownItem"]
+
+_ID = re.compile(r"[0-9]{1,12}")
+THUMBNAIL_SIDE = 256
+TEXT_LIMIT = 1 << 20  # bytes of an indexed text served by /items/{id}
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """How a pipeline is queried.
+
+    Attributes
+    ----------
+    kind : {"image", "audio", "text", "file", "vector"}
+        What the indexed items are ("file": a loader of unknown files).
+    query : {"file", "text", "vector"}
+        The request body /search takes: a multipart upload, JSON text or a
+        JSON vector.
+    extensions : tuple of str
+        File name endings accepted for uploads (empty: any).
+    text_input : {"content", "filename", None}
+        For text pipelines, whether the loader reads texts or text files.
+    n_features : int or None
+        Length of a vector query.
+    """
+
+    kind: str
+    query: str
+    extensions: tuple
+    text_input: object = None
+    n_features: object = None
+
+
+def _first_step(pipeline):
+    return pipeline.steps[0][1] if hasattr(pipeline, "steps") else pipeline
+
+
+def describe_pipeline(pipeline):
+    """The :class:`PipelineSpec` of a fitted pipeline, from its first step."""
+    from ..loaders import (BaseVectorLoader, Doc2VecLoader, EssentiaVectorLoader,
+                           ImageLoader, STFTVectorLoader)
+
+    first = _first_step(pipeline)
+    if isinstance(first, ImageLoader):
+        return PipelineSpec("image", "file", EXTENSIONS["image"])
+    if isinstance(first, (STFTVectorLoader, EssentiaVectorLoader)):
+        return PipelineSpec("audio", "file", EXTENSIONS["audio"])
+    if isinstance(first, Doc2VecLoader):
+        return PipelineSpec("text", "text", EXTENSIONS["text"], text_input=first.input)
+    if isinstance(first, BaseVectorLoader):
+        return PipelineSpec("file", "file", ())
+    n_features = getattr(pipeline, "n_features_in_", None)
+    return PipelineSpec("vector", "vector", (), n_features=n_features)
+
+
+def kind_of_file(path):
+    """``"image"``, ``"audio"``, ``"text"`` or ``"file"`` from a file name."""
+    name = str(path).lower()
+    for kind, endings in EXTENSIONS.items():
+        if name.endswith(endings):
+            return kind
+    return "file"
+
+
+class UnknownItem(LookupError):
+    """The id names no indexed item (message says which ids exist)."""
+
+
+class ItemStore:
+    """Map item ids to the files their keys name; make thumbnails.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+    root : path-like
+        Folder relative keys are resolved in; a relative key that leaves it
+        names no file.
+    """
+
+    def __init__(self, spec, root):
+        self.spec = spec
+        self.root = Path(root).resolve()
+        self._thumbs = OrderedDict()
+        self._thumbs_lock = threading.Lock()
+        self._has_file = {}
+
+    def parse_id(self, item_id, n_items):
+        """The integer id in ``item_id`` (a URL segment), or UnknownItem."""
+        if not _ID.fullmatch(item_id or ""):
+            raise UnknownItem(
+                f"{item_id[:80]!r} is not an item id: ids are the integers 0..{n_items - 1} "
+                "returned by /search"
+            )
+        value = int(item_id)
+        if value >= n_items:
+            raise UnknownItem(
+                f"no item {value}: the index holds {n_items} items (ids 0..{n_items - 1})"
+            )
+        return value
+
+    def path_of(self, key):
+        """The file a key names, or None (relative keys stay inside ``root``)."""
+        if not isinstance(key, (str, os.PathLike)) or not str(key):
+            return None
+        candidate = Path(key)
+        if not candidate.is_absolute():
+            candidate = (self.root / candidate).resolve()
+            if self.root not in candidate.parents:
+                return None
+        return candidate if candidate.is_file() else None
+
+    def has_file(self, key):
+        """Whether ``key`` names a file (cached: /items/{id} checks again)."""
+        try:
+            return self._has_file[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable key
+            return False
+        found = self.path_of(key) is not None
+        if len(self._has_file) < 1_000_000:
+            self._has_file[key] = found
+        return found
+
+    def item_kind(self, path):
+        return self.spec.kind if self.spec.kind in ("image", "audio", "text") else kind_of_file(path)
+
+    def content(self, item_id, path):
+        """``(bytes or path, media_type)`` to send for item ``item_id`` at ``path``."""
+        kind = self.item_kind(path)
+        if kind == "image":
+            return self._thumbnail(item_id, path), "image/png"
+        if kind == "text":
+            with open(path, "rb") as handle:
+                data = handle.read(TEXT_LIMIT)
+            return data.decode("utf-8", errors="replace").encode("utf-8"), "text/plain; charset=utf-8"
+        media = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
+        return Path(path), media
+
+    def _thumbnail(self, item_id, path):
+        stamp = (item_id, str(path), os.stat(path).st_mtime_ns)
+        with self._thumbs_lock:
+            if stamp in self._thumbs:
+                self._thumbs.move_to_end(stamp)
+                return self._thumbs[stamp]
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            if image.mode not in ("RGB", "RGBA", "L", "LA"):
+                image = image.convert("RGBA")
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        with self._thumbs_lock:
+            self._thumbs[stamp] = data
+            while len(self._thumbs) > 2048:
+                self._thumbs.popitem(last=False)
+        return data
+
+
+def key_to_json(key):
+    """A key (numpy scalar, str, path, int) as a JSON value."""
+    if isinstance(key, np.generic):
+        key = key.item()
+    if isinstance(key, (str, int, float, bool)) or key is None:
+        return key
+    return str(key)

@@ -1,0 +1,212 @@
+"""Request bodies -> raw pipeline items, with a clear 4xx for every bad body.
+
+``/search`` and ``/items`` take the same bodies: a multipart upload in field
+``file`` (path-based pipelines; repeated for several items when adding), or
+JSON ``{"text": ...}`` / ``{"vector": [...]}`` (``"texts"`` / ``"vectors"``
+lists when adding, with optional ``"key"`` / ``"keys"``).
+"""
+
+import math
+import mimetypes
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ApiError", "BodyTooLarge", "Query", "parse_body", "remove_files", "write_uploads"]
+
+
+class BodyTooLarge(Exception):
+    """Raised while reading a body past the size limit (answered 413 by the middleware)."""
+
+
+class ApiError(Exception):
+    """An error answered with ``status`` and ``{"detail": message}``."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Upload:
+    name: str
+    suffix: str
+    data: bytes
+
+
+@dataclass
+class Query:
+    """A parsed body: uploads, texts or vectors, and the keys given for them."""
+
+    uploads: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+    vectors: object = None
+    keys: list = None
+
+    def __len__(self):
+        if self.vectors is not None:
+            return len(self.vectors)
+        return len(self.uploads) or len(self.texts)
+
+
+def _wrong_form(spec, got):
+    if spec.query == "vector":
+        want = (f"this pipeline searches feature vectors of length {spec.n_features}: send JSON "
+                '{"vector": [...]}')
+    elif spec.query == "text":
+        want = ('this pipeline searches texts: send JSON {"text": "..."} or upload a text file '
+                "in multipart field 'file'")
+    else:
+        what = spec.kind if spec.kind != "file" else "file"
+        want = f"this pipeline searches {what} files: upload one in multipart field 'file'"
+    return ApiError(415, f"{want} ({got} is not accepted)")
+
+
+def _suffix(upload):
+    name = upload.filename or ""
+    suffix = os.path.splitext(name)[1].lower()
+    if not suffix and upload.content_type:
+        suffix = (mimetypes.guess_extension(upload.content_type.split(";")[0].strip()) or "")
+    return suffix
+
+
+async def _parse_multipart(request, spec, many, max_files):
+    if spec.query == "vector":
+        raise _wrong_form(spec, "a file upload")
+    try:
+        form = await request.form(max_files=max_files if many else 1, max_fields=max_files + 8)
+    except BodyTooLarge:
+        raise
+    except Exception as exc:  # malformed multipart, too many parts
+        detail = getattr(exc, "detail", exc)  # starlette's HTTPException: no "400: " prefix
+        raise ApiError(400, f"could not read the multipart body: {detail}") from exc
+    try:
+        files = [f for f in form.getlist("file") if not isinstance(f, str)]
+        if not files:
+            raise ApiError(400, "no file: upload the query file in multipart field 'file'")
+        uploads = []
+        for upload in files:
+            name = os.path.basename(upload.filename or "upload")
+            suffix = _suffix(upload)
+            if spec.extensions and suffix not in spec.extensions:
+                raise ApiError(415, f"{name!r} is not an accepted {spec.kind} file: expected a "
+                                    f"name ending in {', '.join(spec.extensions)}")
+            data = await upload.read()
+            if not data:
+                raise ApiError(422, f"the uploaded file {name!r} is empty")
+            uploads.append(Upload(name, suffix, data))
+        keys = [k for k in form.getlist("key") if isinstance(k, str)] or None
+    finally:
+        await form.close()
+    return Query(uploads=uploads, keys=keys)
+
+
+def _vector_rows(values, spec, plural):
+    rows = values if plural else [values]
+    if not isinstance(rows, list) or not rows:
+        raise ApiError(422, "'vectors' must be a non-empty list of vectors" if plural
+                       else "'vector' must be a list of numbers")
+    for row in rows:
+        if not isinstance(row, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in row
+        ):
+            raise ApiError(422, "a vector must be a JSON list of numbers")
+        if spec.n_features is not None and len(row) != spec.n_features:
+            raise ApiError(422, f"a vector must have {spec.n_features} numbers "
+                                f"(the index's features), got {len(row)}")
+        if not all(math.isfinite(v) for v in row):
+            raise ApiError(422, "a vector must hold finite numbers (no NaN or infinity)")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _parse_json_object(body, spec, many):
+    if not isinstance(body, dict):
+        raise ApiError(400, 'the JSON body must be an object: {"text": ...} or {"vector": [...]}')
+    allowed = {"text", "vector"} | ({"texts", "vectors", "key", "keys"} if many else set())
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {unknown} in the JSON body; expected one of "
+                            f"{sorted(allowed)}")
+    forms = [name for name in ("text", "texts", "vector", "vectors") if name in body]
+    if len(forms) != 1:
+        raise ApiError(400, 'send exactly one of "text" or "vector"'
+                       + (' (or "texts" / "vectors")' if many else ""))
+    form = forms[0]
+    query = Query()
+    if form.startswith("text"):
+        if spec.query != "text":
+            raise _wrong_form(spec, "a text")
+        texts = body[form] if form == "texts" else [body[form]]
+        if not isinstance(texts, list) or not texts or not all(
+            isinstance(t, str) and t.strip() for t in texts
+        ):
+            raise ApiError(422, f"{form!r} must be a non-empty text" + ("s" if form == "texts" else ""))
+        query.texts = texts
+    else:
+        if spec.query != "vector":
+            raise _wrong_form(spec, "a vector")
+        query.vectors = _vector_rows(body[form], spec, form == "vectors")
+    keys = body.get("keys", [body["key"]] if "key" in body else None)
+    if keys is not None and (not isinstance(keys, list) or not all(
+            isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys)):
+        raise ApiError(422, "'key'/'keys' must be strings or integers")
+    query.keys = keys
+    return query
+
+
+async def parse_body(request, spec, *, many=False, max_files=64):
+    """The :class:`Query` in a /search (``many=False``) or /items request."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        query = await _parse_multipart(request, spec, many, max_files)
+    elif content_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
+        query = _parse_json_object(body, spec, many)
+    else:
+        raise ApiError(415, f"unsupported content type {content_type or 'none'!r}: send "
+                            "multipart/form-data (field 'file') or application/json")
+    if query.keys is not None and len(query.keys) != len(query):
+        raise ApiError(422, f"{len(query.keys)} keys for {len(query)} items")
+    return query
+
+
+def write_uploads(query, spec, folder):
+    """The pipeline's raw items for ``query``; uploads become files under ``folder``.
+
+    Returns the items and a map from written paths to upload names (to name
+    uploads, not temporary paths, in error messages); the caller deletes the
+    paths (the map's keys) when done.
+    """
+    if query.vectors is not None:
+        return query.vectors, {}
+    if spec.query == "text" and spec.text_input != "filename":
+        return list(query.texts) + [u.data for u in query.uploads], {}
+    paths, names = [], {}
+    sources = [(u.suffix, u.data, u.name) for u in query.uploads]
+    sources += [(".txt", t.encode("utf-8"), "the query text") for t in query.texts]
+    try:
+        for suffix, data, name in sources:
+            fd, path = tempfile.mkstemp(prefix="upload-", suffix=suffix, dir=folder)
+            names[path] = name
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            paths.append(path)
+    except BaseException:
+        remove_files(names)
+        raise
+    return paths, names
+
+
+def remove_files(paths):
+    """Delete temporary upload files, ignoring those already gone."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

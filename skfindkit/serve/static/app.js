@@ -1,0 +1,175 @@
+// skfindkit search page: plain JavaScript, no dependencies, served by the package.
+"use strict";
+(function () {
+  var $ = function (id) { return document.getElementById(id); };
+  var config = null;
+  var droppedFile = null;
+
+  function setStatus(text, isError) {
+    var status = $("status");
+    status.textContent = text;
+    status.className = isError ? "error" : "";
+    status.setAttribute("role", isError ? "alert" : "status");
+  }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      if (name === "text") node.textContent = attrs[name];
+      else node.setAttribute(name, attrs[name]);
+    });
+    (children || []).forEach(function (child) { if (child) node.appendChild(child); });
+    return node;
+  }
+
+  function configure(health) {
+    config = health;
+    var what = health.query === "vector" ? "feature vectors of length " + health.n_features
+      : health.kind === "file" ? "files" : health.kind + (health.query === "text" ? "s" : " files");
+    $("about").textContent = health.items + " indexed items; search with " + what + ".";
+    $("file-field").hidden = health.query === "vector";
+    $("text-field").hidden = health.query !== "text";
+    $("vector-field").hidden = health.query !== "vector";
+    if (health.extensions.length) $("query-file").setAttribute("accept", health.extensions.join(","));
+    $("k").max = health.k_max;
+    $("k").value = Math.min(health.k_default, health.k_max);
+  }
+
+  function chosenFile() {
+    var input = $("query-file");
+    return droppedFile || (input.files && input.files[0]) || null;
+  }
+
+  function showPreview(file) {
+    var preview = $("query-preview");
+    preview.textContent = "";
+    if (!file) return;
+    var url = URL.createObjectURL(file);
+    if (config.kind === "image") preview.appendChild(el("img", {src: url, alt: "query: " + file.name}));
+    else if (config.kind === "audio") preview.appendChild(el("audio", {src: url, controls: "", "aria-label": "query: " + file.name}));
+    else preview.appendChild(el("p", {text: "query: " + file.name}));
+  }
+
+  function request() {
+    var text = $("query-text").value;
+    if (config.query === "vector") {
+      var numbers = $("query-vector").value.split(/[\s,]+/).filter(Boolean).map(Number);
+      return {body: JSON.stringify({vector: numbers}), headers: {"Content-Type": "application/json"}};
+    }
+    if (config.query === "text" && text.trim()) {
+      return {body: JSON.stringify({text: text}), headers: {"Content-Type": "application/json"}};
+    }
+    var file = chosenFile();
+    if (!file) return null;
+    var form = new FormData();
+    form.append("file", file, file.name);
+    return {body: form, headers: {}};
+  }
+
+  function media(hit) {
+    var label = "result " + hit.rank + ": " + hit.key + ", distance " + hit.distance.toPrecision(4);
+    if (!hit.url) return el("div", {"class": "nofile", text: "no file for this key"});
+    if (config.kind === "image") return el("img", {src: hit.url, alt: label, loading: "lazy"});
+    if (config.kind === "audio") return el("audio", {src: hit.url, controls: "", preload: "none", "aria-label": label});
+    if (config.kind === "text") {
+      var snippet = el("p", {"class": "snippet", text: "…"});
+      fetch(hit.url).then(function (r) { return r.text(); }).then(function (t) {
+        snippet.textContent = t.length > 300 ? t.slice(0, 300) + "…" : t;
+      });
+      return snippet;
+    }
+    return null;
+  }
+
+  function render(data) {
+    var list = $("results");
+    list.textContent = "";
+    list.className = "results" + (config.kind === "text" ? " texts" : "");
+    data.results.forEach(function (hit) {
+      var meta = el("div", {"class": "meta"}, [
+        el("span", {"class": "rank", text: "#" + hit.rank + " "}),
+        el("span", {"class": "key", text: String(hit.key)}),
+        el("br"),
+        el("span", {"class": "distance", text: "distance " + hit.distance.toPrecision(4)})
+      ]);
+      var link = el("a", {href: hit.url || "#", "class": "hit-link", "data-id": hit.id}, [
+        config.kind === "audio" ? null : media(hit), meta]);
+      link.addEventListener("click", function (event) { event.preventDefault(); select(hit, item); });
+      var item = el("li", {"class": "hit", "data-id": hit.id}, [link, config.kind === "audio" ? media(hit) : null]);
+      list.appendChild(item);
+    });
+    setStatus(data.results.length + " results in " + data.took_ms.toFixed(1) + " ms.", false);
+  }
+
+  function select(hit, item) {
+    Array.prototype.forEach.call(document.querySelectorAll(".hit.selected"), function (n) {
+      n.classList.remove("selected");
+    });
+    item.classList.add("selected");
+    var body = $("detail-body");
+    body.textContent = "";
+    body.appendChild(el("p", {id: "detail-key", text: "#" + hit.rank + " " + hit.key +
+      " (id " + hit.id + "), distance " + hit.distance.toPrecision(6)}));
+    if (hit.url) {
+      if (config.kind === "text") {
+        var pre = el("pre", {text: "…"});
+        fetch(hit.url).then(function (r) { return r.text(); }).then(function (t) { pre.textContent = t; });
+        body.appendChild(pre);
+      } else if (config.kind === "image") {
+        body.appendChild(el("img", {src: hit.url, alt: String(hit.key)}));
+      } else if (config.kind === "audio") {
+        body.appendChild(el("audio", {src: hit.url, controls: "", "aria-label": String(hit.key)}));
+      }
+      body.appendChild(el("p", {}, [el("a", {href: hit.url, text: "open the item"})]));
+    }
+    $("detail").hidden = false;
+    $("detail").focus();
+  }
+
+  function search(event) {
+    event.preventDefault();
+    var req = request();
+    if (!req) { setStatus("Choose or drop a query file first.", true); return; }
+    var button = $("search-button");
+    button.disabled = true;
+    setStatus("Searching…", false);
+    fetch("/search?k=" + encodeURIComponent($("k").value), {method: "POST", body: req.body, headers: req.headers})
+      .then(function (response) {
+        return response.json().then(function (data) {
+          if (!response.ok) throw new Error(data.detail || response.statusText);
+          return data;
+        });
+      })
+      .then(render)
+      .catch(function (error) { setStatus("Error: " + error.message, true); })
+      .then(function () { button.disabled = false; });
+  }
+
+  function setupDrop() {
+    var zone = $("drop-zone");
+    ["dragenter", "dragover"].forEach(function (name) {
+      zone.addEventListener(name, function (e) { e.preventDefault(); zone.classList.add("over"); });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      zone.addEventListener(name, function (e) { e.preventDefault(); zone.classList.remove("over"); });
+    });
+    zone.addEventListener("drop", function (e) {
+      if (e.dataTransfer.files.length) {
+        droppedFile = e.dataTransfer.files[0];
+        showPreview(droppedFile);
+        $("search-form").requestSubmit();
+      }
+    });
+    $("query-file").addEventListener("change", function () {
+      droppedFile = null;
+      showPreview(chosenFile());
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setupDrop();
+    $("search-form").addEventListener("submit", search);
+    fetch("/health").then(function (r) { return r.json(); }).then(configure)
+      .catch(function () { setStatus("The server did not answer /health.", true); });
+  });
+})();
