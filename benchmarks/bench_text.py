@@ -164,7 +164,8 @@ def main(argv=None):
         "distances for every chunk, then partitions and sorts each row; ExactIndex keeps "
         "the term-major transpose from `fit`, scores a block in one product into a reused "
         "buffer, finds the top candidates with the grouped-maximum prefilter and "
-        "re-ranks 2k of them with exact distances from the sparse rows' differences. "
+        "re-ranks 2k of them (float64 distances from the block's scores; near-identical "
+        "pairs recomputed from the rows' differences, so duplicates are exactly 0 apart). "
         "Where the two disagree on ids it is on exactly tied distances (duplicate "
         "documents).", "",
     ]
