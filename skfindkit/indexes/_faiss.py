@@ -88,10 +88,14 @@ class FaissIndex(BaseIndex):
     refine : int, default=None
         Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
         native index and return the ``n_neighbors`` nearest of them by exact
-        distance over the stored data (faiss's ``IndexRefine`` idea). Raises
-        recall -- most of all for lossy codes (PQ) and small search
-        parameters -- at the cost of a larger native search and one exact
-        distance per candidate. None keeps the native ranking.
+        distance over the stored data (faiss's ``IndexRefine`` idea). None
+        keeps the native ranking. It raises recall where the native ranking
+        is approximate (faiss PQ/SQ codes) or where asking for more items
+        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
+        at the cost of one exact distance per candidate; where the native
+        distances are exact and the search does not grow with ``k`` (faiss
+        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
+        unchanged (measured in ``benchmarks/results/ann.md``).
 
     Attributes
     ----------
