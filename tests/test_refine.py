@@ -51,3 +51,11 @@ def test_refine_is_validated(index):
     X, _ = _data(n=100)
     with pytest.raises(ValueError, match="'refine' parameter"):
         clone(index).set_params(refine=0).fit(X)
+
+
+def test_exact_indexes_have_no_refine():
+    from skfindkit import BM25Index, ExactIndex
+
+    for est in (ExactIndex(), BM25Index()):
+        with pytest.raises(ValueError, match="Invalid parameter 'refine'"):
+            est.set_params(refine=2)
