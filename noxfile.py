@@ -36,10 +36,13 @@ def tests(session):
 def tests_mxnet(session):
     """MXNet/Gluon extractors and their contract checks, on numpy < 2."""
     session.install("numpy<2", "-e", ".[mxnet,image,test]")
+    # MXNet's own DeprecationWarnings (numpy APIs it still uses) are filtered
+    # in setup.cfg, so that warnings from skfindkit and the tests stand out
     session.run(
         "python", "-m", "pytest", "-n", _workers(), "--dist", "loadfile",
         *(session.posargs or [
             *sorted(glob.glob("tests/test_extractors_mxnet*.py")),
-            "tests/test_estimators.py", "-k", "MXNet or Gluon or every_public",
+            "tests/test_estimators.py", "tests/test_extractors_contract.py",
+            "tests/test_readme.py", "-k", "MXNet or Gluon or mxnet or every_public",
         ]),
     )

@@ -81,7 +81,7 @@ def _mx_symbol(mx):
 
 def bench_mxnet(X, batch_size, device, repeat):
     from skfindkit import MXNetFeatureExtractor
-    from skfindkit.extractors._mxnet_import import import_mxnet
+    from skfindkit.extractors import import_mxnet
 
     mx = import_mxnet()
     Xc = np.ascontiguousarray(X.transpose(0, 3, 1, 2))  # NCHW
@@ -111,7 +111,7 @@ def bench_mxnet(X, batch_size, device, repeat):
 
 def bench_gluon(X, batch_size, device, repeat):
     from skfindkit import GluonFeatureExtractor
-    from skfindkit.extractors._mxnet_import import import_mxnet
+    from skfindkit.extractors import import_mxnet
 
     mx = import_mxnet()
     nn = mx.gluon.nn

@@ -31,7 +31,7 @@ labels = np.array(labels)
 print(f"{len(texts)} excerpts of {len(documents)} documents")
 
 pipe = Pipeline([
-    ("loader", Doc2VecLoader(min_count=1, vector_size=32, epochs=30, seed=0)),
+    ("loader", Doc2VecLoader(min_count=1, vector_size=32, epochs=30, random_state=0)),
     ("index", ExactIndex(n_neighbors=3, metric="cosine")),
 ])
 grid = GridSearchCV(

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .utils import import_optional
+
 __all__ = ["plot_retrieval_gallery"]
 
 
@@ -29,12 +31,15 @@ def plot_retrieval_gallery(queries, neighbors, *, distances=None, correct=None,
     Returns
     -------
     fig : matplotlib.figure.Figure
-    """
-    import matplotlib
 
+    Notes
+    -----
+    Needs matplotlib: ``pip install 'skfindkit[plot]'``.
+    """
+    matplotlib = import_optional("matplotlib", "plot")
     if path is not None:
         matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = import_optional("matplotlib.pyplot", "plot", package="matplotlib")
 
     queries, neighbors = np.asarray(queries), np.asarray(neighbors)
     n_q, k = neighbors.shape[:2]

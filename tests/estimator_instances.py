@@ -3,15 +3,17 @@
 Adding an estimator to skfindkit means adding at least one instance here; the
 suite in ``test_estimators.py`` fails when a public estimator is missing.
 Estimators whose optional backend is not installed in the running environment
-are left out by ``available_instances`` (the MXNet ones run in their own
-environment, see the README).
+are not built by ``available_instances``; ``unavailable_instances`` stands in
+for them so that their checks are reported as skipped, with the reason (the
+MXNet ones run in their own environment, see the README).
 """
 
-import importlib.util
+import hashlib
+import inspect
+import os
+import tempfile
 
-# name of an optional module -> instances that need it are built only if present
-def _has(module):
-    return importlib.util.find_spec(module) is not None
+from ._optional import MXNET_REASON, has as _has
 
 
 def index_instances():
@@ -55,6 +57,14 @@ def index_instances():
             FaissIndex(factory="IVF1024,Flat", nprobe=4, metric="cosine", random_state=0),
             FaissIndex(factory="Flat", metric="inner_product", mode="connectivity"),
             FaissIndex(factory="HNSW16,SQ8", ef_search=32),
+        ]
+    if _has("pymilvus") and _has("milvus_lite"):
+        from skfindkit import MilvusIndex
+
+        out += [  # one embedded Milvus Lite store per process, a collection per fit
+            MilvusIndex(index_type="FLAT"),
+            MilvusIndex(metric="cosine", mode="connectivity", M=8, ef_search=32),
+            MilvusIndex(metric="inner_product", index_type="IVF_FLAT", nlist=8, nprobe=8),
         ]
     return out
 
@@ -109,14 +119,8 @@ def extractor_instances():
     # --- extractors (issue 4) are listed below this line ---
     # Tiny networks that accept any number of features (the checks vary it),
     # given as files: a path param hashes stably, a model object does not.
-    import os
-    import tempfile
-
-    cache = os.path.join(tempfile.gettempdir(), "skfindkit-test-models")
-    os.makedirs(cache, exist_ok=True)
-
-    def saved(name, save):  # build once per machine, atomically (xdist workers)
-        path = os.path.join(cache, name)
+    def saved(name, save, library):  # one file per content, written atomically
+        path = _model_path(name, save, library)
         if not os.path.exists(path):
             tmp = f"{path}.{os.getpid()}.tmp"
             save(tmp)
@@ -137,16 +141,16 @@ def extractor_instances():
             keras.Model(inputs, keras.layers.Dense(3, name="dense")(x)).save(path + ".keras")
             os.replace(path + ".keras", path)
 
-        keras_path = saved("any-width.keras", save_keras)
+        keras_path = saved("any-width.keras", save_keras, keras)
         out += [
             KerasFeatureExtractor(keras_path),
             KerasFeatureExtractor(keras_path, layer="conv", pooling="max", batch_size=7),
         ]
-    if _has("mxnet"):
+    if _mxnet_works():
         import numpy as np
 
         from skfindkit import GluonFeatureExtractor, MXNetFeatureExtractor
-        from skfindkit.extractors._mxnet_import import import_mxnet
+        from skfindkit.extractors import import_mxnet
 
         mx = import_mxnet()
 
@@ -167,13 +171,14 @@ def extractor_instances():
                 net.add(mx.gluon.nn.HybridLambda(lambda F, x: F.expand_dims(x, axis=1)),
                         mx.gluon.nn.Conv1D(4, 1, activation="tanh"),
                         mx.gluon.nn.GlobalAvgPool1D(), mx.gluon.nn.Dense(3))
+            mx.random.seed(0)
             net.initialize(mx.init.Xavier())
             net.hybridize()
             net(mx.nd.ones((2, 5)))
             net.export(path, 0)
 
         def saved_prefix(name, save):  # checkpoint files <prefix>-symbol.json, -0000.params
-            prefix = os.path.join(cache, name)
+            prefix = _model_path(name, save, mx)
             if not os.path.exists(f"{prefix}-0000.params"):
                 tmp = f"{prefix}.{os.getpid()}"
                 save(tmp)
@@ -202,6 +207,7 @@ _BACKENDS = {
     "NMSLibIndex": "nmslib",
     "HNSWIndex": "hnswlib",
     "FaissIndex": "faiss",
+    "MilvusIndex": "milvus_lite",
     "Doc2VecLoader": "gensim",
     "EssentiaVectorLoader": "essentia",
     "STFTVectorLoader": "librosa",
@@ -209,10 +215,73 @@ _BACKENDS = {
 }
 
 
+def _model_path(name, save, library):
+    """Cache path of a test model keyed by its content.
+
+    The key hashes the source of the function that builds the model (layers,
+    weights, seeds) and the framework's version, so a changed test network
+    never silently reuses an old file; models are shared between the xdist
+    workers and runs of one machine.
+    """
+    source = inspect.getsource(save).encode()
+    version = getattr(library, "__version__", "").encode()
+    key = hashlib.sha256(source + b"\0" + version).hexdigest()[:16]
+    cache = os.path.join(tempfile.gettempdir(), "skfindkit-test-models")
+    os.makedirs(cache, exist_ok=True)
+    root, ext = os.path.splitext(name)
+    return os.path.join(cache, f"{root}-{key}{ext}")
+
+
+def _mxnet_works():
+    if not _has("mxnet"):
+        return False
+    from skfindkit.extractors import import_mxnet
+
+    try:
+        import_mxnet()
+    except ImportError:  # e.g. installed next to numpy 2, which MXNet cannot use
+        return False
+    return True
+
+
+def _backend_available(module):
+    return _mxnet_works() if module == "mxnet" else _has(module)
+
+
 def requires_missing_backend(cls):
     """True for estimators whose backend is not installed in this environment."""
     module = _BACKENDS.get(cls.__name__)
-    return module is not None and not _has(module)
+    return module is not None and not _backend_available(module)
+
+
+def missing_backend_reason(cls):
+    """Why instances of ``cls`` cannot be built here (None: they can)."""
+    if not requires_missing_backend(cls):
+        return None
+    module = _BACKENDS[cls.__name__]
+    if module == "mxnet":
+        return MXNET_REASON
+    return f"needs {module}: not installed in this environment"
+
+
+def unavailable_instances():
+    """``(instance, reason)`` standing in for each estimator whose backend is missing.
+
+    The instance is built from the class alone (``__init__`` imports nothing),
+    so scikit-learn can list the checks that are skipped; it is never fitted.
+    """
+    import skfindkit
+
+    out = []
+    for name in sorted(_BACKENDS):
+        cls = getattr(skfindkit, name)
+        reason = missing_backend_reason(cls)
+        if reason is None:
+            continue
+        required = [p for p in inspect.signature(cls).parameters.values()
+                    if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+        out.append((cls(*[f"<{p.name}: {reason}>" for p in required]), reason))
+    return out
 
 
 def available_instances():

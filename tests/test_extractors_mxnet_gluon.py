@@ -1,7 +1,7 @@
 """GluonFeatureExtractor on a small HybridSequential CNN trained on sklearn digits.
 
 Runs in the MXNet environment (numpy<2, ``pip install 'skfindkit[mxnet]'``,
-``nox -s tests_mxnet``); ``tests/conftest.py`` leaves it out elsewhere.
+``nox -s tests_mxnet``); elsewhere it is reported as skipped, with the reason.
 """
 
 import pickle
@@ -14,9 +14,9 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from skfindkit import ExactIndex, GluonFeatureExtractor, ImageLoader
-from skfindkit.extractors._mxnet_import import import_mxnet
+from ._optional import require_mxnet
 
-mx = import_mxnet()
+mx = require_mxnet()  # skfindkit.extractors.import_mxnet(), or a skip with the reason
 nn = mx.gluon.nn
 # float32 forward passes of different batch sizes may round differently
 TOL = {"rtol": 1e-5, "atol": 1e-6}

@@ -5,7 +5,6 @@ inherits the whole list. The sklearn estimator checks and KNT equivalence run
 in ``test_estimators.py`` over ``index_instances()``.
 """
 
-import importlib.util
 import pickle
 import warnings
 
@@ -21,29 +20,9 @@ from skfindkit import AnnoyIndex, ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
 from skfindkit._persist import CorruptIndexError
 from skfindkit.metrics import make_retrieval_scorer, recall_at_k
 
-_MODULES = {AnnoyIndex: "annoy", NMSLibIndex: "nmslib", HNSWIndex: "hnswlib", FaissIndex: "faiss"}
-
-
-def _missing(cls):
-    return importlib.util.find_spec(_MODULES[cls]) is None
-
-
-def _needs(cls):
-    """Skip mark (with the reason in the summary) for a backend not installed here."""
-    return pytest.mark.skipif(_missing(cls), reason=f"{_MODULES[cls]} is not installed")
-
-
-def needs(*classes):
-    """Skip the calling test unless every backend of ``classes`` is installed."""
-    for cls in classes:
-        if _missing(cls):
-            pytest.skip(f"{_MODULES[cls]} is not installed")
-
-
-def _param(obj, cls=None):
-    cls = cls or type(obj)
-    return pytest.param(obj, marks=_needs(cls), id=getattr(cls, "__name__") if obj is cls else repr(obj))
-
+from ._backends import MODULES as _MODULES
+from ._backends import needs
+from ._backends import param as _param
 
 ANN = [_param(cls, cls) for cls in (AnnoyIndex, NMSLibIndex, HNSWIndex, FaissIndex)]
 METRICS = ["euclidean", "cosine", "inner_product"]

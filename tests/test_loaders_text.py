@@ -67,7 +67,7 @@ import sys; import numpy as np
 from gensim.test.utils import datapath
 from skfindkit.loaders import Doc2VecLoader
 docs = open(datapath("lee_background.cor"), encoding="latin-1").read().splitlines()[:80]
-out = Doc2VecLoader(vector_size=8, epochs=3, seed=3).fit(docs).transform(docs[:3])
+out = Doc2VecLoader(vector_size=8, epochs=3, random_state=3).fit(docs).transform(docs[:3])
 sys.stdout.write(repr(out.round(6).tolist()))
 """
 

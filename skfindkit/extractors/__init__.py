@@ -8,13 +8,15 @@ imported lazily, on first use, so ``import skfindkit`` stays fast:
   (extra ``keras``);
 - :class:`MXNetFeatureExtractor` (Module API) and :class:`GluonFeatureExtractor`
   do the same for MXNet symbols and Gluon blocks (extra ``mxnet``, which needs
-  ``numpy<2``).
+  ``numpy<2``); :func:`import_mxnet` returns the ``mxnet`` module ready to use
+  for building the networks they take.
 """
 
 from ._base import BaseFeatureExtractor
 from ._gluon import GluonFeatureExtractor
 from ._keras import KerasFeatureExtractor
 from ._mxnet import MXNetFeatureExtractor
+from ._mxnet_import import import_mxnet
 from ._sklearn import SklearnFeatureExtractor
 
 __all__ = [
@@ -23,4 +25,5 @@ __all__ = [
     "KerasFeatureExtractor",
     "MXNetFeatureExtractor",
     "SklearnFeatureExtractor",
+    "import_mxnet",
 ]

@@ -21,17 +21,18 @@ from abc import ABCMeta, abstractmethod
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import _safe_indexing, gen_batches
-from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import (
-    _check_feature_names_in,
-    _num_samples,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import gen_batches
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..utils import progress
+from ..utils._sklearn_compat import (
+    Interval,
+    _check_feature_names_in,
+    _fit_context,
+    _num_samples,
+    _safe_indexing,
+)
 
 __all__ = ["BaseFeatureExtractor", "check_model_path"]
 
@@ -92,6 +93,13 @@ class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
     #: batches handed to ``_transform_batch`` at once (see ``transform``)
     _batches_per_call = 1
+    #: why a row's features may differ in their last float32 bits with the
+    #: batch it is computed in (its position, the batch size), or None when
+    #: they are bit-identical whatever the batch. The test suite then expects
+    #: scikit-learn's exact sample-order and subset invariance checks to fail
+    #: (xfail, not strict: some CPUs pass them) and checks invariance at a
+    #: float32 tolerance instead.
+    _batch_dependent_rounding = None
 
     # -- hooks -------------------------------------------------------------
     @abstractmethod

@@ -2,11 +2,12 @@
 
 import os
 import pickle
+import warnings
 from numbers import Integral
 
 from sklearn.base import clone
-from sklearn.utils._param_validation import Interval
 
+from ..utils._sklearn_compat import Interval
 from ._mxnet_common import BaseMXNetExtractor, load_checkpoint
 from ._mxnet_import import import_mxnet
 
@@ -41,7 +42,9 @@ def _trace(mx, block, data_name, X=None):
 
 
 def _symbol_block(mx, symbol, arg_params, aux_params, data_name, ctx):
-    block = mx.gluon.SymbolBlock(symbol, mx.sym.var(data_name))
+    with warnings.catch_warnings():  # the input's dtype is set by the parameters loaded next
+        warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
+        block = mx.gluon.SymbolBlock(symbol, mx.sym.var(data_name))
     params = {**{f"arg:{k}": v for k, v in arg_params.items()},
               **{f"aux:{k}": v for k, v in aux_params.items()}}
     block.collect_params().load_dict(params, ctx=ctx, ignore_extra=True)

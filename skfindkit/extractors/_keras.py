@@ -5,9 +5,9 @@ import tempfile
 import zipfile
 
 import numpy as np
-from sklearn.utils._param_validation import StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import StrOptions
 from ._base import BaseFeatureExtractor, check_model_path
 from ._layers import pool_features, unknown_layer_error
 
@@ -100,6 +100,11 @@ class KerasFeatureExtractor(BaseFeatureExtractor):
     _model_attrs = ("model", "model_")
     _transient_attrs = ("_feature_model",)
     _batches_per_call = 32
+    _batch_dependent_rounding = (
+        "TensorFlow's CPU kernels (oneDNN/Eigen) block matrix products by batch "
+        "rows, so a row's float32 features can change in the last bits with its "
+        "position and the batch size"
+    )
 
     def __init__(self, model, *, layer=None, batch_size=32, preprocess=None, pooling=None,
                  verbose=0):

@@ -4,8 +4,8 @@ import os
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
+from ..utils._sklearn_compat import Interval
 from ._mxnet_common import BaseMXNetExtractor, load_checkpoint
 from ._mxnet_import import import_mxnet
 

@@ -6,9 +6,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.utils import get_tags
-from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
+from ..utils._sklearn_compat import HasMethods, StrOptions, _check_feature_names_in
 from ._base import BaseFeatureExtractor
 
 __all__ = ["SklearnFeatureExtractor"]
@@ -83,6 +83,11 @@ class SklearnFeatureExtractor(BaseFeatureExtractor):
         "method": [StrOptions(set(_METHODS))],
         "prefit": ["boolean"],
     }
+    _batch_dependent_rounding = (
+        "the wrapped estimator's matrix products run in BLAS (OpenBLAS, MKL), "
+        "whose kernels and threads split work by rows, so float32 features can "
+        "change in the last bit with a row's batch"
+    )
 
     def __init__(self, estimator, *, method="transform", prefit=False, batch_size=None,
                  verbose=0):

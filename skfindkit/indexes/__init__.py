@@ -10,6 +10,7 @@ from ._bm25 import BM25Index
 from ._exact import ExactIndex
 from ._faiss import FaissIndex
 from ._hnsw import HNSWIndex
+from ._milvus import MilvusIndex
 from ._nmslib import NMSLibIndex
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "FaissIndex",
     "HNSWIndex",
     "METRICS",
+    "MilvusIndex",
     "NMSLibIndex",
 ]

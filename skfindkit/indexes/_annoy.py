@@ -2,9 +2,9 @@
 
 from numbers import Integral
 
-from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval
 from ._ann_utils import bytes_to_files, files_to_bytes, native_seed, stack_padded
 from ._base import BaseIndex
 
@@ -64,6 +64,9 @@ class AnnoyIndex(BaseIndex):
 
     Attributes
     ----------
+    metric_ : str
+        The metric the index was fitted with; it answers every query
+        (see :class:`~skfindkit.indexes.BaseIndex`).
     n_samples_fit_ : int
         Number of indexed items.
     n_features_in_ : int
@@ -116,14 +119,14 @@ class AnnoyIndex(BaseIndex):
         self.random_state = random_state
 
     def _new(self, n_features):
-        return _annoy().AnnoyIndex(n_features, _METRICS[self.metric])
+        return _annoy().AnnoyIndex(n_features, _METRICS[self.metric_])
 
     def _build(self, X):
         index = self._new(X.shape[1])
-        index.set_seed(native_seed(self.random_state))
+        index.set_seed(native_seed(self._fitted_param("random_state")))
         for i, row in enumerate(X):
             index.add_item(i, row)
-        index.build(self.n_trees, n_jobs=self._n_threads())
+        index.build(self._fitted_param("n_trees"), n_jobs=self._n_threads())
         return index
 
     def _search(self, X, k):

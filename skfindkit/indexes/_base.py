@@ -12,6 +12,15 @@ implements a few backend hooks:
     backend found fewer than ``k`` items;
 ``_add(X)`` (optional)
     add prepared rows to the native index; the default rebuilds;
+``_keeps_vectors()`` / ``_get_vectors(ids)`` (backends that store vectors)
+    a backend whose native store returns the indexed vectors (a Milvus
+    collection; hnswlib ``get_items``, faiss ``reconstruct``, annoy
+    ``get_item_vector``) may return False from ``_keeps_vectors``: the base
+    then keeps no float32 copy of the collection (only an 8-byte hash per
+    row, for the item-itself rule) and reads the rows it needs
+    (``kneighbors(X=None)``, the exact path, recomputed distances, an item
+    found in its own results) through ``_get_vectors``, block by block; such
+    a backend grows natively (``_add``) and serializes its store (``_serialize``);
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
     native index <-> bytes; the base wraps the bytes in a versioned,
     checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
@@ -29,14 +38,14 @@ a backend is a small module and all backends behave identically.
 """
 
 import warnings
+import weakref
 from abc import ABCMeta, abstractmethod
 from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
 from joblib import effective_n_jobs
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import (
     check_is_fitted,
     column_or_1d,
@@ -44,10 +53,12 @@ from sklearn.utils.validation import (
 )
 
 from .._persist import pack_blob, unpack_blob
-from . import _distances
-from . import _sparse
-from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from . import _distances, _sparse
 from ._graph import NeighborsGraphMixin
+from ._lock import runtime_state
+from ._query import KNeighborsQueryMixin
+from ._self import row_keys
 
 __all__ = ["BaseIndex", "METRICS"]
 
@@ -55,7 +66,10 @@ __all__ = ["BaseIndex", "METRICS"]
 METRICS = ("euclidean", "cosine", "inner_product")
 
 
-class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseIndex(
+    KNeighborsQueryMixin, NeighborsGraphMixin, TransformerMixin, BaseEstimator,
+    metaclass=ABCMeta,
+):
     """Base class of all skfindkit indexes (not to be used directly).
 
     Behaves exactly like :class:`sklearn.neighbors.KNeighborsTransformer`:
@@ -84,6 +98,40 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         Threads for building and querying, where the backend can use them.
         ``None`` means 1 unless in a :func:`joblib.parallel_config` context,
         ``-1`` means all processors.
+
+    Attributes
+    ----------
+    metric_ : str
+        The metric the index was fitted with. The fitted state answers every
+        query: ``set_params(metric=...)`` (or any parameter the native index
+        is built with) takes effect at the next ``fit``; query-time knobs
+        (``ef_search``, ``nprobe``, ``search_k``) apply at once.
+    n_samples_fit_ : int
+        Number of indexed items.
+
+    Notes
+    -----
+    **Threads.** An index may be queried from several threads at once
+    (results are those of serial calls); ``fit`` and ``partial_fit`` wait for
+    running queries, run alone, and hold new queries until they finish.
+
+    **Magnitudes.** Items are stored and searched as float32: values beyond
+    the float32 range (``|x| > 3.4e38``) are refused with an error naming
+    ``X``. A collection whose largest magnitude is outside ``2**±40`` (e.g.
+    data scaled by 1e-30 or 1e20, where float32 squared distances underflow or
+    overflow) is multiplied by a power of two, which changes no bit of the
+    mantissas; distances are reported in the original units. Queries far
+    outside the collection's magnitude that overflow after this scaling are
+    refused with the same error.
+
+    **The item itself.** When the queries are the indexed items (``transform``
+    of the fitted data, ``kneighbors(X=None)``) or a query equals an indexed
+    item, that item is in the query's results at its exact distance (0,
+    except ``1 - |x|^2`` for the inner product and 1 for an all-zero row
+    with cosine), as scikit-learn's brute force finds it, even where an
+    approximate search missed it. ``kneighbors(X=None)`` then drops the item
+    itself by id, or the farthest of its ``n_neighbors + 1`` results when
+    the item is not among them (inner product), never a true neighbour.
     """
 
     #: Name of the backend, used in error messages and serialized blobs.
@@ -101,7 +149,7 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         "metric": [StrOptions(set(METRICS))],
         "mode": [StrOptions({"distance", "connectivity"})],
         "n_jobs": [None, Integral],
-        # approximate backends' exact re-ranking (see _search_complete)
+        # approximate backends' exact re-ranking (see KNeighborsQueryMixin._search_complete)
         "refine": [None, Interval(Integral, 1, None, closed="left")],
     }
 
@@ -128,9 +176,45 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         """
         return False
 
+    def _query_params(self):
+        """Values of the query-time knobs (e.g. ``{"ef_search": 50}``); none by default."""
+        return {}
+
+    def _apply_query_params(self):
+        """Give ``_query_params()`` to the native index (called only when they changed)."""
+
     def _add(self, X):
         """Add prepared rows; the default rebuilds the native index from all data."""
         self._index = self._build(self._fit_X)
+
+    def _keeps_vectors(self):
+        """Whether the base keeps a prepared float32 copy of the indexed rows.
+
+        True (the default) keeps ``_fit_X``; a backend returning False stores
+        the vectors itself and implements ``_get_vectors``, ``_add`` and
+        ``_serialize``.
+        """
+        return True
+
+    def _get_vectors(self, ids):
+        """Prepared float32 rows of the indexed items ``ids`` (a 1-D array, in order)."""
+        return self._fit_X[ids]
+
+    @property
+    def _data(self):
+        """The prepared indexed rows, indexable by id arrays like ``_fit_X``."""
+        return self._fit_X if self._keeps_vectors() else _StoredRows(self)
+
+    def _vector_blocks(self):
+        """``(first_id, rows)`` blocks covering every indexed item in id order
+        (``batch_size`` rows each, or 4096, when the backend stores them)."""
+        if self._keeps_vectors():
+            yield 0, self._fit_X
+            return
+        block_size = getattr(self, "batch_size", None) or 4096
+        for start in range(0, self.n_samples_fit_, block_size):
+            stop = min(start + block_size, self.n_samples_fit_)
+            yield start, self._get_vectors(np.arange(start, stop))
 
     def _serialize(self):
         """Native index -> bytes; None (the default) rebuilds it on unpickling."""
@@ -145,45 +229,52 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         """Number of threads ``n_jobs`` asks for (joblib's convention)."""
         return max(1, effective_n_jobs(self.n_jobs))
 
-    def _prepare(self, X):
-        """float32, C-contiguous, unit rows for cosine: what backends index.
+    def _fitted_param(self, name):
+        """A parameter's value at the last ``fit``: what the native structure was built with."""
+        return self._fit_params[name]
 
-        Sparse rows (backends with ``_accepts_sparse``) stay sparse:
-        float64 canonical CSR (:func:`~skfindkit.indexes._sparse.prepare_sparse`).
+    def _prepare(self, X, name="X"):
+        """float32, C-contiguous, rescaled if needed, unit rows for cosine: what backends index.
+
+        Sparse rows (backends with ``_accepts_sparse``) stay sparse: float64
+        canonical CSR (:func:`~skfindkit.indexes._sparse.prepare_sparse`).
         """
         if sp.issparse(X):
-            return _sparse.prepare_sparse(X, self.metric)
+            return _sparse.prepare_sparse(X, self.metric_)
+        _distances.check_float32_range(X, name)
+        if self._scale != 1.0:
+            X = np.multiply(X, self._scale, dtype=np.float64)
+            _distances.check_float32_range(X, f"{name} (scaled as the indexed data)")
         X = np.require(X, dtype=np.float32, requirements=["C"])
-        if self.metric == "cosine":
+        if self.metric_ == "cosine":
             X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
         return X
 
-    def _native_unit(self):
-        unit = self._native_distance
-        return unit[self.metric] if isinstance(unit, dict) else unit
+    # ------------------------------------------------------- thread safety
+    def _writing(self):
+        """Exclusive section: fit and partial_fit (waits for running queries)."""
+        return runtime_state(self).lock.write()
 
-    def _to_metric_units(self, native, X, ind):
-        """The backend's distances -> the metric's units, -1 ids at ``inf``."""
-        unit = self._native_unit()
-        if unit == "recompute":
-            return _distances.exact_distances(X, self._fit_X, ind, self.metric)
-        dist = _distances.from_native(native, unit, self.metric)
-        dist[ind < 0] = np.inf
-        return dist
+    def _reading(self):
+        """Shared section for queries; applies changed query-time knobs first."""
+        state = runtime_state(self)
+        if not state.lock.holds_read() and hasattr(self, "_index"):
+            wanted = self._query_params()
+            if state.applied_query_params != wanted:
+                with state.lock.write():  # once per change, never during a query
+                    self._apply_query_params()
+                    state.applied_query_params = wanted
+        return state.lock.read()
 
-    def _exact_search(self, X, k):
-        """Brute force over the stored data: the one exact path of every index."""
-        if sp.issparse(self._fit_X):
-            matrix = self._index if isinstance(self._index, _sparse.SparseBruteForce) else None
-            return _sparse.sparse_kneighbors(
-                self._fit_X, X, k, self.metric, batch_size=getattr(self, "batch_size", None),
-                matrix=matrix,
-            )
-        matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
-        return brute_force_kneighbors(
-            self._fit_X, X, k, self.metric, batch_size=getattr(self, "batch_size", None),
-            n_threads=self._n_threads(), matrix=matrix,
-        )
+    def _changed_native_index(self):
+        """After a write: the native index must be given the query-time knobs again."""
+        state = runtime_state(self)
+        state.applied_query_params = None
+        state.row_lookup = None
+
+    def _data_scale(self, X):
+        """The power of two the data are multiplied by (1 for sparse rows, kept float64)."""
+        return 1.0 if sp.issparse(X) else _distances.power_of_two_scale(X)
 
     def _validate(self, X, y=None, reset=True):
         """``validate_data`` with this backend's sparse policy (CSR in, or a clear refusal)."""
@@ -227,16 +318,28 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             The fitted index.
         """
         self._check_backend_metric()
-        if y is None:
-            X = self._validate(X)
-            self._fit_y = None
-        else:
-            X, y = self._validate(X, y)
-            self._fit_y = column_or_1d(y)
-        self._fit_X = self._prepare(X)
-        self.n_samples_fit_ = self._fit_X.shape[0]
-        self._zero_rows = _sparse.empty_rows(self._fit_X)
-        self._index = self._build(self._fit_X)
+        with self._writing():
+            if y is None:
+                X = self._validate(X)
+                fit_y = None
+            else:
+                X, y = self._validate(X, y)
+                fit_y = column_or_1d(y)
+            if not sp.issparse(X):
+                _distances.check_float32_range(X)
+            # the fitted state answers every query, whatever set_params says later
+            self._fit_params = self.get_params(deep=False)
+            self.metric_ = self.metric
+            self._scale = self._data_scale(X)
+            self._fit_y = fit_y
+            Xp = self._prepare(X)
+            keep = self._keeps_vectors()
+            self._fit_X = Xp if keep else None
+            self._fit_keys = None if keep else row_keys(Xp)
+            self.n_samples_fit_ = Xp.shape[0]
+            self._zero_rows = _sparse.empty_rows(Xp)
+            self._index = self._build(Xp)
+            self._changed_native_index()
         return self
 
     def partial_fit(self, X, y=None):
@@ -259,8 +362,13 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         self : object
             The updated index.
         """
-        if not hasattr(self, "n_samples_fit_"):
-            return self.fit(X, y)
+        with self._writing():
+            if not hasattr(self, "n_samples_fit_"):
+                return self.fit(X, y)
+            self._partial_fit(X, y)
+        return self
+
+    def _partial_fit(self, X, y):
         has_labels = self._fit_y is not None
         if has_labels != (y is not None):
             raise ValueError(
@@ -272,14 +380,20 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
             X = self._validate(X, reset=False)
         else:
             X, y = self._validate(X, y, reset=False)
-            self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
+        # may refuse X: nothing is changed before it passed
         Xp = self._prepare(_sparse.like_fitted(X, self._fit_X))
+        if y is not None:
+            self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + _sparse.empty_rows(Xp)]
         )
-        self._fit_X = _sparse.stack_rows(self._fit_X, Xp)
-        self.n_samples_fit_ = self._fit_X.shape[0]
+        if self._keeps_vectors():
+            self._fit_X = _sparse.stack_rows(self._fit_X, Xp)
+        else:
+            self._fit_keys = np.concatenate([self._fit_keys, row_keys(Xp)])
+        self.n_samples_fit_ += Xp.shape[0]
         self._add(Xp)
+        self._changed_native_index()
         if hasattr(self, "item_keys_"):
             warnings.warn(
                 "partial_fit added items: the item keys attached with "
@@ -288,202 +402,8 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
                 UserWarning,
             )
             del self.item_keys_
-        return self
 
-    # ------------------------------------------------------------ querying
-    def _check_query(self, X):
-        """Validate and prepare queries.
-
-        A well-formed float ndarray (the common case in a pipeline) takes a
-        fast path with the same checks -- 2-D, non-empty, the fitted number of
-        features, finite -- because ``validate_data`` alone costs more than a
-        whole small batch of approximate queries; anything else, and every
-        failure, goes through ``validate_data`` for scikit-learn's messages.
-        """
-        if (
-            isinstance(X, np.ndarray)
-            and X.dtype in (np.float32, np.float64)
-            and X.ndim == 2
-            and X.shape[0] > 0
-            and X.shape[1] == self.n_features_in_
-            and not hasattr(self, "feature_names_in_")
-            and np.isfinite(X).all()
-            and not sp.issparse(self._fit_X)
-        ):
-            return self._prepare(X)
-        return self._prepare(_sparse.like_fitted(self._validate(X, reset=False), self._fit_X))
-
-    def _check_fitted(self):
-        if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
-            check_is_fitted(self)
-
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
-        """Find the nearest indexed items of each query.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), default=None
-            Queries. If None, the neighbours of each indexed item are
-            returned, the item itself excluded.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        return_distance : bool, default=True
-            Whether to return distances.
-
-        Returns
-        -------
-        neigh_dist : ndarray of shape (n_queries, n_neighbors)
-            Distances in the metric's true units, ascending; only if
-            ``return_distance=True``.
-        neigh_ind : ndarray of shape (n_queries, n_neighbors)
-            Ids (row numbers in the fitted data) of the neighbours.
-        """
-        return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
-
-    def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True):
-        """The exact nearest indexed items, by brute force over the stored data.
-
-        The same contract as :meth:`kneighbors` (validation, units,
-        ``X=None``), but the answer is exact whatever the backend: the
-        reference an approximate index is measured against (it is what
-        ``make_retrieval_scorer("recall")`` compares with), at the cost of a
-        scan of every indexed item per query.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), default=None
-            Queries; None means the indexed items, each excluded from its own
-            neighbours.
-        n_neighbors : int, default=None
-            Number of neighbours; defaults to the constructor's value.
-        return_distance : bool, default=True
-            Whether to return distances.
-
-        Returns
-        -------
-        neigh_dist : ndarray of shape (n_queries, n_neighbors)
-            Exact distances, ascending (ties by id); only if
-            ``return_distance=True``.
-        neigh_ind : ndarray of shape (n_queries, n_neighbors)
-            Ids of the exact neighbours.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skfindkit import HNSWIndex
-        >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
-        >>> HNSWIndex(n_neighbors=2).fit(X).exact_kneighbors([[0.1, 0.0]], return_distance=False)
-        array([[0, 1]])
-        """
-        return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
-
-    def labels_of(self, ind):
-        """Labels given to :meth:`fit` (``y``) of the indexed items ``ind``.
-
-        Parameters
-        ----------
-        ind : array-like of int
-            Ids of indexed items (e.g. what :meth:`kneighbors` returns).
-
-        Returns
-        -------
-        labels : ndarray of the same shape as ``ind``
-
-        Examples
-        --------
-        >>> from skfindkit import ExactIndex
-        >>> index = ExactIndex(n_neighbors=1).fit([[0.0], [1.0], [5.0]], ["a", "b", "c"])
-        >>> index.labels_of(index.kneighbors([[4.0]], return_distance=False))
-        array([['c']], dtype='<U1')
-        """
-        self._check_fitted()
-        if self._fit_y is None:
-            raise ValueError(
-                f"{type(self).__name__} was fitted without labels: fit it with "
-                "fit(X, y) to get the labels of retrieved items."
-            )
-        return self._fit_y[np.asarray(ind, dtype=np.intp)]
-
-    def _kneighbors(self, X, n_neighbors, return_distance, search):
-        """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
-        self._check_fitted()
-        if n_neighbors is None:
-            n_neighbors = self.n_neighbors
-        elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
-            raise TypeError(
-                f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
-            )
-        elif n_neighbors <= 0:
-            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
-        n_neighbors = int(n_neighbors)
-
-        query_is_train = X is None
-        if query_is_train:
-            X = self._fit_X
-            n_neighbors += 1
-        else:
-            X = self._check_query(X)
-
-        if n_neighbors > self.n_samples_fit_:
-            if query_is_train:
-                n_neighbors -= 1
-                inequality_str = "n_neighbors < n_samples_fit"
-            else:
-                inequality_str = "n_neighbors <= n_samples_fit"
-            raise ValueError(
-                f"Expected {inequality_str}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {self.n_samples_fit_}, n_samples = {X.shape[0]}"
-            )
-
-        dist, ind = search(X, n_neighbors)
-
-        if query_is_train:
-            # sklearn's rule: drop each item from its own list; if it is not
-            # there (duplicates), drop the first neighbour instead.
-            sample_mask = ind != np.arange(X.shape[0])[:, None]
-            dup_gr_nbrs = np.all(sample_mask, axis=1)
-            sample_mask[:, 0][dup_gr_nbrs] = False
-            n_neighbors -= 1
-            ind = np.reshape(ind[sample_mask], (X.shape[0], n_neighbors))
-            dist = np.reshape(dist[sample_mask], (X.shape[0], n_neighbors))
-        return (dist, ind) if return_distance else ind
-
-    def _search_complete(self, X, k):
-        """Run the backend and guarantee k valid, sorted results per row.
-
-        With ``refine`` (approximate backends), the backend is asked for
-        ``refine * k`` candidates, re-ranked by exact distance over the
-        stored data.
-        """
-        if X.shape[0] == 0:
-            return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
-        refine = getattr(self, "refine", None)
-        if refine is None:
-            native, ind = self._search(X, k)
-            ind = np.asarray(ind, dtype=np.intp)
-            dist = self._to_metric_units(native, X, ind)
-        else:
-            _, cand = self._search(X, min(self.n_samples_fit_, refine * k))
-            dist, ind = rerank_exact(X, self._fit_X, np.asarray(cand, dtype=np.intp), k,
-                                     self.metric)
-        if self.metric == "cosine" and not sp.issparse(X):  # sparse search does it itself
-            _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
-        if ind.size and ind.min() < 0:
-            missing = (ind < 0).any(axis=1)
-            warnings.warn(
-                f"{type(self).__name__}: the {self._backend} search returned fewer "
-                f"than {k} neighbours for {int(missing.sum())} of {X.shape[0]} "
-                "queries (search parameters too small for k); those rows were "
-                "completed by exact search. Increase the search parameters.",
-                UserWarning,
-            )
-            dist[missing], ind[missing] = self._exact_search(X[missing], k)
-        if (dist[:, 1:] < dist[:, :-1]).any():
-            order = np.argsort(dist, axis=1, kind="stable")
-            dist = np.take_along_axis(dist, order, axis=1)
-            ind = np.take_along_axis(ind, order, axis=1)
-        return dist, ind
-
+    # ------------------------------------------------------------- scoring
     def score(self, X, y):
         """Mean precision@n_neighbors of the retrieved items' labels.
 
@@ -505,13 +425,14 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         from ..metrics import precision_at_k
 
         check_is_fitted(self)
-        if self._fit_y is None:
-            raise ValueError(
-                f"{type(self).__name__}.score needs the labels of the indexed "
-                "items: fit the index with fit(X, y)."
-            )
-        ind = self.kneighbors(X, return_distance=False)
-        return precision_at_k(y, self.labels_of(ind))
+        with self._reading():  # labels and ids from the same fitted state
+            if self._fit_y is None:
+                raise ValueError(
+                    f"{type(self).__name__}.score needs the labels of the indexed "
+                    "items: fit the index with fit(X, y)."
+                )
+            ind = self.kneighbors(X, return_distance=False)
+            return precision_at_k(y, self.labels_of(ind))
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):
@@ -539,3 +460,19 @@ class BaseIndex(NeighborsGraphMixin, TransformerMixin, BaseEstimator, metaclass=
         tags.requires_fit = True
         return tags
 
+
+class _StoredRows:
+    """``index._fit_X[ids]`` for a backend that stores the vectors itself:
+    rows read back through ``_get_vectors`` (each distinct id once)."""
+
+    def __init__(self, index):
+        # weak: the index's runtime state (keyed weakly by the index) keeps
+        # this object in its row lookup
+        self._index = weakref.ref(index)
+        self.shape = (index.n_samples_fit_, index.n_features_in_)
+
+    def __getitem__(self, ids):
+        ids = np.asarray(ids, dtype=np.intp)
+        wanted, positions = np.unique(ids, return_inverse=True)
+        rows = self._index()._get_vectors(wanted)
+        return rows[positions.reshape(ids.shape)]

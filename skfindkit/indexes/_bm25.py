@@ -13,7 +13,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils._param_validation import Interval
+from ..utils._sklearn_compat import Interval
 
 from ._base import BaseIndex
 from ._brute import _top_candidates
@@ -155,13 +155,16 @@ class BM25Index(BaseIndex):
     def _n_threads(self):
         return 1
 
-    def _prepare(self, X):
+    def _data_scale(self, X):
+        return 1.0  # counts: never rescaled (BM25 is not scale-free)
+
+    def _prepare(self, X, name="X"):
         X = sp.csr_matrix(X, dtype=np.float64, copy=True)
         X.sum_duplicates()
         X.eliminate_zeros()
         if X.data.size and X.data.min() < 0:
             raise ValueError(
-                "Negative values in data passed to BM25Index: X must hold term counts "
+                f"Negative values in data passed to BM25Index: {name} must hold term counts "
                 "(non-negative), e.g. from CountVectorizer."
             )
         return X

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn import get_config
 from threadpoolctl import ThreadpoolController
 
-from ._distances import exact_distances
+from ._distances import exact_distances, gather_rows
 
 __all__ = ["BruteForceMatrix", "brute_force_kneighbors", "rerank_exact"]
 
@@ -194,7 +194,7 @@ def rerank_exact(queries, data, cand, k, metric):
     for start in range(0, n_q, step):
         cb, Qb = cand[start:start + step], queries[start:start + step]
         if m < c:
-            Yb = np.take(data, np.maximum(cb, 0), axis=0)
+            Yb = gather_rows(data, np.maximum(cb, 0))
             scores = _candidate_scores(Yb, Qb, metric)
             scores[cb < 0] = -np.inf
             keep = np.argpartition(scores, c - m, axis=1)[:, c - m:]

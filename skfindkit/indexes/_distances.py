@@ -16,6 +16,7 @@ __all__ = [
     "from_native",
     "from_similarity",
     "from_sqeuclidean",
+    "gather_rows",
     "normalize_rows",
     "zero_vectors_at_distance_one",
 ]
@@ -95,7 +96,7 @@ def exact_distances(Q, data, ind, metric):
         Computed from float32 differences with float64 sums, so identical
         rows are exactly 0 apart.
     """
-    Y = np.take(data, np.maximum(ind, 0), axis=0)  # (n_q, c, d), a fresh array
+    Y = gather_rows(data, np.maximum(ind, 0))  # (n_q, c, d), a fresh array
     if metric == "inner_product":
         dist = 1.0 - np.einsum("qcd,qd->qc", Y, Q, dtype=np.float64)
     else:
@@ -108,6 +109,14 @@ def exact_distances(Q, data, ind, metric):
     return dist
 
 
+def gather_rows(data, ids):
+    """``data[ids]`` as a fresh array (``np.take`` for arrays: faster than fancy indexing;
+    indexing for the stored-rows view of backends that keep the vectors)."""
+    if isinstance(data, np.ndarray):
+        return np.take(data, ids, axis=0)
+    return np.array(data[ids], dtype=np.float32, copy=True)
+
+
 def zero_vectors_at_distance_one(dist, ind, Q, zero_rows):
     """Set cosine distances from or to a zero vector to 1, in place.
 
@@ -118,3 +127,43 @@ def zero_vectors_at_distance_one(dist, ind, Q, zero_rows):
     dist[~Q.any(axis=1)] = 1.0
     if zero_rows.size:
         dist[np.isin(ind, zero_rows)] = 1.0
+
+
+#: Largest magnitude float32 holds; indexes store and search float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# outside [2**-40, 2**40] squared distances leave float32's normal range (or
+# lose their ordering): such collections are rescaled by a power of two
+_SAFE_EXPONENT = 40
+
+
+def check_float32_range(X, name="X"):
+    """Refuse values float32 cannot hold (they would become inf, then NaN distances)."""
+    if X.dtype == np.float64 and X.size and (X.max() > FLOAT32_MAX or X.min() < -FLOAT32_MAX):
+        raise ValueError(
+            f"{name} contains values beyond the float32 range (|x| > {FLOAT32_MAX:.3g}); "
+            "skfindkit indexes store and search float32. Rescale the data."
+        )
+
+
+def power_of_two_scale(X):
+    """Factor (a power of two, so exact) that brings the data's magnitude near 1.
+
+    1.0 for data whose largest magnitude is within ``2**±40``; otherwise the
+    power of two that maps it into ``[1, 2)``. Squared distances of tiny
+    (~1e-30) or huge (~1e20) values underflow or overflow float32 and every
+    candidate ties; scaling every row by one power of two keeps the order of
+    euclidean, cosine and inner-product distances and loses no bits.
+    """
+    max_abs = float(np.abs(X).max()) if X.size else 0.0
+    if max_abs == 0.0 or 2.0**-_SAFE_EXPONENT <= max_abs <= 2.0**_SAFE_EXPONENT:
+        return 1.0
+    return float(2.0 ** -np.floor(np.log2(max_abs)))
+
+
+def unscale(dist, scale, metric):
+    """Distances between rows scaled by ``scale`` -> distances between the originals."""
+    if scale == 1.0 or metric == "cosine":
+        return dist
+    if metric == "euclidean":
+        return dist / scale
+    return 1.0 - (1.0 - dist) / (scale * scale)  # 1 - <sx, sy> -> 1 - <x, y>

@@ -2,10 +2,9 @@
 
 from numbers import Integral
 
-from sklearn.utils._param_validation import Interval
-
 import scipy.sparse as sp
 
+from ..utils._sklearn_compat import Interval
 from ._base import BaseIndex
 from ._brute import BruteForceMatrix
 from ._sparse import SparseBruteForce
@@ -54,6 +53,9 @@ class ExactIndex(BaseIndex):
 
     Attributes
     ----------
+    metric_ : str
+        The metric the index was fitted with; it answers every query
+        (see :class:`~skfindkit.indexes.BaseIndex`).
     n_samples_fit_ : int
         Number of indexed items.
     n_features_in_ : int
@@ -109,8 +111,8 @@ class ExactIndex(BaseIndex):
 
     def _build(self, X):
         if sp.issparse(X):
-            return SparseBruteForce(X, self.metric)
-        return BruteForceMatrix(X, self.metric)
+            return SparseBruteForce(X, self.metric_)
+        return BruteForceMatrix(X, self.metric_)
 
     def _search(self, X, k):
         return self._exact_search(X, k)  # the base's brute force, on the kept matrix

@@ -6,9 +6,9 @@ from contextlib import contextmanager
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval
 from ._ann_utils import native_seed
 from ._base import BaseIndex
 
@@ -101,6 +101,9 @@ class FaissIndex(BaseIndex):
     ----------
     factory_ : str
         The factory string used after fitting the k-means sizes to the data.
+    metric_ : str
+        The metric the index was fitted with; it answers every query
+        (see :class:`~skfindkit.indexes.BaseIndex`).
     n_samples_fit_ : int
         Number of indexed items.
     n_features_in_ : int
@@ -133,7 +136,7 @@ class FaissIndex(BaseIndex):
     def _native_distance(self):
         if not _native_distances_exact(_faiss(), self._index):
             return "recompute"  # lossy codes or BLAS: recomputed for the returned ids
-        return "dot" if self.metric == "inner_product" else "sqeuclidean"
+        return "dot" if self.metric_ == "inner_product" else "sqeuclidean"
 
     def _is_exact(self):
         return self.factory.replace(" ", "") == "Flat"
@@ -175,7 +178,7 @@ class FaissIndex(BaseIndex):
                 f"the {X.shape[0]} given; using {self.factory_!r} instead.",
                 UserWarning,
             )
-        ip = self.metric == "inner_product"
+        ip = self.metric_ == "inner_product"
         try:
             index = faiss.index_factory(
                 X.shape[1], self.factory_, faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
@@ -220,9 +223,14 @@ class FaissIndex(BaseIndex):
         with _omp_threads(faiss, self._n_threads()):
             self._index.add(X)
 
+    def _query_params(self):
+        return {"nprobe": self.nprobe, "ef_search": self.ef_search}
+
+    def _apply_query_params(self):
+        self._set_search_params(self._index)  # query-time knobs: no rebuild needed
+
     def _search(self, X, k):
         faiss = _faiss()
-        self._set_search_params(self._index)  # query-time knobs: no rebuild needed
         with _omp_threads(faiss, self._n_threads()):
             return self._index.search(X, k)
 

@@ -35,6 +35,10 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
             CSR graph, each row sorted by distance.
         """
         check_is_fitted(self)
+        with self._reading():  # ids and n_samples_fit_ of the same fitted state
+            return self._graph(X, n_neighbors, mode)
+
+    def _graph(self, X, n_neighbors, mode):
         if n_neighbors is None:
             n_neighbors = self.n_neighbors
         if mode == "connectivity":

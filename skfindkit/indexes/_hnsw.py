@@ -4,9 +4,9 @@ import pickle
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval
 from ._ann_utils import native_seed
 from ._base import BaseIndex
 
@@ -64,6 +64,9 @@ class HNSWIndex(BaseIndex):
 
     Attributes
     ----------
+    metric_ : str
+        The metric the index was fitted with; it answers every query
+        (see :class:`~skfindkit.indexes.BaseIndex`).
     n_samples_fit_ : int
         Number of indexed items.
     n_features_in_ : int
@@ -122,7 +125,7 @@ class HNSWIndex(BaseIndex):
         self.random_state = random_state
 
     def _build(self, X):
-        index = _hnswlib().Index(space=_SPACES[self.metric], dim=X.shape[1])
+        index = _hnswlib().Index(space=_SPACES[self.metric_], dim=X.shape[1])
         index.init_index(
             max_elements=X.shape[0],
             ef_construction=self.ef_construction,
@@ -130,8 +133,13 @@ class HNSWIndex(BaseIndex):
             random_seed=native_seed(self.random_state),
         )
         index.add_items(X, np.arange(X.shape[0]), num_threads=self._n_threads())
-        index.set_ef(self.ef_search)
         return index
+
+    def _query_params(self):
+        return {"ef_search": self.ef_search}
+
+    def _apply_query_params(self):
+        self._index.set_ef(self.ef_search)  # a query-time knob: no rebuild needed
 
     def _add(self, X):
         """Native growth: resize the graph and insert the new rows."""
@@ -140,7 +148,6 @@ class HNSWIndex(BaseIndex):
         self._index.add_items(X, np.arange(start, self.n_samples_fit_), num_threads=self._n_threads())
 
     def _search(self, X, k):
-        self._index.set_ef(self.ef_search)  # a query-time knob: no rebuild needed
         try:
             labels, native = self._index.knn_query(X, k=k, num_threads=self._n_threads())
         except RuntimeError:  # the graph walk found fewer than k items

@@ -2,9 +2,9 @@
 
 from numbers import Integral
 
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._ann_utils import bytes_to_files, files_to_bytes, stack_padded
 from ._base import BaseIndex
 
@@ -67,6 +67,9 @@ class NMSLibIndex(BaseIndex):
 
     Attributes
     ----------
+    metric_ : str
+        The metric the index was fitted with; it answers every query
+        (see :class:`~skfindkit.indexes.BaseIndex`).
     n_samples_fit_ : int
         Number of indexed items.
     n_features_in_ : int
@@ -94,9 +97,9 @@ class NMSLibIndex(BaseIndex):
 
     @property
     def _native_distance(self):
-        if self.metric == "inner_product":
+        if self.metric_ == "inner_product":
             return "negdot"  # negdotprod = -<x, y>
-        return "sqeuclidean" if self.method in _SQUARED_L2 else "euclidean"
+        return "sqeuclidean" if self._fitted_param("method") in _SQUARED_L2 else "euclidean"
 
     def _is_exact(self):
         return self.method == "seq_search"
@@ -130,14 +133,15 @@ class NMSLibIndex(BaseIndex):
         self.ef_search = ef_search
 
     def _init(self):
-        return _nmslib().init(method=self.method, space=_SPACES[self.metric])
+        return _nmslib().init(method=self._fitted_param("method"), space=_SPACES[self.metric_])
 
     def _index_params(self):
         threads = {"indexThreadQty": self._n_threads()}
-        if self.method == "hnsw":
-            return {"M": self.M, "efConstruction": self.ef_construction, "post": 0, **threads}
-        if self.method == "sw-graph":
-            return {"NN": self.M, "efConstruction": self.ef_construction, **threads}
+        method, M, ef = (self._fitted_param(p) for p in ("method", "M", "ef_construction"))
+        if method == "hnsw":
+            return {"M": M, "efConstruction": ef, "post": 0, **threads}
+        if method == "sw-graph":
+            return {"NN": M, "efConstruction": ef, **threads}
         return {}
 
     def _build(self, X):
@@ -146,14 +150,19 @@ class NMSLibIndex(BaseIndex):
         index.createIndex(self._index_params(), print_progress=False)
         return index
 
-    def _search(self, X, k):
-        if self.method != "seq_search":  # a query-time knob: no rebuild needed
+    def _query_params(self):
+        return {} if self._fitted_param("method") == "seq_search" else {"ef_search": self.ef_search}
+
+    def _apply_query_params(self):
+        if self._query_params():  # a query-time knob: no rebuild needed
             self._index.setQueryTimeParams({"efSearch": self.ef_search})
+
+    def _search(self, X, k):
         results = self._index.knnQueryBatch(X, k=k, num_threads=self._n_threads())
         return stack_padded([r[0] for r in results], [r[1] for r in results], k)
 
     def _serialize(self):
-        if self.method == "seq_search":  # nothing to save: rebuilt on unpickling
+        if self._fitted_param("method") == "seq_search":  # nothing to save: rebuilt on unpickling
             return None
         return files_to_bytes(lambda path: self._index.saveIndex(path, save_data=True), n_files=2)
 

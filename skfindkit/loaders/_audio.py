@@ -3,9 +3,9 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._audio_io import AUDIO_PARAMETER_CONSTRAINTS, read_audio
 from ._base import BaseVectorLoader
 from ._pooling import check_pooling, pool_frames, pooled_names
@@ -50,7 +50,10 @@ class STFTVectorLoader(BaseVectorLoader):
     n_segments : int, default=1
         Temporal segment pooling: the frames are split into this many equal
         segments whose statistics are concatenated, which keeps the coarse
-        shape of a word or phrase.
+        shape of a word or phrase. A clip with fewer frames than segments
+        (e.g. 0.05 s: 3 frames at the default rate and hop) still gives a
+        vector: its frames are linearly interpolated at the segments' centres,
+        one frame per segment (``std`` 0 in each).
     top_db : float or None, default=None
         Trim leading/trailing audio quieter than ``top_db`` below the peak.
     normalize : {"peak", "rms"} or None, default=None
@@ -143,8 +146,7 @@ class STFTVectorLoader(BaseVectorLoader):
         self.verbose = verbose
         self.on_error = on_error
 
-    def _validate_params(self):
-        super()._validate_params()
+    def _check_params(self):
         check_pooling(self.pooling, self.n_segments, type(self).__name__)
         if self.representation == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(

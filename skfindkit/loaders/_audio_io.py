@@ -5,9 +5,9 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import check_file
 
 __all__ = ["AUDIO_PARAMETER_CONSTRAINTS", "read_audio"]

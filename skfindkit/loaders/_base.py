@@ -2,13 +2,22 @@
 
 A loader turns a sequence of raw items (file paths, texts, arrays, bytes...)
 into one fixed-shape array per item and stacks them. Subclasses implement
-:meth:`BaseVectorLoader._load_item` (and optionally ``_prepare`` for per-worker
-state such as essentia algorithm instances); everything else -- the joblib map,
+:meth:`BaseVectorLoader._load_item` and optionally the other hooks:
+
+- ``_check_params()``: checks that ``_parameter_constraints`` cannot express
+  (run after scikit-learn's parameter validation, in ``fit`` and ``transform``);
+- ``_fit_items(items, y)``: what a loader that learns (Doc2Vec, Function)
+  learns from the validated items; stateless loaders learn nothing;
+- ``_input_items(X, reset)``: ``X`` as a list of items (default: any sequence);
+- ``_prepare()``: per-worker state such as essentia algorithm instances;
+- ``_item_shape()``, ``_output_dtype()``, ``_finish(out)``: the output's shape,
+  dtype and a vectorised last pass.
+
+Everything else -- ``fit``/``transform``, the joblib map over worker processes,
 the tqdm bar, the ``on_error`` policy, file checks and shape checks -- lives here
 once.
 """
 
-import contextlib
 import os
 from abc import ABCMeta, abstractmethod
 import warnings
@@ -17,9 +26,10 @@ from numbers import Integral
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from ..utils import progress
+from ..utils._sklearn_compat import StrOptions, _fit_context
 from ._shared import SharedLoader, chunk_bounds, worker_state
 
 __all__ = ["BaseVectorLoader", "ItemLoadError", "ItemLoadWarning"]
@@ -107,21 +117,10 @@ def _load_items(loader, context, start, items):
     return out
 
 
-def _load_chunk(loader, start, items):
-    """Serial or thread task: build the per-chunk state, then load ``items``."""
-    return _load_items(loader, loader._prepare(), start, items)
-
-
 def _load_shared_chunk(token, payload, start, items):
     """Process task: the loader and its state come from the worker's cache."""
     loader, context = worker_state(token, payload)
     return _load_items(loader, context, start, items)
-
-
-@contextlib.contextmanager
-def _no_share():
-    """Thread workers share the loader object itself: nothing to send."""
-    yield None
 
 
 class _Failure:
@@ -161,18 +160,25 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         "on_error": [StrOptions({"raise", "nan", "zeros"})],
     }
 
-    # joblib backend hint: None (processes) or "threads" when _load_item frees the GIL
-    _prefer = None
     # human-readable name of what one item is, for progress bars
     _item_name = "item"
 
     # ---------------------------------------------------------------- hooks
+    def _check_params(self):
+        """Raise a ValueError naming the parameter for what constraints cannot say."""
+
+    def _fit_items(self, items, y):
+        """Learn from the validated ``items`` (loaders that learn override this)."""
+
+    def _input_items(self, X, *, reset):
+        """``X`` as a list of items; ``reset``: called from ``fit``."""
+        return self._check_items(X)
+
     def _prepare(self):
         """Per-worker state (e.g. algorithm objects, windows, filters).
 
-        Built once per serial map, once per chunk with thread workers, and once
-        per worker process in a parallel map with processes (then reused for
-        all of that worker's chunks). ``_load_item`` must leave it as it found
+        Built once per serial map, and once per worker process in a parallel
+        map (then reused for all of that worker's chunks). ``_load_item`` must leave it as it found
         it, so that results do not depend on how items are split in chunks.
         """
         return None
@@ -230,7 +236,7 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         n_workers = min(effective_n_jobs(self.n_jobs), len(items))
         desc = f"{type(self).__name__}"
         if n_workers == 1:
-            results = _load_chunk(self, 0, progress(
+            results = _load_items(self, self._prepare(), 0, progress(
                 items, verbose=self.verbose, desc=desc, unit=self._item_name
             ))
             return self._stack(items, results)
@@ -238,17 +244,12 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         # _shared) in a guided schedule: balanced load, few round trips
         bounds = chunk_bounds(len(items), n_workers)
         # batch_size=1: joblib's auto-batching would merge chunks again
-        parallel = Parallel(
-            n_jobs=n_workers, prefer=self._prefer, batch_size=1, return_as="generator"
-        )
-        with SharedLoader(self) if self._prefer != "threads" else _no_share() as shared:
-            if shared is None:
-                tasks = (delayed(_load_chunk)(self, a, items[a:b]) for a, b in bounds)
-            else:
-                tasks = (
-                    delayed(_load_shared_chunk)(shared.token, shared.payload, a, items[a:b])
-                    for a, b in bounds
-                )
+        parallel = Parallel(n_jobs=n_workers, batch_size=1, return_as="generator")
+        with SharedLoader(self) as shared:
+            tasks = (
+                delayed(_load_shared_chunk)(shared.token, shared.payload, a, items[a:b])
+                for a, b in bounds
+            )
             results = []
             for chunk in progress(
                 parallel(tasks), verbose=self.verbose, desc=desc, total=len(bounds),
@@ -321,8 +322,16 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     def __sklearn_is_fitted__(self):
         return True
 
+    def _validate(self):
+        """scikit-learn's parameter validation, then the loader's own checks."""
+        self._validate_params()
+        self._check_params()
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Validate the parameters and the items; stateless loaders learn nothing.
+        """Validate the parameters and the items, and learn what the loader learns.
+
+        Stateless loaders (files to pixels, audio to spectra) learn nothing.
 
         Parameters
         ----------
@@ -336,8 +345,8 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The loader.
         """
-        self._validate_params()
-        self._check_items(X)
+        self._check_params()  # the parameter constraints are checked by _fit_context
+        self._fit_items(self._input_items(X, reset=True), y)
         return self
 
     def transform(self, X):
@@ -353,8 +362,9 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         X_out : ndarray of shape (n_items, ...)
             One row per item, in the order of ``X``.
         """
-        self._validate_params()
-        return self._map_items(self._check_items(X))
+        check_is_fitted(self)
+        self._validate()
+        return self._map_items(self._input_items(X, reset=False))
 
     def _feature_names(self):
         shape = self._item_shape()
@@ -377,5 +387,5 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         feature_names_out : ndarray of str
             One name per output column.
         """
-        self._validate_params()
+        self._validate()
         return np.asarray(self._feature_names(), dtype=object)

@@ -3,9 +3,9 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval
 from ._audio_io import AUDIO_PARAMETER_CONSTRAINTS, read_audio
 from ._base import BaseVectorLoader
 from ._pooling import check_pooling, pool_frames, pooled_names
@@ -65,7 +65,8 @@ class EssentiaVectorLoader(BaseVectorLoader):
         ``"median"``.
     n_segments : int, default=1
         Temporal segment pooling (statistics of equal time segments,
-        concatenated).
+        concatenated). A clip with fewer frames than segments has its frames
+        linearly interpolated at the segments' centres (one frame each).
     top_db : float or None, default=None
         Trim leading/trailing audio quieter than ``top_db`` below the peak.
     normalize : {"peak", "rms"} or None, default=None
@@ -145,8 +146,7 @@ class EssentiaVectorLoader(BaseVectorLoader):
             )
         return groups
 
-    def _validate_params(self):
-        super()._validate_params()
+    def _check_params(self):
         self._groups()
         check_pooling(self.pooling, self.n_segments, type(self).__name__)
 

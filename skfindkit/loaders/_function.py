@@ -3,9 +3,9 @@
 from numbers import Number
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..utils._sklearn_compat import _fit_context
 from ._base import BaseVectorLoader
 
 __all__ = ["FunctionVectorLoader"]
@@ -113,33 +113,17 @@ class FunctionVectorLoader(BaseVectorLoader):
         n = getattr(self, "n_features_out_", None)
         return None if n is None else (n,)
 
-    def _items(self, X, reset):
+    def _input_items(self, X, *, reset):
         if _is_tabular(X) or (not reset and hasattr(self, "n_features_in_")):
             return list(validate_data(self, X, reset=reset))
         if reset and hasattr(self, "n_features_in_"):
             del self.n_features_in_
         return self._check_items(X)
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Learn the output length from the first item.
-
-        Parameters
-        ----------
-        X : sequence of items or array-like of shape (n_items, n_features)
-            Items to map; the rows of a 2-D array are items.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : FunctionVectorLoader
-            The fitted loader.
-        """
-        items = self._items(X, reset=True)
+    def _fit_items(self, items, y):
+        """Learn the output length from the first item."""
         self.__dict__.pop("n_features_out_", None)
         self.n_features_out_ = self._map_items(items[:1]).shape[1]
-        return self
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
@@ -157,27 +141,11 @@ class FunctionVectorLoader(BaseVectorLoader):
         X_out : ndarray of shape (n_items, n_features_out_)
             One vector per item.
         """
-        items = self._items(X, reset=True)
+        items = self._input_items(X, reset=True)
         self.__dict__.pop("n_features_out_", None)
         out = self._map_items(items)
         self.n_features_out_ = out.shape[1]
         return out
-
-    def transform(self, X):
-        """Map every item of ``X`` to its vector.
-
-        Parameters
-        ----------
-        X : sequence of items or array-like of shape (n_items, n_features)
-            Items to map; the rows of a 2-D array are items.
-
-        Returns
-        -------
-        X_out : ndarray of shape (n_items, n_features_out_)
-            One vector per item, in the order of ``X``.
-        """
-        check_is_fitted(self)
-        return self._map_items(self._items(X, reset=False))
 
     def _feature_names(self):
         check_is_fitted(self)

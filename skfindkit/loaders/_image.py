@@ -5,9 +5,9 @@ import os
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import StrOptions
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import StrOptions
 from ._base import BaseVectorLoader, check_file
 
 __all__ = ["ImageLoader"]
@@ -61,10 +61,19 @@ class ImageLoader(BaseVectorLoader):
     Notes
     -----
     Items can be file paths, encoded image ``bytes``, ``PIL.Image.Image``
-    objects or arrays of shape ``(h, w)`` or ``(h, w, c)``. ``uint8`` arrays
-    hold 0..255 values; floating-point arrays must hold intensities in
-    ``[0, 1]`` (the scikit-image convention). A 3-D or 4-D numeric array ``X``
-    is read as a batch of images along its first axis.
+    objects or arrays of shape ``(h, w)`` or ``(h, w, c)``. A 3-D or 4-D
+    numeric array ``X`` is read as a batch of images along its first axis.
+
+    Pixel values are scaled by the image's own bit depth, so that ``"unit"``
+    maps black to 0 and white to 1 whatever the source: 8-bit images and
+    ``uint8`` or 0..255 integer arrays are divided by 255; 16-bit images
+    (16-bit PNG or TIFF, Pillow modes ``I;16*``) and ``uint16`` arrays by
+    65535; 32-bit integer TIFFs by their type's maximum; floating-point images
+    (32-bit float TIFF, Pillow mode ``F``) and float arrays must hold
+    intensities in ``[0, 1]`` (the scikit-image convention) and are kept as
+    they are, without rounding to 8 bits. ``scale="none"`` gives every source
+    on the 0..255 scale. Pillow reads multi-channel 16-bit files as 8-bit
+    (the scale stays right; the low 8 bits are lost).
 
     Examples
     --------
@@ -111,8 +120,7 @@ class ImageLoader(BaseVectorLoader):
         self.verbose = verbose
         self.on_error = on_error
 
-    def _validate_params(self):
-        super()._validate_params()
+    def _check_params(self):
         if not _valid_size(self.size):
             raise ValueError(
                 "The 'size' parameter of ImageLoader must be None or a pair of "
@@ -141,7 +149,7 @@ class ImageLoader(BaseVectorLoader):
         elif isinstance(item, (str, os.PathLike)):
             image = Image.open(check_file(item))
         elif isinstance(item, np.ndarray):
-            return Image.fromarray(_to_uint8(item))
+            return _array_pixels(item, Image)
         else:
             raise TypeError(
                 "an image item must be a path, bytes, a PIL image or an array, "
@@ -154,6 +162,11 @@ class ImageLoader(BaseVectorLoader):
         # uint8 pixels: 4x less to send back from workers; _finish scales them
         Image = context
         image = self._open(item, Image)
+        if not isinstance(image, np.ndarray) and image.mode in _HIGH_DEPTH_MODES:
+            image = _unit_pixels(image)
+        if isinstance(image, np.ndarray):  # deeper than 8 bits: float32 in [0, 1]
+            pixels = self._float_pixels(image, Image)
+            return pixels.ravel() if self.flatten else pixels
         mode = _MODES[self.color_mode][0]
         if image.mode != mode:  # convert to the same mode would only copy
             image = image.convert(mode)
@@ -166,6 +179,35 @@ class ImageLoader(BaseVectorLoader):
         if pixels.ndim == 2:
             pixels = pixels[:, :, np.newaxis]
         return pixels.ravel() if self.flatten else pixels
+
+    def _float_pixels(self, unit, Image):
+        """A float image in [0, 1] as float32 pixels on the 0..255 scale.
+
+        Converted to ``color_mode`` as Pillow converts 8-bit images (ITU-R
+        601-2 luma for grayscale, alpha dropped or set opaque) and resized
+        channel by channel in Pillow's 32-bit float mode (then clipped to
+        [0, 1], as 8-bit resizing clips).
+        """
+        if unit.ndim == 2:
+            unit = unit[:, :, np.newaxis]
+        color, alpha = unit[:, :, :3], unit[:, :, 3:]
+        if self.color_mode == "grayscale":
+            channels = [color[:, :, 0] if color.shape[2] == 1 else color @ _LUMA]
+        else:
+            channels = [color[:, :, min(k, color.shape[2] - 1)] for k in range(3)]
+            if self.color_mode == "rgba":
+                channels.append(alpha[:, :, 0] if alpha.size else np.ones_like(channels[0]))
+        if self.size is not None and channels[0].shape != tuple(self.size):
+            height, width = (int(v) for v in self.size)
+            resample = getattr(Image.Resampling, self.interpolation.upper())
+            channels = [
+                np.asarray(Image.fromarray(np.ascontiguousarray(c, np.float32), mode="F")
+                           .resize((width, height), resample=resample))
+                for c in channels
+            ]
+        pixels = np.stack(channels, axis=-1).astype(np.float32, copy=False)
+        # bicubic and lanczos overshoot; 8-bit Pillow clips, so do the same
+        return np.clip(pixels, 0.0, 1.0, out=pixels) * np.float32(255)
 
     def _output_dtype(self):
         return np.dtype(self.dtype)
@@ -194,29 +236,68 @@ class ImageLoader(BaseVectorLoader):
         ]
 
 
-def _to_uint8(array):
+# Pillow modes deeper than 8 bits; 16-bit PNG/TIFF open as I;16*, 32-bit
+# integer TIFF as I, 32-bit float TIFF as F
+_HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+# Pillow's RGB -> L conversion (ITU-R 601-2 luma)
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_TIFF_BITS_PER_SAMPLE, _TIFF_SAMPLE_FORMAT = 258, 339
+
+
+def _check_unit_range(array):
+    if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+        raise ValueError(
+            "a floating-point image must hold finite values in [0, 1]; got range "
+            f"[{np.nanmin(array)}, {np.nanmax(array)}]"
+        )
+    return array.astype(np.float32, copy=False)
+
+
+def _unit_pixels(image):
+    """Pixels of a Pillow image deeper than 8 bits, as float32 in [0, 1]."""
+    pixels = np.asarray(image)
+    if image.mode == "F":
+        return _check_unit_range(pixels)
+    if image.mode.startswith("I;16"):
+        return (pixels / 65535.0).astype(np.float32)
+    # mode I: 32-bit integers; the TIFF header says what they hold
+    tags = getattr(image, "tag_v2", {})
+    bits = tags.get(_TIFF_BITS_PER_SAMPLE)
+    bits = bits[0] if isinstance(bits, tuple) else bits
+    if bits is None:  # Pillow widens some 16-bit sources to I
+        bits = 16 if pixels.min() >= 0 and pixels.max() <= 65535 else 32
+    fmt = tags.get(_TIFF_SAMPLE_FORMAT, 1)
+    signed = (fmt[0] if isinstance(fmt, tuple) else fmt) == 2
+    if pixels.min() < 0:
+        raise ValueError(
+            f"a {bits}-bit integer image must hold non-negative intensities; got "
+            f"minimum {pixels.min()}"
+        )
+    top = 2 ** (int(bits) - 1 if signed else int(bits)) - 1
+    return (pixels.astype(np.uint32) / top).astype(np.float32)
+
+
+def _array_pixels(array, Image):
+    """An image array as a Pillow 8-bit image, or float32 in [0, 1] when deeper."""
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
         raise ValueError(
             f"an image array must have shape (h, w) or (h, w, 1|3|4), got {array.shape}"
         )
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint16:
+        return (array / 65535.0).astype(np.float32)
     if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
-            raise ValueError(
-                "a floating-point image array must hold finite values in [0, 1]; got "
-                f"range [{np.nanmin(array)}, {np.nanmax(array)}]"
-            )
-        return np.round(array * 255).astype(np.uint8)
-    if array.dtype.kind in "iu":
+        return _check_unit_range(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype.kind in "iu" and array.dtype != np.uint8:
         if array.min() < 0 or array.max() > 255:
             raise ValueError(
-                "an integer image array must hold values in 0..255; got range "
-                f"[{array.min()}, {array.max()}]"
+                "an integer image array must hold values in 0..255 (uint16: "
+                f"0..65535); got range [{array.min()}, {array.max()}]"
             )
-        return array.astype(np.uint8)
-    raise ValueError(f"unsupported image array dtype {array.dtype}")
+        array = array.astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ValueError(f"unsupported image array dtype {array.dtype}")
+    return Image.fromarray(array)

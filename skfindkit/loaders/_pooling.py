@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["POOLING_STATS", "check_pooling", "pool_frames", "pooled_names"]
+__all__ = ["POOLING_STATS", "check_pooling", "interpolate_frames", "pool_frames", "pooled_names"]
 
 POOLING_STATS = {
     "mean": np.mean,
@@ -33,6 +33,12 @@ def check_pooling(pooling, n_segments, owner):
 def pool_frames(frames, stats, n_segments):
     """Statistics of ``n_segments`` equal time segments, concatenated.
 
+    A sequence with fewer frames than segments (a short clip) is first
+    resampled to ``n_segments`` frames by linear interpolation between its
+    frames at the segments' centres, so every segment holds one frame: its
+    ``mean``, ``max``, ``min`` and ``median`` are that frame and its ``std``
+    is 0. A one-frame sequence repeats its frame in every segment.
+
     Parameters
     ----------
     frames : ndarray of shape (n_frames, n_features)
@@ -46,13 +52,30 @@ def pool_frames(frames, stats, n_segments):
     vector : ndarray of shape (n_segments * len(stats) * n_features,)
         Ordered segment-major, then statistic, then feature.
     """
-    if frames.shape[0] < n_segments:
-        raise ValueError(
-            f"it has {frames.shape[0]} frames, fewer than n_segments={n_segments}"
-        )
+    n_frames = frames.shape[0]
+    if n_frames == 0:
+        raise ValueError("it has no frames to pool")
+    if n_frames < n_segments:
+        frames = interpolate_frames(frames, n_segments)
     segments = [frames] if n_segments == 1 else np.array_split(frames, n_segments, axis=0)
     parts = [POOLING_STATS[stat](segment, axis=0) for segment in segments for stat in stats]
     return np.concatenate(parts)
+
+
+def interpolate_frames(frames, n_out):
+    """``n_out`` frames linearly interpolated at the centres of equal time segments.
+
+    Frame ``i`` of ``n`` covers ``[i / n, (i + 1) / n)`` of the clip and sits
+    at its centre; output frame ``k`` is read at ``(k + 0.5) / n_out``
+    (clamped to the first and last frame centres).
+    """
+    n_frames = frames.shape[0]
+    where = (np.arange(n_out) + 0.5) * n_frames / n_out - 0.5  # in frame indices
+    where = np.clip(where, 0, n_frames - 1)
+    low = np.floor(where).astype(int)
+    high = np.minimum(low + 1, n_frames - 1)
+    weight = (where - low)[:, np.newaxis]
+    return (1 - weight) * frames[low] + weight * frames[high]
 
 
 def pooled_names(feature_names, stats, n_segments):

@@ -6,11 +6,11 @@ import zlib
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from joblib import effective_n_jobs
+from sklearn.utils import check_random_state
 
 from ..utils import import_optional
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import BaseVectorLoader, check_file
 
 __all__ = ["Doc2VecLoader"]
@@ -36,12 +36,10 @@ class Doc2VecLoader(BaseVectorLoader):
         Training epochs (and inference epochs for new texts).
     dm : {0, 1}, default=1
         1: distributed memory (PV-DM); 0: distributed bag of words (PV-DBOW).
-    seed : int, default=0
-        Seed of training and of inference.
-    workers : int, default=1
-        gensim training threads. Training is bit-for-bit reproducible for a
-        given ``seed`` only with ``workers=1`` (several threads interleave
-        updates in a scheduling-dependent order).
+    random_state : int, RandomState instance or None, default=0
+        Seeds training and inference: an int gives the same model and vectors
+        in any process; ``None`` or a ``RandomState`` draws the seed in ``fit``
+        (kept as ``seed_``).
     tokenizer : callable or None, default=None
         ``tokenizer(text) -> list of str``; ``None`` uses gensim's
         ``simple_preprocess``. Items that are already lists of tokens are used
@@ -54,9 +52,13 @@ class Doc2VecLoader(BaseVectorLoader):
         Encoding of ``bytes`` items and files; undecodable input is an error
         naming the item.
     n_jobs : int, default=None
-        Worker processes inferring vectors in ``transform``; ``None`` means 1.
-        The model is sent once per worker (processes scale where threads do
-        not: gensim's inference holds the GIL for about half of its time).
+        Parallelism: gensim training threads in ``fit``, and worker processes
+        inferring vectors in ``transform`` (the model is sent once per worker;
+        processes scale where threads do not, as gensim's inference holds the
+        GIL for about half of its time). ``None`` means 1, ``-1`` all cores.
+        ``transform`` gives the same vectors for any ``n_jobs``; training is
+        bit-for-bit reproducible only with ``n_jobs=None`` or 1 (several
+        training threads interleave updates in a scheduling-dependent order).
     verbose : int, default=0
         Show a tqdm progress bar when > 0.
     on_error : {"raise", "nan", "zeros"}, default="raise"
@@ -68,15 +70,17 @@ class Doc2VecLoader(BaseVectorLoader):
     ----------
     model_ : gensim.models.Doc2Vec
         The trained model.
+    seed_ : int
+        The seed of training and inference, from ``random_state``.
 
     Notes
     -----
     Reproducibility: training uses a hash that does not depend on
     ``PYTHONHASHSEED`` (gensim's default is Python's randomized ``hash``), so
-    with ``workers=1`` the same texts and ``seed`` give the same model in any
+    with ``n_jobs=1`` the same texts and ``random_state`` give the same model in any
     process. ``transform`` gives the same vectors for any ``n_jobs``: each
     text is inferred from an initial vector and a random state seeded from
-    ``seed`` and the text itself (gensim's own ``infer_vector`` seeds from ``hash`` and
+    ``seed_`` and the text itself (gensim's own ``infer_vector`` seeds from ``hash`` and
     from the model's shared random state, so it varies between calls).
 
     Examples
@@ -96,8 +100,7 @@ class Doc2VecLoader(BaseVectorLoader):
         "min_count": [Interval(Integral, 1, None, closed="left")],
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "dm": [Interval(Integral, 0, 1, closed="both")],
-        "seed": [Interval(Integral, 0, None, closed="left")],
-        "workers": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
         "tokenizer": [callable, None],
         "input": [StrOptions({"content", "filename"})],
         "encoding": [str],
@@ -112,8 +115,7 @@ class Doc2VecLoader(BaseVectorLoader):
         min_count=2,
         epochs=20,
         dm=1,
-        seed=0,
-        workers=1,
+        random_state=0,
         tokenizer=None,
         input="content",
         encoding="utf-8",
@@ -126,8 +128,7 @@ class Doc2VecLoader(BaseVectorLoader):
         self.min_count = min_count
         self.epochs = epochs
         self.dm = dm
-        self.seed = seed
-        self.workers = workers
+        self.random_state = random_state
         self.tokenizer = tokenizer
         self.input = input
         self.encoding = encoding
@@ -163,25 +164,15 @@ class Doc2VecLoader(BaseVectorLoader):
         return tokens
 
     # --------------------------------------------------------------- fit
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Train the Doc2Vec model on the texts ``X``.
-
-        Parameters
-        ----------
-        X : sequence of str, bytes, token lists or paths (``input="filename"``)
-            Training texts.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : Doc2VecLoader
-            The fitted loader.
-        """
+    def _fit_items(self, items, y):
+        """Train the Doc2Vec model on the texts ``items``."""
         gensim_d2v = import_optional("gensim.models.doc2vec", "text", package="gensim")
+        if isinstance(self.random_state, Integral):
+            seed = int(self.random_state)
+        else:  # None or a RandomState: draw the seed once, kept as seed_
+            seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         corpus = []
-        for position, item in enumerate(self._check_items(X)):
+        for position, item in enumerate(items):
             try:
                 corpus.append(
                     gensim_d2v.TaggedDocument(self._tokens(item), [len(corpus)])
@@ -195,8 +186,8 @@ class Doc2VecLoader(BaseVectorLoader):
             window=self.window,
             min_count=self.min_count,
             dm=self.dm,
-            seed=self.seed,
-            workers=self.workers,
+            seed=seed,
+            workers=effective_n_jobs(self.n_jobs),
             hashfxn=stable_hash,
         )
         model.build_vocab(corpus)
@@ -207,14 +198,14 @@ class Doc2VecLoader(BaseVectorLoader):
             )
         model.train(corpus, total_examples=len(corpus), epochs=self.epochs)
         self.model_ = model
-        return self
+        self.seed_ = seed
 
     # --------------------------------------------------------- transform
     def _prepare(self):
         d2v = import_optional("gensim.models.doc2vec", "text", package="gensim")
         utils = import_optional("gensim.utils", "text", package="gensim")
         model = copy.copy(self.model_)  # private random state, shared weights
-        model.random = np.random.RandomState(self.seed)  # reseeded for every text
+        model.random = np.random.RandomState(self.seed_)  # reseeded for every text
         return d2v, utils, model
 
     def _load_item(self, item, context):
@@ -223,11 +214,11 @@ class Doc2VecLoader(BaseVectorLoader):
     def _infer(self, tokens, context):
         """Deterministic version of gensim's ``Doc2Vec.infer_vector``.
 
-        The random state is reseeded from ``seed`` and the text (reseeding a
+        The random state is reseeded from ``seed_`` and the text (reseeding a
         ``RandomState`` gives the stream of a new one and costs 50x less).
         """
         d2v, _, model = context
-        model.random.seed((stable_hash(" ".join(tokens)) ^ self.seed) & 0xFFFFFFFF)
+        model.random.seed((stable_hash(" ".join(tokens)) ^ self.seed_) & 0xFFFFFFFF)
         size = model.dv.vector_size
         vector = ((model.random.random_sample(size) - 0.5) / size).astype(np.float32)
         vector = vector.reshape(1, size)
@@ -247,22 +238,6 @@ class Doc2VecLoader(BaseVectorLoader):
                 d2v.train_document_dm(model, tokens, [0], alpha, work, neu1, **kwargs)
             alpha -= delta
         return vector[0]
-
-    def transform(self, X):
-        """Infer one vector per text.
-
-        Parameters
-        ----------
-        X : sequence of str, bytes, token lists or paths (``input="filename"``)
-            Texts to embed.
-
-        Returns
-        -------
-        X_out : ndarray of shape (n_texts, vector_size), dtype float32
-            One vector per text, in the order of ``X``.
-        """
-        check_is_fitted(self)
-        return self._map_items(self._check_items(X))
 
     def _item_shape(self):
         return (self.vector_size,)

@@ -1,6 +1,7 @@
-"""tqdm progress bars switched by an estimator's ``verbose`` parameter."""
+"""tqdm progress bars switched by an estimator's ``verbose`` parameter.
 
-from tqdm.auto import tqdm
+tqdm is imported on the first bar shown, not with skfindkit.
+"""
 
 __all__ = ["progress"]
 
@@ -27,4 +28,6 @@ def progress(iterable, *, verbose, desc, total=None, unit="it"):
     """
     if not verbose:
         return iterable
+    from tqdm.auto import tqdm
+
     return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False)

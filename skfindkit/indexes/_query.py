@@ -1,0 +1,301 @@
+"""The query side of every index: ``kneighbors`` and what it guarantees.
+
+One path serves :meth:`~KNeighborsQueryMixin.kneighbors` (the backend's
+search) and :meth:`~KNeighborsQueryMixin.exact_kneighbors` (brute force over
+the stored data): validate and prepare the queries, search, convert the
+backend's distances into the metric's units, complete rows the backend left
+short, put each query's own indexed item into its row (:mod:`._self`), apply
+``kneighbors(X=None)``'s self-exclusion and undo the magnitude rescaling --
+all inside the index's read lock. Mixed into :class:`BaseIndex` (as
+scikit-learn's ``KNeighborsMixin`` is into its neighbours estimators).
+"""
+
+import warnings
+from numbers import Integral
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _distances, _sparse
+from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact
+from ._lock import runtime_state
+from ._self import RowLookup, drop_self, insert_self, row_keys
+
+__all__ = ["KNeighborsQueryMixin"]
+
+
+class KNeighborsQueryMixin:
+    """``kneighbors``, ``exact_kneighbors`` and ``labels_of`` of :class:`BaseIndex`."""
+
+    def _native_unit(self):
+        unit = self._native_distance
+        return unit[self.metric_] if isinstance(unit, dict) else unit
+
+    def _to_metric_units(self, native, X, ind):
+        """The backend's distances -> the metric's units, -1 ids at ``inf``."""
+        unit = self._native_unit()
+        if unit == "recompute":
+            return _distances.exact_distances(X, self._data, ind, self.metric_)
+        dist = _distances.from_native(native, unit, self.metric_)
+        dist[ind < 0] = np.inf
+        return dist
+
+    def _exact_search(self, X, k):
+        """Brute force over the stored data: the one exact path of every index.
+
+        Where the backend stores the vectors, they are read back block by
+        block and the best ``k`` of each block merged (ties by id, as one scan).
+        """
+        batch_size = getattr(self, "batch_size", None)
+        if sp.issparse(self._fit_X):
+            matrix = self._index if isinstance(self._index, _sparse.SparseBruteForce) else None
+            return _sparse.sparse_kneighbors(
+                self._fit_X, X, k, self.metric_, batch_size=batch_size, matrix=matrix,
+            )
+        if self._keeps_vectors():
+            matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
+            return brute_force_kneighbors(
+                self._fit_X, X, k, self.metric_, batch_size=batch_size,
+                n_threads=self._n_threads(), matrix=matrix,
+            )
+        dist = np.empty((X.shape[0], 0))
+        ind = np.empty((X.shape[0], 0), dtype=np.intp)
+        for start, rows in self._vector_blocks():
+            d, i = brute_force_kneighbors(
+                rows, X, min(k, rows.shape[0]), self.metric_, batch_size=batch_size,
+                n_threads=self._n_threads(),
+            )
+            dist, ind = np.hstack([dist, d]), np.hstack([ind, i + start])
+            order = np.lexsort((ind, dist), axis=1)[:, :k]
+            dist = np.take_along_axis(dist, order, axis=1)
+            ind = np.take_along_axis(ind, order, axis=1)
+        return dist, ind
+
+    def _own_items(self, X, is_fit_X, first_id=0):
+        """Each query's own indexed item (its row number, or an identical row), -1 if none."""
+        if sp.issparse(X):  # sparse search is exact: each item finds itself
+            return None
+        if is_fit_X:
+            return np.arange(first_id, first_id + X.shape[0])
+        if self._is_exact():  # exact search finds identical rows by itself
+            return None
+        state = runtime_state(self)
+        lookup = state.row_lookup
+        if lookup is None:  # built by the first query after a write; readers agree
+            lookup = state.row_lookup = RowLookup(self._data, getattr(self, "_fit_keys", None))
+        return lookup.find(X)
+
+    def _is_fit_X(self, X):
+        """Whether the queries are the indexed rows, in order."""
+        if X.shape[0] != self.n_samples_fit_ or sp.issparse(X):
+            return False
+        if self._keeps_vectors():
+            return np.array_equal(X, self._fit_X)
+        # by the rows' hashes: a collision only makes insert_self compare an
+        # item's exact distance with the list, which is always correct
+        return bool((row_keys(X) == self._fit_keys).all())
+
+    def _check_query(self, X):
+        """Validate and prepare queries.
+
+        A well-formed float ndarray (the common case in a pipeline) takes a
+        fast path with the same checks -- 2-D, non-empty, the fitted number of
+        features, finite -- because ``validate_data`` alone costs more than a
+        whole small batch of approximate queries; anything else, and every
+        failure, goes through ``validate_data`` for scikit-learn's messages.
+        """
+        if (
+            isinstance(X, np.ndarray)
+            and X.dtype in (np.float32, np.float64)
+            and X.ndim == 2
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and not hasattr(self, "feature_names_in_")
+            and np.isfinite(X).all()
+            and not sp.issparse(self._fit_X)
+        ):
+            return self._prepare(X)  # checks the float32 range
+        return self._prepare(_sparse.like_fitted(self._validate(X, reset=False), self._fit_X))
+
+    def _check_fitted(self):
+        if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
+            check_is_fitted(self)
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """Find the nearest indexed items of each query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries. If None, the neighbours of each indexed item are
+            returned, the item itself excluded.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        return_distance : bool, default=True
+            Whether to return distances.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries, n_neighbors)
+            Distances in the metric's true units, ascending; only if
+            ``return_distance=True``.
+        neigh_ind : ndarray of shape (n_queries, n_neighbors)
+            Ids (row numbers in the fitted data) of the neighbours.
+        """
+        with self._reading():
+            return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
+
+    def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """The exact nearest indexed items, by brute force over the stored data.
+
+        The same contract as :meth:`kneighbors` (validation, units,
+        ``X=None``), but the answer is exact whatever the backend: the
+        reference an approximate index is measured against (it is what
+        ``make_retrieval_scorer("recall")`` compares with), at the cost of a
+        scan of every indexed item per query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Queries; None means the indexed items, each excluded from its own
+            neighbours.
+        n_neighbors : int, default=None
+            Number of neighbours; defaults to the constructor's value.
+        return_distance : bool, default=True
+            Whether to return distances.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries, n_neighbors)
+            Exact distances, ascending (ties by id); only if
+            ``return_distance=True``.
+        neigh_ind : ndarray of shape (n_queries, n_neighbors)
+            Ids of the exact neighbours.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skfindkit import HNSWIndex
+        >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+        >>> HNSWIndex(n_neighbors=2).fit(X).exact_kneighbors([[0.1, 0.0]], return_distance=False)
+        array([[0, 1]])
+        """
+        with self._reading():
+            return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
+
+    def labels_of(self, ind):
+        """Labels given to :meth:`fit` (``y``) of the indexed items ``ind``.
+
+        Parameters
+        ----------
+        ind : array-like of int
+            Ids of indexed items (e.g. what :meth:`kneighbors` returns).
+
+        Returns
+        -------
+        labels : ndarray of the same shape as ``ind``
+
+        Examples
+        --------
+        >>> from skfindkit import ExactIndex
+        >>> index = ExactIndex(n_neighbors=1).fit([[0.0], [1.0], [5.0]], ["a", "b", "c"])
+        >>> index.labels_of(index.kneighbors([[4.0]], return_distance=False))
+        array([['c']], dtype='<U1')
+        """
+        self._check_fitted()
+        if self._fit_y is None:
+            raise ValueError(
+                f"{type(self).__name__} was fitted without labels: fit it with "
+                "fit(X, y) to get the labels of retrieved items."
+            )
+        return self._fit_y[np.asarray(ind, dtype=np.intp)]
+
+    def _kneighbors(self, X, n_neighbors, return_distance, search):
+        """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
+        self._check_fitted()
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+        elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
+            raise TypeError(
+                f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
+            )
+        elif n_neighbors <= 0:
+            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
+        n_neighbors = int(n_neighbors)
+
+        query_is_train = X is None
+        if query_is_train:
+            n_neighbors += 1
+        else:
+            X = self._check_query(X)
+
+        if n_neighbors > self.n_samples_fit_:
+            if query_is_train:
+                n_neighbors -= 1
+                inequality_str = "n_neighbors < n_samples_fit"
+            else:
+                inequality_str = "n_neighbors <= n_samples_fit"
+            raise ValueError(
+                f"Expected {inequality_str}, but n_neighbors = {n_neighbors}, "
+                f"n_samples_fit = {self.n_samples_fit_}, "
+                f"n_samples = {self.n_samples_fit_ if query_is_train else X.shape[0]}"
+            )
+
+        if query_is_train:  # the indexed rows, block by block where the backend stores them
+            parts = [self._search_with_self(rows, n_neighbors, search, True, start, True)
+                     for start, rows in self._vector_blocks()]
+            dist, ind = (np.concatenate(p) for p in zip(*parts))
+        else:
+            # the query set is the indexed set: each row's own item must be in
+            # it (as sklearn's brute force finds it), which a graph search may miss
+            dist, ind = self._search_with_self(X, n_neighbors, search, self._is_fit_X(X))
+        dist = _distances.unscale(dist, self._scale, self.metric_)
+        return (dist, ind) if return_distance else ind
+
+    def _search_with_self(self, X, k, search, is_fit_X, first_id=0, drop=False):
+        """``search``, with each query's own item put in (and dropped if ``drop``)."""
+        dist, ind = search(X, k)
+        own = self._own_items(X, is_fit_X, first_id)
+        if own is not None:
+            dist, ind = insert_self(X, self._data, dist, ind, own, self.metric_)
+        if drop:
+            dist, ind = drop_self(dist, ind, first_id)
+        return dist, ind
+
+    def _search_complete(self, X, k):
+        """Run the backend and guarantee k valid, sorted results per row.
+
+        With ``refine`` (approximate backends), the backend is asked for
+        ``refine * k`` candidates, re-ranked by exact distance over the
+        stored data.
+        """
+        if X.shape[0] == 0:
+            return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
+        refine = getattr(self, "refine", None)
+        if refine is None:
+            native, ind = self._search(X, k)
+            ind = np.asarray(ind, dtype=np.intp)
+            dist = self._to_metric_units(native, X, ind)
+        else:
+            _, cand = self._search(X, min(self.n_samples_fit_, refine * k))
+            dist, ind = rerank_exact(X, self._data, np.asarray(cand, dtype=np.intp), k,
+                                     self.metric_)
+        if self.metric_ == "cosine" and not sp.issparse(X):  # sparse search does it itself
+            _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
+        if ind.size and ind.min() < 0:
+            missing = (ind < 0).any(axis=1)
+            warnings.warn(
+                f"{type(self).__name__}: the {self._backend} search returned fewer "
+                f"than {k} neighbours for {int(missing.sum())} of {X.shape[0]} "
+                "queries (search parameters too small for k); those rows were "
+                "completed by exact search. Increase the search parameters.",
+                UserWarning,
+            )
+            dist[missing], ind[missing] = self._exact_search(X[missing], k)
+        if (dist[:, 1:] < dist[:, :-1]).any():
+            order = np.argsort(dist, axis=1, kind="stable")
+            dist = np.take_along_axis(dist, order, axis=1)
+            ind = np.take_along_axis(ind, order, axis=1)
+        return dist, ind
+
