@@ -48,6 +48,7 @@ def index_instances():
             HNSWIndex(random_state=0),
             HNSWIndex(metric="cosine", mode="connectivity", M=8, ef_search=20, random_state=0),
             HNSWIndex(metric="inner_product", random_state=0),
+            HNSWIndex(metric="cosine", keep_vectors=False, refine=2, random_state=0),
         ]
     if _has("faiss"):
         from skfindkit import FaissIndex

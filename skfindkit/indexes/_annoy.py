@@ -2,6 +2,8 @@
 
 from numbers import Integral
 
+import numpy as np
+
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval
@@ -61,6 +63,13 @@ class AnnoyIndex(BaseIndex):
         distances are exact and the search does not grow with ``k`` (faiss
         IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
         unchanged (measured in ``benchmarks/results/ann.md``).
+    keep_vectors : bool, default=True
+        Keep the prepared float32 copy of the indexed rows beside the native
+        index (``4 * n_samples * n_features`` bytes). False drops it: the rows
+        a feature needs -- ``kneighbors(X=None)``, ``refine``, exact
+        completion of short rows, ``exact_kneighbors``, recomputed
+        distances, rebuilding the forest on ``partial_fit`` -- are read back from the native index, with the same
+        answers, slower where many rows are read.
 
     Attributes
     ----------
@@ -111,9 +120,11 @@ class AnnoyIndex(BaseIndex):
         search_k=None,
         random_state=None,
         refine=None,
+        keep_vectors=True,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
         self.refine = refine
+        self.keep_vectors = keep_vectors
         self.n_trees = n_trees
         self.search_k = search_k
         self.random_state = random_state
@@ -128,6 +139,19 @@ class AnnoyIndex(BaseIndex):
             index.add_item(i, row)
         index.build(self._fitted_param("n_trees"), n_jobs=self._n_threads())
         return index
+
+    def _add(self, X):
+        """annoy cannot grow: rebuild from every row (read back if no copy is kept)."""
+        if self._keeps_vectors():
+            rows = self._fit_X
+        else:
+            rows = np.vstack([self._get_vectors(np.arange(self.n_samples_fit_ - len(X))), X])
+        self._index = self._build(rows)
+
+    def _get_vectors(self, ids):
+        get = self._index.get_item_vector
+        return np.array([get(int(i)) for i in ids], dtype=np.float32).reshape(
+            len(ids), self.n_features_in_)
 
     def _search(self, X, k):
         search_k = -1 if self.search_k is None else self.search_k

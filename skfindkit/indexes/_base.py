@@ -151,6 +151,7 @@ class BaseIndex(
         "n_jobs": [None, Integral],
         # approximate backends' exact re-ranking (see KNeighborsQueryMixin._search_complete)
         "refine": [None, Interval(Integral, 1, None, closed="left")],
+        "keep_vectors": ["boolean"],
     }
 
     def __init__(self, n_neighbors=5, *, metric="euclidean", mode="distance", n_jobs=None):
@@ -192,9 +193,13 @@ class BaseIndex(
 
         True (the default) keeps ``_fit_X``; a backend returning False stores
         the vectors itself and implements ``_get_vectors``, ``_add`` and
-        ``_serialize``.
+        ``_serialize``. Backends with a ``keep_vectors`` parameter follow its
+        value at the last ``fit``.
         """
-        return True
+        params = getattr(self, "_fit_params", None)
+        if params is None:
+            return getattr(self, "keep_vectors", True)
+        return params.get("keep_vectors", True)
 
     def _get_vectors(self, ids):
         """Prepared float32 rows of the indexed items ``ids`` (a 1-D array, in order)."""

@@ -61,6 +61,13 @@ class HNSWIndex(BaseIndex):
         distances are exact and the search does not grow with ``k`` (faiss
         IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
         unchanged (measured in ``benchmarks/results/ann.md``).
+    keep_vectors : bool, default=True
+        Keep the prepared float32 copy of the indexed rows beside the native
+        index (``4 * n_samples * n_features`` bytes). False drops it: the rows
+        a feature needs -- ``kneighbors(X=None)``, ``refine``, exact
+        completion of short rows, ``exact_kneighbors``, recomputed
+        distances -- are read back from the native index, with the same
+        answers, slower where many rows are read.
 
     Attributes
     ----------
@@ -116,9 +123,11 @@ class HNSWIndex(BaseIndex):
         ef_search=50,
         random_state=None,
         refine=None,
+        keep_vectors=True,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
         self.refine = refine
+        self.keep_vectors = keep_vectors
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -153,6 +162,9 @@ class HNSWIndex(BaseIndex):
         except RuntimeError:  # the graph walk found fewer than k items
             return np.full((X.shape[0], k), np.inf), np.full((X.shape[0], k), -1)
         return native, labels
+
+    def _get_vectors(self, ids):
+        return np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32)
 
     def _serialize(self):
         return pickle.dumps(self._index, protocol=pickle.HIGHEST_PROTOCOL)
