@@ -17,7 +17,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,9 +32,11 @@ CONFIGS = {
 }
 
 
-def _rss_mib():
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mib(field):
+    """A memory field of /proc/self/status (VmRSS: now, VmHWM: peak since reset), MiB."""
+    with open("/proc/self/status") as fh:
+        line = next(line for line in fh if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def child(path, name, keep):
@@ -43,16 +44,17 @@ def child(path, name, keep):
 
     cls, params = CONFIGS[name]
     index = getattr(skfindkit, cls)(n_neighbors=10, n_jobs=1, keep_vectors=keep, **params)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    base_now = _rss_mib()
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to now
+        fh.write("5")
+    base = _status_mib("VmRSS")
     X = np.load(path)
     Q, X = X[:1000].copy(), X[1000:]
     index.fit(X)
     index.kneighbors(Q)
     del X
     gc.collect()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak": peak - max(base, base_now), "held": _rss_mib() - base_now}))
+    print(json.dumps({"peak": _status_mib("VmHWM") - base, "held": _status_mib("VmRSS") - base}))
 
 
 def main():
