@@ -1,5 +1,7 @@
 """Plots people would rather look at than read: query -> top-k galleries."""
 
+import os
+
 import numpy as np
 
 from .utils import import_optional
@@ -61,7 +63,11 @@ def plot_retrieval_gallery(queries, neighbors, *, distances=None, correct=None,
     fig.suptitle("query  ->  nearest items (distance)", fontsize=10)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=110)
+        from .io import atomic_write
+
+        suffix = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+        with atomic_write(path) as fh:  # never half a PNG in place of a good one
+            fig.savefig(fh, dpi=110, format=suffix or "png")
         plt.close(fig)
     return fig
 

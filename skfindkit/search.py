@@ -5,7 +5,8 @@ features; :func:`search` runs the queries through every step but the last and
 asks the index for neighbours, returning ids, distances and -- when the
 collection's own keys (file paths, document ids) were attached with
 :func:`attach_keys` or are passed -- those keys. Keys attached to the index
-travel with the pipeline through joblib.
+travel with the pipeline through :func:`skfindkit.io.save` (and joblib:
+loading a joblib/pickle file runs code, so trusted files only).
 """
 
 from dataclasses import dataclass

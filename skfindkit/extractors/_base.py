@@ -10,7 +10,9 @@ small hooks:
   they are never pickled and are rebuilt on first use after unpickling;
 - ``_transform_batch(X_batch)``: features of one batch, as a 2-D array;
 - ``_model_to_bytes(obj)`` / ``_model_from_bytes(data)``: how a framework
-  object stored in one of ``_model_attrs`` travels through pickle.
+  object stored in one of ``_model_attrs`` travels through pickle (as a
+  :class:`~skfindkit.utils._persist.NativeBlob`; the whole pickled state is
+  sealed with BLAKE3 checksums and verified before a framework loads a byte).
 
 Everything else (``fit``/``transform``, input validation, batching, the tqdm
 bar, ``get_feature_names_out``, pickling) lives here once.
@@ -33,15 +35,9 @@ from ..utils._sklearn_compat import (
     _num_samples,
     _safe_indexing,
 )
+from ..utils._persist import CorruptFileError, NativeBlob, seal_state, verify_state
 
 __all__ = ["BaseFeatureExtractor", "check_model_path"]
-
-
-class _SerializedModel:
-    """Bytes standing in for a framework object inside a pickle."""
-
-    def __init__(self, data):
-        self.data = data
 
 
 def check_model_path(path, what, suffixes=None):
@@ -212,18 +208,27 @@ class BaseFeatureExtractor(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         memo = {}  # the same object under two names is serialized once
         for name in self._model_attrs:
             obj = state.get(name)
-            if obj is None or isinstance(obj, (str, os.PathLike, _SerializedModel)):
+            if obj is None or isinstance(obj, (str, os.PathLike, NativeBlob)):
                 continue
             if id(obj) not in memo:
-                memo[id(obj)] = _SerializedModel(self._model_to_bytes(obj))
+                memo[id(obj)] = NativeBlob(type(self).__name__, self._model_to_bytes(obj))
             state[name] = memo[id(obj)]
-        return state
+        return seal_state(state)
 
     def __setstate__(self, state):
+        owner = type(self).__name__
+        state = verify_state(state, owner, error=CorruptFileError)
         memo = {}
         for name, value in state.items():
-            if isinstance(value, _SerializedModel):
+            if isinstance(value, NativeBlob):
                 if id(value) not in memo:
-                    memo[id(value)] = self._model_from_bytes(value.data)
+                    payload = value.open(owner, owner, error=CorruptFileError)
+                    try:
+                        memo[id(value)] = self._model_from_bytes(payload)
+                    except (OSError, ValueError, RuntimeError) as exc:
+                        raise CorruptFileError(
+                            f"{owner}: the framework could not load the saved model "
+                            f"{name!r} ({exc})."
+                        ) from exc
                 state[name] = memo[id(value)]
         super().__setstate__(state)

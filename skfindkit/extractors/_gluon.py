@@ -1,14 +1,12 @@
 """GluonFeatureExtractor: a layer or sub-block output of a Gluon HybridBlock."""
 
 import os
-import pickle
-import warnings
 from numbers import Integral
 
 from sklearn.base import clone
 
 from ..utils._sklearn_compat import Interval
-from ._mxnet_common import BaseMXNetExtractor, load_checkpoint
+from ._mxnet_common import BaseMXNetExtractor, load_checkpoint, tagged, untag
 from ._mxnet_import import import_mxnet
 
 __all__ = ["GluonFeatureExtractor"]
@@ -163,16 +161,19 @@ class GluonFeatureExtractor(BaseMXNetExtractor):
         if isinstance(obj, mx.gluon.HybridBlock):
             symbol, arg, aux = _trace(mx, obj, self.data_name)
             to_bytes = super()._model_to_bytes
-            parts = [to_bytes(o) for o in (symbol, arg, aux)]
-            return pickle.dumps(("block", (self.data_name, parts)))
+            return tagged("block", self.data_name.encode("utf-8"),
+                          *(to_bytes(o) for o in (symbol, arg, aux)))
         return super()._model_to_bytes(obj)
 
     def _model_from_bytes(self, data):
-        kind, payload = pickle.loads(data)
+        kind, parts = untag(data)
         if kind != "block":
             return super()._model_from_bytes(data)
+        if len(parts) != 4:
+            raise ValueError(f"a saved Gluon block has 4 parts, got {len(parts)}")
         mx = import_mxnet()
-        data_name, parts = payload  # runs before the attributes are restored
+        # runs before the attributes are restored: the data name travels along
+        data_name = bytes(parts[0]).decode("utf-8")
         from_bytes = super()._model_from_bytes
-        symbol, arg, aux = (from_bytes(p) for p in parts)
+        symbol, arg, aux = (from_bytes(p) for p in parts[1:])
         return _symbol_block(mx, symbol, arg, aux, data_name, mx.cpu())

@@ -1,13 +1,13 @@
 """KerasFeatureExtractor: activations of a named layer of a Keras 3 model."""
 
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import StrOptions
+from ..utils._native_bytes import load_from_bytes, save_to_bytes
 from ._base import BaseFeatureExtractor, check_model_path
 from ._layers import pool_features, unknown_layer_error
 
@@ -170,15 +170,7 @@ class KerasFeatureExtractor(BaseFeatureExtractor):
         return pool_features(out, self.pooling)
 
     def _model_to_bytes(self, model):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "model.keras")
-            model.save(path)
-            with open(path, "rb") as f:
-                return f.read()
+        return save_to_bytes(model.save, filename="model.keras")
 
     def _model_from_bytes(self, data):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "model.keras")
-            with open(path, "wb") as f:
-                f.write(data)
-            return _load_keras_file(path)
+        return load_from_bytes(data, _load_keras_file, filename="model.keras")

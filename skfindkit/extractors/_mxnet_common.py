@@ -7,14 +7,13 @@ only in how they load a model and run the forward pass.
 """
 
 import os
-import pickle
 import re
-import tempfile
 import zipfile
 from numbers import Integral
 
 
 from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._native_bytes import load_from_bytes, pack_parts, save_to_bytes, unpack_parts
 from ._base import BaseFeatureExtractor, check_model_path
 from ._layers import pool_features, unknown_layer_error
 from ._mxnet_import import import_mxnet
@@ -30,19 +29,23 @@ def _context(mx, context):
 
 
 def _nd_to_bytes(mx, arrays):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "arrays.params")
-        mx.nd.save(path, dict(arrays))
-        with open(path, "rb") as f:
-            return f.read()
+    return save_to_bytes(lambda path: mx.nd.save(path, dict(arrays)), filename="arrays.params")
 
 
 def _nd_from_bytes(mx, data):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "arrays.params")
-        with open(path, "wb") as f:
-            f.write(data)
-        return dict(mx.nd.load(path) or {})  # an empty dict comes back as []
+    # an empty dict comes back as []
+    return dict(load_from_bytes(data, mx.nd.load, filename="arrays.params") or {})
+
+
+def tagged(kind, *parts):
+    """``kind`` and bytes-like ``parts`` as one byte string (no pickle: loading runs no code)."""
+    return pack_parts([kind.encode("ascii"), *parts])
+
+
+def untag(data):
+    """``(kind, parts)`` of :func:`tagged` bytes."""
+    kind, *parts = unpack_parts(data)
+    return bytes(kind).decode("ascii"), parts
 
 
 def split_params(params):
@@ -185,14 +188,16 @@ class BaseMXNetExtractor(BaseFeatureExtractor):
     def _model_to_bytes(self, obj):
         mx = import_mxnet()
         if isinstance(obj, mx.sym.Symbol):
-            return pickle.dumps(("symbol", obj.tojson()))
+            return tagged("symbol", obj.tojson().encode("utf-8"))
         if isinstance(obj, dict):
-            return pickle.dumps(("arrays", _nd_to_bytes(mx, obj)))
+            return tagged("arrays", _nd_to_bytes(mx, obj))
         return super()._model_to_bytes(obj)
 
     def _model_from_bytes(self, data):
         mx = import_mxnet()
-        kind, payload = pickle.loads(data)
-        if kind == "symbol":
-            return mx.sym.load_json(payload)
-        return _nd_from_bytes(mx, payload)
+        kind, parts = untag(data)
+        if kind == "symbol" and len(parts) == 1:
+            return mx.sym.load_json(bytes(parts[0]).decode("utf-8"))
+        if kind == "arrays" and len(parts) == 1:
+            return _nd_from_bytes(mx, parts[0])
+        raise ValueError(f"unknown kind of MXNet object {kind!r}")

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval
-from ._ann_utils import bytes_to_files, files_to_bytes, native_seed, stack_padded
+from ..utils._native_bytes import load_from_bytes, save_to_bytes
+from ._ann_utils import native_seed, stack_padded
 from ._base import BaseIndex
 
 __all__ = ["AnnoyIndex"]
@@ -160,9 +161,12 @@ class AnnoyIndex(BaseIndex):
         return stack_padded(ids, dists, k)
 
     def _serialize(self):
-        return files_to_bytes(self._index.save)
+        return save_to_bytes(self._index.save)
 
     def _deserialize(self, payload):
         index = self._new(self.n_features_in_)
-        bytes_to_files(payload, lambda path: index.load(path, prefault=True))
+        load_from_bytes(payload, lambda path: index.load(path, prefault=True))
         return index
+
+    def _native_shape(self, index):
+        return index.get_n_items(), index.f

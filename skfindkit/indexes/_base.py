@@ -22,9 +22,13 @@ implements a few backend hooks:
     found in its own results) through ``_get_vectors``, block by block; such
     a backend grows natively (``_add``) and serializes its store (``_serialize``);
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
-    native index <-> bytes; the base wraps the bytes in a versioned,
-    checksummed envelope (:mod:`skfindkit._persist`) and verifies it before
-    the native library sees them.
+    native index <-> bytes; the base seals the whole pickled state (data,
+    labels, keys, dimensions, parameters and the native bytes) with BLAKE3
+    checksums (:mod:`skfindkit.utils._persist`) and verifies them before the
+    native library sees a byte;
+``_check_native_bytes(payload)`` / ``_native_shape(index)`` (optional)
+    the native header checked before loading, and the loaded index's size
+    checked against ``n_samples_fit_`` / ``n_features_in_``.
 
 Two declarations complete a backend: ``_native_distance`` (what its search
 returns: one of :data:`~skfindkit.indexes._distances.NATIVE_UNITS`, or a dict
@@ -52,8 +56,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .._persist import pack_blob, unpack_blob
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ._pickling import SealedIndexState
 from . import _distances, _sparse
 from ._graph import NeighborsGraphMixin
 from ._lock import runtime_state
@@ -67,7 +71,7 @@ METRICS = ("euclidean", "cosine", "inner_product")
 
 
 class BaseIndex(
-    KNeighborsQueryMixin, NeighborsGraphMixin, TransformerMixin, BaseEstimator,
+    SealedIndexState, KNeighborsQueryMixin, NeighborsGraphMixin, TransformerMixin, BaseEstimator,
     metaclass=ABCMeta,
 ):
     """Base class of all skfindkit indexes (not to be used directly).
@@ -438,26 +442,6 @@ class BaseIndex(
                 )
             ind = self.kneighbors(X, return_distance=False)
             return precision_at_k(y, self.labels_of(ind))
-
-    # ------------------------------------------------------------ pickling
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        if state.get("_index") is not None:
-            payload = self._serialize()
-            state["_index"] = None
-            # None: the index is cheap to rebuild from the stored data
-            state["_index_blob"] = None if payload is None else pack_blob(self._backend, payload)
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        rebuild = "_index_blob" in state
-        blob = state.pop("_index_blob", None)
-        super().__setstate__(state)
-        if blob is not None:
-            self._index = self._deserialize(unpack_blob(blob, self._backend))
-        elif rebuild:
-            self._index = self._build(self._fit_X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -251,10 +251,13 @@ class FaissIndex(BaseIndex):
         return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
     def _serialize(self):
-        return _faiss().serialize_index(self._index).tobytes()
+        return _faiss().serialize_index(self._index)  # a uint8 array, kept as is
 
     def _deserialize(self, payload):
-        return _faiss().deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+        return _faiss().deserialize_index(np.asarray(payload, dtype=np.uint8))
+
+    def _native_shape(self, index):
+        return index.ntotal, index.d
 
 
 def _trained_parts(faiss, index):

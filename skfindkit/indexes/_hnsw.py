@@ -1,12 +1,12 @@
 """HNSW graph index backed by hnswlib."""
 
-import pickle
 from numbers import Integral
 
 import numpy as np
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval
+from ..utils._persist import CorruptIndexError
 from ._ann_utils import native_seed
 from ._base import BaseIndex
 
@@ -167,7 +167,41 @@ class HNSWIndex(BaseIndex):
         return np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32)
 
     def _serialize(self):
-        return pickle.dumps(self._index, protocol=pickle.HIGHEST_PROTOCOL)
+        # hnswlib's own state: a dict of its arrays (one copy, no file round trip)
+        (state,) = self._index.__getstate__()
+        return state
 
-    def _deserialize(self, payload):
-        return pickle.loads(payload)
+    def _check_native_bytes(self, state):
+        """Check hnswlib's state against the saved dimensions before hnswlib reads it."""
+        try:
+            count, dim = int(state["cur_element_count"]), int(state["dim"])
+            per_element = int(state["size_data_per_element"])
+            consistent = (
+                state["ser_version"] == 1
+                and state["space"] == _SPACES[self.metric]
+                and int(state["label_offset"]) - int(state["offset_data"]) == 4 * dim
+                and state["data_level0"].nbytes == int(state["max_elements"]) * per_element
+                and state["label_lookup_external"].size == count
+                and state["label_lookup_internal"].size == count
+                and state["element_levels"].size == int(state["max_elements"])
+                and state["link_lists"].nbytes == int(state["size_links_per_element"])
+                * int(np.maximum(state["element_levels"][:count], 0).sum(dtype=np.int64))
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptIndexError(f"HNSWIndex: the hnswlib state is malformed ({exc!r}).")
+        if not consistent:
+            raise CorruptIndexError("HNSWIndex: the hnswlib state is inconsistent.")
+        if count != self.n_samples_fit_ or dim != self.n_features_in_:
+            raise CorruptIndexError(
+                f"HNSWIndex: the hnswlib index holds {count} items of {dim} features but "
+                f"the saved state has {self.n_samples_fit_} of {self.n_features_in_}; "
+                "the index does not belong to this state."
+            )
+
+    def _deserialize(self, state):
+        index = _hnswlib().Index.__new__(_hnswlib().Index)
+        index.__setstate__((state,))
+        return index
+
+    def _native_shape(self, index):
+        return index.get_current_count(), index.dim

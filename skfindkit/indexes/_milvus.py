@@ -7,9 +7,9 @@ import weakref
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..utils import import_optional, progress
+from ..utils._sklearn_compat import Interval, StrOptions
 from . import _milvus_store as store
 from ._base import BaseIndex
 
@@ -131,6 +131,9 @@ class MilvusIndex(BaseIndex):
     """
 
     _backend = "milvus"
+    #: the collection handle's clean-up and "checked against the server" flag
+    #: belong to this process: never pickled
+    _transient_attrs = ("_finalizer", "_verified")
     supported_metrics = ("euclidean", "cosine", "inner_product")
 
     @property
@@ -393,9 +396,3 @@ class MilvusIndex(BaseIndex):
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer()
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_finalizer", None)
-        state.pop("_verified", None)
-        return state

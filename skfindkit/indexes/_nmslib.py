@@ -5,7 +5,8 @@ from numbers import Integral
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._ann_utils import bytes_to_files, files_to_bytes, stack_padded
+from ..utils._native_bytes import load_from_bytes, save_to_bytes
+from ._ann_utils import stack_padded
 from ._base import BaseIndex
 
 __all__ = ["NMSLibIndex"]
@@ -164,9 +165,16 @@ class NMSLibIndex(BaseIndex):
     def _serialize(self):
         if self._fitted_param("method") == "seq_search":  # nothing to save: rebuilt on unpickling
             return None
-        return files_to_bytes(lambda path: self._index.saveIndex(path, save_data=True), n_files=2)
+        return save_to_bytes(
+            lambda path: self._index.saveIndex(path, save_data=True), suffixes=(".dat",)
+        )
 
     def _deserialize(self, payload):
         index = self._init()
-        bytes_to_files(payload, lambda path: index.loadIndex(path, load_data=True), n_files=2)
+        load_from_bytes(
+            payload, lambda path: index.loadIndex(path, load_data=True), suffixes=(".dat",)
+        )
         return index
+
+    def _native_shape(self, index):
+        return len(index), (len(index[0]) if len(index) else None)

@@ -1,0 +1,319 @@
+"""Saving and loading skfindkit estimators and pipelines without running code.
+
+Loading a pickle or joblib file runs whatever code the file says: only ever
+``joblib.load`` a file you trust (that you wrote yourself). :func:`save` and
+:func:`load` use another format, which **executes no code on load**:
+
+- the object tree (skfindkit estimators, scikit-learn estimators and
+  ``Pipeline``\\ s of them, keys attached with :func:`skfindkit.attach_keys`)
+  is stored as JSON naming each object's class and its state;
+- arrays and native index/model bytes follow as raw, 64-byte aligned blocks,
+  written straight from memory and read straight into their final arrays (no
+  second copy);
+- one BLAKE3 over the whole file is checked before anything is built, and
+  every skfindkit estimator checks its own fitted state again (its data,
+  labels, keys, dimensions, parameters and native bytes) before a native
+  library sees a byte;
+- :func:`load` builds only classes of skfindkit and scikit-learn estimators
+  (and those listed in ``trusted``), by setting their attributes: no
+  ``__reduce__``, no functions, no imports chosen by the file. A file naming
+  any other class is refused, before anything is built, with a
+  :class:`UntrustedTypeError` listing the classes.
+
+:func:`save` refuses what this format cannot hold (functions such as a
+``FunctionVectorLoader``'s ``func`` or an extractor's ``preprocess``, arbitrary
+objects): use ``joblib.dump`` for those, and load them only from trusted
+sources. The native libraries (annoy, nmslib, hnswlib, faiss, Keras, MXNet)
+read the bytes they wrote themselves; a file crafted to pass the checksums
+still reaches their loaders, which are not hardened against hostile input
+(Keras loads with ``safe_mode``).
+
+Every file skfindkit writes goes through :func:`atomic_write`: a temporary file
+in the same folder, flushed to disk (``fsync``) and renamed over the target,
+so an interrupted write never replaces a good file with half a file.
+
+Examples
+--------
+>>> import os, tempfile
+>>> import numpy as np
+>>> from skfindkit import ExactIndex, io
+>>> index = ExactIndex(n_neighbors=1).fit(np.eye(3))
+>>> path = os.path.join(tempfile.mkdtemp(), "index.skfk")
+>>> io.save(index, path)
+>>> io.load(path).kneighbors([[0.0, 1.0, 0.0]], return_distance=False)
+array([[1]])
+"""
+
+import json
+import os
+import struct
+import tempfile
+from contextlib import contextmanager
+
+import numpy as np
+
+from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
+from .utils._safe_tree import Decoder, Encoder, checked_dtype, qualified, resolve, walk
+
+__all__ = [
+    "save",
+    "load",
+    "atomic_write",
+    "CorruptFileError",
+    "CorruptIndexError",
+    "UntrustedTypeError",
+]
+
+MAGIC = b"SKFKSAFE"
+VERSION = 1
+_HEADER = struct.Struct("<8sIIQ")  # magic, version, reserved, length of the JSON tree
+_ALIGN = 64
+_DIGEST = len(new_hash().digest())
+_CHUNK = 1 << 24  # bytes hashed/written per call (bounded temporaries)
+
+
+class UntrustedTypeError(TypeError):
+    """A saved file names classes that :func:`load` was not told to trust."""
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+@contextmanager
+def atomic_write(path, mode="wb", **open_kwargs):
+    """Write a file all at once or not at all.
+
+    Yields a file object on a temporary file in the folder of ``path``; when
+    the block ends without error the data is flushed to disk (``fsync``) and
+    the file renamed over ``path`` (``os.replace``, atomic on POSIX and
+    Windows). On an error (or an interrupted process) ``path`` keeps its old
+    content and the temporary file is removed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    mode : {"wb", "w", "wt"}, default="wb"
+        Binary or text mode.
+    **open_kwargs
+        Passed to :func:`open` (e.g. ``encoding="utf-8"`` in text mode).
+
+    Yields
+    ------
+    file : file object
+    """
+    if mode not in ("wb", "w", "wt"):
+        raise ValueError(f"mode: expected 'wb', 'w' or 'wt', got {mode!r}.")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp's 0600 -> what open() would give
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _aligned(n):
+    return -(-n // _ALIGN) * _ALIGN
+
+
+def _write_piece(fh, piece):
+    fh.write(piece)
+
+
+def save(obj, path):
+    """Save an estimator or pipeline in skfindkit's safe format (atomically).
+
+    Parameters
+    ----------
+    obj : estimator or Pipeline
+        skfindkit and scikit-learn estimators, ``Pipeline``\\ s of them, fitted
+        or not (with keys attached by :func:`skfindkit.attach_keys`).
+    path : str or os.PathLike
+        File to write (replaced atomically; ``.skfk`` is a good suffix).
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` holds something the format cannot hold without running code
+        at load (a function, an arbitrary object): the message names it.
+    """
+    encoder = Encoder()
+    root = encoder.encode(obj)
+    offsets, pos = [], 0
+    for view in encoder.blobs:
+        offsets.append([pos, view.nbytes])
+        pos = _aligned(pos + view.nbytes)
+    tree = json.dumps({"root": root, "blobs": offsets}, separators=(",", ":")).encode("utf-8")
+    head = _HEADER.pack(MAGIC, VERSION, 0, len(tree))
+    digest = new_hash()
+    with atomic_write(path) as fh:
+        def write(data):
+            data = memoryview(data).cast("B")
+            for start in range(0, len(data), _CHUNK):
+                piece = data[start:start + _CHUNK]
+                digest.update(piece)
+                _write_piece(fh, piece)
+
+        start = _aligned(len(head) + len(tree))
+        write(head + tree + bytes(start - len(head) - len(tree)))
+        for view, (offset, size) in zip(encoder.blobs, offsets):
+            write(view)
+            write(bytes(_aligned(offset + size) - offset - size))
+        fh.write(digest.digest())
+
+
+# ---------------------------------------------------------------- decoding
+def _not_safe_file_error(path, head):
+    # a pickle, or the magic bytes of joblib's compressors (zlib, gzip, bz2, xz, lzma, lz4)
+    compressed = (b"x\x01", b"x^", b"x\x9c", b"x\xda", b"\x1f\x8b", b"BZ", b"\xfd7",
+                  b"\x5d\x00", b"\x04\x22")
+    if head[:1] == b"\x80" or head[:2] in compressed:
+        kind = "a pickle/joblib file, which runs code when loaded"
+        hint = " If you trust it (you wrote it yourself), load it with joblib.load."
+    elif head[:2] == b"PK":
+        kind = "a zip archive (e.g. a skops or Keras file)"
+        hint = ""
+    else:
+        kind = "not a file written by skfindkit.io.save"
+        hint = ""
+    return CorruptFileError(
+        f"{os.fspath(path)!r} is not an skfindkit safe file: it is {kind}.{hint}"
+    )
+
+
+def load(path, *, trusted=None):
+    """Load an estimator or pipeline written by :func:`save`; runs no code from the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File written by :func:`save`.
+    trusted : list of str or type, default=None
+        Classes to accept besides skfindkit's and scikit-learn's estimators,
+        as ``"module.ClassName"`` or the class itself (e.g. your own
+        estimator). They are built by setting their attributes, without
+        calling ``__init__``.
+
+    Returns
+    -------
+    obj : the saved estimator or pipeline
+
+    Raises
+    ------
+    CorruptFileError
+        If the file is not an skfindkit safe file (a pickle/joblib file is
+        named as such and never unpickled), is truncated or altered (BLAKE3),
+        or its content is malformed; :class:`CorruptIndexError` for a
+        corrupted index.
+    UntrustedTypeError
+        If the file names classes that are not trusted (listed).
+    """
+    trusted = {t if isinstance(t, str) else qualified(t) for t in (trusted or ())}
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(_HEADER.size)
+        if len(head) < _HEADER.size or head[:len(MAGIC)] != MAGIC:
+            raise _not_safe_file_error(path, head)
+        _, version, _, tree_len = _HEADER.unpack(head)
+        if version != VERSION:
+            raise CorruptFileError(
+                f"{os.fspath(path)!r} has safe-format version {version}; this skfindkit "
+                f"reads version {VERSION}."
+            )
+        digest = new_hash(head)
+        start = _aligned(_HEADER.size + tree_len)
+        if start + _DIGEST > size:
+            raise CorruptFileError(f"{os.fspath(path)!r} is truncated.")
+        text = fh.read(start - _HEADER.size)
+        digest.update(text)
+        try:
+            tree = json.loads(text[:tree_len].decode("utf-8"))
+            root, table = tree["root"], tree["blobs"]
+            blobs = _read_blobs(fh, digest, root, table, size - start - _DIGEST)
+        except CorruptFileError:
+            raise
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+            raise CorruptFileError(
+                f"{os.fspath(path)!r} is corrupted or malformed ({type(exc).__name__}: {exc})."
+            ) from exc
+        if fh.read(_DIGEST + 1) != digest.digest():
+            raise CorruptFileError(
+                f"{os.fspath(path)!r} failed its BLAKE3 check: the file is truncated, "
+                "altered or corrupted. Nothing was loaded."
+            )
+    nodes = []
+    walk(root, nodes)
+    names = sorted({n["class"] for n in nodes if n.get("$") == "object"})
+    classes = {name: resolve(str(name), trusted) for name in names}
+    untrusted = [name for name, cls in classes.items() if cls is None]
+    if untrusted:
+        raise UntrustedTypeError(
+            f"{os.fspath(path)!r} names classes that are not trusted: {untrusted}. Nothing "
+            "was loaded. If you trust this file, pass them as load(path, trusted=[...])."
+        )
+    try:
+        return Decoder(blobs, classes).decode(root)
+    except (CorruptFileError, UntrustedTypeError):
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+        raise CorruptFileError(
+            f"{os.fspath(path)!r} is malformed ({type(exc).__name__}: {exc})."
+        ) from exc
+
+
+def _read_blobs(fh, digest, root, table, data_size):
+    """Read every block straight into its final array, hashing it on the way."""
+    nodes = []
+    walk(root, nodes)
+    specs = {}  # blob id -> (dtype, shape) of the array it becomes
+    for node in nodes:
+        if node.get("$") == "array":
+            shape = tuple(int(d) for d in node["shape"])
+            specs[node["blob"]] = (checked_dtype(node["dtype"]), shape)
+    blobs, pos = [], 0
+    for i, (offset, nbytes) in enumerate(table):
+        if offset != pos or nbytes < 0 or offset + nbytes > data_size:
+            raise CorruptFileError("the block table does not match the file size")
+        dtype, shape = specs.get(i, (np.dtype(np.uint8), (nbytes,)))
+        if any(d < 0 for d in shape) or int(np.prod(shape)) * dtype.itemsize != nbytes:
+            raise CorruptFileError(f"block {i} has {nbytes} bytes, not an array of {shape}")
+        out = np.empty(shape, dtype=dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        for start in range(0, nbytes, _CHUNK):
+            piece = view[start:start + _CHUNK]
+            if fh.readinto(piece) != len(piece):
+                raise CorruptFileError("the file is truncated")
+            digest.update(piece)
+        padding = fh.read(_aligned(offset + nbytes) - offset - nbytes)
+        digest.update(padding)
+        pos = offset + nbytes + len(padding)
+        blobs.append(out)
+    if pos != data_size:
+        raise CorruptFileError("the file is truncated or has data after its last block")
+    return blobs

@@ -1,0 +1,158 @@
+"""Native objects that only save to files <-> bytes, in one place.
+
+annoy, nmslib, Keras and MXNet write their objects to files (one or
+several); pickling and :mod:`skfindkit.io` need bytes. :func:`save_to_bytes`
+runs the library's own save into a private temporary folder -- in memory
+(``/dev/shm``) where there is one, so that no transient file is written to
+disk -- and maps the file (one file) or reads the files into ONE buffer
+(several files are concatenated, each behind its length as an unsigned 64-bit
+integer): the only copy of the native bytes in memory. :func:`load_from_bytes`
+writes the bytes back (memoryview slices, no copy) and runs the library's own
+load.
+"""
+
+import errno
+import mmap
+import os
+import shutil
+import struct
+import tempfile
+
+import numpy as np
+
+__all__ = ["save_to_bytes", "load_from_bytes", "pack_parts", "unpack_parts"]
+
+_LENGTH = struct.Struct("<Q")
+
+
+def pack_parts(parts):
+    """Concatenate bytes-like ``parts``, each behind its length (u64)."""
+    return b"".join(_LENGTH.pack(len(part)) + bytes(part) for part in parts)
+
+
+def unpack_parts(data, n_parts=None):
+    """The ``n_parts`` memoryviews packed by :func:`pack_parts` (no copy).
+
+    ``n_parts=None`` reads parts up to the end of ``data``.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is truncated or longer than its parts.
+    """
+    view = memoryview(data).cast("B")
+    parts, pos = [], 0
+    while (len(parts) < n_parts) if n_parts is not None else (pos < len(view)):
+        if pos + _LENGTH.size > len(view):
+            raise ValueError("native bytes are truncated: a part length is missing.")
+        (size,) = _LENGTH.unpack_from(view, pos)
+        pos += _LENGTH.size
+        if pos + size > len(view):
+            raise ValueError("native bytes are truncated: a part is shorter than its length.")
+        parts.append(view[pos:pos + size])
+        pos += size
+    if pos != len(view):
+        raise ValueError("native bytes are too long: data follows the last part.")
+    return parts
+
+
+_MEMORY_DIR = "/dev/shm"
+
+
+def _in_scratch(run):
+    """``run(folder)`` in a fresh private folder, removed afterwards.
+
+    A folder in ``/dev/shm`` (a RAM file system on Linux: transient files never
+    go to disk) is tried first; where it is missing, not writable or full, the
+    default temporary folder is used.
+    """
+    folders = [_MEMORY_DIR, None] if os.access(_MEMORY_DIR, os.W_OK) else [None]
+    for i, folder in enumerate(folders):
+        last = i == len(folders) - 1
+        try:
+            tmp = tempfile.mkdtemp(prefix="skfindkit-", dir=folder)
+        except OSError:
+            if last:
+                raise
+            continue
+        try:
+            return run(tmp)
+        except OSError as exc:
+            if last or exc.errno != errno.ENOSPC:
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _paths(tmp, filename, suffixes):
+    path = os.path.join(tmp, filename)
+    return path, [path + suffix for suffix in ("", *suffixes)]
+
+
+def save_to_bytes(save, *, filename="native", suffixes=()):
+    """Bytes of what ``save(path)`` writes.
+
+    Parameters
+    ----------
+    save : callable
+        Called with a path in a fresh temporary folder (again in the default
+        temporary folder if the in-memory one fails, e.g. is full).
+    filename : str, default="native"
+        Name of the file (libraries such as Keras check the extension).
+    suffixes : tuple of str, default=()
+        Extra files ``save`` writes next to ``path`` (e.g. nmslib's
+        ``".dat"``); their bytes follow the main file's.
+
+    Returns
+    -------
+    data : uint8 ndarray or bytearray
+        The file's bytes (a read-only map of the removed file: no copy); with
+        ``suffixes``, every file behind its length.
+    """
+
+    def run(tmp):
+        path, files = _paths(tmp, filename, suffixes)
+        save(path)
+        if not suffixes:
+            with open(path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size == 0:
+                    return np.empty(0, dtype=np.uint8)
+                # the mapping outlives the file's removal
+                return np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ),
+                                     dtype=np.uint8)
+        sizes = [os.path.getsize(name) for name in files]
+        out = bytearray(sum(sizes) + _LENGTH.size * len(files))
+        view, pos = memoryview(out), 0
+        for name, size in zip(files, sizes):
+            _LENGTH.pack_into(out, pos, size)
+            pos += _LENGTH.size
+            with open(name, "rb") as fh:
+                if fh.readinto(view[pos:pos + size]) != size:
+                    raise OSError(f"{name} changed while it was being read.")
+            pos += size
+        return out
+
+    return _in_scratch(run)
+
+
+def load_from_bytes(data, load, *, filename="native", suffixes=()):
+    """Write ``data`` (from :func:`save_to_bytes`) back and return ``load(path)``.
+
+    The files are removed once ``load`` returns (a library that memory-maps
+    them keeps its mapping: on POSIX an unlinked file lives while mapped).
+
+    Raises
+    ------
+    ValueError
+        If ``data`` does not hold ``1 + len(suffixes)`` files.
+    """
+    parts = unpack_parts(data, 1 + len(suffixes)) if suffixes else [memoryview(data).cast("B")]
+
+    def run(tmp):
+        path, files = _paths(tmp, filename, suffixes)
+        for name, part in zip(files, parts):
+            with open(name, "wb") as fh:
+                fh.write(part)
+        return load(path)
+
+    return _in_scratch(run)

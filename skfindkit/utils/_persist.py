@@ -1,0 +1,223 @@
+"""Integrity of pickled skfindkit estimators: a versioned, checksummed fitted state.
+
+A native library (annoy, nmslib, hnswlib, faiss, Keras, MXNet) trusts the
+bytes it loads, and an index answers queries from its stored data as much as
+from its native structure: one flipped bit in either, or a native blob copied
+from another index, changes answers or crashes the interpreter. So the WHOLE
+state an estimator pickles is sealed, not only its native bytes:
+
+- native objects travel as :class:`NativeBlob` (kind, format version, bytes as
+  a uint8 array that pickle protocol 5 / joblib write without a copy);
+- :func:`seal_state` adds ``_checksums``: the BLAKE3 of every field of the
+  state (stored float32 data, labels, keys, dimensions, parameters, native
+  bytes...) and one BLAKE3 over all of them, which binds the fields together;
+- :func:`verify_state` recomputes them when unpickling and raises
+  :class:`CorruptIndexError` (indexes) or :class:`CorruptFileError` naming
+  the field that failed, before any native library sees a byte.
+
+This is an integrity check against corruption and mix-ups, not a signature:
+someone able to edit a pickle can run code through pickle itself (load
+trusted pickles only; :mod:`skfindkit.io` has a format that runs no code).
+"""
+
+import pickle
+import struct
+
+import numpy as np
+from blake3 import blake3
+from sklearn.base import BaseEstimator
+
+__all__ = [
+    "CorruptFileError",
+    "CorruptIndexError",
+    "FORMAT_VERSION",
+    "NativeBlob",
+    "seal_state",
+    "verify_state",
+]
+
+#: Version of the sealed-state format; bumped when the layout changes.
+FORMAT_VERSION = 2
+CHECKSUM_KEY = "_checksums"
+
+#: What a field holds, for error messages.
+_FIELD_NAMES = {
+    "_fit_X": "the stored float32 data",
+    "_fit_y": "the labels",
+    "item_keys_": "the item keys",
+    "_index_blob": "the native index bytes",
+    "n_features_in_": "the number of features",
+    "n_samples_fit_": "the number of items",
+    "_zero_rows": "the list of all-zero rows",
+    "metric": "the metric",
+}
+
+
+class CorruptFileError(ValueError):
+    """A saved skfindkit object is truncated, altered or not an skfindkit file."""
+
+
+class CorruptIndexError(CorruptFileError):
+    """A serialized index is truncated, altered, mixed with another one or not an skfindkit blob."""
+
+
+class NativeBlob:
+    """Bytes of one native object (index, model) with its kind and format version.
+
+    Parameters
+    ----------
+    kind : str
+        Who wrote the bytes (e.g. ``"hnswlib"``, ``"keras"``); checked at load.
+    payload : bytes-like or dict
+        The native library's bytes, kept as a uint8 array (a view, no copy),
+        or a dict of arrays and numbers for libraries that export their
+        state that way (hnswlib).
+    """
+
+    def __init__(self, kind, payload):
+        self.kind = kind
+        self.version = FORMAT_VERSION
+        if isinstance(payload, dict):  # a library's own state (e.g. hnswlib's arrays)
+            self.payload = payload
+        elif isinstance(payload, np.ndarray):
+            self.payload = payload.reshape(-1).view(np.uint8)
+        else:
+            self.payload = np.frombuffer(payload, dtype=np.uint8)
+
+    def __getstate__(self):
+        return {"kind": self.kind, "version": self.version, "payload": self.payload}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def open(self, kind, owner, error=CorruptIndexError):
+        """The payload, after checking who wrote it and the format version."""
+        found = getattr(self, "kind", None)
+        if found != kind:
+            raise error(f"{owner}: the native bytes were written by {found!r}, not {kind!r}.")
+        if getattr(self, "version", None) != FORMAT_VERSION:
+            raise error(
+                f"{owner}: the native bytes have format version {self.version}; this "
+                f"skfindkit reads version {FORMAT_VERSION}. Rebuild and save again."
+            )
+        payload = getattr(self, "payload", None)
+        if not isinstance(payload, dict) and (
+            not isinstance(payload, np.ndarray) or payload.dtype != np.uint8
+        ):
+            raise error(f"{owner}: the native bytes are not a byte array.")
+        return payload
+
+
+def new_hash(data=b""):
+    """The checksum every skfindkit file uses: BLAKE3 (cryptographic, several GB/s)."""
+    return blake3(data, max_threads=blake3.AUTO)
+
+
+def _feed(h, value):
+    """Hash ``value`` into ``h`` (type-tagged, so that 1, 1.0 and "1" differ)."""
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        h.update(b"A%s%s" % (value.dtype.str.encode(), repr(value.shape).encode()))
+        h.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        h.update(b"B%d:" % len(value))
+        h.update(value)
+    elif isinstance(value, NativeBlob):
+        h.update(b"N%s:%d:" % (str(value.kind).encode(), value.version))
+        _feed(h, value.payload)
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        h.update(b"S%d:" % len(data))
+        h.update(data)
+    elif value is None or isinstance(value, (bool, int, float, complex)):
+        h.update(b"R%s:%s;" % (type(value).__name__.encode(), repr(value).encode()))
+    elif isinstance(value, np.generic):
+        h.update(b"G%s:" % value.dtype.str.encode())
+        h.update(value.tobytes())
+    elif isinstance(value, (list, tuple)):
+        h.update(b"L%s%d:" % (type(value).__name__.encode(), len(value)))
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, dict):
+        h.update(b"D%d:" % len(value))
+        for key, item in value.items():
+            _feed(h, key)
+            _feed(h, item)
+    elif type(value) is np.random.RandomState:
+        h.update(b"RS")
+        _feed(h, value.get_state())
+    elif isinstance(value, BaseEstimator):
+        # estimators (e.g. a fitted PCA inside an extractor): their state
+        cls, state = type(value), value.__getstate__()
+        h.update(b"O%s.%s:" % (cls.__module__.encode(), cls.__qualname__.encode()))
+        _feed(h, state)
+    else:  # anything else pickle can write (RandomState, functions by name...)
+        h.update(b"P")
+        h.update(pickle.dumps(value, protocol=4))
+
+
+def _digest(value):
+    h = new_hash()
+    _feed(h, value)
+    return h.digest()
+
+
+def _combined(fields):
+    h = new_hash(b"skfindkit-state-v%d" % FORMAT_VERSION)
+    for key, digest in fields.items():
+        h.update(struct.pack("<I", len(key)) + key.encode("utf-8") + digest)
+    return h.digest()
+
+
+def seal_state(state):
+    """Add ``_checksums`` to a state dict (the fields' BLAKE3 and one over all)."""
+    fields = {key: _digest(value) for key, value in state.items() if key != CHECKSUM_KEY}
+    state[CHECKSUM_KEY] = {"version": FORMAT_VERSION, "fields": fields, "all": _combined(fields)}
+    return state
+
+
+def _what(key):
+    return f"{key!r} ({_FIELD_NAMES[key]})" if key in _FIELD_NAMES else repr(key)
+
+
+def verify_state(state, owner, error=CorruptIndexError):
+    """Check a state made by :func:`seal_state`; return it without ``_checksums``.
+
+    Raises
+    ------
+    CorruptFileError (``error``)
+        Naming what failed: the integrity record missing or of another
+        version, a field missing, added or altered, or the record itself.
+    """
+    state = dict(state)
+    record = state.pop(CHECKSUM_KEY, None)
+    if not isinstance(record, dict) or not isinstance(record.get("fields"), dict):
+        raise error(
+            f"{owner}: the saved state has no skfindkit integrity record: it was written "
+            "by another skfindkit version, or altered. Rebuild and save again."
+        )
+    if record.get("version") != FORMAT_VERSION:
+        raise error(
+            f"{owner}: the saved state has format version {record.get('version')!r}; this "
+            f"skfindkit reads version {FORMAT_VERSION}. Rebuild and save again."
+        )
+    fields = record["fields"]
+    if not all(isinstance(k, str) and isinstance(v, bytes) for k, v in fields.items()) or (
+        _combined(fields) != record.get("all")
+    ):
+        raise error(f"{owner}: the integrity record itself is altered or corrupted.")
+    missing = [k for k in fields if k not in state]
+    extra = [k for k in state if k not in fields]
+    if missing or extra:
+        raise error(
+            f"{owner}: the saved state does not match its integrity record: "
+            + ", ".join([f"{_what(k)} is missing" for k in missing]
+                        + [f"{_what(k)} was added" for k in extra]) + "."
+        )
+    altered = [key for key, value in state.items() if _digest(value) != fields[key]]
+    if altered:
+        raise error(
+            f"{owner}: {', '.join(_what(k) for k in altered)} failed the BLAKE3 checksum: "
+            "the file was altered or corrupted, or mixes parts of different saved "
+            "objects. Nothing was passed to a native library."
+        )
+    return state

@@ -1,0 +1,192 @@
+"""Object trees <-> JSON + raw blocks for :mod:`skfindkit.io` (no pickle, no code on load).
+
+:class:`Encoder` turns estimators (their ``__getstate__`` dicts), containers,
+numbers, strings, numpy arrays/scalars/dtypes, bytes and ``RandomState`` into a
+JSON-able tree whose arrays and bytes are listed as raw blocks (views, no
+copies). :class:`Decoder` builds the tree back: only classes resolved by
+:func:`resolve` (skfindkit and scikit-learn estimators, or classes the caller
+trusts) are built, with ``cls.__new__`` and ``__setstate__``; nothing else in a
+file can name code.
+"""
+
+import importlib
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ._persist import CorruptFileError, NativeBlob
+
+__all__ = ["Encoder", "Decoder", "qualified", "resolve", "walk", "checked_dtype"]
+
+_TRUSTED_PACKAGES = ("skfindkit", "sklearn")
+
+
+def qualified(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Encoder:
+    """Object tree -> JSON-able tree + list of raw blocks (views, no copies)."""
+
+    def __init__(self):
+        self.blobs = []
+        self.memo = {}  # id(obj) -> ("ref id" or None while being encoded)
+        self.keep = []  # keep encoded objects alive so that ids stay unique
+
+    def _blob(self, view):
+        self.blobs.append(view)
+        return len(self.blobs) - 1
+
+    def _memo(self, value, make, where):
+        key = id(value)
+        if key in self.memo:
+            if self.memo[key] is None:
+                raise TypeError(f"skfindkit.io.save: {where} refers to itself (a cycle).")
+            return {"$": "ref", "id": self.memo[key]}
+        self.memo[key] = None
+        self.keep.append(value)
+        node = make()
+        self.memo[key] = node["id"] = len(self.memo)
+        return node
+
+    def encode(self, value, where="obj"):
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, int) and type(value) is int:
+            return value
+        if type(value) is float:
+            return value if np.isfinite(value) else {"$": "float", "v": repr(value)}
+        if type(value) is list:
+            return [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if type(value) is tuple:
+            return {"$": "tuple", "items": [self.encode(v, f"{where}[{i}]")
+                                            for i, v in enumerate(value)]}
+        if type(value) is dict:
+            return {"$": "dict", "items": [[self.encode(k, f"{where} key"),
+                                            self.encode(v, f"{where}[{k!r}]")]
+                                           for k, v in value.items()]}
+        if type(value) is np.ndarray:
+            return self._memo(value, lambda: self._array(value, where), where)
+        if isinstance(value, np.generic) and not isinstance(value, np.object_):
+            return {"$": "scalar", "dtype": value.dtype.str, "hex": value.tobytes().hex()}
+        if type(value) in (bytes, bytearray):
+            return {"$": type(value).__name__, "blob": self._blob(memoryview(value))}
+        if isinstance(value, np.dtype) and not value.hasobject:
+            return {"$": "dtype", "v": value.str}
+        if isinstance(value, type) and issubclass(value, np.generic) and value is not np.object_:
+            return {"$": "nptype", "v": np.dtype(value).str}
+        if type(value) is np.random.RandomState:
+            return {"$": "RandomState", "state": self.encode(value.get_state(), where)}
+        if isinstance(value, (BaseEstimator, NativeBlob)):
+            return self._memo(value, lambda: self._object(value, where), where)
+        raise TypeError(
+            f"skfindkit.io.save: cannot save {where}, of type {qualified(type(value))}: "
+            "the safe format holds estimators, arrays, numbers, strings and containers, "
+            "not functions or arbitrary objects (they could run code when loaded). Save "
+            "it with joblib.dump instead, and load that file only from trusted sources."
+        )
+
+    def _array(self, value, where):
+        if value.dtype.hasobject:
+            return {"$": "objarray", "shape": list(value.shape),
+                    "items": [self.encode(v, f"{where}[...]") for v in value.ravel().tolist()]}
+        data = np.ascontiguousarray(value)
+        return {"$": "array", "dtype": data.dtype.str, "shape": list(data.shape),
+                "blob": self._blob(data.reshape(-1).view(np.uint8))}
+
+    def _object(self, value, where):
+        state = value.__getstate__()
+        if not isinstance(state, dict):
+            raise TypeError(f"skfindkit.io.save: {where}: the state of "
+                            f"{qualified(type(value))} is not a dict.")
+        return {"$": "object", "class": qualified(type(value)),
+                "state": self.encode(state, f"{where}.{type(value).__name__}")}
+
+
+def walk(node, found):
+    """Collect ``(tag, node)`` of every tagged node of a JSON tree."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            found.append(node)
+            stack.extend(v for k, v in node.items() if k != "$")
+
+
+def resolve(name, trusted):
+    """The class called ``name`` if it is trusted, else None (nothing is imported otherwise)."""
+    module, _, qualname = name.rpartition(".")
+    trusted_here = name in trusted or (
+        module.split(".")[0] in _TRUSTED_PACKAGES and qualname.isidentifier()
+    )
+    if not trusted_here:
+        return None
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    if name in trusted:
+        return cls if isinstance(cls, type) else None
+    ok = isinstance(cls, type) and (issubclass(cls, BaseEstimator) or cls is NativeBlob)
+    return cls if ok else None
+
+
+class Decoder:
+    def __init__(self, blobs, classes):
+        self.blobs, self.classes, self.memo = blobs, classes, {}
+
+    def decode(self, node):
+        if node is None or isinstance(node, (bool, str, int, float)):
+            return node
+        if isinstance(node, list):
+            return [self.decode(v) for v in node]
+        tag = node["$"]
+        if tag == "ref":
+            return self.memo[node["id"]]
+        if tag == "float":
+            return float(node["v"])
+        if tag == "tuple":
+            return tuple(self.decode(v) for v in node["items"])
+        if tag == "dict":
+            return {self.decode(k): self.decode(v) for k, v in node["items"]}
+        if tag in ("array", "objarray"):
+            if tag == "array":
+                value = self.blobs[node["blob"]]
+            else:
+                value = np.empty(len(node["items"]), dtype=object)
+                value[:] = [self.decode(v) for v in node["items"]]
+                value = value.reshape(node["shape"])
+            self.memo[node["id"]] = value
+            return value
+        if tag == "scalar":
+            return np.frombuffer(bytes.fromhex(node["hex"]), dtype=checked_dtype(node["dtype"]))[0]
+        if tag in ("bytes", "bytearray"):
+            return (bytes if tag == "bytes" else bytearray)(self.blobs[node["blob"]])
+        if tag in ("dtype", "nptype"):
+            dtype = checked_dtype(node["v"])
+            return dtype if tag == "dtype" else dtype.type
+        if tag == "RandomState":
+            rs = np.random.RandomState()
+            rs.set_state(self.decode(node["state"]))
+            return rs
+        if tag == "object":
+            cls = self.classes[node["class"]]
+            obj = cls.__new__(cls)
+            self.memo[node["id"]] = obj  # before its state: shared references
+            state = self.decode(node["state"])
+            if hasattr(obj, "__setstate__"):
+                obj.__setstate__(state)
+            else:
+                obj.__dict__.update(state)
+            return obj
+        raise CorruptFileError(f"unknown node {tag!r}")
+
+
+def checked_dtype(text):
+    """The numpy dtype named ``text``; object dtypes are refused."""
+    dtype = np.dtype(str(text))
+    if dtype.hasobject:
+        raise CorruptFileError("an array of Python objects cannot come from a blob")
+    return dtype
