@@ -255,3 +255,42 @@ def test_bm25_bad_input_is_refused_clearly():
         BM25Index(k1=-1).fit(X)
     with pytest.raises(ValueError, match="'b' parameter"):
         BM25Index(b=2).fit(X)
+
+
+def test_sparse_indexes_round_trip_through_the_safe_format(tmp_path):
+    from skfindkit import io
+
+    docs, labels = _topic_docs(n_per_topic=8)
+    pipes = [
+        Pipeline([("vec", TfidfVectorizer()), ("index", ExactIndex(metric="cosine"))]),
+        Pipeline([("vec", CountVectorizer()), ("index", BM25Index())]),
+    ]
+    for i, pipe in enumerate(pipes):
+        pipe.fit(docs, labels)
+        io.save(pipe, tmp_path / f"{i}.skf")
+        restored = io.load(tmp_path / f"{i}.skf")
+        Q = pipe[0].transform(docs[:6])
+        assert sp.issparse(restored[-1]._fit_X)
+        np.testing.assert_array_equal(restored[-1].kneighbors(Q)[1], pipe[-1].kneighbors(Q)[1])
+        np.testing.assert_array_equal(restored[-1].kneighbors(Q)[0], pipe[-1].kneighbors(Q)[0])
+
+
+def test_inconsistent_sparse_node_is_refused_before_use():
+    from skfindkit.utils._persist import CorruptFileError
+    from skfindkit.utils._safe_tree import Decoder
+
+    node = {"$": "sparse", "format": "csr", "shape": [2, 3],
+            "data": [1.0, 2.0], "indices": [0, 7], "indptr": [0, 1, 2]}  # column 7 of 3
+    decoder = Decoder({}, {})
+    decoder.decode = _plain_lists(decoder.decode)
+    with pytest.raises(CorruptFileError, match="sparse matrix is inconsistent"):
+        decoder.decode(node)
+
+
+def _plain_lists(decode):
+    """The decoder, with the test's plain lists standing in for stored arrays."""
+    def wrapped(node):
+        if isinstance(node, list):
+            return np.asarray(node)
+        return decode(node)
+    return wrapped
