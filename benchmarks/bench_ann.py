@@ -194,7 +194,7 @@ def refine_setups(n):
     ]
 
 
-def run_refine(X, query_sets, repeats, log, quick=False):
+def run_refine(X, query_sets, repeats, log, quick=False, only=None):
     """recall@10 and q/s of every index with and without ``refine``, per query set."""
     log(f"== refine: {X.shape[0]} x {X.shape[1]}")
     refs, truth = {}, {}
@@ -211,6 +211,8 @@ def run_refine(X, query_sets, repeats, log, quick=False):
                 f"recall {recall_at_k(truth[qname], sk_ind):.3f}")
     rows = []
     for label, index, knob, values, refines in refine_setups(len(X)):
+        if only and not any(name in label for name in only):
+            continue
         if quick:
             values, refines = values[::2], refines[:2]
         with warnings.catch_warnings():
@@ -472,6 +474,8 @@ def main(argv=None):
                         help="20k items, 300 queries, 2 repeats, fewer sweep points")
     parser.add_argument("--only-refine", action="store_true",
                         help="run only the refine / out-of-distribution part")
+    parser.add_argument("--refine-indexes", nargs="*",
+                        help="names (substrings) of the indexes of the refine sweep to run")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.queries, args.repeats = 20_000, 300, 2
@@ -483,7 +487,7 @@ def main(argv=None):
     X_a, Q_a = split(clustered(args.n + args.queries), args.queries)
     Q_ood = clustered(args.queries, seed=1)  # other clusters, other subspace
     refine = run_refine(X_a, {"in-distribution": Q_a, "out-of-distribution": Q_ood},
-                        args.repeats, log, quick=args.quick)
+                        args.repeats, log, quick=args.quick, only=args.refine_indexes)
     command = "python benchmarks/bench_ann.py " + " ".join(sys.argv[1:] if argv is None else argv)
     os.makedirs(RESULTS, exist_ok=True)
     if args.only_refine:
