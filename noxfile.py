@@ -6,12 +6,19 @@ numpy 2. Run ``nox`` for both sessions, ``nox -s tests`` for one.
 """
 
 import glob
+import logging
 import os
 
 import nox
 
 nox.options.sessions = ["tests", "tests_mxnet"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "virtualenv"  # plain virtualenv + pip, as CI uses
+# nox probes for uv before creating any environment, whatever the backend, and logs
+# "uv binary not found." when it is absent: noise for a project that does not use uv.
+logging.getLogger("nox").addFilter(
+    lambda record: "uv binary not found" not in record.getMessage()
+)
 
 # Sessions run with the interpreter that runs nox (CI: python3 >= 3.10).
 PYTHON = None

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
-from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.model_selection import ParameterGrid, GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
 
 from skfindkit import AnnoyIndex, FaissIndex, HNSWIndex
@@ -49,7 +49,10 @@ search = GridSearchCV(
     scoring=make_retrieval_scorer("recall", k=10),
     cv=KFold(n_splits=5, shuffle=True, random_state=0),  # 4/5 indexed, 1/5 queries
     refit=False,
+    verbose=2,  # one line per fit: 85 fits, a few minutes in all
 )
+print(f"grid search: {sum(len(list(ParameterGrid(g))) for g in grid)} candidates x 5 folds "
+      "(takes minutes; a line per fit follows)", flush=True)
 search.fit(X)
 
 # %%

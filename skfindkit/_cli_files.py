@@ -1,143 +1,304 @@
-"""``skfindkit index`` and ``skfindkit query``: retrieval over a folder of files."""
+"""``skfindkit index``, ``add``, ``query`` and ``info``: retrieval over folders of files."""
 
+import argparse
+import json
 import os
+import sys
+import time
 
-__all__ = ["EXTENSIONS", "build_pipeline", "list_files", "register"]
+import numpy as np
 
-EXTENSIONS = {
-    "audio": (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au"),
-    "image": (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"),
-    "text": (".txt", ".md", ".rst", ".text"),
-}
+from .utils import final_index
+from ._cli_io import (EXTENSIONS, check_output_path, effective_jobs, list_files,
+                      load_pipeline, load_rows, quiet_native_stderr, save_pipeline,
+                      write_json)
 
-
-def list_files(directory, kind):
-    """Files of ``kind`` under ``directory`` (recursive), sorted for stable ids."""
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{directory!r} is not a directory")
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            if name.lower().endswith(EXTENSIONS[kind]) and not name.startswith("."):
-                found.append(os.path.join(root, name))
-    if not found:
-        raise ValueError(
-            f"no {kind} files ({', '.join(EXTENSIONS[kind])}) found under {directory!r}"
-        )
-    return found
+__all__ = ["register"]
 
 
-def build_pipeline(kind, n_neighbors=10, n_jobs=None, verbose=0):
-    """The default retrieval pipeline for one kind of file."""
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
+def _say(args, message):
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
 
-    from .indexes import ExactIndex
-    from .loaders import Doc2VecLoader, ImageLoader, STFTVectorLoader
 
-    common = dict(n_jobs=n_jobs, verbose=verbose)
+def _announce_slow_start(args, kind):
     if kind == "audio":
-        steps = [
-            ("loader", STFTVectorLoader(representation="mfcc", deltas=1, n_segments=3,
-                                        normalize="rms", top_db=60, **common)),
-            ("scale", StandardScaler()),
-            ("index", ExactIndex(n_neighbors=n_neighbors)),
-        ]
-    elif kind == "image":
-        steps = [
-            ("loader", ImageLoader(size=(32, 32), flatten=True, **common)),
-            ("index", ExactIndex(n_neighbors=n_neighbors, metric="cosine")),
-        ]
-    else:
-        steps = [
-            ("loader", Doc2VecLoader(input="filename", min_count=1, vector_size=64,
-                                     epochs=40, **common)),
-            ("index", ExactIndex(n_neighbors=n_neighbors, metric="cosine")),
-        ]
-    return Pipeline(steps)
+        _say(args, "loading librosa; its first use in a fresh environment compiles "
+                   "numba kernels (up to a minute, once)...")
+    elif getattr(args, "features", None) == "keras":
+        _say(args, "loading Keras/TensorFlow...")
+
+
+def _fit_collection(pipeline, files, args, kind, *, fitted=False):
+    """Rows of the good files through every step but the index; failures listed."""
+    with quiet_native_stderr(not args.debug) as suppressed:
+        X, good, failures = load_rows(pipeline, files, kind=kind, encoding=args.encoding,
+                                      fitted=fitted)
+        if len(good) and len(pipeline.steps) > 2:
+            middle = pipeline[1:-1]
+            X = middle.transform(X) if fitted else middle.fit_transform(X)
+    if suppressed and suppressed[0]:
+        _say(args, f"({suppressed[0]} lines of decoder messages hidden; --debug shows them)")
+    return X, good, failures
+
+
+def _report(args, summary, failures):
+    """Failures one per line, then one summary line; the JSON list if asked."""
+    for failure in failures:
+        _say(args, f"  failed: {failure['file']}: {failure['reason']}")
+    if failures:
+        summary += (f"; {len(failures)} file{'s' * (len(failures) > 1)} failed (listed above"
+                    + (f" and in {args.failures}" if args.failures else "") + ")")
+    _say(args, summary)
+    if args.failures:
+        write_json(args.failures, failures)
+
+
+def _exit_status(args, n_done, failures):
+    if n_done == 0:
+        print("skfindkit: error: no file could be loaded (see the reasons above)",
+              file=sys.stderr)
+        return 1
+    return 1 if (failures and args.strict) else 0
 
 
 def _index(args):
-    import joblib
+    from .features import build_pipeline, check_available
 
+    check_output_path(args.out)
+    if args.failures:
+        check_output_path(args.failures)
+    check_available(args.kind, args.features, args.index)  # names and extras first
+    files = list_files(args.paths, args.kind)
+    _announce_slow_start(args, args.kind)
+    pipeline = build_pipeline(
+        args.kind, args.features, n_neighbors=args.n_neighbors, metric=args.metric,
+        index=args.index, encoding=args.encoding, weights=args.weights,
+        n_jobs=effective_jobs(args.n_jobs, len(files)), verbose=int(not args.quiet),
+    )
+    start = time.perf_counter()
+    X, good, failures = _fit_collection(pipeline, files, args, args.kind)
+    if len(good):
+        index = pipeline[-1]  # not fitted yet: the last step being built
+        index.set_params(n_neighbors=min(args.n_neighbors, len(good)))
+        index.fit(X)
+        _set_keys(pipeline, [files[i] for i in good])
+        pipeline.steps[0][1].set_params(verbose=0)
+        save_pipeline(pipeline, args.out)
+    _report(args, f"indexed {len(good)} of {len(files)} {args.kind} files in "
+                  f"{time.perf_counter() - start:.1f} s"
+                  + (f" -> {os.path.abspath(args.out)}" if len(good) else ""), failures)
+    return _exit_status(args, len(good), failures)
+
+
+def _set_keys(pipeline, keys):
     from .search import attach_keys
 
-    files = list_files(args.directory, args.kind)
-    pipeline = build_pipeline(
-        args.kind, n_neighbors=min(args.n_neighbors, len(files)),
-        n_jobs=args.n_jobs, verbose=int(not args.quiet),
-    )
-    pipeline.fit(files)
-    attach_keys(pipeline, [os.path.relpath(f, args.directory) for f in files])
-    pipeline.steps[0][1].set_params(verbose=0)
-    joblib.dump(pipeline, args.out)
-    if not args.quiet:
-        print(f"indexed {len(files)} {args.kind} files from {args.directory} -> {args.out}")
-    return 0
+    attach_keys(pipeline, np.asarray(keys, dtype=object))
+
+
+def _add(args):
+    import warnings
+
+    pipeline = load_pipeline(args.pipeline)
+    check_output_path(args.pipeline)
+    if args.failures:
+        check_output_path(args.failures)
+    index = final_index(pipeline)
+    kind = _guess_kind(pipeline)
+    old_keys = list(getattr(index, "item_keys_", range(index.n_samples_fit_)))
+    known = set(map(str, old_keys))
+    files = [f for f in list_files(args.paths, kind) if f not in known]
+    if not files:
+        _say(args, "nothing to add: every file is already indexed")
+        return 0
+    _announce_slow_start(args, kind)
+    pipeline.steps[0][1].set_params(**_loader_options(pipeline, args, len(files)))
+    # text files are read in the encoding the pipeline was built with
+    args.encoding = next((v for k, v in pipeline.get_params().items()
+                          if k.endswith("encoding") and isinstance(v, str)), "utf-8")
+    X, good, failures = _fit_collection(pipeline, files, args, kind, fitted=True)
+    if len(good):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="partial_fit added items")
+            index.partial_fit(X)
+        _set_keys(pipeline, old_keys + [files[i] for i in good])
+        pipeline.steps[0][1].set_params(verbose=0)
+        save_pipeline(pipeline, args.pipeline)
+    _report(args, f"added {len(good)} of {len(files)} files; the index holds "
+                  f"{index.n_samples_fit_} items -> {os.path.abspath(args.pipeline)}", failures)
+    return _exit_status(args, len(good), failures)
+
+
+def _loader_options(pipeline, args, n_files):
+    params = pipeline.steps[0][1].get_params()
+    options = {k: v for k, v in (("n_jobs", effective_jobs(args.n_jobs, n_files)),
+                                 ("verbose", int(not args.quiet))) if k in params}
+    return options
+
+
+def _guess_kind(pipeline):
+    names = " ".join(type(step).__name__ for _, step in pipeline.steps).lower()
+    text = repr(pipeline.steps[0][1]).lower()
+    if "stft" in names or "essentia" in names:
+        return "audio"
+    if "doc2vec" in names or "tfidf" in text:
+        return "text"
+    return "image"
 
 
 def _query(args):
-    import joblib
-
+    from ._cli_output import print_results, write_gallery
     from .search import search
-    from .utils import final_index
 
-    if not os.path.isfile(args.pipeline):
-        raise FileNotFoundError(f"no such pipeline file: {args.pipeline!r}")
-    try:
-        pipeline = joblib.load(args.pipeline)
-    except Exception as exc:  # any unpickling failure: say what the file is not
-        raise ValueError(
-            f"{args.pipeline!r} is not a readable skfindkit pipeline file "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-    try:
-        n_items = final_index(pipeline).n_samples_fit_
-    except (TypeError, ValueError, AttributeError) as exc:  # not an index / not fitted
-        raise ValueError(
-            f"{args.pipeline!r} holds a {type(pipeline).__name__}, not a fitted pipeline "
-            "ending with an skfindkit index (make one with 'skfindkit index')"
-        ) from exc
-    k = min(args.k, n_items)
-    result = search(pipeline, list(args.files), n_neighbors=k)
-    for query, ranked in zip(args.files, result):
-        print(f"# {query}")
-        for rank, (key, distance) in enumerate(ranked, start=1):
-            print(f"{rank}\t{distance:.6g}\t{key}")
+    pipeline = load_pipeline(args.pipeline)
+    if args.gallery:
+        from .utils import import_optional
+
+        check_output_path(args.gallery)
+        import_optional("matplotlib", "plot")
+    index = final_index(pipeline)
+    k = min(args.k, index.n_samples_fit_)
+    queries = [os.path.abspath(f) for f in args.files]
+    for query in queries:
+        if not os.path.isfile(query):
+            raise FileNotFoundError(f"no such query file: {query!r}")
+    with quiet_native_stderr(not args.debug):
+        result = search(pipeline, queries, n_neighbors=k)
+    print_results(queries, result, args.format)
+    if args.gallery:
+        kind = _guess_kind(pipeline)
+        write_gallery(args.gallery, kind, queries, result)
+        print(f"gallery written to {os.path.abspath(args.gallery)}", file=sys.stderr)
     return 0
 
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be >= 1, got {value}")
+def _info(args):
+    from ._cli_output import describe_pipeline
+
+    pipeline = load_pipeline(args.pipeline)
+    info = describe_pipeline(pipeline, args.pipeline, kind=_guess_kind(pipeline))
+    if args.format == "json":
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for key, value in info.items():
+            if isinstance(value, list):
+                print(f"{key}:")
+                for line in value:
+                    print(f"  {line}")
+            else:
+                print(f"{key}: {value}")
+    return 0
+
+
+# -------------------------------------------------------------------- parser
+def positive_int(name):
+    """argparse type: an int >= 1, with an error that names the option."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = positive_int("the value")  # a plain type for other subcommands (serve)
+
+
+def _jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--n-jobs must be an integer, got {text!r}") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError("--n-jobs must not be 0 (1: one job, -1: all cores)")
     return value
 
 
+def _encoding(text):
+    import codecs
+
+    try:
+        return codecs.lookup(text).name
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown text encoding {text!r}") from None
+
+
+def _common(parser):
+    parser.add_argument("--n-jobs", type=_jobs, default=None,
+                        help="parallel workers for loading files (default: 1; folders "
+                             "smaller than 64 files per worker use fewer)")
+    parser.add_argument("--failures", metavar="JSON",
+                        help="also write the files that failed, with reasons, as JSON")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 when any file failed (default: only "
+                             "when none loaded)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
 def register(subparsers):
-    """Add the ``index`` and ``query`` subcommands to the ``skfindkit`` parser."""
-    index = subparsers.add_parser(
-        "index", help="build and save a retrieval pipeline over a folder of files"
+    """Add ``index``, ``add``, ``query`` and ``info`` to the ``skfindkit`` parser."""
+    from .features import DEFAULT_FEATURES, FEATURE_SETS, INDEXES
+
+    feature_help = "; ".join(
+        f"{kind}: {', '.join(FEATURE_SETS[kind])} (default {DEFAULT_FEATURES[kind]})"
+        for kind in sorted(FEATURE_SETS)
     )
-    index.add_argument("directory", help="folder searched recursively for files")
+    index = subparsers.add_parser(
+        "index", help="build and save a retrieval pipeline over folders of files",
+        description="Index every file of one kind under the given folders. Files that "
+                    "cannot be loaded are reported and left out.",
+    )
+    index.add_argument("paths", nargs="+", metavar="FOLDER_OR_FILE",
+                       help="folders (searched recursively) or files")
     index.add_argument("--kind", required=True, choices=sorted(EXTENSIONS),
                        help="kind of files to index")
     index.add_argument("--out", default="pipeline.joblib",
                        help="where to save the fitted pipeline (default: %(default)s)")
-    index.add_argument("--n-neighbors", type=_positive_int, default=10,
+    index.add_argument("--features", default="default", metavar="NAME",
+                       help=f"feature set: {feature_help}; see docs/cli.md")
+    index.add_argument("--metric", choices=("euclidean", "cosine", "inner_product"),
+                       help="distance (default: the feature set's)")
+    index.add_argument("--index", default="exact", choices=list(INDEXES),
+                       help="nearest-neighbour index (default: exact; the others need "
+                            "their extra, e.g. skfindkit[hnswlib])")
+    index.add_argument("--encoding", default="utf-8", type=_encoding,
+                       help="encoding of text files (default: %(default)s)")
+    index.add_argument("--weights", metavar="PATH",
+                       help="weights file for --features keras (MobileNetV2, no top)")
+    index.add_argument("--n-neighbors", type=positive_int("--n-neighbors"), default=10,
                        help="default results per query (default: %(default)s)")
-    index.add_argument("--n-jobs", type=int, default=None,
-                       help="parallel workers for loading files (default: 1)")
-    index.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _common(index)
     index.set_defaults(func=_index)
 
-    query = subparsers.add_parser(
-        "query", help="print the nearest indexed files of query files"
-    )
+    add = subparsers.add_parser(
+        "add", help="add files to a saved pipeline without re-indexing (partial_fit)")
+    add.add_argument("pipeline", help="a pipeline saved by 'skfindkit index'")
+    add.add_argument("paths", nargs="+", metavar="FOLDER_OR_FILE",
+                     help="folders (searched recursively) or files; already indexed "
+                          "files are skipped")
+    _common(add)
+    add.set_defaults(func=_add)
+
+    query = subparsers.add_parser("query", help="print the nearest indexed files of query files")
     query.add_argument("pipeline", help="a pipeline saved by 'skfindkit index'")
     query.add_argument("files", nargs="+", help="query files")
-    query.add_argument("-k", type=_positive_int, default=10,
+    query.add_argument("-k", type=positive_int("k"), default=10,
                        help="results per query (default: %(default)s)")
+    query.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                       help="output format (default: %(default)s)")
+    query.add_argument("--gallery", metavar="PNG",
+                       help="also draw the queries and their results (images: thumbnails, "
+                            "audio: spectrograms, text: snippets); needs matplotlib")
     query.set_defaults(func=_query)
+
+    info = subparsers.add_parser("info", help="what a saved pipeline holds (without running it)")
+    info.add_argument("pipeline", help="a pipeline saved by 'skfindkit index'")
+    info.add_argument("--format", choices=("table", "json"), default="table")
+    info.set_defaults(func=_info)
     return subparsers

@@ -1,148 +1,18 @@
-"""Command line: ``skfindkit demo`` (the main job), ``index`` and ``query``.
+"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query`` and ``info``.
 
-``skfindkit demo`` builds an image retrieval system on scikit-learn's digits
-(shipped with scikit-learn, so it runs offline): a loader, a feature
-extractor and an index in one Pipeline, grid-searched on precision@k,
-saved with joblib, reloaded, queried, and drawn as a query -> top-k gallery.
+Every failure ends in one line on stderr (``skfindkit: error: ...``) and a
+non-zero exit status; ``--debug`` shows the traceback instead.
 """
 
 import argparse
 import sys
-from pathlib import Path
 
-import numpy as np
-
-__all__ = ["main"]
-
-
-class _ProgressScorer:
-    """Wrap a scorer to advance a progress bar once per scored fold."""
-
-    def __init__(self, scorer, bar):
-        self.scorer, self.bar = scorer, bar
-
-    def __call__(self, estimator, X, y=None):
-        score = self.scorer(estimator, X, y)
-        self.bar.update(1)
-        return score
-
-
-def _digits_as_images():
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)  # 0..16 -> 0..255
-    return images, digits.target
-
-
-def run_demo(out_dir, k=10, n_queries=4, verbose=1, seed=0):
-    """Grid-search, save, reload, query and plot a digits retrieval system.
-
-    Parameters
-    ----------
-    out_dir : str or path-like
-        Where the pipeline (``.joblib``) and the gallery (``.png``) go.
-    k : int, default=10
-        Results per query; the grid search maximizes precision@k.
-    n_queries : int, default=4
-        Held-out queries shown and plotted.
-    verbose : int, default=1
-        Progress bar and tables when positive.
-    seed : int, default=0
-        Seed of the train/query split.
-
-    Returns
-    -------
-    summary : dict
-        ``best_params``, ``best_score``, ``test_precision``, ``model_path``
-        and ``gallery_path``.
-    """
-    import joblib
-    from sklearn.decomposition import PCA
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-    from sklearn.model_selection import GridSearchCV, train_test_split
-    from sklearn.pipeline import Pipeline
-    from tqdm.auto import tqdm
-
-    from . import ExactIndex, ImageLoader, SklearnFeatureExtractor, search
-    from .metrics import make_retrieval_scorer, precision_at_k
-    from .plotting import plot_retrieval_gallery
-    from .search import attach_keys
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    images, labels = _digits_as_images()
-    ids = np.arange(len(images))
-    train, test = train_test_split(ids, test_size=0.2, random_state=seed, stratify=labels)
-
-    pipeline = Pipeline([
-        ("loader", ImageLoader(size=(8, 8), color_mode="grayscale", flatten=True)),
-        ("extractor", SklearnFeatureExtractor(PCA(random_state=seed))),
-        ("index", ExactIndex(n_neighbors=k)),
-    ])
-    grid = {
-        "loader__size": [(8, 8), (16, 16)],
-        "extractor__estimator": [PCA(8, random_state=seed), PCA(32, random_state=seed),
-                                 LinearDiscriminantAnalysis(n_components=9)],
-        "index__metric": ["euclidean", "cosine"],
-    }
-    n_fits = 3 * int(np.prod([len(v) for v in grid.values()]))
-    with tqdm(total=n_fits, desc="grid search (folds scored)", disable=not verbose) as bar:
-        search_cv = GridSearchCV(
-            pipeline, grid, cv=3,
-            scoring=_ProgressScorer(make_retrieval_scorer("precision", k), bar),
-        ).fit(images[train], labels[train])
-
-    res = search_cv.cv_results_
-    rows = sorted(zip(res["rank_test_score"], res["mean_test_score"], res["std_test_score"],
-                      res["params"]), key=lambda r: r[0])
-    if verbose:
-        print(f"\n{'rank':>4}  {'P@' + str(k):>7}  {'std':>6}  configuration")
-        for rank, mean, std, params in rows:
-            print(f"{rank:>4}  {mean:7.4f}  {std:6.4f}  {_describe(params)}")
-
-    model_path = out_dir / "digits_retrieval.joblib"
-    joblib.dump(attach_keys(search_cv.best_estimator_, [f"digit #{i}" for i in train]),
-                model_path)
-    system = joblib.load(model_path)
-    test_precision = system.score(images[test], labels[test])
-    if verbose:
-        print(f"\nbest: {_describe(search_cv.best_params_)}  (cv P@{k} = "
-              f"{search_cv.best_score_:.4f})")
-        print(f"saved and reloaded {model_path}; held-out P@{k} = {test_precision:.4f}")
-
-    queries = test[:n_queries]
-    found = search(system, images[queries])
-    hit_labels = labels[train][found.indices]
-    if verbose:
-        for q, row in zip(queries, found):
-            top = ", ".join(f"{key} ({labels[int(key.split('#')[1])]}) {d:.2f}"
-                            for key, d in row[:5])
-            print(f"query digit #{q} (label {labels[q]}): {top}, ...")
-    gallery_path = out_dir / "digits_gallery.png"
-    plot_retrieval_gallery(
-        images[queries], images[train][found.indices], distances=found.distances,
-        correct=hit_labels == labels[queries][:, None],
-        query_titles=[f"query ({labels[q]})" for q in queries], path=gallery_path,
-    )
-    if verbose:
-        print(f"gallery written to {gallery_path.resolve()}  (P@{k} of these queries: "
-              f"{precision_at_k(labels[queries], hit_labels):.2f})")
-    return {"best_params": search_cv.best_params_, "best_score": search_cv.best_score_,
-            "test_precision": test_precision, "model_path": model_path,
-            "gallery_path": gallery_path}
-
-
-def _describe(params):
-    parts = []
-    for key, value in params.items():
-        name = key.split("__")[-1]
-        parts.append(f"{name}={value!r}" if not hasattr(value, "get_params") else
-                     f"{name}={type(value).__name__}({value.n_components})")
-    return ", ".join(parts)
+__all__ = ["build_parser", "main"]
 
 
 def _demo(args):
+    from .demo import run_demo
+
     run_demo(args.out, k=args.k, n_queries=args.queries, verbose=0 if args.quiet else 1)
     return 0
 
@@ -150,35 +20,58 @@ def _demo(args):
 def build_parser():
     """The argument parser of the ``skfindkit`` command."""
     from . import __version__
+    from ._cli_files import positive_int, register
 
     parser = argparse.ArgumentParser(
         prog="skfindkit", description="Content-based retrieval as scikit-learn pipelines."
     )
     parser.add_argument("--version", action="version", version=f"skfindkit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and native libraries' messages")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="grid-search, save, query and plot a digits retrieval system")
     demo.add_argument("--out", default="skfindkit_demo_output",
                       help="output folder (default: %(default)s)")
-    demo.add_argument("-k", type=int, default=10, help="results per query (default: 10)")
-    demo.add_argument("--queries", type=int, default=4, help="queries to show (default: 4)")
+    demo.add_argument("-k", type=positive_int("k"), default=10,
+                      help="results per query (default: 10)")
+    demo.add_argument("--queries", type=positive_int("--queries"), default=4,
+                      help="queries to show (default: 4)")
     demo.add_argument("--quiet", action="store_true", help="no progress or tables")
     demo.set_defaults(func=_demo)
-    from ._cli_files import register
-
-    register(sub)  # index and query
+    register(sub)  # index, add, query, info
     from .serve import add_parser as add_serve_parser
 
     add_serve_parser(sub)  # serve: skfindkit/serve/
+    for command in sub.choices.values():  # --debug also after the subcommand
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks and native libraries' messages")
     return parser
 
 
+def _one_line(exc):
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (ValueError, FileNotFoundError, ImportError, OSError, TypeError)):
+        return message
+    return f"{type(exc).__name__}: {message}"
+
+
 def main(argv=None):
-    """Entry point of the ``skfindkit`` console script."""
+    """Entry point of the ``skfindkit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"skfindkit {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("skfindkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # every failure: one line, unless --debug
+        if args.debug:
+            raise
+        print(f"skfindkit: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

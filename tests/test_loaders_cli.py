@@ -66,7 +66,7 @@ def test_errors_give_exit_status_and_message(tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "broken.png").write_bytes(b"not a png")
-    assert main(["index", str(bad), "--kind", "image", "--out", str(tmp_path / "x")]) == 2
+    assert main(["index", str(bad), "--kind", "image", "--out", str(tmp_path / "x")]) == 1
     assert "broken.png" in capsys.readouterr().err
     assert main(["query", str(tmp_path / "missing.joblib"), "q.png"]) == 2
     with pytest.raises(SystemExit):

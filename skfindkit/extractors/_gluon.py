@@ -1,6 +1,7 @@
 """GluonFeatureExtractor: a layer or sub-block output of a Gluon HybridBlock."""
 
 import os
+import warnings
 from numbers import Integral
 
 from sklearn.base import clone

@@ -1,8 +1,72 @@
-"""Import optional backends lazily, with an error that says how to install them."""
+"""Import optional backends lazily, with a one-line error that says how to install them.
+
+The install command depends on how skfindkit itself was installed: from a
+package index (``pip install 'skfindkit[audio]'``), from a checkout
+(``pip install -e '/path/to/checkout[audio]'``: the package is not on a public
+index under that name yet), or run from a source tree without installing.
+"""
 
 import importlib
+import json
+import os
+import shlex
+from urllib.parse import unquote, urlparse
 
-__all__ = ["import_optional"]
+__all__ = ["import_optional", "install_command"]
+
+
+def _checkout_of_this_package():
+    """Folder holding pyproject.toml above the imported package, or None."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return root if os.path.isfile(os.path.join(root, "pyproject.toml")) else None
+
+
+def install_command(extra):
+    """The pip command that installs skfindkit's ``extra`` for this installation.
+
+    Parameters
+    ----------
+    extra : str
+        Name of the extra, e.g. ``"audio"``.
+
+    Returns
+    -------
+    command : str
+        ``pip install -e '/checkout[extra]'`` for an editable install or a
+        source tree, ``pip install '/checkout[extra]'`` for a non-editable
+        install from a local folder, ``pip install 'skfindkit[extra]'``
+        otherwise.
+
+    Examples
+    --------
+    >>> install_command("audio").startswith("pip install ")
+    True
+    """
+    from importlib import metadata
+
+    checkout = _checkout_of_this_package()  # the source tree this code runs from, if any
+    try:
+        direct_url = metadata.distribution("skfindkit").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:  # not installed: run from a source tree
+        direct_url = None
+    path, editable = None, False
+    if direct_url:
+        try:
+            info = json.loads(direct_url)
+        except ValueError:
+            info = {}
+        url = urlparse(info.get("url", ""))
+        if url.scheme == "file" and os.path.isdir(unquote(url.path)):
+            path = unquote(url.path)
+            editable = bool(info.get("dir_info", {}).get("editable"))
+    if checkout is not None and (
+        path is None or os.path.realpath(path) != os.path.realpath(checkout)
+    ):  # the running code is not what pip installed: install from where it runs
+        path, editable = checkout, True
+    if path is not None:
+        flag = "-e " if editable else ""
+        return f"pip install {flag}{shlex.quote(f'{path}[{extra}]')}"
+    return f"pip install {shlex.quote(f'skfindkit[{extra}]')}"
 
 
 def import_optional(module, extra, *, package=None):
@@ -21,12 +85,19 @@ def import_optional(module, extra, *, package=None):
     -------
     module : module
         The imported module.
+
+    Raises
+    ------
+    ImportError
+        One line: what is missing and the install command that works for
+        how skfindkit was installed (see :func:`install_command`).
     """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        what = f"{module!r}" + (f" (package {package!r})" if package else "")
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImportError(
-            f"{module!r} is required for this feature but could not be imported "
-            f"({exc}). Install it with: pip install 'skfindkit[{extra}]'"
-            + (f" (PyPI package {package!r})" if package else "")
+            f"{what} is needed here but cannot be imported ({reason}); "
+            f"install the '{extra}' extra: {install_command(extra)}"
         ) from exc
