@@ -1,7 +1,7 @@
 """Pickled MXNet/Gluon extractors: corrupt model bytes are refused before MXNet reads them.
 
-Runs in the MXNet environment (numpy<2, ``nox -s tests_mxnet``);
-``tests/conftest.py`` leaves it out elsewhere.
+Runs in the MXNet environment (numpy<2, ``nox -s tests_mxnet``); elsewhere it is
+reported as skipped, with the reason.
 """
 
 import pickle
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from skfindkit import GluonFeatureExtractor, MXNetFeatureExtractor
-from skfindkit.extractors._mxnet_import import import_mxnet
 from skfindkit.utils._persist import CorruptFileError, NativeBlob
 
-mx = import_mxnet()
+from ._optional import require_mxnet
+
+mx = require_mxnet()  # skfindkit.extractors.import_mxnet(), or a skip with the reason
 
 
 def _symbol_extractor(X):

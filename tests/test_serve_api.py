@@ -381,7 +381,7 @@ def test_serve_refuses_to_start_on_a_non_pipeline(content, message, tmp_path, ca
         joblib.dump(content, path)
     assert cli_main(["serve", str(path), "--port", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and message in err and err.startswith("skfindkit serve: error:")
+    assert err.count("\n") == 0 and message in err and err.startswith("skfindkit: error:")
 
 
 def test_the_command_serves_a_saved_pipeline_and_adds_with_the_env_token(collection, tmp_path):

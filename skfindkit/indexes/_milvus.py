@@ -372,7 +372,7 @@ class MilvusIndex(BaseIndex):
         return header + store.lite_snapshot(coll.uri, coll.name)
 
     def _deserialize(self, payload):
-        header, _, snapshot = payload.partition(b"\n")
+        header, _, snapshot = bytes(payload).partition(b"\n")  # a uint8 array
         ref = json.loads(header)
         if not ref["lite"]:  # a reference to a server collection, checked on first use
             self._verified = False
