@@ -48,6 +48,7 @@ def index_instances():
             HNSWIndex(random_state=0),
             HNSWIndex(metric="cosine", mode="connectivity", M=8, ef_search=20, random_state=0),
             HNSWIndex(metric="inner_product", random_state=0),
+            HNSWIndex(metric="cosine", keep_vectors=False, refine=2, random_state=0),
         ]
     # --- sharded indexes (issue 10): exact shards, and approximate ones ---
     from skfindkit import ShardedIndex
@@ -79,6 +80,13 @@ def index_instances():
             MilvusIndex(metric="inner_product", index_type="IVF_FLAT", nlist=8, nprobe=8),
         ]
     return out
+
+
+def text_index_instances():
+    """Indexes of term counts (non-negative sparse input): not in the dense contract tests."""
+    from skfindkit import BM25Index
+
+    return [BM25Index(), BM25Index(n_neighbors=3, k1=0.9, b=0.4, mode="connectivity", batch_size=7)]
 
 
 def loader_instances():
@@ -290,4 +298,5 @@ def unavailable_instances():
 
 
 def available_instances():
-    return [*index_instances(), *loader_instances(), *extractor_instances()]
+    return [*index_instances(), *text_index_instances(), *loader_instances(),
+            *extractor_instances()]

@@ -6,6 +6,7 @@ imports its library lazily (install it with the matching extra).
 
 from ._annoy import AnnoyIndex
 from ._base import METRICS, BaseIndex
+from ._bm25 import BM25Index
 from ._exact import ExactIndex
 from ._faiss import FaissIndex
 from ._hnsw import HNSWIndex
@@ -16,6 +17,7 @@ from ._sharded import ShardedIndex
 __all__ = [
     "AnnoyIndex",
     "BaseIndex",
+    "BM25Index",
     "ExactIndex",
     "FaissIndex",
     "HNSWIndex",

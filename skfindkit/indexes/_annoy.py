@@ -2,6 +2,8 @@
 
 from numbers import Integral
 
+import numpy as np
+
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval
@@ -51,6 +53,24 @@ class AnnoyIndex(BaseIndex):
     random_state : int, RandomState instance or None, default=None
         Seed of the tree construction (``AnnoyIndex.set_seed``); builds are
         reproducible for a fixed seed with ``n_jobs=1``.
+    refine : int, default=None
+        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
+        native index and return the ``n_neighbors`` nearest of them by exact
+        distance over the stored data (faiss's ``IndexRefine`` idea). None
+        keeps the native ranking. It raises recall where the native ranking
+        is approximate (faiss PQ/SQ codes) or where asking for more items
+        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
+        at the cost of one exact distance per candidate; where the native
+        distances are exact and the search does not grow with ``k`` (faiss
+        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
+        unchanged (measured in ``benchmarks/results/ann.md``).
+    keep_vectors : bool, default=True
+        Keep the prepared float32 copy of the indexed rows beside the native
+        index (``4 * n_samples * n_features`` bytes). False drops it: the rows
+        a feature needs -- ``kneighbors(X=None)``, ``refine``, exact
+        completion of short rows, ``exact_kneighbors``, recomputed
+        distances, rebuilding the forest on ``partial_fit`` -- are read back from the native index, with the same
+        answers, slower where many rows are read.
 
     Attributes
     ----------
@@ -100,8 +120,12 @@ class AnnoyIndex(BaseIndex):
         n_trees=50,
         search_k=None,
         random_state=None,
+        refine=None,
+        keep_vectors=True,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.refine = refine
+        self.keep_vectors = keep_vectors
         self.n_trees = n_trees
         self.search_k = search_k
         self.random_state = random_state
@@ -116,6 +140,19 @@ class AnnoyIndex(BaseIndex):
             index.add_item(i, row)
         index.build(self._fitted_param("n_trees"), n_jobs=self._n_threads())
         return index
+
+    def _add(self, X):
+        """annoy cannot grow: rebuild from every row (read back if no copy is kept)."""
+        if self._keeps_vectors():
+            rows = self._fit_X
+        else:
+            rows = np.vstack([self._get_vectors(np.arange(self.n_samples_fit_ - len(X))), X])
+        self._index = self._build(rows)
+
+    def _get_vectors(self, ids):
+        get = self._index.get_item_vector
+        return np.array([get(int(i)) for i in ids], dtype=np.float32).reshape(
+            len(ids), self.n_features_in_)
 
     def _search(self, X, k):
         search_k = -1 if self.search_k is None else self.search_k

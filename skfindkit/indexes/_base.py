@@ -47,6 +47,7 @@ from abc import ABCMeta, abstractmethod
 from numbers import Integral
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import (
@@ -57,7 +58,7 @@ from sklearn.utils.validation import (
 
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._pickling import SealedIndexState
-from . import _distances
+from . import _distances, _sparse
 from ._graph import NeighborsGraphMixin
 from ._lock import runtime_state
 from ._query import KNeighborsQueryMixin
@@ -144,12 +145,17 @@ class BaseIndex(
     #: What ``_search`` returns: one of ``_distances.NATIVE_UNITS``, or a dict
     #: metric -> unit (a property where it depends on other parameters).
     _native_distance = "recompute"
+    #: Whether the backend searches sparse (CSR) rows; the others refuse them.
+    _accepts_sparse = False
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions(set(METRICS))],
         "mode": [StrOptions({"distance", "connectivity"})],
         "n_jobs": [None, Integral],
+        # approximate backends' exact re-ranking (see KNeighborsQueryMixin._search_complete)
+        "refine": [None, Interval(Integral, 1, None, closed="left")],
+        "keep_vectors": ["boolean"],
     }
 
     def __init__(self, n_neighbors=5, *, metric="euclidean", mode="distance", n_jobs=None):
@@ -191,9 +197,13 @@ class BaseIndex(
 
         True (the default) keeps ``_fit_X``; a backend returning False stores
         the vectors itself and implements ``_get_vectors``, ``_add`` and
-        ``_serialize``.
+        ``_serialize``. Backends with a ``keep_vectors`` parameter follow its
+        value at the last ``fit``.
         """
-        return True
+        params = getattr(self, "_fit_params", None)
+        if params is None:
+            return getattr(self, "keep_vectors", True)
+        return params.get("keep_vectors", True)
 
     def _get_vectors(self, ids):
         """Prepared float32 rows of the indexed items ``ids`` (a 1-D array, in order)."""
@@ -233,7 +243,13 @@ class BaseIndex(
         return self._fit_params[name]
 
     def _prepare(self, X, name="X"):
-        """float32, C-contiguous, rescaled if needed, unit rows for cosine: what backends index."""
+        """float32, C-contiguous, rescaled if needed, unit rows for cosine: what backends index.
+
+        Sparse rows (backends with ``_accepts_sparse``) stay sparse: float64
+        canonical CSR (:func:`~skfindkit.indexes._sparse.prepare_sparse`).
+        """
+        if sp.issparse(X):
+            return _sparse.prepare_sparse(X, self.metric_)
         _distances.check_float32_range(X, name)
         if self._scale != 1.0:
             X = np.multiply(X, self._scale, dtype=np.float64)
@@ -265,6 +281,25 @@ class BaseIndex(
         state.applied_query_params = None
         state.row_lookup = None
 
+    def _data_scale(self, X):
+        """The power of two the data are multiplied by (1 for sparse rows, kept float64)."""
+        return 1.0 if sp.issparse(X) else _distances.power_of_two_scale(X)
+
+    def _validate(self, X, y=None, reset=True):
+        """``validate_data`` with this backend's sparse policy (CSR in, or a clear refusal)."""
+        if sp.issparse(X) and not self._accepts_sparse:
+            raise TypeError(
+                f"{type(self).__name__} ({self._backend}) does not accept sparse input X. "
+                "Use ExactIndex (exact search over sparse rows: euclidean, cosine, "
+                "inner_product) or BM25Index (term counts) for sparse data, or reduce it "
+                "to dense vectors first (e.g. sklearn.decomposition.TruncatedSVD)."
+            )
+        kwargs = dict(dtype=(np.float64, np.float32), order="C", reset=reset,
+                      accept_sparse="csr" if self._accepts_sparse else False)
+        if y is None:
+            return validate_data(self, X, **kwargs)
+        return validate_data(self, X, y, **kwargs)
+
     def _check_backend_metric(self):
         if self.metric not in self.supported_metrics:
             raise ValueError(
@@ -279,8 +314,9 @@ class BaseIndex(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Items to index (dense; sparse input is refused).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Items to index (sparse input only where the backend accepts it:
+            :class:`~skfindkit.ExactIndex`, :class:`~skfindkit.BM25Index`).
         y : array-like of shape (n_samples,), default=None
             Labels of the items, kept so that :meth:`score` can measure
             retrieval precision (and ``GridSearchCV`` tune on it).
@@ -293,23 +329,24 @@ class BaseIndex(
         self._check_backend_metric()
         with self._writing():
             if y is None:
-                X = validate_data(self, X, dtype=(np.float64, np.float32), order="C")
+                X = self._validate(X)
                 fit_y = None
             else:
-                X, y = validate_data(self, X, y, dtype=(np.float64, np.float32), order="C")
+                X, y = self._validate(X, y)
                 fit_y = column_or_1d(y)
-            _distances.check_float32_range(X)
+            if not sp.issparse(X):
+                _distances.check_float32_range(X)
             # the fitted state answers every query, whatever set_params says later
             self._fit_params = self.get_params(deep=False)
             self.metric_ = self.metric
-            self._scale = _distances.power_of_two_scale(X)
+            self._scale = self._data_scale(X)
             self._fit_y = fit_y
             Xp = self._prepare(X)
             keep = self._keeps_vectors()
             self._fit_X = Xp if keep else None
             self._fit_keys = None if keep else row_keys(Xp)
             self.n_samples_fit_ = Xp.shape[0]
-            self._zero_rows = np.flatnonzero(~Xp.any(axis=1))
+            self._zero_rows = _sparse.empty_rows(Xp)
             self._index = self._build(Xp)
             self._changed_native_index()
         return self
@@ -349,16 +386,15 @@ class BaseIndex(
                 + " to keep items and labels aligned."
             )
         if y is None:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
+            X = self._validate(X, reset=False)
         else:
-            X, y = validate_data(
-                self, X, y, dtype=(np.float64, np.float32), order="C", reset=False
-            )
-        Xp = self._prepare(X)  # may refuse X: nothing is changed before it passed
+            X, y = self._validate(X, y, reset=False)
+        # may refuse X: nothing is changed before it passed
+        Xp = self._prepare(_sparse.like_fitted(X, self._fit_X))
         if y is not None:
             self._fit_y = np.concatenate([self._fit_y, column_or_1d(y)])
         self._zero_rows = np.concatenate(
-            [self._zero_rows, self.n_samples_fit_ + np.flatnonzero(~Xp.any(axis=1))]
+            [self._zero_rows, self.n_samples_fit_ + _sparse.empty_rows(Xp)]
         )
         self._append(Xp)
         if hasattr(self, "item_keys_"):
@@ -378,7 +414,7 @@ class BaseIndex(
         so that adding a few rows does not copy the whole collection.
         """
         if self._keeps_vectors():
-            self._fit_X = np.concatenate([self._fit_X, Xp])
+            self._fit_X = _sparse.stack_rows(self._fit_X, Xp)
         else:
             self._fit_keys = np.concatenate([self._fit_keys, row_keys(Xp)])
         self.n_samples_fit_ += Xp.shape[0]
@@ -418,7 +454,7 @@ class BaseIndex(
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = self._accepts_sparse
         tags.requires_fit = True
         return tags
 

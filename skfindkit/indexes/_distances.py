@@ -16,6 +16,7 @@ __all__ = [
     "from_native",
     "from_similarity",
     "from_sqeuclidean",
+    "gather_rows",
     "normalize_rows",
     "zero_vectors_at_distance_one",
 ]
@@ -95,16 +96,25 @@ def exact_distances(Q, data, ind, metric):
         Computed from float32 differences with float64 sums, so identical
         rows are exactly 0 apart.
     """
-    Y = data[np.where(ind < 0, 0, ind)]  # (n_q, c, d)
+    Y = gather_rows(data, np.maximum(ind, 0))  # (n_q, c, d), a fresh array
     if metric == "inner_product":
         dist = 1.0 - np.einsum("qcd,qd->qc", Y, Q, dtype=np.float64)
     else:
-        diff = Y - Q[:, None, :]
-        dist = from_sqeuclidean(np.einsum("qcd,qcd->qc", diff, diff, dtype=np.float64), metric)
-        if metric == "cosine":
-            dist[~Q.any(axis=1)[:, None] | ~Y.any(axis=2)] = 1.0
+        zero = ~Q.any(axis=1)[:, None] | ~Y.any(axis=2) if metric == "cosine" else None
+        diff = np.subtract(Y, Q[:, None, :], out=Y).astype(np.float64)  # exact in float64
+        dist = from_sqeuclidean(np.einsum("qcd,qcd->qc", diff, diff), metric)
+        if zero is not None:
+            dist[zero] = 1.0
     dist[ind < 0] = np.inf
     return dist
+
+
+def gather_rows(data, ids):
+    """``data[ids]`` as a fresh array (``np.take`` for arrays: faster than fancy indexing;
+    indexing for the stored-rows view of backends that keep the vectors)."""
+    if isinstance(data, np.ndarray):
+        return np.take(data, ids, axis=0)
+    return np.array(data[ids], dtype=np.float32, copy=True)
 
 
 def zero_vectors_at_distance_one(dist, ind, Q, zero_rows):

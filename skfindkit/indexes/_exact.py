@@ -2,10 +2,12 @@
 
 from numbers import Integral
 
+import scipy.sparse as sp
 
 from ..utils._sklearn_compat import Interval
 from ._base import BaseIndex
 from ._brute import BruteForceMatrix
+from ._sparse import SparseBruteForce
 
 __all__ = ["ExactIndex"]
 
@@ -21,6 +23,16 @@ class ExactIndex(BaseIndex):
     ``algorithm="brute"`` (up to the order of tied distances), with distances
     exactly 0 between identical items.
 
+    Sparse input (CSR, e.g. TF-IDF from
+    :class:`~sklearn.feature_extraction.text.TfidfVectorizer`) is searched
+    sparse (:mod:`skfindkit.indexes._sparse`): the collection is never
+    densified, each block of queries is scored by one sparse x sparse product,
+    and the results equal ``KNeighborsTransformer`` on the same data. Queries
+    are converted to the fitted format (dense queries of a sparse index become
+    CSR and vice versa). With ``metric="cosine"``, rows without any non-zero
+    value (empty documents) are at distance 1 from everything, as in
+    scikit-learn.
+
     Parameters
     ----------
     n_neighbors : int, default=5
@@ -35,8 +47,9 @@ class ExactIndex(BaseIndex):
         means all processors.
     batch_size : int, default=None
         Queries per block; memory grows as ``4 * batch_size * n_samples_fit``
-        bytes. None chooses it from scikit-learn's ``working_memory`` setting
-        (at most 512; the block's score buffer is reused).
+        bytes (``8 *`` for sparse input). None chooses it from scikit-learn's
+        ``working_memory`` setting (at most 512 dense, 256 sparse; the block's
+        score buffer is reused).
 
     Attributes
     ----------
@@ -66,10 +79,21 @@ class ExactIndex(BaseIndex):
     array([[0.1, 0.9]])
     >>> index.transform(X).shape
     (4, 4)
+
+    Text, searched sparse:
+
+    >>> from sklearn.feature_extraction.text import TfidfVectorizer
+    >>> from sklearn.pipeline import make_pipeline
+    >>> docs = ["red apple pie", "green apple", "blue sky", "red sky at night"]
+    >>> search = make_pipeline(TfidfVectorizer(), ExactIndex(n_neighbors=1, metric="cosine"))
+    >>> search.fit(docs)[-1].kneighbors(search[0].transform(["apple tart"]),
+    ...                                 return_distance=False)
+    array([[1]])
     """
 
     _backend = "exact"
     _native_distance = "exact"
+    _accepts_sparse = True
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
@@ -86,6 +110,8 @@ class ExactIndex(BaseIndex):
         return True
 
     def _build(self, X):
+        if sp.issparse(X):
+            return SparseBruteForce(X, self.metric_)
         return BruteForceMatrix(X, self.metric_)
 
     def _search(self, X, k):

@@ -85,6 +85,26 @@ class FaissIndex(BaseIndex):
         candidate list size while querying. None keeps faiss's default (16).
     random_state : int, RandomState instance or None, default=None
         Seed of faiss's k-means (IVF centroids, PQ codebooks).
+    refine : int, default=None
+        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
+        native index and return the ``n_neighbors`` nearest of them by exact
+        distance over the stored data (faiss's ``IndexRefine`` idea). None
+        keeps the native ranking. It raises recall where the native ranking
+        is approximate (faiss PQ/SQ codes) or where asking for more items
+        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
+        at the cost of one exact distance per candidate; where the native
+        distances are exact and the search does not grow with ``k`` (faiss
+        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
+        unchanged (measured in ``benchmarks/results/ann.md``).
+    keep_vectors : bool, default=True
+        Keep the prepared float32 copy of the indexed rows beside the native
+        index (``4 * n_samples * n_features`` bytes). False drops it: the rows
+        a feature needs -- ``kneighbors(X=None)``, ``refine``, exact
+        completion of short rows, ``exact_kneighbors``, recomputed
+        distances -- only for factories that store the vectors exactly (``"Flat"``,
+        ``"IVF<n>,Flat"``, ``"HNSW<M>"``); lossy codes need the copy (an
+        error says so) -- are read back from the native index, with the same
+        answers, slower where many rows are read.
 
     Attributes
     ----------
@@ -149,8 +169,12 @@ class FaissIndex(BaseIndex):
         nprobe=None,
         ef_search=None,
         random_state=None,
+        refine=None,
+        keep_vectors=True,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.refine = refine
+        self.keep_vectors = keep_vectors
         self.factory = factory
         self.nprobe = nprobe
         self.ef_search = ef_search
@@ -175,6 +199,8 @@ class FaissIndex(BaseIndex):
                 f"FaissIndex: faiss cannot build factory={self.factory!r} for "
                 f"{X.shape[1]} features: {str(exc).strip().splitlines()[-1]}"
             ) from exc
+        if not self._keeps_vectors():
+            _read_back_vectors(faiss, index, self.factory_)
         seed = native_seed(self.random_state)
         for part in _trained_parts(faiss, index):
             part.cp.seed = seed
@@ -221,6 +247,9 @@ class FaissIndex(BaseIndex):
         with _omp_threads(faiss, self._n_threads()):
             return self._index.search(X, k)
 
+    def _get_vectors(self, ids):
+        return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+
     def _serialize(self):
         return _faiss().serialize_index(self._index)  # a uint8 array, kept as is
 
@@ -243,6 +272,21 @@ def _trained_parts(faiss, index):
     if hasattr(index, "pq"):
         parts.append(index.pq)
     return parts
+
+
+def _read_back_vectors(faiss, index, factory):
+    """Make ``reconstruct`` return the indexed rows exactly, or refuse ``keep_vectors=False``."""
+    if not isinstance(faiss.downcast_index(index),
+                      (faiss.IndexFlat, faiss.IndexHNSWFlat, faiss.IndexIVFFlat)):
+        raise ValueError(
+            f"FaissIndex: keep_vectors=False needs a factory that stores the vectors "
+            f"exactly ('Flat', 'IVF<n>,Flat', 'HNSW<M>'); factory={factory!r} stores lossy "
+            "codes, so the exact features (kneighbors(X=None), refine, exact completion) "
+            "need the copy: use keep_vectors=True."
+        )
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:  # ids -> list positions, kept up to date by add
+        ivf.set_direct_map_type(faiss.DirectMap.Array)
 
 
 def _native_distances_exact(faiss, index):

@@ -50,6 +50,24 @@ class HNSWIndex(BaseIndex):
     random_state : int, RandomState instance or None, default=None
         Seed of the level generator. Builds are reproducible for a fixed
         seed with ``n_jobs=1``.
+    refine : int, default=None
+        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
+        native index and return the ``n_neighbors`` nearest of them by exact
+        distance over the stored data (faiss's ``IndexRefine`` idea). None
+        keeps the native ranking. It raises recall where the native ranking
+        is approximate (faiss PQ/SQ codes) or where asking for more items
+        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
+        at the cost of one exact distance per candidate; where the native
+        distances are exact and the search does not grow with ``k`` (faiss
+        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
+        unchanged (measured in ``benchmarks/results/ann.md``).
+    keep_vectors : bool, default=True
+        Keep the prepared float32 copy of the indexed rows beside the native
+        index (``4 * n_samples * n_features`` bytes). False drops it: the rows
+        a feature needs -- ``kneighbors(X=None)``, ``refine``, exact
+        completion of short rows, ``exact_kneighbors``, recomputed
+        distances -- are read back from the native index, with the same
+        answers, slower where many rows are read.
 
     Attributes
     ----------
@@ -104,8 +122,12 @@ class HNSWIndex(BaseIndex):
         ef_construction=200,
         ef_search=50,
         random_state=None,
+        refine=None,
+        keep_vectors=True,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.refine = refine
+        self.keep_vectors = keep_vectors
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -140,6 +162,9 @@ class HNSWIndex(BaseIndex):
         except RuntimeError:  # the graph walk found fewer than k items
             return np.full((X.shape[0], k), np.inf), np.full((X.shape[0], k), -1)
         return native, labels
+
+    def _get_vectors(self, ids):
+        return np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32)
 
     def _serialize(self):
         # hnswlib's own state: a dict of its arrays (one copy, no file round trip)

@@ -54,6 +54,17 @@ class NMSLibIndex(BaseIndex):
         graph.
     ef_search : int, default=50
         nmslib's ``efSearch``: candidate list size while querying.
+    refine : int, default=None
+        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
+        native index and return the ``n_neighbors`` nearest of them by exact
+        distance over the stored data (faiss's ``IndexRefine`` idea). None
+        keeps the native ranking. It raises recall where the native ranking
+        is approximate (faiss PQ/SQ codes) or where asking for more items
+        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
+        at the cost of one exact distance per candidate; where the native
+        distances are exact and the search does not grow with ``k`` (faiss
+        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
+        unchanged (measured in ``benchmarks/results/ann.md``).
 
     Attributes
     ----------
@@ -113,8 +124,10 @@ class NMSLibIndex(BaseIndex):
         M=16,
         ef_construction=200,
         ef_search=50,
+        refine=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
+        self.refine = refine
         self.method = method
         self.M = M
         self.ef_construction = ef_construction

@@ -14,10 +14,11 @@ import warnings
 from numbers import Integral
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _distances
-from ._brute import BruteForceMatrix, brute_force_kneighbors
+from . import _distances, _sparse
+from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact
 from ._lock import runtime_state
 from ._self import RowLookup, drop_self, insert_self, row_keys
 
@@ -47,6 +48,11 @@ class KNeighborsQueryMixin:
         block and the best ``k`` of each block merged (ties by id, as one scan).
         """
         batch_size = getattr(self, "batch_size", None)
+        if sp.issparse(self._fit_X):
+            matrix = self._index if isinstance(self._index, _sparse.SparseBruteForce) else None
+            return _sparse.sparse_kneighbors(
+                self._fit_X, X, k, self.metric_, batch_size=batch_size, matrix=matrix,
+            )
         if self._keeps_vectors():
             matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
             return brute_force_kneighbors(
@@ -68,6 +74,8 @@ class KNeighborsQueryMixin:
 
     def _own_items(self, X, is_fit_X, first_id=0):
         """Each query's own indexed item (its row number, or an identical row), -1 if none."""
+        if sp.issparse(X):  # sparse search is exact: each item finds itself
+            return None
         if is_fit_X:
             return np.arange(first_id, first_id + X.shape[0])
         if self._is_exact():  # exact search finds identical rows by itself
@@ -80,7 +88,7 @@ class KNeighborsQueryMixin:
 
     def _is_fit_X(self, X):
         """Whether the queries are the indexed rows, in order."""
-        if X.shape[0] != self.n_samples_fit_:
+        if X.shape[0] != self.n_samples_fit_ or sp.issparse(X):
             return False
         if self._keeps_vectors():
             return np.array_equal(X, self._fit_X)
@@ -105,11 +113,10 @@ class KNeighborsQueryMixin:
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
             and np.isfinite(X).all()
+            and not sp.issparse(self._fit_X)
         ):
             return self._prepare(X)  # checks the float32 range
-        return self._prepare(
-            validate_data(self, X, dtype=(np.float64, np.float32), order="C", reset=False)
-        )
+        return self._prepare(_sparse.like_fitted(self._validate(X, reset=False), self._fit_X))
 
     def _check_fitted(self):
         if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
@@ -257,13 +264,24 @@ class KNeighborsQueryMixin:
         return dist, ind
 
     def _search_complete(self, X, k):
-        """Run the backend and guarantee k valid, sorted results per row."""
+        """Run the backend and guarantee k valid, sorted results per row.
+
+        With ``refine`` (approximate backends), the backend is asked for
+        ``refine * k`` candidates, re-ranked by exact distance over the
+        stored data.
+        """
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
-        native, ind = self._search(X, k)
-        ind = np.asarray(ind, dtype=np.intp)
-        dist = self._to_metric_units(native, X, ind)
-        if self.metric_ == "cosine":
+        refine = getattr(self, "refine", None)
+        if refine is None:
+            native, ind = self._search(X, k)
+            ind = np.asarray(ind, dtype=np.intp)
+            dist = self._to_metric_units(native, X, ind)
+        else:
+            _, cand = self._search(X, min(self.n_samples_fit_, refine * k))
+            dist, ind = rerank_exact(X, self._data, np.asarray(cand, dtype=np.intp), k,
+                                     self.metric_)
+        if self.metric_ == "cosine" and not sp.issparse(X):  # sparse search does it itself
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:
             missing = (ind < 0).any(axis=1)

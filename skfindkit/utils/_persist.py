@@ -24,6 +24,7 @@ import pickle
 import struct
 
 import numpy as np
+import scipy.sparse as sp
 from blake3 import blake3
 from sklearn.base import BaseEstimator
 
@@ -118,6 +119,11 @@ def _feed(h, value):
     if isinstance(value, np.ndarray) and value.dtype != object:
         h.update(b"A%s%s" % (value.dtype.str.encode(), repr(value.shape).encode()))
         h.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
+    elif sp.issparse(value) and value.format in ("csr", "csc"):
+        # by content (a pickle of the same matrix differs once loaded as memmaps)
+        h.update(b"Z%s%s" % (value.format.encode(), repr(value.shape).encode()))
+        for part in (value.data, value.indices, value.indptr):
+            _feed(h, np.asarray(part))
     elif isinstance(value, (bytes, bytearray, memoryview)):
         h.update(b"B%d:" % len(value))
         h.update(value)

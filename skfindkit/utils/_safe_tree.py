@@ -18,6 +18,7 @@ import importlib
 import types
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from ._persist import CorruptFileError, NativeBlob
@@ -103,6 +104,10 @@ class Encoder:
             return self._memo(value, lambda: self._object(value, where), where)
         if isinstance(value, types.FunctionType):
             return {"$": "function", "name": self._function_name(value, where)}
+        if sp.issparse(value) and value.format in ("csr", "csc") and not value.dtype.hasobject:
+            return {"$": "sparse", "format": value.format, "shape": list(value.shape),
+                    **{part: self.encode(np.asarray(getattr(value, part)), f"{where}.{part}")
+                       for part in ("data", "indices", "indptr")}}
         raise TypeError(
             f"skfindkit.io.save: cannot save {where}, of type {qualified(type(value))}: "
             "the safe format holds estimators, arrays, numbers, strings and containers, "
@@ -221,6 +226,15 @@ class Decoder:
                 value[:] = [self.decode(v) for v in node["items"]]
                 value = value.reshape(node["shape"])
             self.memo[node["id"]] = value
+            return value
+        if tag == "sparse":
+            make = sp.csr_matrix if node["format"] == "csr" else sp.csc_matrix
+            try:
+                value = make((self.decode(node["data"]), self.decode(node["indices"]),
+                              self.decode(node["indptr"])), shape=tuple(node["shape"]))
+                value.check_format(full_check=True)  # indices in range before any use
+            except (ValueError, TypeError, IndexError) as exc:
+                raise CorruptFileError(f"a sparse matrix is inconsistent: {exc}") from exc
             return value
         if tag == "scalar":
             return np.frombuffer(bytes.fromhex(node["hex"]), dtype=checked_dtype(node["dtype"]))[0]

@@ -1,0 +1,178 @@
+"""Sparse text retrieval: ExactIndex on TF-IDF rows vs scikit-learn's brute force.
+
+Data: ``--n`` synthetic documents drawn from a topic model over the vocabulary
+of gensim's Lee corpus (``lee_background.cor``, shipped with gensim): 100
+topics, each a Zipfian distribution over the vocabulary (word frequency
+ranks from the corpus, shuffled per topic, mixed with the corpus' own
+frequencies as shared background words); each document mixes two topics and
+has Poisson(80) words. Rows are TF-IDF (``TfidfTransformer``, float64 CSR,
+as ``TfidfVectorizer`` gives); held-out documents of the same model are the
+queries. k = 10, single thread, best of ``--repeats`` interleaved runs.
+
+Compared: :class:`skfindkit.ExactIndex` (cosine and euclidean, sparse) with
+:class:`sklearn.neighbors.NearestNeighbors` (``algorithm="brute"``, the
+search of ``KNeighborsTransformer``) on the same CSR matrix; BM25Index on
+the counts is timed for reference.
+
+    python benchmarks/bench_text.py [--n 50000] [--queries 1000] [--repeats 3] [--quick]
+
+writes ``benchmarks/results/text.md``.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
+
+from skfindkit import BM25Index, ExactIndex
+
+RESULTS = Path(__file__).parent / "results"
+K = 10
+
+
+def lee_vocabulary():
+    """Words of gensim's Lee corpus and their counts, most frequent first."""
+    from gensim.test.utils import datapath
+    from gensim.utils import simple_preprocess
+
+    counts = {}
+    with open(datapath("lee_background.cor"), encoding="utf-8") as fh:
+        for line in fh:
+            for word in simple_preprocess(line):
+                counts[word] = counts.get(word, 0) + 1
+    words = sorted(counts, key=counts.get, reverse=True)
+    return words, np.array([counts[w] for w in words], dtype=float)
+
+
+def topic_model_counts(n_docs, n_topics=100, mean_length=80, seed=0):
+    """Term-count CSR of documents drawn from a Zipfian topic model."""
+    words, freq = lee_vocabulary()
+    V = len(words)
+    rng = np.random.RandomState(seed)
+    background = freq / freq.sum()
+    zipf = 1.0 / np.arange(1, V + 1) ** 1.1
+    topics = np.empty((n_topics, V))
+    for t in range(n_topics):
+        topics[t] = 0.7 * zipf[rng.permutation(V)] / zipf.sum() + 0.3 * background
+    cdf = np.cumsum(topics, axis=1)
+    cdf /= cdf[:, -1:]
+    lengths = np.maximum(5, rng.poisson(mean_length, n_docs))
+    pairs = rng.randint(n_topics, size=(n_docs, 2))
+    rows, cols = [], []
+    for d in range(n_docs):
+        n1 = rng.binomial(lengths[d], 0.7)
+        for topic, n in ((pairs[d, 0], n1), (pairs[d, 1], lengths[d] - n1)):
+            cols.append(np.searchsorted(cdf[topic], rng.random_sample(n)))
+            rows.append(np.full(n, d))
+    rows, cols = np.concatenate(rows), np.minimum(np.concatenate(cols), V - 1)
+    X = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_docs, V))
+    X.sum_duplicates()
+    return X
+
+
+def best_of(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    libs = ", ".join(f"{p} {version(p)}" for p in ["numpy", "scipy", "scikit-learn", "gensim"])
+    return (f"{cpu}, nproc {os.cpu_count()}, Python {platform.python_version()}; {libs}; "
+            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="5k documents, 200 queries")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.queries = 5000, 200
+    start = time.perf_counter()
+    counts = topic_model_counts(args.n + args.queries)
+    tfidf = TfidfTransformer().fit(counts[: args.n])
+    X, Q = tfidf.transform(counts[: args.n]), tfidf.transform(counts[args.n:])
+    print(f"{X.shape[0]} docs, vocabulary {X.shape[1]}, {X.nnz / X.shape[0]:.1f} terms/doc",
+          flush=True)
+    rows = []
+    with threadpool_limits(1):
+        for metric in ("cosine", "euclidean"):
+            ours = ExactIndex(n_neighbors=K, metric=metric, n_jobs=1).fit(X)
+            sk = NearestNeighbors(n_neighbors=K, metric=metric, algorithm="brute").fit(X)
+            ours.kneighbors(Q[:20]), sk.kneighbors(Q[:20])  # warm up
+            t_ours, t_sk = [], []
+            for _ in range(args.repeats):  # interleaved
+                t, (d_ours, i_ours) = best_of(lambda: ours.kneighbors(Q), 1)
+                t_ours.append(t)
+                t, (d_sk, i_sk) = best_of(lambda: sk.kneighbors(Q), 1)
+                t_sk.append(t)
+            rows.append({
+                "metric": metric, "ours": Q.shape[0] / min(t_ours), "sk": Q.shape[0] / min(t_sk),
+                "same_ids": float(np.mean(i_ours == i_sk)),
+                "same_sets": float(np.mean(np.sort(i_ours, 1) == np.sort(i_sk, 1))),
+                "max_diff": float(np.abs(d_ours - d_sk).max()),
+            })
+            print(rows[-1], flush=True)
+        bm25 = BM25Index(n_neighbors=K).fit(counts[: args.n])
+        t_bm25, _ = best_of(lambda: bm25.kneighbors(counts[args.n:]), args.repeats)
+    elapsed = time.perf_counter() - start
+    command = "python benchmarks/bench_text.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    lines = [
+        "# Sparse text retrieval: ExactIndex vs scikit-learn brute force", "",
+        f"Command: `{command.strip()}` ({elapsed / 60:.1f} min).  ",
+        f"Machine: {machine()}.  ",
+        f"Data: {X.shape[0]:,} synthetic documents (topic model over gensim's Lee corpus "
+        f"vocabulary, {X.shape[1]:,} terms, {X.nnz / X.shape[0]:.1f} distinct terms per "
+        f"document), TF-IDF float64 CSR; {Q.shape[0]:,} held-out queries; k = {K}; single "
+        f"thread; best of {args.repeats} interleaved runs. The 2-core machine was shared "
+        "with other jobs while this ran: compare the ratios.", "",
+        "| metric | sklearn brute q/s | ExactIndex (sparse) q/s | ExactIndex / sklearn | "
+        "same ids, same order | same neighbour sets | max abs distance diff |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['metric']} | {r['sk']:,.0f} | {r['ours']:,.0f} | "
+                     f"**{r['ours'] / r['sk']:.2f}x** | {r['same_ids']:.4f} | "
+                     f"{r['same_sets']:.4f} | {r['max_diff']:.1e} |")
+    lines += [
+        "", f"BM25Index (k1=1.5, b=0.75) on the raw counts of the same documents: "
+        f"{Q.shape[0] / t_bm25:,.0f} q/s.", "",
+        "Both compute sparse x sparse products in float64. scikit-learn transposes the "
+        "collection, normalises it (cosine) and converts the product to dense float64 "
+        "distances for every chunk, then partitions and sorts each row; ExactIndex keeps "
+        "the term-major transpose from `fit`, scores a block in one product into a reused "
+        "buffer, finds the top candidates with the grouped-maximum prefilter and "
+        "re-ranks 2k of them (float64 distances from the block's scores; near-identical "
+        "pairs recomputed from the rows' differences, so duplicates are exactly 0 apart). "
+        "Where the two disagree on ids it is on exactly tied distances (duplicate "
+        "documents).", "",
+    ]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "text.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

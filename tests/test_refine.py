@@ -1,0 +1,61 @@
+"""``refine``: approximate candidates re-ranked by exact distance over the stored data."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from skfindkit.metrics import recall_at_k
+
+from .estimator_instances import index_instances
+
+# weak settings, so that re-ranking has something to repair
+_WEAK = {
+    "AnnoyIndex": {"n_trees": 2},  # search_k = n_trees * k: grows with refine
+    "NMSLibIndex": {"ef_search": 2},
+    "HNSWIndex": {"M": 4, "ef_search": 2},
+    "FaissIndex": {"factory": "IVF8,PQ4x4", "nprobe": 1, "ef_search": None},
+}
+APPROXIMATE = [i for i in index_instances() if not i._is_exact() and i.metric == "euclidean"]
+APPROXIMATE = list({type(i).__name__: i for i in APPROXIMATE}.values())  # one per backend
+
+
+def _data(n=600, d=16, seed=0):
+    rng = np.random.RandomState(seed)
+    centers = rng.randn(12, d) * 4
+    X = centers[rng.randint(12, size=n + 50)] + rng.randn(n + 50, d)
+    return X[:n], X[n:]
+
+
+@pytest.mark.parametrize("index", APPROXIMATE, ids=lambda i: type(i).__name__)
+def test_refine_reranks_by_exact_distance(index):
+    X, Q = _data()
+    weak = clone(index).set_params(n_neighbors=10, **_WEAK[type(index).__name__]).fit(X)
+    true = weak.exact_kneighbors(Q, return_distance=False)
+    plain = weak.kneighbors(Q, return_distance=False)
+    dist, ind = weak.set_params(refine=8).kneighbors(Q)
+    assert recall_at_k(true, plain) < 0.95  # the weak settings leave room
+    if type(index).__name__ == "NMSLibIndex":
+        # measured: nmslib's walk finds the same neighbourhood whatever k at a
+        # given ef_search, so its extra candidates are never nearer ones
+        assert recall_at_k(true, ind) >= recall_at_k(true, plain)
+    else:
+        assert recall_at_k(true, ind) > recall_at_k(true, plain) + 0.02
+    # the distances are the exact ones of the returned ids, ascending
+    exact = np.linalg.norm(X[ind] - Q[:, None, :], axis=2)
+    np.testing.assert_allclose(dist, exact, rtol=1e-5, atol=1e-5)
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("index", APPROXIMATE, ids=lambda i: type(i).__name__)
+def test_refine_is_validated(index):
+    X, _ = _data(n=100)
+    with pytest.raises(ValueError, match="'refine' parameter"):
+        clone(index).set_params(refine=0).fit(X)
+
+
+def test_exact_indexes_have_no_refine():
+    from skfindkit import BM25Index, ExactIndex
+
+    for est in (ExactIndex(), BM25Index()):
+        with pytest.raises(ValueError, match="Invalid parameter 'refine'"):
+            est.set_params(refine=2)
