@@ -227,6 +227,14 @@ class FaissIndex(BaseIndex):
     def _deserialize(self, payload):
         return _faiss().deserialize_index(np.asarray(payload, dtype=np.uint8))
 
+    def _vectors_in_native(self):
+        return _raw_vectors(_faiss(), self._index)
+
+    def _vectors_from_index(self, index):
+        if not _raw_vectors(_faiss(), index):
+            raise self._no_vectors_error()
+        return index.reconstruct_n(0, index.ntotal)
+
     def _native_shape(self, index):
         return index.ntotal, index.d
 
@@ -243,6 +251,13 @@ def _trained_parts(faiss, index):
     if hasattr(index, "pq"):
         parts.append(index.pq)
     return parts
+
+
+def _raw_vectors(faiss, index):
+    """Whether the index stores the added float32 rows unchanged (Flat codes)."""
+    index = faiss.downcast_index(index)
+    return type(index) in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP,
+                           faiss.IndexHNSWFlat, faiss.IndexIVFFlat)
 
 
 def _native_distances_exact(faiss, index):
