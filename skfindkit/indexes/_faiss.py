@@ -8,6 +8,7 @@ from numbers import Integral
 import numpy as np
 
 from ..utils import import_optional
+from ..utils._native_bytes import save_to_bytes
 from ..utils._sklearn_compat import Interval
 from ._ann_utils import native_seed
 from ._base import BaseIndex
@@ -222,10 +223,12 @@ class FaissIndex(BaseIndex):
             return self._index.search(X, k)
 
     def _serialize(self):
-        return _faiss().serialize_index(self._index)  # a uint8 array, kept as is
+        # written once (to memory where there is /dev/shm) and mapped: faiss's
+        # serialize_index grows a vector and copies it again
+        return save_to_bytes(lambda path: _faiss().write_index(self._index, path))
 
     def _deserialize(self, payload):
-        return _faiss().deserialize_index(np.asarray(payload, dtype=np.uint8))
+        return _faiss().read_index(_buffer_reader(_faiss(), payload))
 
     def _vectors_in_native(self):
         return _raw_vectors(_faiss(), self._index)
@@ -251,6 +254,21 @@ def _trained_parts(faiss, index):
     if hasattr(index, "pq"):
         parts.append(index.pq)
     return parts
+
+
+def _buffer_reader(faiss, payload):
+    """A faiss reader of ``payload`` in 4 MiB pieces: faiss copies the bytes into
+    its own arrays (its zero-copy reader would keep views of ``payload``, which
+    ``add`` cannot grow)."""
+    view, pos = memoryview(payload).cast("B"), 0
+
+    def read(n):
+        nonlocal pos
+        piece = view[pos:pos + n].tobytes()
+        pos += len(piece)
+        return piece
+
+    return faiss.PyCallbackIOReader(read, 1 << 22)
 
 
 def _raw_vectors(faiss, index):
