@@ -238,7 +238,8 @@ def _write(args, rows, seconds):
         "means one copy of the native bytes (read back from the library), no second one; "
         "joblib adds a bounded 16 MiB buffer per array. tracemalloc does not see memory "
         "allocated inside native code or mapped from a file: hnswlib builds its state arrays "
-        "itself and annoy's saved file is mapped (from `/dev/shm`), so their figures are "
+        "itself and annoy's and faiss's saved files are mapped (from `/dev/shm`), so their "
+        "figures are "
         "the traced part only, not zero memory.",
         "",
         "| backend | own s | joblib s | ratio | safe s | ratio | own MiB | joblib MiB | safe MiB "
