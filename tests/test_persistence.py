@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skfindkit import ExactIndex, FunctionVectorLoader, SklearnFeatureExtractor, attach_keys
 from skfindkit import io as skio
+from skfindkit.utils import _persist
 from skfindkit.utils._native_bytes import load_from_bytes, save_to_bytes
 from skfindkit.utils._persist import CorruptFileError, CorruptIndexError, NativeBlob
 
@@ -137,6 +138,81 @@ def test_keras_extractor_corrupt_model_bytes_are_refused(digits):
         broken = dict(state, model=NativeBlob("KerasFeatureExtractor", bad))
         with pytest.raises(CorruptFileError, match="'model' failed the BLAKE3 checksum"):
             KerasFeatureExtractor.__new__(KerasFeatureExtractor).__setstate__(broken)
+
+
+# ------------------------------------------- data read back from the native index
+# backends whose native bytes hold the float32 rows exactly: ``_fit_X`` is sealed
+# but not written twice; it is read back on load and checked against its digest
+_LOSSLESS = ["annoy", "nmslib", "hnswlib", "faiss-hnsw", "faiss-flat"]
+
+
+def _round_trips(index, tmp_path):
+    path = tmp_path / "index.skfk"
+    skio.save(index, path)
+    return [pickle.loads(pickle.dumps(index)), joblib.load(_dumped(index, tmp_path)),
+            skio.load(path)]
+
+
+def _dumped(index, tmp_path):
+    path = tmp_path / "index.joblib"
+    joblib.dump(index, path)
+    return path
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
+@pytest.mark.parametrize("backend", _LOSSLESS)
+def test_data_read_back_from_the_native_index_is_bit_identical(backend, metric, tmp_path):
+    index, Q = _corruption.make_index(_backend(backend), metric=metric)
+    assert "_fit_X" not in index.__getstate__()  # not written beside the native bytes
+    assert "_fit_X" in index.__getstate__()["_checksums"]["fields"]  # but sealed
+    for loaded in _round_trips(index, tmp_path):
+        assert loaded._fit_X.dtype == np.float32 and loaded._fit_X.flags.c_contiguous
+        assert np.array_equal(loaded._fit_X, index._fit_X)
+        assert _corruption._same(loaded.kneighbors(Q), index.kneighbors(Q))
+
+
+@pytest.mark.parametrize("backend", _LOSSLESS)
+def test_data_read_back_keeps_the_rescaling_of_tiny_values(backend, tmp_path):
+    index, Q = _corruption.make_index(_backend(backend))
+    X = index._fit_X * np.float32(1e-30)  # rescaled by a power of two when fitted
+    index.fit(X)
+    assert index._scale != 1.0
+    for loaded in _round_trips(index, tmp_path):
+        assert loaded._scale == index._scale and np.array_equal(loaded._fit_X, index._fit_X)
+        assert _corruption._same(loaded.kneighbors(X[:5]), index.kneighbors(X[:5]))
+
+
+def _resealed(state, **changes):
+    state = dict(state, **changes)
+    record = state["_checksums"]
+    fields = dict(record["fields"], **{k: _persist._digest(v) for k, v in changes.items()})
+    state["_checksums"] = dict(record, fields=fields, all=_persist._combined(fields))
+    return state
+
+
+@pytest.mark.parametrize("backend", _LOSSLESS)
+def test_resealed_native_bytes_of_another_index_fail_the_data_digest(backend):
+    # checksums recomputed around another index's native bytes (same shape):
+    # the rows read back from them do not have the sealed data's digest
+    index, _ = _corruption.make_index(_backend(backend), seed=0)
+    other, _ = _corruption.make_index(backend, seed=1)
+    state = _resealed(index.__getstate__(), _index_blob=other.__getstate__()["_index_blob"])
+    with pytest.raises(CorruptIndexError, match="do not match the saved data's checksum"):
+        type(index).__new__(type(index)).__setstate__(state)
+
+
+def test_lossy_native_indexes_keep_their_data_and_refuse_a_state_without_it():
+    pytest.importorskip("faiss")
+    from skfindkit import FaissIndex
+
+    X = _corruption.clustered(400, d=16)
+    with pytest.warns(UserWarning, match="training points"):
+        index = FaissIndex(factory="IVF4,PQ4").fit(X)
+    state = index.__getstate__()
+    assert "_fit_X" in state  # PQ codes are lossy
+    del state["_fit_X"]
+    with pytest.raises(CorruptIndexError, match="does not hold the vectors exactly"):
+        type(index).__new__(type(index)).__setstate__(state)
 
 
 # ------------------------------------------------------------ safe format

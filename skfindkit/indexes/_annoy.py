@@ -4,10 +4,10 @@ from numbers import Integral
 
 import numpy as np
 
-
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval
 from ..utils._native_bytes import load_from_bytes, save_to_bytes
+from ..utils._persist import CorruptIndexError
 from ._ann_utils import native_seed, stack_padded
 from ._base import BaseIndex
 
@@ -167,6 +167,21 @@ class AnnoyIndex(BaseIndex):
         index = self._new(self.n_features_in_)
         load_from_bytes(payload, lambda path: index.load(path, prefault=True))
         return index
+
+    def _vectors_in_native(self):
+        return True  # "euclidean" and "dot" nodes keep the rows as given
+
+    def _vectors_from_bytes(self, payload):
+        """The indexed rows: annoy's first nodes are the items, in id order, each a
+        16-byte header (descendants, children, offset or dot factor) and the row."""
+        n, d = self.n_samples_fit_, self.n_features_in_
+        node = 16 + 4 * d
+        if payload.size < n * node or payload.size % node:
+            raise CorruptIndexError(
+                f"AnnoyIndex: the annoy index has {payload.size} bytes, not whole nodes of "
+                f"{node} bytes for {n} items of {d} features."
+            )
+        return payload[:n * node].reshape(n, node)[:, 16:].copy().view(np.float32)
 
     def _native_shape(self, index):
         return index.get_n_items(), index.f

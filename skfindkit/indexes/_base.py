@@ -29,6 +29,8 @@ implements a few backend hooks:
 ``_check_native_bytes(payload)`` / ``_native_shape(index)`` (optional)
     the native header checked before loading, and the loaded index's size
     checked against ``n_samples_fit_`` / ``n_features_in_``.
+``_vectors_in_native()`` and ``_vectors_from_bytes``/``_vectors_from_index`` (optional)
+    ``_fit_X`` is saved once, in the native bytes (see ``_pickling``).
 
 Two declarations complete a backend: ``_native_distance`` (what its search
 returns: one of :data:`~skfindkit.indexes._distances.NATIVE_UNITS`, or a dict

@@ -17,6 +17,8 @@ with it, and every index uses it for its exact path
 backend left short).
 """
 
+import threading
+
 import numpy as np
 from sklearn import get_config
 from threadpoolctl import ThreadpoolController
@@ -41,17 +43,31 @@ class BruteForceMatrix:
     """The matrix a block of queries is multiplied with, per metric.
 
     Building it costs one pass over the data; an index keeps it between
-    queries (it is :class:`~skfindkit.ExactIndex`'s native structure).
+    queries (it is :class:`~skfindkit.ExactIndex`'s native structure). It is
+    built at the first query, so that loading a saved index costs no more
+    than loading its data.
     """
 
     def __init__(self, data, metric):
         self.data = data
         self.metric = metric
-        if metric == "euclidean":
-            half_sq = 0.5 * np.einsum("ij,ij->i", data, data, dtype=np.float64)
-            self.matrix = np.hstack([data, -half_sq[:, None].astype(np.float32)])
-        else:
-            self.matrix = data
+        self._matrix = None
+        self._lock = threading.Lock()
+
+    @property
+    def matrix(self):
+        if self._matrix is None:
+            with self._lock:  # concurrent first queries build it once
+                if self._matrix is None:
+                    self._matrix = self._build()
+        return self._matrix
+
+    def _build(self):
+        data = self.data
+        if self.metric != "euclidean":
+            return data
+        half_sq = 0.5 * np.einsum("ij,ij->i", data, data, dtype=np.float64)
+        return np.hstack([data, -half_sq[:, None].astype(np.float32)])
 
     def scores(self, queries, out):
         """Scores (larger is nearer) of queries against every item, into ``out``."""

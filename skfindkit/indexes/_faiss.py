@@ -8,6 +8,7 @@ from numbers import Integral
 import numpy as np
 
 from ..utils import import_optional
+from ..utils._native_bytes import save_to_bytes
 from ..utils._sklearn_compat import Interval
 from ._ann_utils import native_seed
 from ._base import BaseIndex
@@ -251,10 +252,20 @@ class FaissIndex(BaseIndex):
         return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
     def _serialize(self):
-        return _faiss().serialize_index(self._index)  # a uint8 array, kept as is
+        # written once (to memory where there is /dev/shm) and mapped: faiss's
+        # serialize_index grows a vector and copies it again
+        return save_to_bytes(lambda path: _faiss().write_index(self._index, path))
 
     def _deserialize(self, payload):
-        return _faiss().deserialize_index(np.asarray(payload, dtype=np.uint8))
+        return _faiss().read_index(_buffer_reader(_faiss(), payload))
+
+    def _vectors_in_native(self):
+        return _raw_vectors(_faiss(), self._index)
+
+    def _vectors_from_index(self, index):
+        if not _raw_vectors(_faiss(), index):
+            raise self._no_vectors_error()
+        return index.reconstruct_n(0, index.ntotal)
 
     def _native_shape(self, index):
         return index.ntotal, index.d
@@ -287,6 +298,28 @@ def _read_back_vectors(faiss, index, factory):
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:  # ids -> list positions, kept up to date by add
         ivf.set_direct_map_type(faiss.DirectMap.Array)
+
+
+def _buffer_reader(faiss, payload):
+    """A faiss reader of ``payload`` in 4 MiB pieces: faiss copies the bytes into
+    its own arrays (its zero-copy reader would keep views of ``payload``, which
+    ``add`` cannot grow)."""
+    view, pos = memoryview(payload).cast("B"), 0
+
+    def read(n):
+        nonlocal pos
+        piece = view[pos:pos + n].tobytes()
+        pos += len(piece)
+        return piece
+
+    return faiss.PyCallbackIOReader(read, 1 << 22)
+
+
+def _raw_vectors(faiss, index):
+    """Whether the index stores the added float32 rows unchanged (Flat codes)."""
+    index = faiss.downcast_index(index)
+    return type(index) in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP,
+                           faiss.IndexHNSWFlat, faiss.IndexIVFFlat)
 
 
 def _native_distances_exact(faiss, index):

@@ -198,6 +198,21 @@ class HNSWIndex(BaseIndex):
                 "the index does not belong to this state."
             )
 
+    def _vectors_in_native(self):
+        return True  # spaces "l2" and "ip" keep the rows as given (cosine: unit rows, "l2")
+
+    def _vectors_from_bytes(self, state):
+        """The indexed rows in id order, from hnswlib's level-0 array (checked above)."""
+        count, dim = int(state["cur_element_count"]), int(state["dim"])
+        elements = state["data_level0"].reshape(int(state["max_elements"]), -1)[:count]
+        data, label = int(state["offset_data"]), int(state["label_offset"])
+        labels = elements[:, label:label + 8].copy().view("<u8").ravel()
+        if not np.array_equal(np.sort(labels), np.arange(count, dtype=np.uint64)):
+            raise CorruptIndexError("HNSWIndex: the hnswlib labels are not the item ids.")
+        X = np.empty((count, dim), dtype=np.float32)
+        X[labels.astype(np.intp)] = elements[:, data:data + 4 * dim].view(np.float32)
+        return X
+
     def _deserialize(self, state):
         index = _hnswlib().Index.__new__(_hnswlib().Index)
         index.__setstate__((state,))

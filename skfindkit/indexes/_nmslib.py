@@ -2,10 +2,12 @@
 
 from numbers import Integral
 
+import numpy as np
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval, StrOptions
-from ..utils._native_bytes import load_from_bytes, save_to_bytes
+from ..utils._native_bytes import load_from_bytes, save_to_bytes, unpack_parts
+from ..utils._persist import CorruptIndexError
 from ._ann_utils import stack_padded
 from ._base import BaseIndex
 
@@ -175,6 +177,28 @@ class NMSLibIndex(BaseIndex):
             payload, lambda path: index.loadIndex(path, load_data=True), suffixes=(".dat",)
         )
         return index
+
+    def _vectors_in_native(self):
+        return self._fitted_param("method") != "seq_search"  # saved with its data
+
+    def _vectors_from_bytes(self, payload):
+        """The indexed rows from nmslib's data file: a u64 count, then per item a u64
+        size, its id (i32), label (i32), data length (u64) and the float32 row."""
+        n, d = self.n_samples_fit_, self.n_features_in_
+        data = np.asarray(unpack_parts(payload, 2)[1])
+        record = 8 + 16 + 4 * d
+        if data.size != 8 + n * record or int(data[:8].view("<u8")[0]) != n:
+            raise CorruptIndexError(
+                f"NMSLibIndex: the nmslib data holds {data.size} bytes, not {n} items of "
+                f"{d} features."
+            )
+        records = data[8:].reshape(n, record)
+        head = records[:, :24].copy()
+        if not (np.array_equal(head[:, :8].view("<u8").ravel(), np.full(n, 16 + 4 * d))
+                and np.array_equal(head[:, 8:12].view("<i4").ravel(), np.arange(n))
+                and np.array_equal(head[:, 16:24].view("<u8").ravel(), np.full(n, 4 * d))):
+            raise CorruptIndexError("NMSLibIndex: the nmslib data records are malformed.")
+        return records[:, 24:].copy().view(np.float32)
 
     def _native_shape(self, index):
         return len(index), (len(index[0]) if len(index) else None)

@@ -11,11 +11,25 @@ dimensions, the native bytes' own header (``_check_native_bytes``); then it
 loads them (``_deserialize``) and checks the loaded index's size
 (``_native_shape``) against ``n_samples_fit_`` and ``n_features_in_``.
 
+Where the native index holds the indexed vectors exactly
+(``_vectors_in_native()``: hnswlib, annoy, nmslib with its data, faiss
+Flat/HNSW-Flat/IVF-Flat), the float32 data ``_fit_X`` is sealed but not
+written a second time: unpickling reads it back from the native bytes
+(``_vectors_from_bytes``, before the native library sees them) or from the
+loaded index (``_vectors_from_index``, before any query) and checks it
+against its sealed digest, which also binds the native bytes to the data.
+
 Attributes listed in ``_transient_attrs`` (locks, caches) are never pickled
 and are recreated by ``_init_transient`` after unpickling.
 """
 
-from ..utils._persist import CorruptIndexError, NativeBlob, seal_state, verify_state
+from ..utils._persist import (
+    CorruptIndexError,
+    NativeBlob,
+    matches_digest,
+    seal_state,
+    verify_state,
+)
 
 __all__ = ["SealedIndexState"]
 
@@ -31,33 +45,47 @@ class SealedIndexState:
         for name in self._transient_attrs:
             state.pop(name, None)
         index = state.pop("_index", None)
+        detach = ()
         if index is not None:
             payload = self._serialize()
             # None: the index is cheap to rebuild from the stored data
             state["_index_blob"] = None if payload is None else NativeBlob(self._backend, payload)
-        return seal_state(state)
+            if payload is not None and state.get("_fit_X") is not None and (
+                self._vectors_in_native()
+            ):
+                detach = ("_fit_X",)  # read back from the native bytes on load
+        return seal_state(state, detach)
 
     def __setstate__(self, state):
         owner = type(self).__name__
-        state = verify_state(state, owner)  # before anything reaches native code
+        detached = {"_fit_X": None}
+        # before anything reaches native code
+        state = verify_state(state, owner, detached=detached)
         fitted = "_index_blob" in state
         blob = state.pop("_index_blob", None)
         super().__setstate__(state)
         self._init_transient()
         if not fitted:
             return
-        self._check_stored_shapes(owner)
+        data_digest = detached["_fit_X"]
+        if data_digest is not None and blob is None:
+            raise self._no_vectors_error()
+        self._check_stored_shapes(owner, data_digest is None)
         if blob is None:
             self._index = self._build(self._fit_X)
             return
         payload = blob.open(self._backend, owner)
         self._check_native_bytes(payload)
+        if data_digest is not None:
+            self._fit_X = self._checked_vectors(self._vectors_from_bytes(payload), data_digest)
         try:
             index = self._deserialize(payload)
         except (RuntimeError, OSError, ValueError, MemoryError) as exc:
             raise CorruptIndexError(
                 f"{owner}: {self._backend} could not load its index ({exc})."
             ) from exc
+        if data_digest is not None and self._fit_X is None:
+            self._fit_X = self._checked_vectors(self._vectors_from_index(index), data_digest)
         shape = self._native_shape(index)
         expected = (self.n_samples_fit_, self.n_features_in_)
         for what, got, want in zip(("items", "features"), shape, expected):
@@ -68,14 +96,27 @@ class SealedIndexState:
                 )
         self._index = index
 
-    def _check_stored_shapes(self, owner):
+    def _checked_vectors(self, X, digest):
+        """``X`` (read back from the native index) if it is the sealed ``_fit_X``."""
+        if X is None:
+            return None
+        if not matches_digest(X, digest):
+            raise CorruptIndexError(
+                f"{type(self).__name__}: the vectors held by the {self._backend} index do "
+                "not match the saved data's checksum: the index does not belong to this "
+                "state, or is corrupted."
+            )
+        return X
+
+    def _check_stored_shapes(self, owner, data_stored=True):
         """The stored data, labels and keys agree with the saved dimensions."""
         expected = (self.n_samples_fit_, self.n_features_in_)
         problems = []
         # backends that hold the rows themselves (MilvusIndex, ShardedIndex's
-        # shards) have no stored copy here: their native checks cover them
+        # shards, keep_vectors=False) have no stored copy here: their native
+        # checks cover them
         data = vars(self).get("_fit_X")
-        if data is not None and getattr(data, "shape", None) != expected:
+        if data_stored and data is not None and getattr(data, "shape", None) != expected:
             problems.append(f"the stored data has shape {getattr(data, 'shape', None)}")
         for name in ("_fit_y", "item_keys_"):
             value = getattr(self, name, None)
@@ -96,6 +137,28 @@ class SealedIndexState:
         Called after the checksums passed and before the native library loads
         the bytes; raise :class:`CorruptIndexError` on a mismatch.
         """
+
+    def _vectors_in_native(self):
+        """Whether the native bytes hold ``_fit_X`` exactly (then it is not saved twice).
+
+        A backend returning True implements ``_vectors_from_bytes`` or
+        ``_vectors_from_index``.
+        """
+        return False
+
+    def _vectors_from_bytes(self, payload):
+        """``_fit_X`` read from checked native bytes (numpy only); None: read it after loading."""
+        return None
+
+    def _vectors_from_index(self, index):
+        """``_fit_X`` read back from the loaded native index."""
+        raise self._no_vectors_error()
+
+    def _no_vectors_error(self):
+        return CorruptIndexError(
+            f"{type(self).__name__}: '_fit_X' (the stored float32 data) is missing and "
+            f"this {self._backend} index does not hold the vectors exactly."
+        )
 
     def _native_shape(self, index):
         """``(n_items, n_features)`` of a loaded native index; None where unknown."""

@@ -105,7 +105,7 @@ def save_to_bytes(save, *, filename="native", suffixes=()):
 
     Returns
     -------
-    data : uint8 ndarray or bytearray
+    data : uint8 ndarray
         The file's bytes (a read-only map of the removed file: no copy); with
         ``suffixes``, every file behind its length.
     """
@@ -121,7 +121,8 @@ def save_to_bytes(save, *, filename="native", suffixes=()):
                 return np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ),
                                      dtype=np.uint8)
         sizes = [os.path.getsize(name) for name in files]
-        out = bytearray(sum(sizes) + _LENGTH.size * len(files))
+        # np.empty: not zero-filled first (bytearray would write every byte twice)
+        out = np.empty(sum(sizes) + _LENGTH.size * len(files), dtype=np.uint8)
         view, pos = memoryview(out), 0
         for name, size in zip(files, sizes):
             _LENGTH.pack_into(out, pos, size)

@@ -33,6 +33,7 @@ __all__ = [
     "CorruptIndexError",
     "FORMAT_VERSION",
     "NativeBlob",
+    "matches_digest",
     "seal_state",
     "verify_state",
 ]
@@ -174,19 +175,37 @@ def _combined(fields):
     return h.digest()
 
 
-def seal_state(state):
-    """Add ``_checksums`` to a state dict (the fields' BLAKE3 and one over all)."""
+def seal_state(state, detach=()):
+    """Add ``_checksums`` to a state dict (the fields' BLAKE3 and one over all).
+
+    Fields named in ``detach`` are sealed, then left out of the state: the
+    loader rebuilds them (e.g. the float32 data from a native index that holds
+    the vectors exactly) and checks them with :func:`matches_digest` against
+    the digest that :func:`verify_state` hands back.
+    """
     fields = {key: _digest(value) for key, value in state.items() if key != CHECKSUM_KEY}
+    for key in detach:
+        del state[key]
     state[CHECKSUM_KEY] = {"version": FORMAT_VERSION, "fields": fields, "all": _combined(fields)}
     return state
+
+
+def matches_digest(value, digest):
+    """Whether ``value`` has the field digest ``digest`` recorded by :func:`seal_state`."""
+    return _digest(value) == digest
 
 
 def _what(key):
     return f"{key!r} ({_FIELD_NAMES[key]})" if key in _FIELD_NAMES else repr(key)
 
 
-def verify_state(state, owner, error=CorruptIndexError):
+def verify_state(state, owner, error=CorruptIndexError, detached=None):
     """Check a state made by :func:`seal_state`; return it without ``_checksums``.
+
+    ``detached``: a dict whose keys name the fields that may have been left
+    out by ``seal_state(..., detach=...)``; for each one that is absent, its
+    recorded digest is stored under its name (None where the field is
+    present). The caller must rebuild and check those fields.
 
     Raises
     ------
@@ -211,7 +230,9 @@ def verify_state(state, owner, error=CorruptIndexError):
         _combined(fields) != record.get("all")
     ):
         raise error(f"{owner}: the integrity record itself is altered or corrupted.")
-    missing = [k for k in fields if k not in state]
+    for key in detached or ():
+        detached[key] = None if key in state else fields.get(key)
+    missing = [k for k in fields if k not in state and not (detached or {}).get(k)]
     extra = [k for k in state if k not in fields]
     if missing or extra:
         raise error(
