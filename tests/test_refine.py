@@ -15,7 +15,10 @@ _WEAK = {
     "HNSWIndex": {"M": 4, "ef_search": 2},
     "FaissIndex": {"factory": "IVF8,PQ4x4", "nprobe": 1, "ef_search": None},
 }
-APPROXIMATE = [i for i in index_instances() if not i._is_exact() and i.metric == "euclidean"]
+# the backends with a ``refine`` parameter (a ShardedIndex refines in its shards:
+# ShardedIndex(HNSWIndex(refine=...)))
+APPROXIMATE = [i for i in index_instances()
+               if "refine" in i.get_params(deep=False) and i.metric == "euclidean"]
 APPROXIMATE = list({type(i).__name__: i for i in APPROXIMATE}.values())  # one per backend
 
 
