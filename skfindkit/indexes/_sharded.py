@@ -20,8 +20,8 @@ from numbers import Integral
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
-from sklearn.utils._param_validation import Interval, StrOptions
 
+from ..utils._sklearn_compat import Interval, StrOptions
 from . import _distances
 from ._base import BaseIndex
 from ._self import insert_self
