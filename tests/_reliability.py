@@ -68,6 +68,18 @@ def _call(func):
     return "silent", ("returned" if finite else "returned NaN/inf")
 
 
+def _same_as_dense(index, X):
+    """An accepted sparse query: 'handled' when it gets the dense query's answer."""
+    try:
+        dist, ind = index.kneighbors(X)
+    except Exception as exc:  # noqa: BLE001 - classified, not hidden
+        return _classify_error(exc), f"{type(exc).__name__}: {str(exc)[:120]}"
+    ref_dist, ref_ind = index.kneighbors(X.toarray())
+    if np.array_equal(ind, ref_ind) and np.allclose(dist, ref_dist, rtol=1e-6, atol=1e-9):
+        return "handled", "same neighbours as the dense query"
+    return "silent-wrong", "differs from the dense query"
+
+
 def bad_input_cases(backend):
     """Bad queries, bad k, unfitted use and bad fit data, over every metric."""
     from sklearn.base import clone
@@ -77,6 +89,11 @@ def bad_input_cases(backend):
         index, Q = make_index(backend, metric=metric, n=200)
         tag = f"{backend}/{metric}"
         for name, X in _bad_queries(index.n_features_in_).items():
+            if name == "sparse" and getattr(index, "_accepts_sparse", False):
+                # valid input for this index (ExactIndex searches CSR): it must
+                # answer as for the same rows given dense
+                results.append((f"{tag} kneighbors sparse (accepted)", *_same_as_dense(index, X)))
+                continue
             results.append((f"{tag} kneighbors {name}", *_call(lambda X=X: index.kneighbors(X))))
         for name, X in (("NaN", np.full((5, 3), np.nan)), ("empty", np.empty((0, 3))),
                         ("1 sample, k=5", np.ones((1, 3)))):
