@@ -11,6 +11,7 @@ saved back in the format the file already has, atomically.
 import os
 
 from .._cli_io import load_pipeline, save_pipeline
+from ..utils import final_index
 
 __all__ = ["_load_pipeline", "_save_pipeline", "check_pipeline"]
 
@@ -31,8 +32,11 @@ def check_pipeline(pipeline, name="the pipeline"):
     """Refuse anything but a fitted Pipeline ending with (or being) a skfindkit index."""
     from ..indexes import BaseIndex
 
-    index = pipeline.steps[-1][1] if hasattr(pipeline, "steps") and pipeline.steps else pipeline
-    if not isinstance(index, BaseIndex) or not hasattr(index, "n_samples_fit_"):
+    try:
+        index = final_index(pipeline)
+    except (TypeError, ValueError, AttributeError, IndexError):  # not an index, or not fitted
+        index = None
+    if not isinstance(index, BaseIndex):
         raise ValueError(
             f"{name!s} holds a {type(pipeline).__name__}, not a skfindkit pipeline: a fitted "
             "Pipeline ending with a skfindkit index (make one with 'skfindkit index' or "
