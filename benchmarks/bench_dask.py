@@ -123,8 +123,10 @@ def main():
         "SklearnFeatureExtractor(PCA(32)), fitted locally on 100 files.  ",
         "Machine: " + "; ".join(f"{key}: {v}" for key, v in info.items()) + "  ",
         f"Load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f} on "
-        f"{os.cpu_count()} cores: **the machine was shared with other helpers' tests and "
-        "benchmarks during this run**; best of interleaved runs, ratios within this run.",
+        f"{os.cpu_count()} cores"
+        + (": **the machine was shared with other jobs during this run**"
+           if max(load_before[0], load_after[0]) > 1.5 else " (no other job running)")
+        + "; best of interleaved runs, ratios within this run.",
         "",
         "| run | items/s | speed-up |",
         "|---|---:|---:|",
