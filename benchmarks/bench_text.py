@@ -146,8 +146,9 @@ def main(argv=None):
         f"Data: {X.shape[0]:,} synthetic documents (topic model over gensim's Lee corpus "
         f"vocabulary, {X.shape[1]:,} terms, {X.nnz / X.shape[0]:.1f} distinct terms per "
         f"document), TF-IDF float64 CSR; {Q.shape[0]:,} held-out queries; k = {K}; single "
-        f"thread; best of {args.repeats} interleaved runs. The 2-core machine was shared "
-        "with other jobs while this ran: compare the ratios.", "",
+        f"thread; best of {args.repeats} interleaved runs. 1-minute load average at the "
+        f"start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above 1: other jobs ran; "
+        "compare the ratios).", "",
         "| metric | sklearn brute q/s | ExactIndex (sparse) q/s | ExactIndex / sklearn | "
         "same ids, same order | same neighbour sets | max abs distance diff |",
         "|---|---:|---:|---:|---:|---:|---:|",
