@@ -63,17 +63,17 @@ def test_transform_of_fitted_data_has_each_item_in_its_row(index, X):
         G = est.transform(X)
     per_row = k + 1 if est.mode == "distance" else k
     assert G.shape == (n, n) and np.diff(G.indptr).tolist() == [per_row] * n
-    if est.metric == "inner_product":
-        return_self = est.kneighbors(return_distance=False)
-        assert not (return_self == np.arange(n)[:, None]).any()  # never itself
-        return
-    rows = np.repeat(np.arange(n), per_row)
-    at_self = G.indices == rows
-    assert at_self.reshape(n, per_row).any(axis=1).all(), "an item is missing from its own row"
-    if est.mode == "distance":
-        zero_row = ~X.any(axis=1)
-        expected = np.where(zero_row & (est.metric == "cosine"), 1.0, 0.0)
-        np.testing.assert_array_equal(G.data[at_self], expected)
+    if est.metric == "inner_product":  # an item need not be its own nearest: never itself
+        own = est.kneighbors(return_distance=False)
+        assert not (own == np.arange(n)[:, None]).any()
+    else:
+        rows = np.repeat(np.arange(n), per_row)
+        at_self = G.indices == rows
+        assert at_self.reshape(n, per_row).any(axis=1).all(), "an item is missing from its own row"
+        if est.mode == "distance":
+            zero_row = ~X.any(axis=1)
+            expected = np.where(zero_row & (est.metric == "cosine"), 1.0, 0.0)
+            np.testing.assert_array_equal(G.data[at_self], expected)
 
 
 @pytest.mark.parametrize("index", [i for i in INDEXES if i._is_exact()], ids=_id)
