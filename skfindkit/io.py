@@ -10,7 +10,7 @@ Loading a pickle or joblib file runs whatever code the file says: only ever
 - arrays and native index/model bytes follow as raw, 64-byte aligned blocks,
   written straight from memory and read straight into their final arrays (no
   second copy);
-- one BLAKE3 over the whole file is checked before anything is built, and
+- one XXH3-128 checksum over the whole file is checked before anything is built, and
   every skfindkit estimator checks its own fitted state again (its data,
   labels, keys, dimensions, parameters and native bytes) before a native
   library sees a byte;
@@ -57,7 +57,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
+from .utils._persist import CHECKSUM_NAME, CorruptFileError, CorruptIndexError, new_hash
 from .utils._safe_tree import (Decoder, Encoder, checked_dtype, qualified, resolve,
                                resolve_function, walk)
 
@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 MAGIC = b"SKFKSAFE"
-VERSION = 1
+VERSION = 2  # 2: XXH3-128 checksums (1: BLAKE3)
 _HEADER = struct.Struct("<8sIIQ")  # magic, version, reserved, length of the JSON tree
 _ALIGN = 64
 _DIGEST = len(new_hash().digest())
@@ -260,7 +260,7 @@ def load(path, *, trusted=None):
     ------
     CorruptFileError
         If the file is not an skfindkit safe file (a pickle/joblib file is
-        named as such and never unpickled), is truncated or altered (BLAKE3),
+        named as such and never unpickled), is truncated or altered (checksum),
         or its content is malformed; :class:`CorruptIndexError` for a
         corrupted index.
     UntrustedTypeError
@@ -296,7 +296,7 @@ def load(path, *, trusted=None):
             ) from exc
         if fh.read(_DIGEST + 1) != digest.digest():
             raise CorruptFileError(
-                f"{os.fspath(path)!r} failed its BLAKE3 check: the file is truncated, "
+                f"{os.fspath(path)!r} failed its {CHECKSUM_NAME} check: the file is truncated, "
                 "altered or corrupted. Nothing was loaded."
             )
     nodes = []

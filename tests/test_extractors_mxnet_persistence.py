@@ -54,7 +54,7 @@ def test_round_trip_identical_and_every_corrupt_model_refused(make, items):
         for bad in (payload[:-1], payload[: len(payload) // 2],
                     payload[:40] + bytes([payload[40] ^ 4]) + payload[41:]):
             broken = dict(state, **{key: NativeBlob(owner, bad)})
-            with pytest.raises(CorruptFileError, match=f"'{key}' failed the BLAKE3 checksum"):
+            with pytest.raises(CorruptFileError, match=f"'{key}' failed the XXH3-128 checksum"):
                 type(ext).__new__(type(ext)).__setstate__(broken)
 
 

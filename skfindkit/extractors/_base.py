@@ -12,7 +12,7 @@ small hooks:
 - ``_model_to_bytes(obj)`` / ``_model_from_bytes(data)``: how a framework
   object stored in one of ``_model_attrs`` travels through pickle (as a
   :class:`~skfindkit.utils._persist.NativeBlob`; the whole pickled state is
-  sealed with BLAKE3 checksums and verified before a framework loads a byte).
+  sealed with XXH3-128 checksums and verified before a framework loads a byte).
 
 Everything else (``fit``/``transform``, input validation, batching, the tqdm
 bar, ``get_feature_names_out``, pickling) lives here once.

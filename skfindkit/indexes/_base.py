@@ -23,7 +23,7 @@ implements a few backend hooks:
     a backend grows natively (``_add``) and serializes its store (``_serialize``);
 ``_serialize()`` / ``_deserialize(payload)`` (native backends)
     native index <-> bytes; the base seals the whole pickled state (data,
-    labels, keys, dimensions, parameters and the native bytes) with BLAKE3
+    labels, keys, dimensions, parameters and the native bytes) with XXH3-128
     checksums (:mod:`skfindkit.utils._persist`) and verifies them before the
     native library sees a byte;
 ``_check_native_bytes(payload)`` / ``_native_shape(index)`` (optional)

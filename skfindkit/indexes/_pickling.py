@@ -4,7 +4,7 @@
 (first, so that its ``__getstate__``/``__setstate__`` wrap scikit-learn's).
 Pickling replaces the native index by its bytes (``_serialize``) in a
 :class:`~skfindkit.utils._persist.NativeBlob` and seals every field of the
-state with BLAKE3 (:func:`~skfindkit.utils._persist.seal_state`). Unpickling
+state with XXH3-128 (:func:`~skfindkit.utils._persist.seal_state`). Unpickling
 checks, in this order, before the native library sees a byte: the checksums
 (naming the field that failed), the stored data/labels/keys against the saved
 dimensions, the native bytes' own header (``_check_native_bytes``); then it
