@@ -400,3 +400,42 @@ def test_atomic_write_text_mode_and_permissions(tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_joblib_round_trip_answers_identically(backend):
     assert run_isolated(_corruption.joblib_round_trip, _backend(backend))
+
+
+def _faiss_views_then_growth(factory, how, folder):
+    from skfindkit import FaissIndex
+
+    rng = np.random.RandomState(0)
+    X, Y = rng.rand(2000, 16).astype(np.float32), rng.rand(300, 16).astype(np.float32)
+    fitted = FaissIndex(n_neighbors=5, factory=factory, random_state=0, n_jobs=1).fit(X)
+    path = os.path.join(folder, "index")
+    joblib.dump(fitted, path)
+    copied = joblib.load(path, mmap_mode="r")
+    assert getattr(copied, "_loaded_from", None) is None
+    if how == "safe":
+        skio.save(fitted, path + ".skfk")
+        viewed = skio.load(path + ".skfk")
+    else:
+        viewed = joblib.load(path)
+    assert viewed._loaded_from is not None
+    for a, b, c in zip(fitted.kneighbors(Y), viewed.kneighbors(Y), copied.kneighbors(Y)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    viewed.partial_fit(Y)  # growing the views themselves would abort the process
+    copied.partial_fit(Y)
+    assert viewed._loaded_from is None and viewed._index.ntotal == 2300
+    for a, b in zip(copied.kneighbors(X[:200]), viewed.kneighbors(X[:200])):
+        np.testing.assert_array_equal(a, b)
+    again = pickle.loads(pickle.dumps(viewed))  # the grown index saves and loads again
+    np.testing.assert_array_equal(again.kneighbors(Y)[1], copied.kneighbors(Y)[1])
+    return True
+
+
+@pytest.mark.parametrize("factory", ["HNSW32", "Flat", "IVF16,Flat", "IVF16,PQ4x4fs"])
+@pytest.mark.parametrize("how", ["joblib", "safe"])
+def test_faiss_loaded_without_a_copy_answers_and_grows_like_a_copied_load(factory, how, tmp_path):
+    # faiss reads its arrays as views of the checked bytes (no copy); partial_fit
+    # must first make them its own. A memory-mapped joblib load is never viewed:
+    # faiss copies it (the reference). In a child: a regression aborts there.
+    pytest.importorskip("faiss")
+    assert run_isolated(_faiss_views_then_growth, factory, how, str(tmp_path))

@@ -231,8 +231,14 @@ class FaissIndex(BaseIndex):
                     f"{self.factory!r}; leave {name}=None for this index."
                 ) from exc
 
+    _transient_attrs = ("_loaded_from",)
+
     def _add(self, X):
         faiss = _faiss()
+        if getattr(self, "_loaded_from", None) is not None:
+            # loaded without a copy: its arrays are views that add cannot grow
+            self._index = faiss.read_index(_buffer_reader(faiss, self._loaded_from))
+            self._loaded_from = None
         with _omp_threads(faiss, self._n_threads()):
             self._index.add(X)
 
@@ -254,7 +260,13 @@ class FaissIndex(BaseIndex):
         return _write_to_buffer(_faiss(), self._index)
 
     def _deserialize(self, payload):
-        return _faiss().read_index(_buffer_reader(_faiss(), payload))
+        faiss = _faiss()
+        if not _owns_memory(payload):
+            return faiss.read_index(_buffer_reader(faiss, payload))
+        # zero copy: the index's large arrays stay views of the (checked) payload,
+        # which the index keeps alive; partial_fit first makes them its own
+        self._loaded_from = payload
+        return faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(payload), payload.size))
 
     def _vectors_in_native(self):
         return _raw_vectors(_faiss(), self._index)
@@ -332,6 +344,19 @@ def _write_to_buffer(faiss, index):
     faiss.write_index(index, writer)
     del writer  # flushes its last piece
     return buffer[:pos]
+
+
+def _owns_memory(array):
+    """Whether ``array`` is private, writable process memory (no file mapping).
+
+    A loaded index may keep views of such a buffer; never of a mapped file
+    (``joblib.load(..., mmap_mode=...)``), which may change or shrink under it.
+    """
+    while isinstance(array, np.ndarray):
+        if isinstance(array, np.memmap) or not array.flags.writeable:
+            return False
+        array = array.base
+    return array is None or isinstance(array, (bytes, bytearray))
 
 
 def _buffer_reader(faiss, payload):
