@@ -121,7 +121,11 @@ class FaissIndex(BaseIndex):
     Notes
     -----
     Items are added natively by :meth:`partial_fit` (``index.add``); trained
-    structures (IVF centroids, PQ codebooks) are not retrained. Distances of
+    structures (IVF centroids, PQ codebooks) are not retrained. An index
+    loaded with ``joblib.load`` or :func:`skfindkit.io.load` reads its arrays
+    in place from the checked bytes (no second copy); its first
+    :meth:`partial_fit` copies them into arrays faiss can grow (a
+    memory-mapped ``joblib.load(..., mmap_mode=...)`` is always copied). Distances of
     indexes whose codes are lossy (PQ, SQ, transforms) or computed with BLAS
     (``"Flat"``) are recomputed exactly for the returned ids.
 
