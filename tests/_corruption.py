@@ -80,15 +80,17 @@ def flip(data, position, bit=0):
 
 
 def corrupted_payloads(blob):
-    """Truncated / bit-flipped / altered copies of a NativeBlob's payload."""
+    """Truncated / bit-flipped / altered copies of a NativeBlob's payload (bytes, or a
+    dict of arrays: hnswlib's state, the files of nmslib)."""
     payload = blob.payload
     if isinstance(payload, dict):  # a library's own state arrays (hnswlib)
         big = max((k for k, v in payload.items() if isinstance(v, np.ndarray)),
                   key=lambda k: payload[k].nbytes)
         flipped = payload[big].copy()
         flipped.view(np.uint8)[flipped.nbytes // 2] ^= 1
+        dropped = "dim" if "dim" in payload else sorted(payload)[-1]  # a part missing
         return [{**payload, big: flipped}, {**payload, big: payload[big][:-1]},
-                {k: v for k, v in payload.items() if k != "dim"}]
+                {k: v for k, v in payload.items() if k != dropped}]
     data = payload.tobytes()
     return [data[: len(data) // 2], data[:-1] + bytes([data[-1] ^ 1]), b"junk" + data[4:]]
 

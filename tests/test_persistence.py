@@ -48,11 +48,15 @@ def test_native_bytes_round_trip_several_files():
     def load(path):
         return [open(path + s, "rb").read() for s in ("", ".dat", ".x")]
 
+    # each file is mapped (the only copy in memory), none concatenated into a buffer
+    assert sorted(data) == ["file", "file.dat", "file.x"]
     assert load_from_bytes(data, load, suffixes=(".dat", ".x")) == [b"main", b"\x00" * 5, b""]
-    with pytest.raises(ValueError, match="truncated"):
-        load_from_bytes(bytes(data)[:-3], load, suffixes=(".dat", ".x"))
-    with pytest.raises(ValueError, match="too long"):
-        load_from_bytes(bytes(data) + b"!", load, suffixes=(".dat", ".x"))
+    for bad in ({k: v for k, v in data.items() if k != "file.x"},  # a file missing
+                {**data, "file.y": data["file"]},  # one too many
+                {**data, "file.dat": data["file.dat"].view(np.int8)},  # not bytes
+                data["file"]):  # not the files of a multi-file save
+        with pytest.raises(ValueError, match="expected the byte arrays of files"):
+            load_from_bytes(bad, load, suffixes=(".dat", ".x"))
 
 
 # ------------------------------------------------------ whole-state integrity

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval, StrOptions
-from ..utils._native_bytes import load_from_bytes, save_to_bytes, unpack_parts
+from ..utils._native_bytes import file_parts, load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
 from ._ann_utils import stack_padded
 from ._base import BaseIndex
@@ -185,7 +185,10 @@ class NMSLibIndex(BaseIndex):
         """The indexed rows from nmslib's data file: a u64 count, then per item a u64
         size, its id (i32), label (i32), data length (u64) and the float32 row."""
         n, d = self.n_samples_fit_, self.n_features_in_
-        data = np.asarray(unpack_parts(payload, 2)[1])
+        try:
+            data = file_parts(payload, (".dat",))[1]
+        except ValueError as exc:
+            raise CorruptIndexError(f"NMSLibIndex: {exc}") from None
         record = 8 + 16 + 4 * d
         if data.size != 8 + n * record or int(data[:8].view("<u8")[0]) != n:
             raise CorruptIndexError(

@@ -4,11 +4,11 @@ annoy, nmslib, Keras and MXNet write their objects to files (one or
 several); pickling and :mod:`skfindkit.io` need bytes. :func:`save_to_bytes`
 runs the library's own save into a private temporary folder -- in memory
 (``/dev/shm``) where there is one, so that no transient file is written to
-disk -- and maps the file (one file) or reads the files into ONE buffer
-(several files are concatenated, each behind its length as an unsigned 64-bit
-integer): the only copy of the native bytes in memory. :func:`load_from_bytes`
-writes the bytes back (memoryview slices, no copy) and runs the library's own
-load.
+disk -- and maps each file it wrote (the mapping outlives the file's removal):
+the only copy of the native bytes in memory. :func:`load_from_bytes` writes
+the bytes back and runs the library's own load. :func:`pack_parts` /
+:func:`unpack_parts` put several byte strings in one (each behind its length
+as an unsigned 64-bit integer).
 """
 
 import errno
@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["save_to_bytes", "load_from_bytes", "pack_parts", "unpack_parts"]
+__all__ = ["save_to_bytes", "load_from_bytes", "file_parts", "pack_parts", "unpack_parts"]
 
 _LENGTH = struct.Struct("<Q")
 
@@ -89,6 +89,14 @@ def _paths(tmp, filename, suffixes):
     return path, [path + suffix for suffix in ("", *suffixes)]
 
 
+def _mapped(path):
+    """A read-only uint8 array mapping ``path`` (valid after the file is removed)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return np.empty(0, dtype=np.uint8)
+        return np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
+
+
 def save_to_bytes(save, *, filename="native", suffixes=()):
     """Bytes of what ``save(path)`` writes.
 
@@ -101,37 +109,21 @@ def save_to_bytes(save, *, filename="native", suffixes=()):
         Name of the file (libraries such as Keras check the extension).
     suffixes : tuple of str, default=()
         Extra files ``save`` writes next to ``path`` (e.g. nmslib's
-        ``".dat"``); their bytes follow the main file's.
+        ``".dat"``).
 
     Returns
     -------
-    data : uint8 ndarray
+    data : uint8 ndarray or dict of them
         The file's bytes (a read-only map of the removed file: no copy); with
-        ``suffixes``, every file behind its length.
+        ``suffixes``, a dict ``{"file": main file, "file" + suffix: ...}``.
     """
 
     def run(tmp):
         path, files = _paths(tmp, filename, suffixes)
         save(path)
         if not suffixes:
-            with open(path, "rb") as fh:
-                if os.fstat(fh.fileno()).st_size == 0:
-                    return np.empty(0, dtype=np.uint8)
-                # the mapping outlives the file's removal
-                return np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ),
-                                     dtype=np.uint8)
-        sizes = [os.path.getsize(name) for name in files]
-        # np.empty: not zero-filled first (bytearray would write every byte twice)
-        out = np.empty(sum(sizes) + _LENGTH.size * len(files), dtype=np.uint8)
-        view, pos = memoryview(out), 0
-        for name, size in zip(files, sizes):
-            _LENGTH.pack_into(out, pos, size)
-            pos += _LENGTH.size
-            with open(name, "rb") as fh:
-                if fh.readinto(view[pos:pos + size]) != size:
-                    raise OSError(f"{name} changed while it was being read.")
-            pos += size
-        return out
+            return _mapped(path)
+        return {"file" + suffix: _mapped(name) for suffix, name in zip(("", *suffixes), files)}
 
     return _in_scratch(run)
 
@@ -145,9 +137,9 @@ def load_from_bytes(data, load, *, filename="native", suffixes=()):
     Raises
     ------
     ValueError
-        If ``data`` does not hold ``1 + len(suffixes)`` files.
+        If ``data`` does not hold the files ``save_to_bytes`` returned.
     """
-    parts = unpack_parts(data, 1 + len(suffixes)) if suffixes else [memoryview(data).cast("B")]
+    parts = [memoryview(part).cast("B") for part in file_parts(data, suffixes)]
 
     def run(tmp):
         path, files = _paths(tmp, filename, suffixes)
@@ -157,3 +149,24 @@ def load_from_bytes(data, load, *, filename="native", suffixes=()):
         return load(path)
 
     return _in_scratch(run)
+
+
+def file_parts(data, suffixes=()):
+    """The files' bytes in ``data`` (from :func:`save_to_bytes`), main file first.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is not what :func:`save_to_bytes` returns for ``suffixes``.
+    """
+    if not suffixes:
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 1:
+            raise ValueError("native bytes: expected one byte array.")
+        return [data]
+    names = ["file" + suffix for suffix in ("", *suffixes)]
+    if not isinstance(data, dict) or sorted(data) != sorted(names) or not all(
+        isinstance(data[n], np.ndarray) and data[n].dtype == np.uint8 and data[n].ndim == 1
+        for n in names
+    ):
+        raise ValueError(f"native bytes: expected the byte arrays of files {names}.")
+    return [data[n] for n in names]
