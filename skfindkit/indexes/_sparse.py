@@ -196,10 +196,10 @@ def _exact_sparse_distances(Q, data, cand, metric, half_sq):
     return dist
 
 
-def _default_batch_size(n_queries, n_samples, itemsize=8):
+def _default_batch_size(n_queries, n_samples, itemsize=8, largest=256):
     """Queries per block: a quarter of scikit-learn's ``working_memory`` for the scores."""
     budget = get_config()["working_memory"] * 2**20 // 4
-    return int(max(1, min(n_queries, 256, budget // (itemsize * n_samples))))
+    return int(max(1, min(n_queries, largest, budget // (itemsize * n_samples))))
 
 
 def sparse_kneighbors(data, queries, k, metric, *, batch_size=None, matrix=None):
@@ -218,7 +218,7 @@ def sparse_kneighbors(data, queries, k, metric, *, batch_size=None, matrix=None)
     batch_size : int, default=None
         Queries per block; the block's dense float32 scores take
         ``4 * batch_size * n_samples`` bytes. None chooses it from
-        scikit-learn's ``working_memory`` (at most 256).
+        scikit-learn's ``working_memory`` (at most 512).
     matrix : SparseBruteForce, default=None
         The prepared collection, if already built.
 
@@ -241,7 +241,7 @@ def sparse_kneighbors(data, queries, k, metric, *, batch_size=None, matrix=None)
     n = data.shape[0]
     m = min(n, 2 * k)
     n_q = queries.shape[0]
-    step = batch_size or _default_batch_size(n_q, n, itemsize=4)
+    step = batch_size or _default_batch_size(n_q, n, itemsize=4, largest=512)
     dist = np.empty((n_q, k))
     ind = np.empty((n_q, k), dtype=np.intp)
     # one item-major score buffer reused by every block (fresh ones page-fault)
