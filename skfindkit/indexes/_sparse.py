@@ -93,7 +93,7 @@ class SparseBruteForce:
     dense frequent columns, rare terms by a sparse x sparse product whose
     output is mostly empty. Both write an ``n_samples x batch_size`` block,
     so the collection is kept item-major in two float32 CSR parts (together
-    the size of the float64 data), never densified. For euclidean a last
+    smaller than its float64 CSR form), never densified. For euclidean a last
     frequent column holds ``-|y|^2 / 2`` (the queries' value there is 1).
     Kept by :class:`~skfindkit.ExactIndex` as its native structure.
     """
