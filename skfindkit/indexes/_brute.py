@@ -8,9 +8,10 @@ interleaved groups, the maximum of each group is taken (one vectorized pass),
 and only the ``k`` groups with the largest maxima can hold the ``k`` best
 items -- so a partition over ``k * g`` candidates replaces one over all ``n``
 items. The ``k`` best groups are found the same way, recursively (groups of
-group maxima), until the rows are short enough for a plain partition. The best ``2k`` candidates are then re-ranked by exact float64
-distances computed from differences, which makes distances exact (0 between
-identical vectors) and immune to float32 cancellation.
+group maxima), until the rows are short enough for a plain partition. The
+best ``2k`` candidates are then re-ranked by exact float64 distances
+computed from differences, which makes distances exact (0 between identical
+vectors) and immune to float32 cancellation.
 
 Nothing here knows about estimators: :class:`~skfindkit.ExactIndex` searches
 with it, and every index uses it for its exact path
