@@ -68,13 +68,24 @@ def test_duplicates_self_exclusion_follows_sklearn():
     assert not (i == np.arange(30)[:, None]).any()  # never itself
 
 
-def test_grouped_prefilter_is_exact():
+@pytest.mark.parametrize("n", [10_000, 100_003])  # 2 and 3 levels of groups, leftovers
+def test_grouped_prefilter_is_exact(n):
     rng = np.random.default_rng(0)
-    S = rng.normal(size=(50, 10_000)).astype(np.float32)
-    for m in (1, 5, 40):
+    S = rng.normal(size=(20, n)).astype(np.float32)
+    for m in (1, 5, 20, 40):
         got = np.sort(_top_candidates(S, m), axis=1)
         want = np.sort(np.argsort(-S, axis=1)[:, :m], axis=1)
         np.testing.assert_array_equal(got, want)
+
+
+def test_grouped_prefilter_with_ties_keeps_the_best_values():
+    rng = np.random.default_rng(1)
+    S = rng.integers(0, 50, size=(20, 30_011)).astype(np.float32)  # many ties
+    for m in (3, 20):
+        cols = _top_candidates(S, m)
+        assert (np.sort(cols, axis=1)[:, 1:] > np.sort(cols, axis=1)[:, :-1]).all()  # distinct
+        got = np.sort(np.take_along_axis(S, cols, axis=1), axis=1)
+        np.testing.assert_array_equal(got, np.sort(S, axis=1)[:, -m:])
 
 
 def test_n_jobs_restores_blas_threads():

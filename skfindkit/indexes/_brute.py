@@ -7,9 +7,11 @@ without sorting or partitioning the whole row: the row is cut into ``g``
 interleaved groups, the maximum of each group is taken (one vectorized pass),
 and only the ``k`` groups with the largest maxima can hold the ``k`` best
 items -- so a partition over ``k * g`` candidates replaces one over all ``n``
-items. The best ``2k`` candidates are then re-ranked by exact float64
-distances computed from differences, which makes distances exact (0 between
-identical vectors) and immune to float32 cancellation.
+items. The ``k`` best groups are found the same way, recursively (groups of
+group maxima), until the rows are short enough for a plain partition. The
+best ``2k`` candidates are then re-ranked by exact float64 distances
+computed from differences, which makes distances exact (0 between identical
+vectors) and immune to float32 cancellation.
 
 Nothing here knows about estimators: :class:`~skfindkit.ExactIndex` searches
 with it, and every index uses it for its exact path
@@ -90,7 +92,9 @@ def _top_candidates(S, m):
     full = n_groups * group
     # group r holds columns r, r + n_groups, r + 2 n_groups, ... (a view, no copy)
     group_max = S[:, :full].reshape(n_q, group, n_groups).max(axis=1)
-    best_groups = np.argpartition(group_max, n_groups - m, axis=1)[:, n_groups - m:]
+    # the m best groups, found the same way (groups of groups): a partition
+    # over n / 32 maxima per row cost more than the rest of the selection
+    best_groups = _top_candidates(group_max, m)
     cols = (best_groups[:, :, None] + n_groups * np.arange(group)).reshape(n_q, -1)
     if full < n:  # leftover columns are always candidates
         cols = np.hstack([cols, np.broadcast_to(np.arange(full, n), (n_q, n - full))])

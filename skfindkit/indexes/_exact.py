@@ -26,8 +26,10 @@ class ExactIndex(BaseIndex):
     Sparse input (CSR, e.g. TF-IDF from
     :class:`~sklearn.feature_extraction.text.TfidfVectorizer`) is searched
     sparse (:mod:`skfindkit.indexes._sparse`): the collection is never
-    densified, each block of queries is scored by one sparse x sparse product,
-    and the results equal ``KNeighborsTransformer`` on the same data. Queries
+    densified, each block of queries is scored in float32 (frequent terms by a
+    csr x dense product, rare terms by a sparse x sparse one), the best
+    ``2 * k`` candidates are re-ranked with exact float64 distances, and the
+    results equal ``KNeighborsTransformer`` on the same data. Queries
     are converted to the fitted format (dense queries of a sparse index become
     CSR and vice versa). With ``metric="cosine"``, rows without any non-zero
     value (empty documents) are at distance 1 from everything, as in
@@ -47,8 +49,8 @@ class ExactIndex(BaseIndex):
         means all processors.
     batch_size : int, default=None
         Queries per block; memory grows as ``4 * batch_size * n_samples_fit``
-        bytes (``8 *`` for sparse input). None chooses it from scikit-learn's
-        ``working_memory`` setting (at most 512 dense, 256 sparse; the block's
+        bytes (float32 scores, dense or sparse input). None chooses it from
+        scikit-learn's ``working_memory`` setting (at most 512; the block's
         score buffer is reused).
 
     Attributes
