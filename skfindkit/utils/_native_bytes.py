@@ -160,8 +160,10 @@ def file_parts(data, suffixes=()):
         If ``data`` is not what :func:`save_to_bytes` returns for ``suffixes``.
     """
     if not suffixes:
-        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 1:
-            raise ValueError("native bytes: expected one byte array.")
+        try:
+            memoryview(data)
+        except TypeError:
+            raise ValueError("native bytes: expected one bytes-like object.") from None
         return [data]
     names = ["file" + suffix for suffix in ("", *suffixes)]
     if not isinstance(data, dict) or sorted(data) != sorted(names) or not all(
