@@ -62,3 +62,29 @@ def test_exact_indexes_have_no_refine():
     for est in (ExactIndex(), BM25Index()):
         with pytest.raises(ValueError, match="Invalid parameter 'refine'"):
             est.set_params(refine=2)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
+def test_faiss_refine_kernel_matches_numpy_reranking(metric):
+    # FaissIndex scores refine's candidates with faiss's by-id kernels; the
+    # answer must be the one of the numpy path, -1 candidates included
+    pytest.importorskip("faiss")
+    from skfindkit import FaissIndex
+    from skfindkit.indexes._brute import rerank_exact
+
+    X, Q = _data(n=2000, d=16)
+    index = FaissIndex(n_neighbors=5, factory="IVF8,PQ4x4", nprobe=2, metric=metric,
+                       refine=6, random_state=0).fit(X)
+    assert index._candidate_scorer() is not None
+    Qp = index._prepare(np.asarray(Q, dtype=np.float32))
+    cand = np.random.RandomState(0).randint(0, len(X), size=(len(Q), 30))
+    cand[::7, -4:] = -1  # rows a backend left short
+    native = rerank_exact(Qp, index._fit_X, cand, 5, metric, scores=index._candidate_scorer())
+    numpy_ = rerank_exact(Qp, index._fit_X, cand, 5, metric)
+    np.testing.assert_array_equal(native[1], numpy_[1])
+    np.testing.assert_array_equal(native[0], numpy_[0])
+    # and kneighbors with refine uses it: the same as re-ranking its candidates with numpy
+    _, cand = index._search(Qp, 30)
+    expected = rerank_exact(Qp, index._fit_X, np.asarray(cand, dtype=np.intp), 5, metric)
+    got = index.kneighbors(Q)
+    np.testing.assert_array_equal(got[1], expected[1])

@@ -173,7 +173,7 @@ def _candidate_scores(Yb, Qb, metric):
     return ip
 
 
-def rerank_exact(queries, data, cand, k, metric):
+def rerank_exact(queries, data, cand, k, metric, scores=None):
     """The ``k`` nearest of each query's candidates, by exact distance.
 
     As the brute force, in two steps: float32 scores of every candidate (one
@@ -192,6 +192,12 @@ def rerank_exact(queries, data, cand, k, metric):
         Number of neighbours kept, at most ``n_candidates``.
     metric : str
         Distance, in skfindkit's units.
+    scores : callable, default=None
+        ``scores(queries_block, cand_block)`` -> float32 scores of shape
+        ``(n, n_candidates)``, larger is nearer, ``-inf`` for ``-1`` ids: a
+        backend's native kernel for the first step (e.g. faiss's
+        ``fvec_L2sqr_by_idx``, which reads the rows in place instead of
+        gathering them). None computes them with numpy.
 
     Returns
     -------
@@ -206,14 +212,17 @@ def rerank_exact(queries, data, cand, k, metric):
     dist = np.empty((n_q, k))
     ind = np.empty((n_q, k), dtype=np.intp)
     # blocks whose gathered candidate rows stay in cache (about 2 MiB)
-    step = max(1, (2 * 2**20) // max(1, 4 * c * data.shape[1]))
+    gathered = m if scores is not None else c
+    step = max(1, (2 * 2**20) // max(1, 4 * gathered * data.shape[1]))
     for start in range(0, n_q, step):
         cb, Qb = cand[start:start + step], queries[start:start + step]
         if m < c:
-            Yb = gather_rows(data, np.maximum(cb, 0))
-            scores = _candidate_scores(Yb, Qb, metric)
-            scores[cb < 0] = -np.inf
-            keep = np.argpartition(scores, c - m, axis=1)[:, c - m:]
+            if scores is None:
+                s = _candidate_scores(gather_rows(data, np.maximum(cb, 0)), Qb, metric)
+                s[cb < 0] = -np.inf
+            else:
+                s = scores(Qb, cb)
+            keep = np.argpartition(s, c - m, axis=1)[:, c - m:]
             cb = np.take_along_axis(cb, keep, axis=1)
         d = exact_distances(Qb, data, cb, metric)
         order = np.lexsort((cb, d), axis=1)[:, :k]

@@ -248,6 +248,11 @@ class FaissIndex(BaseIndex):
         with _omp_threads(faiss, self._n_threads()):
             return self._index.search(X, k)
 
+    def _candidate_scorer(self):
+        if not self._keeps_vectors():
+            return None  # the rows are in the native index: numpy reads them back
+        return _stored_rows_scorer(_faiss(), self._fit_X, self.metric_)
+
     def _get_vectors(self, ids):
         return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
@@ -269,6 +274,26 @@ class FaissIndex(BaseIndex):
 
     def _native_shape(self, index):
         return index.ntotal, index.d
+
+
+def _stored_rows_scorer(faiss, data, metric):
+    """``refine``'s first step with faiss's kernels: float32 scores (larger is
+    nearer) of candidate ids, reading the stored rows in place (numpy would
+    gather a copy of every candidate row first); ``-inf`` for ``-1`` ids."""
+    kernel = (faiss.fvec_inner_products_by_idx if metric == "inner_product"
+              else faiss.fvec_L2sqr_by_idx)
+
+    def scores(queries, cand):
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        cand = np.ascontiguousarray(cand, dtype=np.int64)
+        out = np.empty(cand.shape, dtype=np.float32)
+        kernel(faiss.swig_ptr(out), faiss.swig_ptr(queries), faiss.swig_ptr(data),
+               faiss.swig_ptr(cand), data.shape[1], cand.shape[0], cand.shape[1])
+        if metric != "inner_product":
+            np.negative(out, out=out)  # squared distance: smaller is nearer
+        return out
+
+    return scores
 
 
 def _trained_parts(faiss, index):

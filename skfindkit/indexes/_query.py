@@ -28,6 +28,11 @@ __all__ = ["KNeighborsQueryMixin"]
 class KNeighborsQueryMixin:
     """``kneighbors``, ``exact_kneighbors`` and ``labels_of`` of :class:`BaseIndex`."""
 
+    def _candidate_scorer(self):
+        """A native kernel scoring ``refine``'s candidates (see ``rerank_exact``'s
+        ``scores``), or None for numpy's; backends with one override this."""
+        return None
+
     def _native_unit(self):
         unit = self._native_distance
         return unit[self.metric_] if isinstance(unit, dict) else unit
@@ -280,7 +285,7 @@ class KNeighborsQueryMixin:
         else:
             _, cand = self._search(X, min(self.n_samples_fit_, refine * k))
             dist, ind = rerank_exact(X, self._data, np.asarray(cand, dtype=np.intp), k,
-                                     self.metric_)
+                                     self.metric_, scores=self._candidate_scorer())
         if self.metric_ == "cosine" and not sp.issparse(X):  # sparse search does it itself
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:
