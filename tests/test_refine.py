@@ -66,20 +66,26 @@ def test_exact_indexes_have_no_refine():
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
 def test_faiss_refine_kernel_matches_numpy_reranking(metric):
-    # FaissIndex scores refine's candidates with faiss's by-id kernels; the
-    # answer must be the one of the numpy path, -1 candidates included
+    # FaissIndex scores refine's candidates with faiss's by-id kernels and,
+    # for squared distances, re-ranks exactly only those within the kernel's
+    # error of the k-th; the answer must be the one of the numpy path
+    # (2k exact re-ranks), -1 candidates and tied duplicates included
     pytest.importorskip("faiss")
     from skfindkit import FaissIndex
     from skfindkit.indexes._brute import rerank_exact
 
     X, Q = _data(n=2000, d=16)
+    X[1000:1300] = X[:300]  # exact duplicates: ties broken by id on both paths
+    Q[:20] = X[:20] + 1e-6  # near-ties around duplicated rows
     index = FaissIndex(n_neighbors=5, factory="IVF8,PQ4x4", nprobe=2, metric=metric,
                        refine=6, random_state=0).fit(X)
-    assert index._candidate_scorer() is not None
+    scores, error = index._candidate_scorer()
+    assert (error is None) == (metric == "inner_product")
     Qp = index._prepare(np.asarray(Q, dtype=np.float32))
-    cand = np.random.RandomState(0).randint(0, len(X), size=(len(Q), 30))
+    cand = np.random.RandomState(0).randint(0, 300, size=(len(Q), 30))
+    cand[:, :10] = np.arange(10) + np.array([0, 1000])[np.arange(10) % 2]
     cand[::7, -4:] = -1  # rows a backend left short
-    native = rerank_exact(Qp, index._fit_X, cand, 5, metric, scores=index._candidate_scorer())
+    native = rerank_exact(Qp, index._fit_X, cand, 5, metric, scores=scores, scores_error=error)
     numpy_ = rerank_exact(Qp, index._fit_X, cand, 5, metric)
     np.testing.assert_array_equal(native[1], numpy_[1])
     np.testing.assert_array_equal(native[0], numpy_[0])
@@ -88,3 +94,15 @@ def test_faiss_refine_kernel_matches_numpy_reranking(metric):
     expected = rerank_exact(Qp, index._fit_X, np.asarray(cand, dtype=np.intp), 5, metric)
     got = index.kneighbors(Q)
     np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_rerank_within_error_keeps_every_candidate_that_could_be_nearer():
+    from skfindkit.indexes._brute import _within_error
+
+    # minus squared distances; the 2nd nearest is 10.0, one candidate is within
+    # the error of it, one just outside
+    neg = -np.array([[1.0, 10.0, 10.0 * (1 + 1e-7), 10.0 * (1 + 1e-3), 50.0]])
+    assert _within_error(neg, 2, 1e-6) == 3
+    assert _within_error(neg, 2, 1e-2) == 4
+    # fewer than k valid candidates (-inf scores): all of them are kept
+    assert _within_error(np.array([[-1.0, -np.inf, -np.inf]]), 2, 1e-6) == 3

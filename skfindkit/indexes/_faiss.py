@@ -251,7 +251,12 @@ class FaissIndex(BaseIndex):
     def _candidate_scorer(self):
         if not self._keeps_vectors():
             return None  # the rows are in the native index: numpy reads them back
-        return _stored_rows_scorer(_faiss(), self._fit_X, self.metric_)
+        scores = _stored_rows_scorer(_faiss(), self._fit_X, self.metric_)
+        if self.metric_ == "inner_product":
+            return scores, None  # products' errors depend on the norms: best 2k kept
+        # float32 sum of d squared float32 differences (the exact step squares
+        # the same differences): relative error below (d + 2) * 2**-24
+        return scores, (self._fit_X.shape[1] + 2) * 2.0**-24
 
     def _get_vectors(self, ids):
         return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
