@@ -451,6 +451,12 @@ def machine():
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
 
 
+def extra_per_call(points, n_queries):
+    """Median over the sweep of the wrapper's extra time per ``kneighbors`` call, in us."""
+    return float(np.median([n_queries * (1 / p["qps"] - 1 / p["raw_qps"]) * 1e6
+                            for p in points]))
+
+
 def best_at(points, target, key="qps", recall="recall"):
     ok = [p for p in points if p[recall] >= target]
     return max(ok, key=lambda p: p[key]) if ok else None
@@ -496,9 +502,9 @@ def write_report(results, command, elapsed, extra=(), top=(), load=None):
                   f"References: ExactIndex {res['refs']['ExactIndex'][0]:.0f} q/s, "
                   f"sklearn brute force {sk_qps:.0f} q/s (both recall 1.0).", "",
                   "| index | build s (raw) | build ratio | native MiB (+ stored data MiB) | "
-                  "query ratio wrapper/raw (min-max over sweep) | identical ids | "
-                  "best q/s at recall >= 0.95 | speed-up vs sklearn |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "query ratio wrapper/raw (min-max over sweep) | extra us per call (median) | "
+                  "identical ids | best q/s at recall >= 0.95 | speed-up vs sklearn |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         best_overall = None
         for row in res["rows"]:
             ratios = [p["qps"] / p["raw_qps"] for p in row["points"]]
@@ -510,6 +516,7 @@ def write_report(results, command, elapsed, extra=(), top=(), load=None):
                 f"{row['build'] / row['raw_build']:.3f} | {row['native_bytes'] / 2**20:.1f} "
                 f"(+{row['data_bytes'] / 2**20:.1f}) | {np.median(ratios):.3f} "
                 f"({min(ratios):.3f}-{max(ratios):.3f}) | "
+                f"{extra_per_call(row['points'], res['n_queries']):.0f} | "
                 f"{min(p['identical'] for p in row['points']):.3f} | "
                 + (f"{best['qps']:.0f} ({best['knob']}, recall {best['recall']:.3f}) | "
                    f"{best['qps'] / sk_qps:.1f}x |" if best else "n/a | n/a |"))

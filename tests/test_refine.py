@@ -106,3 +106,15 @@ def test_rerank_within_error_keeps_every_candidate_that_could_be_nearer():
     assert _within_error(neg, 2, 1e-2) == 4
     # fewer than k valid candidates (-inf scores): all of them are kept
     assert _within_error(np.array([[-1.0, -np.inf, -np.inf]]), 2, 1e-6) == 3
+
+
+def test_row_lookup_compares_rows_where_hashes_agree():
+    # the item-itself rule finds a query's identical indexed row by hash; a hash
+    # shared by a different row must not count (rows compared on every hit)
+    from skfindkit.indexes._self import RowLookup, row_keys
+
+    data = np.arange(12, dtype=np.float32).reshape(4, 3)
+    Q = np.array([[0, 1, 2], [100, 101, 102], [9, 10, 11]], dtype=np.float32)
+    keys = row_keys(data)
+    keys[1] = row_keys(Q[1:2])[0]  # row 1 claims the hash of an absent query
+    np.testing.assert_array_equal(RowLookup(data, keys).find(Q), [0, -1, 3])

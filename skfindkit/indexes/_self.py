@@ -59,9 +59,13 @@ class RowLookup:
             return np.full(Q.shape[0], -1, dtype=np.intp)
         keys = row_keys(Q)
         pos = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
-        ids = self._order[pos]
-        same = (self._sorted[pos] == keys) & (self._data[ids] == Q).all(axis=1)
-        return np.where(same, ids, -1)
+        found = np.full(Q.shape[0], -1, dtype=np.intp)
+        hit = np.flatnonzero(self._sorted[pos] == keys)
+        if hit.size:  # rows compared only where the hashes agree (new queries: none)
+            ids = self._order[pos[hit]]
+            same = (self._data[ids] == Q[hit]).all(axis=1)
+            found[hit[same]] = ids[same]
+        return found
 
 
 def insert_self(Q, data, dist, ind, self_ids, metric):
