@@ -118,3 +118,16 @@ def test_row_lookup_compares_rows_where_hashes_agree():
     keys = row_keys(data)
     keys[1] = row_keys(Q[1:2])[0]  # row 1 claims the hash of an absent query
     np.testing.assert_array_equal(RowLookup(data, keys).find(Q), [0, -1, 3])
+
+
+def test_row_keys_are_the_documented_hash():
+    # the keys are saved with indexes that drop their vectors: the hash must not change
+    from skfindkit.indexes._self import row_keys
+
+    X = np.random.RandomState(0).randn(5000, 7).astype(np.float32)
+    X[0, 0], X[1, 0] = -0.0, 0.0
+    rng = np.random.RandomState(0)
+    mult = rng.randint(1, 2**62, 7, dtype=np.uint64) | 1
+    bits = np.where(X == 0, np.float32(0), X).view(np.uint32).astype(np.uint64)
+    expected = (bits * mult).sum(axis=1, dtype=np.uint64)
+    np.testing.assert_array_equal(row_keys(X), expected)

@@ -38,7 +38,8 @@ def row_keys(X):
     keys = np.empty(X.shape[0], dtype=np.uint64)
     for start in range(0, X.shape[0], _CHUNK):
         bits = np.add(X[start:start + _CHUNK], np.float32(0)).view(np.uint32)
-        keys[start:start + _CHUNK] = (bits.astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64)
+        # sum of products modulo 2**64 (any order gives the same key), one pass
+        keys[start:start + _CHUNK] = np.dot(bits, mult)
     return keys
 
 
