@@ -547,7 +547,7 @@ def write_report(results, command, elapsed, extra=(), top=(), load=None):
               "which costs time the raw call does not spend (e.g. (c) at nprobe=1).", "",
               "![recall vs queries/s](ann_recall_qps.png)", "", *extra]
     at = next(i for i, line in enumerate(lines) if line.startswith("All timings"))
-    lines[at:at] = [*top, ""]
+    lines[at:at] = ["", *top]
     path = os.path.join(RESULTS, "ann.md")
     lines = with_history(lines, path)
     with open(path, "w") as fh:
