@@ -62,3 +62,72 @@ def test_exact_indexes_have_no_refine():
     for est in (ExactIndex(), BM25Index()):
         with pytest.raises(ValueError, match="Invalid parameter 'refine'"):
             est.set_params(refine=2)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
+def test_faiss_refine_kernel_matches_numpy_reranking(metric):
+    # FaissIndex scores refine's candidates with faiss's by-id kernels and,
+    # for squared distances, re-ranks exactly only those within the kernel's
+    # error of the k-th; the answer must be the one of the numpy path
+    # (2k exact re-ranks), -1 candidates and tied duplicates included
+    pytest.importorskip("faiss")
+    from skfindkit import FaissIndex
+    from skfindkit.indexes._brute import rerank_exact
+
+    X, Q = _data(n=2000, d=16)
+    X[1000:1300] = X[:300]  # exact duplicates: ties broken by id on both paths
+    Q[:20] = X[:20] + 1e-6  # near-ties around duplicated rows
+    index = FaissIndex(n_neighbors=5, factory="IVF8,PQ4x4", nprobe=2, metric=metric,
+                       refine=6, random_state=0).fit(X)
+    scores, error = index._candidate_scorer()
+    assert (error is None) == (metric == "inner_product")
+    Qp = index._prepare(np.asarray(Q, dtype=np.float32))
+    cand = np.random.RandomState(0).randint(0, 300, size=(len(Q), 30))
+    cand[:, :10] = np.arange(10) + np.array([0, 1000])[np.arange(10) % 2]
+    cand[::7, -4:] = -1  # rows a backend left short
+    native = rerank_exact(Qp, index._fit_X, cand, 5, metric, scores=scores, scores_error=error)
+    numpy_ = rerank_exact(Qp, index._fit_X, cand, 5, metric)
+    np.testing.assert_array_equal(native[1], numpy_[1])
+    np.testing.assert_array_equal(native[0], numpy_[0])
+    # and kneighbors with refine uses it: the same as re-ranking its candidates with numpy
+    _, cand = index._search(Qp, 30)
+    expected = rerank_exact(Qp, index._fit_X, np.asarray(cand, dtype=np.intp), 5, metric)
+    got = index.kneighbors(Q)
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_rerank_within_error_keeps_every_candidate_that_could_be_nearer():
+    from skfindkit.indexes._brute import _within_error
+
+    # minus squared distances; the 2nd nearest is 10.0, one candidate is within
+    # the error of it, one just outside
+    neg = -np.array([[1.0, 10.0, 10.0 * (1 + 1e-7), 10.0 * (1 + 1e-3), 50.0]])
+    assert _within_error(neg, 2, 1e-6) == 3
+    assert _within_error(neg, 2, 1e-2) == 4
+    # fewer than k valid candidates (-inf scores): all of them are kept
+    assert _within_error(np.array([[-1.0, -np.inf, -np.inf]]), 2, 1e-6) == 3
+
+
+def test_row_lookup_compares_rows_where_hashes_agree():
+    # the item-itself rule finds a query's identical indexed row by hash; a hash
+    # shared by a different row must not count (rows compared on every hit)
+    from skfindkit.indexes._self import RowLookup, row_keys
+
+    data = np.arange(12, dtype=np.float32).reshape(4, 3)
+    Q = np.array([[0, 1, 2], [100, 101, 102], [9, 10, 11]], dtype=np.float32)
+    keys = row_keys(data)
+    keys[1] = row_keys(Q[1:2])[0]  # row 1 claims the hash of an absent query
+    np.testing.assert_array_equal(RowLookup(data, keys).find(Q), [0, -1, 3])
+
+
+def test_row_keys_are_the_documented_hash():
+    # the keys are saved with indexes that drop their vectors: the hash must not change
+    from skfindkit.indexes._self import row_keys
+
+    X = np.random.RandomState(0).randn(5000, 7).astype(np.float32)
+    X[0, 0], X[1, 0] = -0.0, 0.0
+    rng = np.random.RandomState(0)
+    mult = rng.randint(1, 2**62, 7, dtype=np.uint64) | 1
+    bits = np.where(X == 0, np.float32(0), X).view(np.uint32).astype(np.uint64)
+    expected = (bits * mult).sum(axis=1, dtype=np.uint64)
+    np.testing.assert_array_equal(row_keys(X), expected)

@@ -177,7 +177,19 @@ def _candidate_scores(Yb, Qb, metric):
     return ip
 
 
-def rerank_exact(queries, data, cand, k, metric):
+def _within_error(neg_sqdist, k, rel_error):
+    """How many candidates per row the exact step needs: the most, over the
+    rows, whose squared distance is within ``rel_error`` of the row's k-th
+    (a candidate farther than that is farther than k others, exactly too)."""
+    c = neg_sqdist.shape[1]
+    kth = -np.partition(neg_sqdist, c - k, axis=1)[:, c - k]
+    # both sides err by rel_error: 2x, doubled again for safety, plus the
+    # absolute error of float32 sums near the subnormal range
+    limit = kth * (1 + 4 * rel_error) + 1e-30
+    return max(k, int((-neg_sqdist <= limit[:, None]).sum(axis=1).max()))
+
+
+def rerank_exact(queries, data, cand, k, metric, scores=None, scores_error=None):
     """The ``k`` nearest of each query's candidates, by exact distance.
 
     As the brute force, in two steps: float32 scores of every candidate (one
@@ -196,6 +208,19 @@ def rerank_exact(queries, data, cand, k, metric):
         Number of neighbours kept, at most ``n_candidates``.
     metric : str
         Distance, in skfindkit's units.
+    scores : callable, default=None
+        ``scores(queries_block, cand_block)`` -> float32 scores of shape
+        ``(n, n_candidates)``, larger is nearer, ``-inf`` for ``-1`` ids: a
+        backend's native kernel for the first step (e.g. faiss's
+        ``fvec_L2sqr_by_idx``, which reads the rows in place instead of
+        gathering them). None computes them with numpy.
+    scores_error : float, default=None
+        With ``scores`` that are minus float32 squared distances computed
+        from the differences (as faiss's kernel does), a bound on their
+        relative error: the exact step then takes only the candidates within
+        that error of each row's k-th (usually about ``k``), a set that
+        provably holds the exact ``k`` nearest of the candidates, instead of
+        the best ``2k``.
 
     Returns
     -------
@@ -210,15 +235,20 @@ def rerank_exact(queries, data, cand, k, metric):
     dist = np.empty((n_q, k))
     ind = np.empty((n_q, k), dtype=np.intp)
     # blocks whose gathered candidate rows stay in cache (about 2 MiB)
-    step = max(1, (2 * 2**20) // max(1, 4 * c * data.shape[1]))
+    gathered = m if scores is not None else c
+    step = max(1, (2 * 2**20) // max(1, 4 * gathered * data.shape[1]))
     for start in range(0, n_q, step):
         cb, Qb = cand[start:start + step], queries[start:start + step]
         if m < c:
-            Yb = gather_rows(data, np.maximum(cb, 0))
-            scores = _candidate_scores(Yb, Qb, metric)
-            scores[cb < 0] = -np.inf
-            keep = np.argpartition(scores, c - m, axis=1)[:, c - m:]
-            cb = np.take_along_axis(cb, keep, axis=1)
+            if scores is None:
+                s = _candidate_scores(gather_rows(data, np.maximum(cb, 0)), Qb, metric)
+                s[cb < 0] = -np.inf
+            else:
+                s = scores(Qb, cb)
+            mb = m if scores_error is None else _within_error(s, k, scores_error)
+            if mb < c:
+                keep = np.argpartition(s, c - mb, axis=1)[:, c - mb:]
+                cb = np.take_along_axis(cb, keep, axis=1)
         d = exact_distances(Qb, data, cb, metric)
         order = np.lexsort((cb, d), axis=1)[:, :k]
         dist[start:start + step] = np.take_along_axis(d, order, axis=1)

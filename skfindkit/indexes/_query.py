@@ -28,6 +28,12 @@ __all__ = ["KNeighborsQueryMixin"]
 class KNeighborsQueryMixin:
     """``kneighbors``, ``exact_kneighbors`` and ``labels_of`` of :class:`BaseIndex`."""
 
+    def _candidate_scorer(self):
+        """``(scores, scores_error)``: a native kernel scoring ``refine``'s
+        candidates and the relative error bound of its squared distances (see
+        ``rerank_exact``), or None for numpy's; backends with one override this."""
+        return None
+
     def _native_unit(self):
         unit = self._native_distance
         return unit[self.metric_] if isinstance(unit, dict) else unit
@@ -279,8 +285,9 @@ class KNeighborsQueryMixin:
             dist = self._to_metric_units(native, X, ind)
         else:
             _, cand = self._search(X, min(self.n_samples_fit_, refine * k))
+            scores, error = self._candidate_scorer() or (None, None)
             dist, ind = rerank_exact(X, self._data, np.asarray(cand, dtype=np.intp), k,
-                                     self.metric_)
+                                     self.metric_, scores=scores, scores_error=error)
         if self.metric_ == "cosine" and not sp.issparse(X):  # sparse search does it itself
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:

@@ -38,7 +38,8 @@ def row_keys(X):
     keys = np.empty(X.shape[0], dtype=np.uint64)
     for start in range(0, X.shape[0], _CHUNK):
         bits = np.add(X[start:start + _CHUNK], np.float32(0)).view(np.uint32)
-        keys[start:start + _CHUNK] = (bits.astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64)
+        # sum of products modulo 2**64 (any order gives the same key), one pass
+        keys[start:start + _CHUNK] = np.dot(bits, mult)
     return keys
 
 
@@ -59,9 +60,13 @@ class RowLookup:
             return np.full(Q.shape[0], -1, dtype=np.intp)
         keys = row_keys(Q)
         pos = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
-        ids = self._order[pos]
-        same = (self._sorted[pos] == keys) & (self._data[ids] == Q).all(axis=1)
-        return np.where(same, ids, -1)
+        found = np.full(Q.shape[0], -1, dtype=np.intp)
+        hit = np.flatnonzero(self._sorted[pos] == keys)
+        if hit.size:  # rows compared only where the hashes agree (new queries: none)
+            ids = self._order[pos[hit]]
+            same = (self._data[ids] == Q[hit]).all(axis=1)
+            found[hit[same]] = ids[same]
+        return found
 
 
 def insert_self(Q, data, dist, ind, self_ids, metric):
