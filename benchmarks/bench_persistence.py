@@ -17,7 +17,10 @@ realistic for retrieval features, unlike i.i.d. Gaussian data), then timed:
   written with ``atomic_write``, i.e. a temporary file, ``fsync`` and rename).
 
 Each is the best of ``--repeats`` interleaved runs (own, joblib, safe, own, ...)
-so that ratios compare runs under the same machine load. Peak extra memory
+so that ratios compare runs under the same machine load, and each backend is
+measured in a fresh interpreter (a library that ran earlier in the process
+changes the next one's timings: after nmslib, faiss's own save + load runs
+35% faster, its allocations served from glibc's grown heap). Peak extra memory
 while saving is measured in a separate, untimed run by the kernel's
 resident-memory high-water mark (every allocation, native ones included);
 compare it with the size of the native bytes to see that no second copy is
@@ -33,9 +36,11 @@ writes ``benchmarks/results/persistence.md``.
 """
 
 import argparse
+import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -198,6 +203,35 @@ def _peak_while_saving(save):
     return (_rss_kib("VmHWM") - base) * 1024
 
 
+def _measure(name, n, repeats, folder):
+    """One backend's row, measured in this process."""
+    X = clustered(n)
+    y = np.arange(n) % 200
+    make, own = BACKENDS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = make().fit(X, y)
+    work = tempfile.mkdtemp(prefix="skfindkit-bench-", dir=folder)
+    try:
+        base = os.path.join(work, name)
+        best = {"own": [np.inf, 0], "joblib": [np.inf, 0], "safe": [np.inf, 0]}
+        floor = np.inf if name in FILE_ONLY else None
+        for _ in range(repeats):
+            for kind, run in (("own", own), ("joblib", _joblib), ("safe", _safe)):
+                copies_in = work if kind == "own" and floor is not None else None
+                seconds, size, copies = _timed(run, index, f"{base}.{kind}", copies_in)
+                best[kind] = [min(best[kind][0], seconds), size]
+                if copies is not None:
+                    floor = min(floor, seconds + copies)
+        native = _native_size(index)
+        peak_joblib = _peak_while_saving(lambda: joblib.dump(index, base + ".m"))
+        peak_safe = _peak_while_saving(lambda: skio.save(index, base + ".m"))
+        os.remove(base + ".m")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [name, best, floor, native, peak_joblib, peak_safe]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -205,39 +239,29 @@ def main():
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where files are written")
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--out", default=os.path.join(RESULTS, "persistence.md"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child: measure one backend
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(_measure(args.one, args.n, args.repeats, args.dir)))
+        return
     started = time.perf_counter()
     args.load_before = os.getloadavg()[0]
-    X = clustered(args.n)
-    y = np.arange(args.n) % 200
-    work = tempfile.mkdtemp(prefix="skfindkit-bench-", dir=args.dir)
     rows = []
-    try:
-        for name in args.backends.split(","):
-            make, own = BACKENDS[name]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                index = make().fit(X, y)
-            base = os.path.join(work, name)
-            best = {"own": (np.inf, 0), "joblib": (np.inf, 0), "safe": (np.inf, 0)}
-            floor = np.inf if name in FILE_ONLY else None
-            for _ in range(args.repeats):
-                for kind, run in (("own", own), ("joblib", _joblib), ("safe", _safe)):
-                    copies_in = work if kind == "own" and floor is not None else None
-                    seconds, size, copies = _timed(run, index, f"{base}.{kind}", copies_in)
-                    best[kind] = (min(best[kind][0], seconds), size)
-                    if copies is not None:
-                        floor = min(floor, seconds + copies)
-            native = _native_size(index)
-            peak_joblib = _peak_while_saving(lambda: joblib.dump(index, base + ".m"))
-            peak_safe = _peak_while_saving(lambda: skio.save(index, base + ".m"))
-            os.remove(base + ".m")
-            rows.append((name, best, floor, native, peak_joblib, peak_safe))
-            print(name, {k: (round(v[0], 3), round(v[1] / MIB, 1)) for k, v in best.items()},
-                  f"native {native / MIB:.1f} MiB, peak saving joblib {peak_joblib / MIB:.1f} "
-                  f"/ safe {peak_safe / MIB:.1f} MiB", flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    for name in args.backends.split(","):
+        # each backend in a fresh interpreter: a library used earlier in the same
+        # process changes the next one's own timings (after nmslib has run,
+        # faiss's own save + load is 35% faster: glibc's allocator has grown)
+        child = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--one", name, "--n", str(args.n),
+             "--repeats", str(args.repeats), "--dir", args.dir],
+            check=True, capture_output=True, text=True,
+        )
+        row = json.loads(child.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        name, best, floor, native, peak_joblib, peak_safe = row
+        print(name, {k: (round(v[0], 3), round(v[1] / MIB, 1)) for k, v in best.items()},
+              f"native {native / MIB:.1f} MiB, peak saving joblib {peak_joblib / MIB:.1f} "
+              f"/ safe {peak_safe / MIB:.1f} MiB", flush=True)
     _write(args, rows, time.perf_counter() - started)
 
 
@@ -270,10 +294,13 @@ def _write(args, rows, seconds):
         f"Command: `{command.strip()}` ({seconds / 60:.1f} min).  ",
         f"Machine: {_machine()}.  ",
         f"Data: {args.n} x 128 clustered float32 (intrinsic dimension 16), labels; files in "
-        f"`{args.dir}` ({_where(args.dir)}). Best of {args.repeats} interleaved "
-        f"repeats (own, joblib, safe, ...) on a {os.cpu_count()}-core machine shared with other "
-        f"jobs (load average {args.load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at "
-        "the end): absolute times are inflated and noisy, the ratios are the meaningful numbers.",
+        f"`{args.dir}` ({_where(args.dir)}). Each backend in a fresh interpreter (after "
+        "nmslib has run in a process, faiss's own save + load there is 35% faster: "
+        "glibc's allocator has grown its heap). Best of "
+        f"{args.repeats} interleaved repeats (own, joblib, safe, ...) on a "
+        f"{os.cpu_count()}-core machine (1-minute load average {args.load_before:.1f} at the "
+        f"start, {os.getloadavg()[0]:.1f} at the end; above ~1, other jobs were running): "
+        "compare the ratios.",
         "",
         "- **own**: the library's own save + load of its native index (the native structure "
         "only; `np.save`/`np.load` of the float32 data for `exact`).",
@@ -325,7 +352,8 @@ def _write(args, rows, seconds):
         "which we need too).",
         "",
         "hnswlib and faiss hand their bytes over in memory (hnswlib's pickle state; faiss "
-        "through a callback writer straight into one buffer, and a chunked reader), so "
+        "through a callback writer straight into one buffer, and read in place by its "
+        "zero-copy reader), so "
         "skfindkit adds only the checksum passes (XXH3-128, ~30 GB/s on one core) and the "
         "container's own write and read. annoy and nmslib save to and load from files only: "
         "a single self-contained file costs them one more file write and read on each side, "
