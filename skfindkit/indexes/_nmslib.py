@@ -82,6 +82,16 @@ class NMSLibIndex(BaseIndex):
     --------
     HNSWIndex : HNSW through hnswlib (seedable, grows natively).
 
+    Notes
+    -----
+    nmslib saves its index to, and loads it from, files only: pickling or
+    :func:`skfindkit.io.save` copies that file into the one saved file, and
+    loading writes it back to a temporary file (in ``/dev/shm`` where there
+    is one) for nmslib to load. Saving + loading therefore costs about
+    2.4x nmslib's own save + load at 100k x 128
+    (``benchmarks/results/persistence.md``), close to the cost of those file
+    copies alone.
+
     Examples
     --------
     >>> import numpy as np
