@@ -12,7 +12,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.neighbors import NearestNeighbors
 
-from skfindkit import AnnoyIndex, ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
+from skfindkit import ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
 from skfindkit.metrics import recall_at_k
 
 from ._backends import ALL_INDEXES, needs, param

@@ -1,6 +1,5 @@
 """ImageLoader on real images (skimage.data) written to PNG/JPEG, plus bad input."""
 
-import io
 
 import joblib
 import numpy as np

@@ -1,6 +1,5 @@
 """Framework-independent handling of layer outputs shared by the deep extractors."""
 
-import numpy as np
 
 __all__ = ["pool_features", "unknown_layer_error"]
 

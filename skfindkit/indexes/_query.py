@@ -15,7 +15,7 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import _distances, _sparse
 from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact
