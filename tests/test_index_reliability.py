@@ -80,9 +80,13 @@ def native_count(index):
 """
 
 
+@pytest.mark.parametrize("loaded", [False, True], ids=["fitted", "unpickled"])
 @pytest.mark.parametrize("cls", [param(HNSWIndex, HNSWIndex), param(FaissIndex, FaissIndex)])
-def test_partial_fit_while_another_thread_queries_neither_crashes_nor_loses(cls):
+def test_partial_fit_while_another_thread_queries_neither_crashes_nor_loses(cls, loaded):
+    # unpickled: FaissIndex answers from views of the loaded bytes until its
+    # first partial_fit swaps in arrays faiss owns, while the reader queries
     out = run_guarded(_NATIVE_COUNT + f"""
+import pickle
 import threading
 import numpy as np
 from skfindkit import {cls.__name__}
@@ -91,6 +95,8 @@ rng = np.random.RandomState(0)
 X = rng.rand(3000, 32).astype(np.float32)
 new = rng.rand(1000, 32).astype(np.float32)
 index = {cls.__name__}(n_neighbors=5).fit(X)
+if {loaded}:
+    index = pickle.loads(pickle.dumps(index))
 stop = threading.Event()
 errors = []
 
