@@ -443,3 +443,22 @@ def test_faiss_loaded_without_a_copy_answers_and_grows_like_a_copied_load(factor
     # faiss copies it (the reference). In a child: a regression aborts there.
     pytest.importorskip("faiss")
     assert run_isolated(_faiss_views_then_growth, factory, how, str(tmp_path))
+
+
+@pytest.mark.parametrize("hint", [None, 10])
+def test_faiss_bytes_written_into_one_buffer_equal_faiss_serialization(hint, monkeypatch):
+    # the buffer is sized by an upper estimate (hint=None) or grows when the
+    # estimate is short (hint=10): either way, exactly faiss's own bytes
+    faiss = pytest.importorskip("faiss")
+    from skfindkit.indexes import _faiss
+
+    if hint is not None:
+        monkeypatch.setattr(_faiss, "_size_hint", lambda faiss, index: hint)
+    X = np.random.RandomState(0).rand(3000, 16).astype(np.float32)
+    for factory in ("HNSW32", "Flat", "IVF16,Flat", "IVF16,PQ4x4fs"):
+        index = faiss.index_factory(16, factory)
+        index.train(X)
+        index.add(X)
+        expected = faiss.serialize_index(index)
+        assert _faiss._size_hint(faiss, index) >= (expected.size if hint is None else 0)
+        np.testing.assert_array_equal(_faiss._write_to_buffer(faiss, index), expected)

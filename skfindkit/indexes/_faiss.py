@@ -359,13 +359,13 @@ def _read_back_vectors(faiss, index, factory):
 def _write_to_buffer(faiss, index):
     """``write_index`` straight into one numpy buffer: the only copy of the bytes.
 
-    The buffer is allocated for a generous estimate of the size (pages that
+    The buffer is allocated for an upper estimate of the size (pages that
     are never written are never touched, so cost nothing) and grown only if
     the estimate was short. faiss's ``serialize_index`` grows a vector and
     copies it again; writing to a file first costs a file write and a read.
     """
     try:
-        buffer = np.empty(index.ntotal * (index.d * 4 + 1024) + (1 << 22), dtype=np.uint8)
+        buffer = np.empty(_size_hint(faiss, index), dtype=np.uint8)
     except MemoryError:  # strict overcommit: start small and grow
         buffer = np.empty(1 << 26, dtype=np.uint8)
     pos = 0
@@ -398,6 +398,20 @@ def _owns_memory(array):
             return False
         array = array.base
     return array is None or isinstance(array, (bytes, bytearray))
+
+
+def _size_hint(faiss, index):
+    """An upper estimate of ``write_index``'s size: float32 rows plus ids for every
+    item (codes are never larger), HNSW links, IVF centroids, 4 MiB for the rest."""
+    n = index.ntotal
+    hint = n * (4 * index.d + 16) + (1 << 22)
+    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    if hnsw is not None:
+        hint += 4 * hnsw.neighbors.size() + 12 * n  # links, levels, offsets
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        hint += 4 * ivf.nlist * ivf.d
+    return hint
 
 
 def _buffer_reader(faiss, payload):
