@@ -92,7 +92,7 @@ class AnnoyIndex(BaseIndex):
     :func:`skfindkit.io.save` copies that file into the one saved file, and
     loading writes it back to a temporary file (in ``/dev/shm`` where there
     is one) for annoy to load. Saving + loading therefore costs about
-    3.9x annoy's own save + load at 100k x 128
+    3.7-3.9x annoy's own save + load at 100k x 128
     (``benchmarks/results/persistence.md``), close to the cost of those file
     copies alone.
 

@@ -88,7 +88,7 @@ class NMSLibIndex(BaseIndex):
     :func:`skfindkit.io.save` copies that file into the one saved file, and
     loading writes it back to a temporary file (in ``/dev/shm`` where there
     is one) for nmslib to load. Saving + loading therefore costs about
-    2.4x nmslib's own save + load at 100k x 128
+    2.3-3.0x nmslib's own save + load at 100k x 128
     (``benchmarks/results/persistence.md``), close to the cost of those file
     copies alone.
 
