@@ -101,3 +101,46 @@ def test_float32_and_float64_agree():
     b = ExactIndex().fit(X.astype(np.float32)).kneighbors(X[:20].astype(np.float32))
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+
+
+def _exact_reference(X, Q, k):
+    """k nearest by float64 distances from differences, ties by id (scikit-learn's
+    own float64 |x|^2 - 2 x.y + |y|^2 errs by ~1e-5 at 1e5 from the origin)."""
+    X, Q = X.astype(np.float64), Q.astype(np.float64)
+    D = np.sqrt(((Q[:, None, :] - X[None, :, :]) ** 2).sum(axis=2))
+    ind = np.lexsort((np.broadcast_to(np.arange(X.shape[0]), D.shape), D), axis=1)[:, :k]
+    return np.take_along_axis(D, ind, axis=1), ind
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e5])
+def test_data_far_from_the_origin_gives_the_exact_neighbours(offset):
+    # float32 scores <q, y> - |y|^2 / 2 lose everything to cancellation when
+    # |y|^2 dwarfs the distances (here |y|^2 ~ 16 offset^2 against distances ~1):
+    # the euclidean search must not depend on where the data sit
+    rng = np.random.RandomState(0)
+    X, Q = offset + rng.rand(5000, 16), offset + rng.rand(200, 16)
+    ref_dist, ref_ind = _exact_reference(X.astype(np.float32), Q.astype(np.float32), 10)
+    dist, ind = ExactIndex(n_neighbors=10).fit(X).kneighbors(Q)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-9, atol=1e-12)
+    if offset <= 1e3:  # where scikit-learn's own float64 arithmetic is still exact enough
+        sk_ind = NearestNeighbors(n_neighbors=10, algorithm="brute").fit(
+            X.astype(np.float32).astype(np.float64)).kneighbors(
+            Q.astype(np.float32).astype(np.float64), return_distance=False)
+        np.testing.assert_array_equal(ind, sk_ind)
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e5])
+def test_exact_reranking_of_candidates_far_from_the_origin(offset):
+    # refine's numpy scoring of gathered candidates (the path of every backend
+    # without a native by-id kernel) has the same cancellation to avoid
+    from skfindkit.indexes._brute import rerank_exact
+
+    rng = np.random.RandomState(1)
+    X = (offset + rng.rand(3000, 16)).astype(np.float32)
+    Q = (offset + rng.rand(50, 16)).astype(np.float32)
+    cand = np.tile(np.arange(3000), (50, 1))  # every item a candidate: c >> 2k
+    dist, ind = rerank_exact(Q, X, cand, 10, "euclidean")
+    ref_dist, ref_ind = _exact_reference(X, Q, 10)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-9, atol=1e-12)

@@ -54,6 +54,7 @@ class BruteForceMatrix:
         self.data = data
         self.metric = metric
         self._matrix = None
+        self._center = None
         self._lock = threading.Lock()
 
     @property
@@ -68,14 +69,25 @@ class BruteForceMatrix:
         data = self.data
         if self.metric != "euclidean":
             return data
-        half_sq = 0.5 * np.einsum("ij,ij->i", data, data, dtype=np.float64)
-        return np.hstack([data, -half_sq[:, None].astype(np.float32)])
+        # centred on the data's mean (distances do not move): in float32,
+        # <q, y> - |y|^2 / 2 of rows far from the origin loses the distances to
+        # cancellation (|y|^2 ~ 1e7 against distances ~ 1: every score ties)
+        n, d = data.shape
+        center = (data.mean(axis=0, dtype=np.float64) if n else np.zeros(d)).astype(np.float32)
+        matrix = np.empty((n, d + 1), dtype=np.float32)
+        np.subtract(data, center, out=matrix[:, :d])
+        matrix[:, d] = -0.5 * np.einsum("ij,ij->i", matrix[:, :d], matrix[:, :d],
+                                        dtype=np.float64)
+        self._center = center
+        return matrix
 
     def scores(self, queries, out):
         """Scores (larger is nearer) of queries against every item, into ``out``."""
+        matrix = self.matrix
         if self.metric == "euclidean":
-            queries = np.hstack([queries, np.ones((queries.shape[0], 1), dtype=np.float32)])
-        return np.matmul(queries, self.matrix.T, out=out)
+            queries = np.hstack([queries - self._center,
+                                 np.ones((queries.shape[0], 1), dtype=np.float32)])
+        return np.matmul(queries, matrix.T, out=out)
 
 
 def _top_candidates(S, m):
@@ -171,10 +183,10 @@ def brute_force_kneighbors(
 
 def _candidate_scores(Yb, Qb, metric):
     """float32 scores (larger is nearer) of gathered candidates ``Yb`` (q, c, d)."""
-    ip = np.matmul(Yb, Qb[:, :, None])[:, :, 0]
-    if metric == "euclidean":  # -|q - y|^2 / 2 up to the query's constant
-        ip -= 0.5 * np.einsum("qcd,qcd->qc", Yb, Yb)
-    return ip
+    if metric == "euclidean":  # -|q - y|^2 from the differences: no cancellation
+        diff = Yb - Qb[:, None, :]
+        return -np.einsum("qcd,qcd->qc", diff, diff)
+    return np.matmul(Yb, Qb[:, :, None])[:, :, 0]
 
 
 def _within_error(neg_sqdist, k, rel_error):
