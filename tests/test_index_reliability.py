@@ -106,7 +106,7 @@ def reader():
             index.kneighbors(X[:50])
         except Exception as exc:
             errors.append(exc)
-            return
+            break
 
 t = threading.Thread(target=reader)
 t.start()

@@ -89,6 +89,11 @@ def _paths(tmp, filename, suffixes):
     return path, [path + suffix for suffix in ("", *suffixes)]
 
 
+def _part_names(suffixes):
+    """Keys of the files of a multi-file save: ``"file"``, then ``"file" + suffix``."""
+    return ["file" + suffix for suffix in ("", *suffixes)]
+
+
 def _mapped(path):
     """A read-only uint8 array mapping ``path`` (valid after the file is removed)."""
     with open(path, "rb") as fh:
@@ -123,7 +128,7 @@ def save_to_bytes(save, *, filename="native", suffixes=()):
         save(path)
         if not suffixes:
             return _mapped(path)
-        return {"file" + suffix: _mapped(name) for suffix, name in zip(("", *suffixes), files)}
+        return dict(zip(_part_names(suffixes), map(_mapped, files)))
 
     return _in_scratch(run)
 
@@ -165,7 +170,7 @@ def file_parts(data, suffixes=()):
         except TypeError:
             raise ValueError("native bytes: expected one bytes-like object.") from None
         return [data]
-    names = ["file" + suffix for suffix in ("", *suffixes)]
+    names = _part_names(suffixes)
     if not isinstance(data, dict) or sorted(data) != sorted(names) or not all(
         isinstance(data[n], np.ndarray) and data[n].dtype == np.uint8 and data[n].ndim == 1
         for n in names
