@@ -2,14 +2,13 @@
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import os
 import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,10 @@ import numpy as np
 from ..io import atomic_write
 from ..search import search
 from .._cli_io import wants_pickle
+from ._auth import Access, ReadGuard, authorization
 from ._files import _save_pipeline, check_pipeline
 from ._items import ItemStore, UnknownItem, describe_pipeline, key_to_json
+from ._limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, DecodeSlots, check_uploads
 from ._locks import ReadWriteLock
 from ._requests import ApiError, BodyTooLarge, parse_body, remove_files, write_uploads
 
@@ -74,19 +75,30 @@ class _BodyLimit:
 class _Service:
     """The loaded pipeline and everything that touches it (called from worker threads)."""
 
-    def __init__(self, pipeline, items_dir, token, save_path, added_dir, max_k, upload_dir,
-                 save_kind):
+    def __init__(self, pipeline, items_dir, access, save_path, added_dir, max_k, upload_dir,
+                 save_kind, limits):
         self.pipeline = pipeline
         self.save_kind = save_kind
         self.upload_dir = upload_dir
         self.index = check_pipeline(pipeline)
         self.spec = describe_pipeline(pipeline)
-        self.store = ItemStore(self.spec, items_dir)
-        self.token = token
+        self.limits = limits
+        self.store = ItemStore(self.spec, items_dir, also=[added_dir],
+                               max_pixels=limits["max_pixels"])
+        self.access = access
         self.save_path = save_path
         self.added_dir = added_dir
         self.max_k = max_k
         self.lock = ReadWriteLock()
+        self.decodes = DecodeSlots(limits["max_decodes"])
+
+    def _decoding(self, names):
+        """Check the uploads' headers, then hold a decode slot (none needed for texts)."""
+        if self.spec.query != "file":
+            return nullcontext()
+        check_uploads(names, self.spec.kind, self.limits["max_pixels"],
+                      self.limits["max_seconds"])
+        return self.decodes.hold()
 
     @property
     def n_items(self):
@@ -114,7 +126,7 @@ class _Service:
     def search(self, query, k):
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
-            with self.lock.read():
+            with self._decoding(names), self.lock.read():
                 result = _readable_errors(lambda: search(self.pipeline, items, n_neighbors=k),
                                           names, "query")
         finally:
@@ -137,17 +149,13 @@ class _Service:
         if path is None:
             raise ApiError(404, f"item {number} (key {key!r}) has no file to show: keys name "
                                 "files relative to the server's items folder (--items-dir)")
-        return self.store.content(number, path)
-
-    def check_token(self, header):
-        if self.token is None:
-            raise ApiError(403, "adding items is disabled: start the server with a token "
-                                "(--token or SKFINDKIT_SERVE_TOKEN) to enable POST /items")
-        scheme, _, given = (header or "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise ApiError(401, "POST /items needs the header 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-            raise ApiError(403, "wrong token")
+        kind = self.store.item_kind(path)
+        with self.decodes.hold() if kind == "image" else nullcontext():
+            try:
+                return self.store.content(number, path)
+            except (OSError, ValueError) as exc:  # an unreadable file in the items folder
+                raise ApiError(422, f"item {number} could not be read as {kind} "
+                                    f"({type(exc).__name__})") from exc
 
     def add(self, query):
         stored = self.spec.query == "file" or (self.spec.query == "text"
@@ -155,12 +163,15 @@ class _Service:
         if stored and query.keys is not None:
             raise ApiError(422, "added files are keyed by where the server stores them; "
                                 "'key' is only for texts and vectors")
+        for key in query.keys or ():
+            self.store.check_key(key)
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
-            if stored:
-                items = [self._keep(path) for path in items]
-            with self.lock.read():
-                features = _readable_errors(lambda: self._features(items), names, "item")
+            with self._decoding(names):
+                if stored:
+                    items = [self._keep(path) for path in items]
+                with self.lock.read():
+                    features = _readable_errors(lambda: self._features(items), names, "item")
         finally:
             remove_files(names)
         features = np.asarray(features, dtype=np.float64)
@@ -173,7 +184,7 @@ class _Service:
             old_keys = [key_to_json(k) for k in self.keys().tolist()]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # keys: re-attached below
-                self.index.partial_fit(features)
+                _readable_errors(lambda: self.index.partial_fit(features), {}, "items")
             self.index.item_keys_ = np.asarray(old_keys + [key_to_json(k) for k in new_keys],
                                                dtype=object)
             if self.save_path is not None:
@@ -206,9 +217,10 @@ def _readable_errors(call, names, what):
         raise ApiError(422, f"could not use the {what}: {message}") from exc
 
 
-def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**20,
-               max_workers=4, max_pending=64, max_k=1000, save_path=None, added_dir=None,
-               save_format=None):
+def create_app(pipeline, *, items_dir=".", token=None, read_token=None,
+               max_upload_bytes=20 * 2**20, max_pixels=DEFAULT_MAX_PIXELS,
+               max_seconds=DEFAULT_MAX_SECONDS, max_decodes=2, max_workers=4, max_pending=64,
+               max_k=1000, save_path=None, added_dir=None, save_format=None):
     """A FastAPI application serving searches over a fitted pipeline.
 
     Parameters
@@ -218,11 +230,28 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
         every request.
     items_dir : path-like, default="."
         Folder the indexed items' relative keys are resolved in (for
-        ``GET /items/{id}``).
+        ``GET /items/{id}``). Only files inside it (after resolving links
+        and ``..``) and those the server stored in ``added_dir`` are served.
     token : str, default=None
-        Enables ``POST /items`` for requests bearing it; None disables it.
+        The write token: enables ``POST /items`` for requests bearing it
+        (and grants reading); None disables adding.
+    read_token : str, default=None
+        When given, every request but ``GET /health`` needs it (or
+        ``token``), as ``Authorization: Bearer`` or as the password of HTTP
+        Basic authentication; ``/health`` then answers only
+        ``{"status": "ok"}`` without it. None: reading is open.
     max_upload_bytes : int, default=20 MiB
         Largest request body accepted (413 beyond).
+    max_pixels : int, default=40_000_000
+        Largest image (width x height, read from the file's header before
+        decoding) accepted as a query or an added item, or thumbnailed
+        (413 beyond).
+    max_seconds : float, default=300
+        Longest sound accepted (from the file's header, before decoding;
+        also at most ``max_seconds`` x 96000 samples over all channels).
+    max_decodes : int, default=2
+        Uploads (images, sounds, files) decoded at once; further requests
+        wait, and get 503 after 30 s.
     max_workers : int, default=4
         Threads that run the pipeline: at most this many requests at once.
     max_pending : int, default=64
@@ -270,8 +299,10 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
         added_dir = os.path.join(scratch.name, "added")
     if save_format is None and save_path is not None:
         save_format = "pickle" if wants_pickle(save_path) else "safe"
-    service = _Service(pipeline, items_dir, token, save_path, added_dir, max_k, scratch.name,
-                       save_format)
+    limits = {"max_pixels": max_pixels, "max_seconds": max_seconds, "max_decodes": max_decodes}
+    access = Access(read_token, token)
+    service = _Service(pipeline, items_dir, access, save_path, added_dir, max_k, scratch.name,
+                       save_format, limits)
     executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="skfindkit-serve")
     pending = {"n": 0}
 
@@ -323,13 +354,15 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
                                        "server log"}, status_code=500)
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        if not access.can_read(authorization(request.scope)):
+            return {"status": "ok"}  # an open probe: nothing about the pipeline
         spec = service.spec
         return {"status": "ok", "version": __version__, "kind": spec.kind, "query": spec.query,
                 "items": service.n_items, "n_features": spec.n_features,
                 "extensions": list(spec.extensions),
                 "k_default": service.check_k(None), "k_max": min(service.n_items, max_k),
-                "adding": token is not None, "max_upload_bytes": max_upload_bytes}
+                "adding": token is not None, "max_upload_bytes": max_upload_bytes, **limits}
 
     @app.post("/search")
     async def search_items(request: Request, k: int | None = None):
@@ -350,7 +383,7 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
 
     @app.post("/items", status_code=201)
     async def add_items(request: Request):
-        service.check_token(request.headers.get("authorization"))
+        access.check_write(authorization(request.scope))
         query = await parse_body(request, service.spec, many=True)
         return await run(service.add, query)
 
@@ -360,4 +393,5 @@ def create_app(pipeline, *, items_dir=".", token=None, max_upload_bytes=20 * 2**
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(_BodyLimit, limit=max_upload_bytes)
+    app.add_middleware(ReadGuard, access=access)  # added last: runs first
     return app

@@ -1,15 +1,28 @@
 """The ``skfindkit serve`` subcommand: load a pipeline once and run uvicorn."""
 
+import argparse
 import os
 import sys
 from pathlib import Path
 
 from .._cli_files import _positive_int
 from .._cli_io import TRUST_PICKLE_HELP
+from ._limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS
 
 __all__ = ["add_parser", "main"]
 
 TOKEN_ENV = "SKFINDKIT_SERVE_TOKEN"
+READ_TOKEN_ENV = "SKFINDKIT_SERVE_READ_TOKEN"
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def add_parser(subparsers):
@@ -31,9 +44,23 @@ def add_parser(subparsers):
                             "(default: the pipeline file's folder)")
     serve.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                        help=f"enable POST /items for requests bearing this token (or set "
-                            f"{TOKEN_ENV}); additions are saved back to the pipeline file")
+                            f"{TOKEN_ENV}); additions are saved back to the pipeline file. "
+                            "It also grants reading")
+    serve.add_argument("--read-token", default=os.environ.get(READ_TOKEN_ENV),
+                       help=f"require this token (or the --token) for every request but GET "
+                            f"/health, as 'Authorization: Bearer TOKEN' or as the password of "
+                            f"HTTP Basic auth (browsers ask for it); or set {READ_TOKEN_ENV}. "
+                            "Default: reading is open")
     serve.add_argument("--max-upload-mb", type=float, default=20.0,
                        help="largest upload accepted, in MiB (default: %(default)s)")
+    serve.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+                       help="largest image (width x height, read before decoding) accepted "
+                            "as a query or an added item (default: %(default)s)")
+    serve.add_argument("--max-seconds", type=_positive_float, default=DEFAULT_MAX_SECONDS,
+                       help="longest sound (read before decoding) accepted as a query or an "
+                            "added item (default: %(default)s)")
+    serve.add_argument("--max-decodes", type=_positive_int, default=2,
+                       help="uploads decoded at once; more wait (default: %(default)s)")
     serve.add_argument("--workers", type=_positive_int, default=4,
                        help="threads running the pipeline at once (default: %(default)s)")
     serve.set_defaults(func=main)
@@ -56,7 +83,9 @@ def main(args):
         raise FileNotFoundError(f"--items-dir {items_dir!r} is not a directory")
     app = create_app(
         pipeline, items_dir=items_dir, token=args.token or None,
-        max_upload_bytes=int(args.max_upload_mb * 2**20), max_workers=args.workers,
+        read_token=args.read_token or None, max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=args.max_pixels, max_seconds=args.max_seconds,
+        max_decodes=args.max_decodes, max_workers=args.workers,
         save_path=path if args.token else None,
         added_dir=path.with_name(path.stem + "_added") if args.token else None,
         save_format=pipeline_file_kind(path),  # additions keep the file's format

@@ -5,7 +5,11 @@ takes files, a Doc2Vec loader takes texts (or text files), and a pipeline
 without a loader takes feature vectors. Indexed items are shown by their keys
 (:func:`skfindkit.attach_keys`): a key that names a file is served as a
 thumbnail (images), the file itself (sounds) or its text (texts). Only the
-integer ids of indexed items are accepted, so no request can name a path.
+integer ids of indexed items are accepted, so no request can name a path, and
+a key is served only when it names a file inside the items folder (or the
+folder where the server keeps uploaded additions) once links, ``..``,
+backslashes and percent-encoding are resolved: a pipeline holding keys such as
+``/etc/passwd`` shows them, and serves no bytes for them.
 """
 
 import io
@@ -15,15 +19,19 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
+from urllib.parse import unquote
 
 import numpy as np
 
 from .._cli_files import EXTENSIONS
+from ._limits import check_pixels
+from ._requests import ApiError
 
 __all__ = ["PipelineSpec", "ItemStore", "describe_pipeline", "UnknownItem"]
 
 _ID = re.compile(r"[0-9]{1,12}")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 THUMBNAIL_SIDE = 256
 TEXT_LIMIT = 1 << 20  # bytes of an indexed text served by /items/{id}
 
@@ -96,13 +104,19 @@ class ItemStore:
     ----------
     spec : PipelineSpec
     root : path-like
-        Folder relative keys are resolved in; a relative key that leaves it
-        names no file.
+        Folder keys are resolved in; a key naming anything outside it (or
+        outside ``also``) names no file.
+    also : sequence of path-like, default=()
+        Further folders whose files may be served (where uploads are kept).
+    max_pixels : int or None, default=None
+        Largest image (width x height) a thumbnail is made of.
     """
 
-    def __init__(self, spec, root):
+    def __init__(self, spec, root, also=(), max_pixels=None):
         self.spec = spec
         self.root = Path(root).resolve()
+        self.roots = [self.root] + [Path(folder).resolve() for folder in also]
+        self.max_pixels = max_pixels
         self._thumbs = OrderedDict()
         self._thumbs_lock = threading.Lock()
         self._has_file = {}
@@ -121,16 +135,42 @@ class ItemStore:
             )
         return value
 
-    def path_of(self, key):
-        """The file a key names, or None (relative keys stay inside ``root``)."""
-        if not isinstance(key, (str, os.PathLike)) or not str(key):
+    def _inside(self, text):
+        """``text`` as a resolved path inside one of the roots, or None."""
+        if _CONTROL.search(text) or PureWindowsPath(text).drive:  # NUL..., "C:", UNC shares
             return None
-        candidate = Path(key)
-        if not candidate.is_absolute():
-            candidate = (self.root / candidate).resolve()
-            if self.root not in candidate.parents:
-                return None
-        return candidate if candidate.is_file() else None
+        path = Path(text)
+        try:
+            resolved = (path if path.is_absolute() else self.root / path).resolve()
+        except (OSError, RuntimeError, ValueError):  # link loops, odd names
+            return None
+        if any(resolved == root or root in resolved.parents for root in self.roots):
+            return resolved
+        return None
+
+    def confined(self, key):
+        """The resolved path ``key`` names inside the roots, or None when any reading
+        of it (backslashes as separators, percent-decoded) leads elsewhere."""
+        text = str(key)
+        readings = {form.replace("\\", "/") for form in (text, unquote(text))} | {text}
+        if not text or any(self._inside(reading) is None for reading in readings):
+            return None
+        return self._inside(text.replace("\\", "/"))
+
+    def check_key(self, key):
+        """Refuse (422) a key of a new item that could name something outside the roots."""
+        if isinstance(key, str) and self.confined(key) is None:
+            shown = repr(key) if len(key) <= 200 else repr(key[:200]) + "..."
+            raise ApiError(422, f"the key {shown} names a path outside the items folder "
+                                "(absolute, '..', a drive, a link that leaves it, or a "
+                                "control character); keys are labels or paths inside it")
+
+    def path_of(self, key):
+        """The file a key names inside the roots, or None."""
+        if not isinstance(key, (str, os.PathLike)):
+            return None
+        path = self.confined(os.fspath(key))
+        return path if path is not None and path.is_file() else None
 
     def has_file(self, key):
         """Whether ``key`` names a file (cached: /items/{id} checks again)."""
@@ -168,7 +208,13 @@ class ItemStore:
                 return self._thumbs[stamp]
         from PIL import Image
 
-        with Image.open(path) as image:
+        try:
+            opened = Image.open(path)
+        except Image.DecompressionBombError as exc:
+            raise ApiError(422, f"item {item_id} has more pixels than the server decodes "
+                                f"(max_pixels={self.max_pixels}, --max-pixels)") from exc
+        with opened as image:
+            check_pixels(image.size, f"item {item_id}", self.max_pixels, status=422)
             image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
             if image.mode not in ("RGB", "RGBA", "L", "LA"):
                 image = image.convert("RGBA")
