@@ -56,7 +56,7 @@ def _check_audio(path, name, max_seconds):
         raise ApiError(422, f"could not read {name} as audio: {exc}") from exc
     seconds = info.frames / info.samplerate if info.samplerate > 0 else float("inf")
     if seconds > max_seconds or info.frames * info.channels > max_seconds * SAMPLES_PER_SECOND:
-        raise ApiError(413, f"{name} holds {seconds:.1f} s of audio ({info.channels} channel(s) "
+        raise ApiError(413, f"{name} holds {seconds:.2f} s of audio ({info.channels} channel(s) "
                             f"at {info.samplerate} Hz), more than the server's limit of "
                             f"max_seconds={max_seconds:g} (--max-seconds)")
 
