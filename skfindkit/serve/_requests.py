@@ -6,7 +6,6 @@ JSON ``{"text": ...}`` / ``{"vector": [...]}`` (``"texts"`` / ``"vectors"``
 lists when adding, with optional ``"key"`` / ``"keys"``).
 """
 
-import math
 import mimetypes
 import os
 import tempfile
@@ -15,6 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["ApiError", "BodyTooLarge", "Query", "parse_body", "remove_files", "write_uploads"]
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT64 = 2**63
 
 
 class BodyTooLarge(Exception):
@@ -104,22 +106,47 @@ async def _parse_multipart(request, spec, many, max_files):
     return Query(uploads=uploads, keys=keys)
 
 
+def _bad_number(name, value):
+    """The 422 for a number the index cannot hold (infinite, NaN, beyond float32)."""
+    if isinstance(value, int):  # too large for a float at all
+        return ApiError(422, f"{name} is beyond the float32 range (|x| > 3.4e+38) that "
+                             f"skfindkit indexes hold: an integer of {len(str(abs(value)))} digits")
+    if value != value or value in (float("inf"), float("-inf")):
+        return ApiError(422, f"{name} must be a finite number, got {value}")
+    return ApiError(422, f"{name} is beyond the float32 range (|x| > 3.4e+38) that "
+                         f"skfindkit indexes hold: got {value:g}")
+
+
 def _vector_rows(values, spec, plural):
     rows = values if plural else [values]
     if not isinstance(rows, list) or not rows:
         raise ApiError(422, "'vectors' must be a non-empty list of vectors" if plural
                        else "'vector' must be a list of numbers")
-    for row in rows:
+    names = [f"vectors[{r}]" if plural else "vector" for r in range(len(rows))]
+    for name, row in zip(names, rows):
         if not isinstance(row, list) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in row
         ):
-            raise ApiError(422, "a vector must be a JSON list of numbers")
+            raise ApiError(422, f"a vector must be a JSON list of numbers ({name} is not)")
         if spec.n_features is not None and len(row) != spec.n_features:
             raise ApiError(422, f"a vector must have {spec.n_features} numbers "
-                                f"(the index's features), got {len(row)}")
-        if not all(math.isfinite(v) for v in row):
-            raise ApiError(422, "a vector must hold finite numbers (no NaN or infinity)")
-    return np.asarray(rows, dtype=np.float64)
+                                f"(the index's features), got {len(row)} in {name}")
+    try:
+        array = np.asarray(rows, dtype=np.float64)
+        bad = ~(np.abs(array) <= FLOAT32_MAX)  # NaN, infinities and float32 overflow
+    except (OverflowError, ValueError):  # integers beyond float64; ragged rows
+        array, bad = None, None
+    if array is None or array.ndim != 2 or bad.any():
+        for name, row in zip(names, rows):
+            for i, value in enumerate(row):
+                try:
+                    ok = abs(float(value)) <= FLOAT32_MAX
+                except OverflowError:
+                    ok = False
+                if not ok:
+                    raise _bad_number(f"{name}[{i}]", value)
+        raise ApiError(422, "the vectors must all have the same length")
+    return array
 
 
 def _parse_json_object(body, spec, many):
@@ -151,8 +178,9 @@ def _parse_json_object(body, spec, many):
         query.vectors = _vector_rows(body[form], spec, form == "vectors")
     keys = body.get("keys", [body["key"]] if "key" in body else None)
     if keys is not None and (not isinstance(keys, list) or not all(
-            isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys)):
-        raise ApiError(422, "'key'/'keys' must be strings or integers")
+            isinstance(k, str) or (isinstance(k, int) and not isinstance(k, bool)
+                                   and -INT64 <= k < INT64) for k in keys)):
+        raise ApiError(422, "'key'/'keys' must be strings or 64-bit integers")
     query.keys = keys
     return query
 
@@ -167,6 +195,8 @@ async def parse_body(request, spec, *, many=False, max_files=64):
             body = await request.json()
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ApiError(400, "the JSON body is nested too deeply") from exc
         query = _parse_json_object(body, spec, many)
     else:
         raise ApiError(415, f"unsupported content type {content_type or 'none'!r}: send "
