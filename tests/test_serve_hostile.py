@@ -179,15 +179,17 @@ def test_no_upload_to_an_image_pipeline_is_a_500(tmp_path):
     uploads = {
         "PNG header only": png[:8], "IHDR only": png[:33], "zero-size PNG": _zero_png(),
         "GIF with a huge screen": b"GIF89a\xff\xff\xff\xff\x00\x00\x00;",
-        "BMP with a negative height": b"BM" + b"\0" * 16 + b"\x08\0\0\0\xf8\xff\xff\xff" + b"\0" * 30,
+        "BMP with a negative height": (b"BM" + b"\0" * 16 + b"\x08\0\0\0\xf8\xff\xff\xff"
+                                       + b"\0" * 30),
         "NUL file name": png, "path file name": png, "no extension": png,
     }
     names = {"NUL file name": "a\x00.png", "path file name": "../../etc/passwd.png",
              "no extension": "noext"}
+    write = {"Authorization": f"Bearer {WRITE}"}
     with TestClient(app, raise_server_exceptions=False) as client:
         for name, data in uploads.items():
             filename = names.get(name, "q.png")
-            for path, headers in (("/search", {}), ("/items", {"Authorization": f"Bearer {WRITE}"})):
+            for path, headers in (("/search", {}), ("/items", write)):
                 response = client.post(path, files={"file": (filename, data, "image/png")},
                                        headers=headers)
                 assert 400 <= response.status_code < 500 or response.status_code in (200, 201), (

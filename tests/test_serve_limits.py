@@ -191,3 +191,19 @@ def test_uploads_wait_for_a_decode_slot_and_get_503_when_none_frees(digits, monk
             assert busy.status_code == 503 and "busy decoding" in busy.json()["detail"]
             assert client.get("/items/4").status_code == 503  # thumbnails decode too
         assert client.post("/search?k=1", files=_png(paths[4])).json()["results"][0]["id"] == 4
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"max_pixels": 0}, "max_pixels must be a positive integer"),
+    ({"max_pixels": 1.5}, "max_pixels must be a positive integer"),
+    ({"max_decodes": 0}, "max_decodes must be a positive integer"),
+    ({"max_seconds": 0}, "max_seconds must be a positive number"),
+    ({"max_seconds": float("nan")}, "max_seconds must be a positive number"),
+    ({"max_seconds": float("inf")}, "max_seconds must be a positive number"),
+    ({"read_token": ""}, "read_token must be a non-empty string"),
+    ({"token": b"bytes"}, "token must be a non-empty string"),
+])
+def test_limits_and_tokens_are_checked_when_the_app_is_made(params, message):
+    index = ExactIndex(n_neighbors=1).fit(np.eye(3))
+    with pytest.raises(ValueError, match=message):
+        create_app(index, **params)

@@ -19,57 +19,15 @@ from .._cli_io import wants_pickle
 from ._auth import Access, ReadGuard, authorization
 from ._files import _save_pipeline, check_pipeline
 from ._items import ItemStore, UnknownItem, describe_pipeline, key_to_json
-from ._limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, DecodeSlots, check_uploads
+from ._limits import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, DecodeSlots, check_limits,
+                      check_uploads)
 from ._locks import ReadWriteLock
-from ._requests import ApiError, BodyTooLarge, parse_body, remove_files, write_uploads
+from ._requests import ApiError, BodyLimit, parse_body, remove_files, write_uploads
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("skfindkit.serve")
 STATIC = Path(__file__).parent / "static"
-
-
-class _BodyLimit:
-    """Answer 413 as soon as a request body passes ``limit`` bytes (pure ASGI)."""
-
-    def __init__(self, app, limit):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(scope, send)
-        seen = 0
-        started = False
-
-        async def counted_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise BodyTooLarge()
-            return message
-
-        async def tracked_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, send)
-
-    async def _refuse(self, scope, send):
-        from starlette.responses import JSONResponse
-
-        message = f"the request body is larger than the limit of {self.limit} bytes"
-        logger.warning("%s %s -> 413: %s", scope["method"], scope["path"], message)
-        await JSONResponse({"detail": message}, status_code=413)(scope, None, send)
 
 
 class _Service:
@@ -294,6 +252,10 @@ def create_app(pipeline, *, items_dir=".", token=None, read_token=None,
 
     from .. import __version__
 
+    check_limits(max_pixels=max_pixels, max_seconds=max_seconds, max_decodes=max_decodes)
+    for name, value in (("token", token), ("read_token", read_token)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
     scratch = tempfile.TemporaryDirectory(prefix="skfindkit-serve-")  # uploads in flight
     if added_dir is None:
         added_dir = os.path.join(scratch.name, "added")
@@ -392,6 +354,6 @@ def create_app(pipeline, *, items_dir=".", token=None, read_token=None,
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(_BodyLimit, limit=max_upload_bytes)
+    app.add_middleware(BodyLimit, limit=max_upload_bytes)
     app.add_middleware(ReadGuard, access=access)  # added last: runs first
     return app

@@ -8,18 +8,30 @@ compresses to almost nothing). Images are refused beyond ``max_pixels``
 soundfile); at most ``max_decodes`` uploads are decoded at once.
 """
 
+import math
 import threading
 import warnings
 from contextlib import contextmanager
+from numbers import Integral, Real
 
 from ._requests import ApiError
 
-__all__ = ["DecodeSlots", "check_pixels", "check_uploads"]
+__all__ = ["DecodeSlots", "check_limits", "check_pixels", "check_uploads"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SECONDS = 300.0
 SAMPLES_PER_SECOND = 2 * 48_000  # the sample budget of one second: 48 kHz stereo
 DECODE_WAIT_S = 30.0  # how long a request waits for a decode slot before a 503
+
+
+def check_limits(*, max_pixels, max_seconds, max_decodes):
+    """Raise ValueError for a limit that is not a positive number (an int where counted)."""
+    for name, value in (("max_pixels", max_pixels), ("max_decodes", max_decodes)):
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if (not isinstance(max_seconds, Real) or isinstance(max_seconds, bool)
+            or not 0 < max_seconds < math.inf):
+        raise ValueError(f"max_seconds must be a positive number, got {max_seconds!r}")
 
 
 def check_pixels(size, name, max_pixels, status=413):

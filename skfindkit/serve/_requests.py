@@ -6,6 +6,7 @@ JSON ``{"text": ...}`` / ``{"vector": [...]}`` (``"texts"`` / ``"vectors"``
 lists when adding, with optional ``"key"`` / ``"keys"``).
 """
 
+import logging
 import mimetypes
 import os
 import tempfile
@@ -13,8 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ApiError", "BodyTooLarge", "Query", "parse_body", "remove_files", "write_uploads"]
+__all__ = ["ApiError", "BodyLimit", "BodyTooLarge", "Query", "parse_body", "remove_files",
+           "write_uploads"]
 
+logger = logging.getLogger("skfindkit.serve")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 INT64 = 2**63
 
@@ -30,6 +33,49 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class BodyLimit:
+    """Answer 413 as soon as a request body passes ``limit`` bytes (pure ASGI)."""
+
+    def __init__(self, app, limit):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, send)
+        seen = 0
+        started = False
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge()
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(scope, send)
+
+    async def _refuse(self, scope, send):
+        from starlette.responses import JSONResponse
+
+        message = f"the request body is larger than the limit of {self.limit} bytes"
+        logger.warning("%s %s -> 413: %s", scope["method"], scope["path"], message)
+        await JSONResponse({"detail": message}, status_code=413)(scope, None, send)
 
 
 @dataclass
