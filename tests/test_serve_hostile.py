@@ -2,6 +2,7 @@
 a 500, and the next good request answered as before."""
 
 import base64
+import os
 
 import numpy as np
 import pytest
@@ -205,3 +206,26 @@ def _zero_png():
     header = struct.pack(">IIBBBBB", 0, 0, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header
             + struct.pack(">I", zlib.crc32(b"IHDR" + header) & 0xFFFFFFFF))
+
+
+def test_hostile_upload_names_to_a_pipeline_of_any_file_are_no_500(tmp_path):
+    """A loader of any file type keeps the upload's ending: odd or long endings are no 500."""
+    from sklearn.pipeline import Pipeline
+
+    from skfindkit import FunctionVectorLoader
+
+    files = [tmp_path / "a.bin", tmp_path / "bb.bin"]
+    for n, path in enumerate(files):
+        path.write_bytes(b"x" * (n + 1))
+    pipeline = Pipeline([("loader", FunctionVectorLoader(os.path.getsize)),
+                         ("index", ExactIndex(n_neighbors=1))]).fit([str(p) for p in files])
+    names = ["a." + "b" * 300, "a." + "b" * 5000, "a.b\x00c", "a.png\\..\\..\\x", "a./b",
+             "a.\u00e9\u00e9", "a.%2e%2e", ".hidden", "a" * 300, "a.b c", "a.exe;rm -rf"]
+    with TestClient(create_app(pipeline, token=WRITE), raise_server_exceptions=False) as client:
+        for name in names:
+            for path, headers in (("/search", {}), ("/items", {"Authorization": f"Bearer {WRITE}"})):
+                response = client.post(path, files={"file": (name, b"xy")}, headers=headers)
+                assert response.status_code < 500, (name, path, response.text)
+                assert response.status_code in (200, 201) or response.json()["detail"]
+        hits = client.post("/search?k=1", files={"file": ("q.bin", b"x")}).json()["results"]
+        assert hits[0]["id"] == 0

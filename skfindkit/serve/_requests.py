@@ -9,6 +9,7 @@ lists when adding, with optional ``"key"`` / ``"keys"``).
 import logging
 import mimetypes
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 
@@ -113,9 +114,15 @@ def _wrong_form(spec, got):
     return ApiError(415, f"{want} ({got} is not accepted)")
 
 
+_SUFFIX = re.compile(r"\.[a-z0-9_+-]{1,16}")
+
+
 def _suffix(upload):
+    """The upload's file name ending (``.png``), kept only when short and plain."""
     name = upload.filename or ""
     suffix = os.path.splitext(name)[1].lower()
+    if not _SUFFIX.fullmatch(suffix):
+        suffix = ""
     if not suffix and upload.content_type:
         suffix = (mimetypes.guess_extension(upload.content_type.split(";")[0].strip()) or "")
     return suffix
