@@ -183,3 +183,22 @@ def test_the_command_takes_a_read_token_from_the_environment(tmp_path):
     with ServeProcess(folder / "pipeline.skfk", "--read-token", READ) as served:
         assert httpx.get(served.url + "/items/3").status_code == 401
         assert httpx.get(served.url + "/items/3", headers=_auth(READ)).status_code == 200
+
+
+def test_added_uploads_stay_served_after_a_restart_without_the_token(tmp_path):
+    import httpx
+
+    folder, elsewhere = tmp_path / "digits", tmp_path / "pipelines"
+    folder.mkdir()
+    elsewhere.mkdir()
+    paths, _ = write_digit_pngs(folder, n=25)
+    saved = elsewhere / "pipeline.skfk"
+    skio.save(digit_image_pipeline(paths[:20]), saved)
+    with ServeProcess(saved, "--items-dir", str(folder), "--token", WRITE) as served:
+        with open(paths[22], "rb") as handle:
+            added = httpx.post(served.url + "/items", headers=_auth(WRITE),
+                               files={"file": ("new.png", handle.read())})
+        assert added.status_code == 201, added.text
+    with ServeProcess(saved, "--items-dir", str(folder)) as served:
+        item = httpx.get(served.url + "/items/20")
+        assert item.status_code == 200 and item.headers["content-type"] == "image/png"

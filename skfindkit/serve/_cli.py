@@ -87,7 +87,7 @@ def main(args):
         max_pixels=args.max_pixels, max_seconds=args.max_seconds,
         max_decodes=args.max_decodes, max_workers=args.workers,
         save_path=path if args.token else None,
-        added_dir=path.with_name(path.stem + "_added") if args.token else None,
+        added_dir=path.with_name(path.stem + "_added"),  # served even without --token
         save_format=pipeline_file_kind(path),  # additions keep the file's format
     )
     spec = app.state.service.spec
