@@ -115,9 +115,9 @@ def _basic(token, user="anyone"):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()}
 
 
-READ_ENDPOINTS = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/static/style.css"),
-                  ("GET", "/items/0"), ("POST", "/search"), ("GET", "/docs"),
-                  ("GET", "/openapi.json"), ("GET", "/nowhere")]
+READ_ENDPOINTS = [("GET", "/"), ("GET", "/info"), ("GET", "/static/app.js"),
+                  ("GET", "/static/style.css"), ("GET", "/items/0"), ("POST", "/search"),
+                  ("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/nowhere")]
 
 
 def _call(client, method, path, vector, headers):
@@ -150,6 +150,8 @@ def test_a_read_token_guards_every_endpoint_but_a_health_probe_that_says_only_ok
         assert client.get("/health").json() == {"status": "ok"}
         assert client.get("/health", headers=_auth("wrong")).json() == {"status": "ok"}
         assert client.get("/health", headers=_auth(READ)).json()["items"] == 3
+        assert client.get("/info", headers=_basic(READ)).json() == client.get(
+            "/health", headers=_basic(READ)).json()
         add = {"vector": vectors[5].tolist(), "key": "new"}
         assert client.post("/items", json=add).status_code == 401
         refused = client.post("/items", json=add, headers=_auth(READ))

@@ -6,6 +6,7 @@ nothing is downloaded). Skips, saying why, only where chromium is missing or
 cannot start. Set ``SKFINDKIT_SCREENSHOT_DIR`` to keep the screenshot.
 """
 
+import base64
 import os
 import shutil
 
@@ -159,5 +160,38 @@ def test_type_a_text_and_read_the_snippets(tmp_path):
             keys = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .key")]
             snippets = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .snippet")]
             assert snippets == [DOCS[int(key[3])] for key in keys]  # docN.txt -> docs[N]
+    finally:
+        driver.quit()
+
+
+def test_a_server_with_a_read_token_asks_the_browser_and_the_page_works_with_it(tmp_path):
+    """Without the token the browser gets the 401 and nothing of the collection; with it
+    (sent as the browser sends the password it asked for) the page, its search and its
+    thumbnails all work."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    paths, _ = write_digit_pngs(tmp_path, n=30)
+    skio.save(digit_image_pipeline(paths, n_neighbors=4), tmp_path / "pipeline.skfk")
+    token = "browser-read-token"
+    driver = _browser()
+    try:
+        with ServeProcess(tmp_path / "pipeline.skfk",
+                          env={"SKFINDKIT_SERVE_READ_TOKEN": token}) as served:
+            driver.get(served.url + "/")  # a 401: the browser asks for the password
+            assert "indexed items" not in driver.page_source
+            assert "digit_" not in driver.page_source
+            wait = WebDriverWait(driver, 20)
+            driver.get(served.url.replace("http://", f"http://me:{token}@") + "/")
+            wait.until(ec.text_to_be_present_in_element((By.ID, "about"), "30 indexed items"))
+            driver.find_element(By.ID, "query-file").send_keys(paths[6])
+            driver.find_element(By.ID, "search-button").click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li")) == 4)
+            keys = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .key")]
+            assert keys[0] == "digit_0006.png"
+            wait.until(lambda d: d.execute_script(
+                "return Array.from(document.querySelectorAll('#results img'))"
+                ".every(i => i.complete && i.naturalWidth > 0)"))
     finally:
         driver.quit()

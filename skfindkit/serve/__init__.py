@@ -1,8 +1,9 @@
 """``skfindkit serve``: a search service and a web page for any fitted pipeline.
 
 ``create_app(pipeline)`` builds the FastAPI application (``POST /search``,
-``GET /items/{id}``, ``GET /health``, ``POST /items`` with a token, and a
-search page at ``/``); ``skfindkit serve pipeline.skfk`` runs it with
+``GET /items/{id}``, ``GET /info``, ``GET /health``, ``POST /items`` with a
+token, and a search page at ``/``; an optional read token guards all but
+``/health``); ``skfindkit serve pipeline.skfk`` runs it with
 uvicorn. Needs the ``serve`` extra: ``pip install 'skfindkit[serve]'``
 (FastAPI and uvicorn are imported only when a server is made).
 """

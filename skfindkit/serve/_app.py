@@ -1,4 +1,4 @@
-"""The FastAPI application: /search, /items, /health and the page at /."""
+"""The FastAPI application: /search, /items, /info, /health and the page at /."""
 
 import asyncio
 import hashlib
@@ -315,16 +315,20 @@ def create_app(pipeline, *, items_dir=".", token=None, read_token=None,
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the "
                                        "server log"}, status_code=500)
 
-    @app.get("/health")
-    async def health(request: Request):
-        if not access.can_read(authorization(request.scope)):
-            return {"status": "ok"}  # an open probe: nothing about the pipeline
+    @app.get("/info")
+    async def info():
         spec = service.spec
         return {"status": "ok", "version": __version__, "kind": spec.kind, "query": spec.query,
                 "items": service.n_items, "n_features": spec.n_features,
                 "extensions": list(spec.extensions),
                 "k_default": service.check_k(None), "k_max": min(service.n_items, max_k),
                 "adding": token is not None, "max_upload_bytes": max_upload_bytes, **limits}
+
+    @app.get("/health")
+    async def health(request: Request):
+        if not access.can_read(authorization(request.scope)):
+            return {"status": "ok"}  # an open probe: nothing about the pipeline
+        return await info()
 
     @app.post("/search")
     async def search_items(request: Request, k: int | None = None):

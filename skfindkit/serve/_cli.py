@@ -29,8 +29,9 @@ def add_parser(subparsers):
     """Add ``serve`` to the ``skfindkit`` command's subparsers."""
     serve = subparsers.add_parser(
         "serve", help="serve a fitted pipeline over HTTP, with a search page at /",
-        description="Serve a fitted pipeline: POST /search, GET /items/{id}, GET /health, "
-                    "POST /items (with --token), and a search page at /. The pipeline is a "
+        description="Serve a fitted pipeline: POST /search, GET /items/{id}, GET /info, "
+                    "GET /health, POST /items (with --token), and a search page at /; with "
+                    "--read-token, every request but GET /health needs a token. The pipeline is a "
                     "file in skfindkit's safe format (written by 'skfindkit index' or "
                     "'skfindkit demo'; runs no code when loaded); a pickle/joblib file is "
                     "served only with --trust-pickle.",

@@ -5,6 +5,10 @@
   var config = null;
   var droppedFile = null;
 
+  // absolute URLs: a page opened as http://user:token@host/ has a base URL that
+  // holds the credentials, and fetch refuses relative URLs resolved against it
+  function api(path) { return location.origin + path; }
+
   function setStatus(text, isError) {
     var status = $("status");
     status.textContent = text;
@@ -73,7 +77,7 @@
     if (config.kind === "audio") return el("audio", {src: hit.url, controls: "", preload: "none", "aria-label": label});
     if (config.kind === "text") {
       var snippet = el("p", {"class": "snippet", text: "…"});
-      fetch(hit.url).then(function (r) { return r.text(); }).then(function (t) {
+      fetch(api(hit.url)).then(function (r) { return r.text(); }).then(function (t) {
         snippet.textContent = t.length > 300 ? t.slice(0, 300) + "…" : t;
       });
       return snippet;
@@ -113,7 +117,7 @@
     if (hit.url) {
       if (config.kind === "text") {
         var pre = el("pre", {text: "…"});
-        fetch(hit.url).then(function (r) { return r.text(); }).then(function (t) { pre.textContent = t; });
+        fetch(api(hit.url)).then(function (r) { return r.text(); }).then(function (t) { pre.textContent = t; });
         body.appendChild(pre);
       } else if (config.kind === "image") {
         body.appendChild(el("img", {src: hit.url, alt: String(hit.key)}));
@@ -133,7 +137,7 @@
     var button = $("search-button");
     button.disabled = true;
     setStatus("Searching…", false);
-    fetch("/search?k=" + encodeURIComponent($("k").value), {method: "POST", body: req.body, headers: req.headers})
+    fetch(api("/search?k=" + encodeURIComponent($("k").value)), {method: "POST", body: req.body, headers: req.headers})
       .then(function (response) {
         return response.json().then(function (data) {
           if (!response.ok) throw new Error(data.detail || response.statusText);
@@ -169,7 +173,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     setupDrop();
     $("search-form").addEventListener("submit", search);
-    fetch("/health").then(function (r) { return r.json(); }).then(configure)
-      .catch(function () { setStatus("The server did not answer /health.", true); });
+    fetch(api("/info")).then(function (r) { return r.json(); }).then(configure)
+      .catch(function () { setStatus("The server did not answer /info.", true); });
   });
 })();
