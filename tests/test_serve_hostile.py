@@ -231,3 +231,23 @@ def test_hostile_upload_names_to_a_pipeline_of_any_file_are_no_500(tmp_path):
                 assert response.status_code in (200, 201) or response.json()["detail"]
         hits = client.post("/search?k=1", files={"file": ("q.bin", b"x")}).json()["results"]
         assert hits[0]["id"] == 0
+
+
+def test_lone_surrogates_in_keys_and_texts_are_a_422(vector_client, vectors, tmp_path):
+    """JSON can spell text that is not Unicode ("\\ud800"): refused, never stored or echoed."""
+    raw = (b'{"vector": [' + b", ".join([b"1"] * N_FEATURES) + b'], "key": "a\\ud800"}')
+    response = _json(vector_client, "/items", raw, {"Authorization": f"Bearer {WRITE}"})
+    assert response.status_code == 422 and "'key'" in response.json()["detail"]
+    assert vector_client.get("/health").json()["items"] == 20
+    _still_answers(vector_client, vectors)
+    pytest.importorskip("gensim", reason="the text extra (gensim) is not installed")
+    from ._serve_fixtures import text_file_pipeline
+
+    app = create_app(text_file_pipeline(tmp_path), items_dir=tmp_path, token=WRITE)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path, raw in (("/search", b'{"text": "a cat \\ud800"}'),
+                          ("/items", b'{"texts": ["a cat", "\\udfff"]}')):
+            response = _json(client, path, raw, {"Authorization": f"Bearer {WRITE}"})
+            assert response.status_code == 422, response.text
+            assert "not valid Unicode" in response.json()["detail"]
+        assert client.post("/search?k=1", json={"text": "the cat sat"}).status_code == 200

@@ -202,6 +202,17 @@ def _vector_rows(values, spec, plural):
     return array
 
 
+def _check_unicode(strings, field):
+    """Refuse (422) strings JSON can spell but UTF-8 cannot hold (lone surrogates)."""
+    for i, value in enumerate(strings):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ApiError(422, f"'{field}' #{i} is not valid Unicode text "
+                                    f"({exc.reason} at character {exc.start})") from exc
+
+
 def _parse_json_object(body, spec, many):
     if not isinstance(body, dict):
         raise ApiError(400, 'the JSON body must be an object: {"text": ...} or {"vector": [...]}')
@@ -224,6 +235,7 @@ def _parse_json_object(body, spec, many):
             isinstance(t, str) and t.strip() for t in texts
         ):
             raise ApiError(422, f"{form!r} must be a non-empty text" + ("s" if form == "texts" else ""))
+        _check_unicode(texts, form)
         query.texts = texts
     else:
         if spec.query != "vector":
@@ -234,6 +246,7 @@ def _parse_json_object(body, spec, many):
             isinstance(k, str) or (isinstance(k, int) and not isinstance(k, bool)
                                    and -INT64 <= k < INT64) for k in keys)):
         raise ApiError(422, "'key'/'keys' must be strings or 64-bit integers")
+    _check_unicode(keys or (), "keys" if "keys" in body else "key")
     query.keys = keys
     return query
 
