@@ -182,9 +182,15 @@ def test_the_command_takes_a_read_token_from_the_environment(tmp_path):
         assert page.status_code == 200 and "<html" in page.text.lower()
         thumb = httpx.get(served.url + "/items/3", headers=_auth(READ))
         assert thumb.headers["content-type"] == "image/png"
-    with ServeProcess(folder / "pipeline.skfk", "--read-token", READ) as served:
+    with ServeProcess(folder / "pipeline.skfk", "--read-token", READ, "--max-pixels", "63",
+                      "--max-seconds", "2.5", "--max-decodes", "1") as served:
         assert httpx.get(served.url + "/items/3").status_code == 401
-        assert httpx.get(served.url + "/items/3", headers=_auth(READ)).status_code == 200
+        info = httpx.get(served.url + "/info", headers=_auth(READ)).json()
+        assert (info["max_pixels"], info["max_seconds"], info["max_decodes"]) == (63, 2.5, 1)
+        with open(paths[3], "rb") as handle:
+            big = httpx.post(served.url + "/search", headers=_auth(READ),
+                             files={"file": ("q.png", handle.read())})
+        assert big.status_code == 413 and "max_pixels=63" in big.json()["detail"]
 
 
 def test_added_uploads_stay_served_after_a_restart_without_the_token(tmp_path):
