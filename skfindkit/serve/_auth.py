@@ -1,9 +1,11 @@
 """Who may read and who may add: tokens in the Authorization header.
 
-A token is sent as ``Authorization: Bearer TOKEN`` (API clients) or as the
-password of HTTP Basic authentication (browsers ask for it on a 401, then
-send it with every request of the page, its images included). Tokens are
-compared in constant time. The write token also grants reading. With a read
+A token is sent as ``Authorization: Bearer TOKEN`` (API clients) or, for
+reading, as the password of HTTP Basic authentication (browsers ask for it on
+a 401, then send it with every request of the page, its images included).
+Adding takes the write token as a Bearer token only: a browser sends Basic
+credentials by itself, even for a form that another site makes it post.
+Tokens are compared in constant time. The write token also grants reading. With a read
 token, every request but ``GET /health`` needs one of the two tokens before
 its body is read; ``/health`` stays open for health probes and then says
 only ``{"status": "ok"}``.
@@ -24,13 +26,14 @@ CHALLENGE = [(b"www-authenticate", b'Basic realm="skfindkit", charset="UTF-8"'),
              (b"www-authenticate", b'Bearer realm="skfindkit"')]
 
 
-def given_token(header):
-    """The token in an Authorization header value (bytes), or None."""
+def given_token(header, basic=True):
+    """The token in an Authorization header value (bytes), or None; a Basic
+    password counts only with ``basic``."""
     scheme, _, value = (header or b"").strip().partition(b" ")
     value = value.strip()
     if scheme.lower() == b"bearer":
         return value or None
-    if scheme.lower() == b"basic":
+    if basic and scheme.lower() == b"basic":
         try:
             decoded = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
@@ -63,9 +66,10 @@ class Access:
         if self.write is None:
             raise ApiError(403, "adding items is disabled: start the server with a token "
                                 "(--token or SKFINDKIT_SERVE_TOKEN) to enable POST /items")
-        given = given_token(header)
+        given = given_token(header, basic=False)
         if given is None:
-            raise ApiError(401, "POST /items needs the header 'Authorization: Bearer <token>'")
+            raise ApiError(401, "POST /items needs the header 'Authorization: Bearer <token>' "
+                                "(not a browser's Basic login)")
         if not _matches(given, self.write):
             if _matches(given, self.read):
                 raise ApiError(403, "this is the read token: POST /items needs the write token")
