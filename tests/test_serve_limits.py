@@ -207,3 +207,24 @@ def test_limits_and_tokens_are_checked_when_the_app_is_made(params, message):
     index = ExactIndex(n_neighbors=1).fit(np.eye(3))
     with pytest.raises(ValueError, match=message):
         create_app(index, **params)
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "PCX", "ICO", "TGA", "PPM"])
+def test_images_of_formats_outside_the_accepted_endings_are_not_decoded(fmt, digits):
+    """The name says .png, the bytes say another format: Pillow would pick that decoder
+    (EPS runs Ghostscript where it is installed)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    folder, paths = digits
+    buffer = BytesIO()
+    Image.open(paths[2]).convert("L").save(buffer, fmt)
+    with TestClient(create_app(digit_image_pipeline(paths[:30]), items_dir=folder)) as client:
+        response = client.post("/search", files={"file": ("q.png", buffer.getvalue())})
+        assert response.status_code == 415, response.text
+        assert response.json()["detail"].startswith(f"'q.png' is a {fmt} image")
+        jpeg = BytesIO()
+        Image.open(paths[2]).convert("L").save(jpeg, "JPEG", quality=100)
+        named_png = client.post("/search?k=1", files={"file": ("q.png", jpeg.getvalue())})
+        assert named_png.status_code == 200 and named_png.json()["results"][0]["id"] == 2

@@ -5,7 +5,10 @@ A small compressed file can declare a huge image (a 329 KB PNG of 13000 x
 compresses to almost nothing). Images are refused beyond ``max_pixels``
 (width x height, read by Pillow without decoding) and sounds beyond
 ``max_seconds`` (frames and sampling rate from the file's header, read by
-soundfile); at most ``max_decodes`` uploads are decoded at once.
+soundfile); at most ``max_decodes`` uploads are decoded at once. Pillow
+picks its decoder from the bytes, not the name: an image upload is decoded
+only in one of the formats of the accepted file endings (not, say, EPS, which
+Pillow hands to Ghostscript).
 """
 
 import math
@@ -22,6 +25,9 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SECONDS = 300.0
 SAMPLES_PER_SECOND = 2 * 48_000  # the sample budget of one second: 48 kHz stereo
 DECODE_WAIT_S = 30.0  # how long a request waits for a decode slot before a 503
+# Pillow's names of the formats of the image endings the service accepts (MPO: JPEG
+# files with several pictures, as phone cameras write them)
+IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP")
 
 
 def check_limits(*, max_pixels, max_seconds, max_decodes):
@@ -50,12 +56,15 @@ def _check_image(path, name, max_pixels):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:  # reads the header only
-                size = image.size
+                size, fmt = image.size, image.format
     except Image.DecompressionBombError as exc:
         raise ApiError(413, f"{name} declares more pixels than the server decodes "
                             f"(max_pixels={max_pixels:,}, --max-pixels): {exc}") from exc
     except Exception:  # not an image Pillow reads: the loader's error names it (422)
         return
+    if fmt not in IMAGE_FORMATS:
+        raise ApiError(415, f"{name} is a {fmt} image; the server decodes "
+                            f"{', '.join(IMAGE_FORMATS)} images")
     check_pixels(size, name, max_pixels)
 
 
