@@ -93,15 +93,18 @@ def exact_distances(Q, data, ind, metric):
     Returns
     -------
     dist : ndarray of shape (n_queries, n_candidates), float64
-        Computed from float32 differences with float64 sums, so identical
-        rows are exactly 0 apart.
+        Computed from float64 differences of the float32 values (exact) with
+        float64 sums, so identical rows are exactly 0 apart and the relative
+        error is that of a float64 sum (about ``n_features * 2**-53``).
     """
     Y = gather_rows(data, np.maximum(ind, 0))  # (n_q, c, d), a fresh array
     if metric == "inner_product":
         dist = 1.0 - np.einsum("qcd,qd->qc", Y, Q, dtype=np.float64)
     else:
         zero = ~Q.any(axis=1)[:, None] | ~Y.any(axis=2) if metric == "cosine" else None
-        diff = np.subtract(Y, Q[:, None, :], out=Y).astype(np.float64)  # exact in float64
+        # the difference of two float32 values is exact in float64 (not in float32)
+        diff = Y.astype(np.float64)
+        diff -= Q[:, None, :]
         dist = from_sqeuclidean(np.einsum("qcd,qcd->qc", diff, diff), metric)
         if zero is not None:
             dist[zero] = 1.0

@@ -287,7 +287,8 @@ class KNeighborsQueryMixin:
             _, cand = self._search(X, min(self.n_samples_fit_, refine * k))
             scores, error = self._candidate_scorer() or (None, None)
             dist, ind = rerank_exact(X, self._data, np.asarray(cand, dtype=np.intp), k,
-                                     self.metric_, scores=scores, scores_error=error)
+                                     self.metric_, scores=scores, scores_error=error,
+                                     zero_rows=getattr(self, "_zero_rows", None))
         if self.metric_ == "cosine" and not sp.issparse(X):  # sparse search does it itself
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         if ind.size and ind.min() < 0:
