@@ -240,9 +240,8 @@ def _default_batch_size(n_queries, n_samples):
     return int(max(1, min(n_queries, 512, budget // (4 * n_samples))))
 
 
-#: Candidates per row multiply by this while the bound does not separate
-#: the ``k``-th from the rest; past ``_BUDGET`` every item is a candidate.
-_ESCALATE = 16
+#: Most candidates a row takes from its float32 scores; a row whose bound
+#: leaves more is answered from every item.
 _BUDGET = 8192
 
 
@@ -311,38 +310,81 @@ def _proven_top_k(S, Q, qn, prep, data, k, metric):
 
     The best ``2k`` scores of a row are candidates; the row is answered from
     them only if the bound proves that no other item can be nearer than the
-    candidates' ``k``-th (see :func:`_distance_bounds`). Rows where it cannot
-    take ``16x`` more candidates, then every item (exact distances in chunks).
+    candidates' ``k``-th (see :func:`_distance_bounds`), and only the
+    candidates whose lower bound is within that ``k``-th get exact
+    distances. A row where it cannot takes every item whose score is above
+    the threshold the bound gives (near-duplicates: the whole cluster), and
+    if that is more than ``_BUDGET``, every item (exact distances in chunks).
     """
-    n = S.shape[1]
-    d = Q.shape[1]
+    n, d = S.shape[1], Q.shape[1]
     dist = np.empty((Q.shape[0], k))
     ind = np.empty((Q.shape[0], k), dtype=np.intp)
     rows = np.arange(Q.shape[0])
-    m = min(n, 2 * k)
-    while rows.size:
-        if m >= n:  # nothing the bound could leave out: every item, exactly
-            dist[rows], ind[rows] = _exact_over_all(Q[rows], data, k, metric)
-            break
+    pos = _top_candidates(S, min(n, 2 * k))
+    for _ in range(4):
         Sr = S if rows.size == S.shape[0] else S[rows]
-        pos = _top_candidates(Sr, m)
-        t = np.take_along_axis(Sr, pos, axis=1).astype(np.float64)
         qr = qn[rows]
+        t = np.take_along_axis(Sr, pos, axis=1).astype(np.float64)
         grp = None if prep.group_of is None else prep.group_of[pos]
         Qg = qr[:, :1] if grp is None else np.take_along_axis(qr, grp, axis=1)
-        _, hi = _distance_bounds(metric, t, Qg, prep.norms[pos], d, prep.n_groups > 1)
+        lo, hi = _distance_bounds(metric, t, Qg, prep.norms[pos], d, prep.n_groups > 1)
         kth_hi = np.partition(hi, k - 1, axis=1)[:, k - 1]
-        ok = _excluded_lower_bound(metric, t.min(axis=1), qr, Sr, prep, d) > kth_hi
+        ok = (pos.shape[1] == n) | (
+            _excluded_lower_bound(metric, t.min(axis=1), qr, Sr, prep, d) > kth_hi)
         if ok.any():
-            ids = prep.ids(pos[ok])
-            exact = exact_distances(Q[rows[ok]], data, ids, metric)
-            order = np.lexsort((ids, exact), axis=1)[:, :k]  # by distance, then id
-            dist[rows[ok]] = np.take_along_axis(exact, order, axis=1)
-            ind[rows[ok]] = np.take_along_axis(ids, order, axis=1)
-        rows = rows[~ok]
-        m = m * _ESCALATE if m * _ESCALATE <= _BUDGET else n
-        m = min(m, n)
+            dist[rows[ok]], ind[rows[ok]] = _rerank(
+                Q[rows[ok]], data, prep.ids(pos[ok]), lo[ok], kth_hi[ok], k, metric)
+        rows, Sr, qr, kth_hi = rows[~ok], Sr[~ok], qr[~ok], kth_hi[~ok]
+        if not rows.size:
+            return dist, ind
+        # every item the bound cannot rule out: scores above a per-group threshold
+        margin = _above_threshold(metric, Sr, kth_hi, qr, prep, d)
+        need = int((margin >= 0).sum(axis=1).max()) + k
+        if need > _BUDGET or need >= n:
+            break
+        pos = np.argpartition(margin, n - need, axis=1)[:, n - need:]
+    dist[rows], ind[rows] = _exact_over_all(Q[rows], data, k, metric)
     return dist, ind
+
+
+def _rerank(Q, data, ids, lo, kth_hi, k, metric):
+    """Exact distances of the candidates whose lower bound is within the k-th upper one."""
+    need = max(k, int((lo <= kth_hi[:, None]).sum(axis=1).max()))
+    if need < ids.shape[1]:
+        keep = np.argpartition(lo, need - 1, axis=1)[:, :need]
+        ids = np.take_along_axis(ids, keep, axis=1)
+    exact = exact_distances(Q, data, ids, metric)
+    order = np.lexsort((ids, exact), axis=1)[:, :k]  # by distance, then id
+    return np.take_along_axis(exact, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def _above_threshold(metric, S, kth, qn, prep, d):
+    """``S`` minus the smallest score an item of each group needs to have a lower
+    bound within ``kth`` (an upper bound of the k-th distance): >= 0 where it may."""
+    R = prep.group_max[None, :]
+    if metric == "euclidean":
+        # invert _distance_bounds' lower bound at the group's largest norm
+        K = kth[:, None]
+        _, eps, eta = _euclidean_terms(qn, R, d, prep.n_groups > 1)
+        reach = np.square((K + eta) / (1 - 4 * U64)) + 2 * eps
+        base = 0.0 if prep.n_groups > 1 else qn * qn
+        thr = 0.5 * (base - reach)
+    else:
+        eps = gamma(d) * qn * R + d * TINY
+        thr = 1.0 - eps - kth[:, None]
+        if metric == "cosine":
+            smallest = prep.norms[prep.norms > 0].min(initial=1.0)
+            thr = thr + np.where(qn > 0, 0.5 * (qn * qn - 1.0), 0.0) + 0.5 * (smallest**2 - 1.0)
+            if (prep.norms == 0).any():
+                thr = np.where(kth[:, None] >= 1.0, -np.inf, thr)
+            thr = np.where(qn > 0, thr, -np.inf)
+    thr = np.where(np.isnan(thr), -np.inf, thr)
+    if prep.n_groups == 1:
+        return S - thr.astype(np.float32)  # rounding: one ulp of slack below
+    margin = np.empty_like(S)
+    for g, (a, b) in enumerate(zip(prep.starts[:-1], prep.starts[1:])):
+        np.subtract(S[:, a:b], thr[:, g, None].astype(np.float32), out=margin[:, a:b])
+    return margin
 
 
 def _distance_bounds(metric, t, Q, r, d, grouped):
@@ -381,20 +423,26 @@ def _distance_bounds(metric, t, Q, r, d, grouped):
             zero = (Q == 0) | (r == 0)
             return np.where(zero, 1.0, base - eps), np.where(zero, 1.0, base + eps)
         return base - eps, base + eps
-    half_r2 = 0.5 * r * r
-    eps = gamma(d + 1) * (Q * r + half_r2 * (1 + U32)) + U32 * half_r2 + (d + 2) * TINY
-    if grouped:
-        half_q2 = 0.5 * Q * Q
-        eps = eps + U32 * (Q * r + half_r2 + eps + 2 * half_q2) + 2 * TINY
-        D = -2.0 * t
-    else:
-        a = Q * Q
-        eps = eps + gamma(d + 2, U64) * a
-        D = a - 2.0 * t
-    eta = (U32 / (1 - U32)) * (Q + r) * (1 + 8 * U64)
+    D, eps, eta = _euclidean_terms(Q, r, d, grouped)
+    D = D - 2.0 * t
     lo = np.sqrt(np.maximum(D - 2 * eps, 0.0)) * (1 - 4 * U64) - eta
     hi = np.sqrt(np.maximum(D + 2 * eps, 0.0)) * (1 + 4 * U64) + eta
     return np.maximum(lo, 0.0), hi
+
+
+def _euclidean_terms(Q, r, d, grouped):
+    """``(a, eps, eta)`` of :func:`_distance_bounds`: squared distance ``a - 2 t``,
+    its error ``2 eps`` and the rounding ``eta`` of the centred rows."""
+    half_r2 = 0.5 * r * r
+    eps = gamma(d + 1) * (Q * r + half_r2 * (1 + U32)) + U32 * half_r2 + (d + 2) * TINY
+    if grouped:
+        a = 0.0
+        eps = eps + U32 * (Q * r + half_r2 + eps + Q * Q) + 2 * TINY
+    else:
+        a = Q * Q
+        eps = eps + gamma(d + 2, U64) * a
+    eta = (U32 / (1 - U32)) * (Q + r) * (1 + 8 * U64)
+    return a, eps, eta
 
 
 def _excluded_lower_bound(metric, t_min, qn, S, prep, d):
