@@ -107,7 +107,9 @@ class BruteForceMatrix:
         perm = None if len(groups) == 1 else np.concatenate(groups)
         starts = np.concatenate([[0], np.cumsum([g.size for g in groups])])
         centres = np.empty((len(groups), d), dtype=np.float32)
-        matrix = np.empty((n, d + 1), dtype=np.float32)
+        # several groups: a last column of ones takes each query's -|q - c|^2 / 2
+        matrix = np.empty((n, d + 1 + (len(groups) > 1)), dtype=np.float32)
+        matrix[:, d + 1:] = 1.0
         for g, ids in enumerate(groups):
             rows = data if perm is None else data[ids]
             centres[g] = rows.mean(axis=0, dtype=np.float64) if ids.size else 0.0
@@ -124,7 +126,8 @@ class BruteForceMatrix:
         ``(n_queries, n_groups)``, which bound the scores' errors. Euclidean
         scores are ``<q - c, y - c> - |y - c|^2 / 2``, which is
         ``(|q - c|^2 - |q - y|^2) / 2``; with several groups each group's
-        ``|q - c|^2 / 2`` is subtracted, so that scores compare across groups.
+        ``|q - c|^2 / 2`` is subtracted too (a last column of the product), so
+        that scores compare across groups.
         """
         prep = self.prepared
         if self.metric != "euclidean":
@@ -132,17 +135,16 @@ class BruteForceMatrix:
             return _row_norms(queries)[:, None]
         n_q, d = queries.shape
         qn = np.empty((n_q, prep.n_groups))
-        Qc = np.empty((n_q, d + 1), dtype=np.float32)
+        Qc = np.empty((n_q, prep.matrix.shape[1]), dtype=np.float32)
         Qc[:, d] = 1.0
         for g in range(prep.n_groups):
             a, b = prep.starts[g], prep.starts[g + 1]
             np.subtract(queries, prep.centres[g], out=Qc[:, :d])
             qn[:, g] = _row_norms(Qc[:, :d])
-            if prep.n_groups == 1:
-                np.matmul(Qc, prep.matrix.T, out=out)
-            else:
-                out[:, a:b] = Qc @ prep.matrix[a:b].T
-                out[:, a:b] -= (0.5 * qn[:, g, None] ** 2).astype(np.float32)
+            if prep.n_groups > 1:
+                Qc[:, d + 1] = -0.5 * qn[:, g] ** 2
+            # BLAS writes into the block of columns in place (no temporary)
+            np.matmul(Qc, prep.matrix[a:b].T, out=out[:, a:b])
         return qn
 
 
@@ -330,19 +332,20 @@ def _proven_top_k(S, Q, qn, prep, data, k, metric):
         lo, hi = _distance_bounds(metric, t, Qg, prep.norms[pos], d, prep.n_groups > 1)
         kth_hi = np.partition(hi, k - 1, axis=1)[:, k - 1]
         ok = (pos.shape[1] == n) | (
-            _excluded_lower_bound(metric, t.min(axis=1), qr, Sr, prep, d) > kth_hi)
+            _excluded_lower_bound(metric, t.min(axis=1), qr, Sr, prep, d, grp) > kth_hi)
         if ok.any():
             dist[rows[ok]], ind[rows[ok]] = _rerank(
                 Q[rows[ok]], data, prep.ids(pos[ok]), lo[ok], kth_hi[ok], k, metric)
-        rows, Sr, qr, kth_hi = rows[~ok], Sr[~ok], qr[~ok], kth_hi[~ok]
-        if not rows.size:
+        if ok.all():
             return dist, ind
+        if ok.any():
+            rows, Sr, qr, kth_hi = rows[~ok], Sr[~ok], qr[~ok], kth_hi[~ok]
         # every item the bound cannot rule out: scores above a per-group threshold
-        margin = _above_threshold(metric, Sr, kth_hi, qr, prep, d)
-        need = int((margin >= 0).sum(axis=1).max()) + k
+        ranked, thr = _above_threshold(metric, Sr, kth_hi, qr, prep, d)
+        need = int(np.count_nonzero(ranked >= thr[:, None], axis=1).max()) + k
         if need > _BUDGET or need >= n:
             break
-        pos = np.argpartition(margin, n - need, axis=1)[:, n - need:]
+        pos = _top_candidates(ranked, need)
     dist[rows], ind[rows] = _exact_over_all(Q[rows], data, k, metric)
     return dist, ind
 
@@ -359,8 +362,12 @@ def _rerank(Q, data, ids, lo, kth_hi, k, metric):
 
 
 def _above_threshold(metric, S, kth, qn, prep, d):
-    """``S`` minus the smallest score an item of each group needs to have a lower
-    bound within ``kth`` (an upper bound of the k-th distance): >= 0 where it may."""
+    """``(ranked, thr)``: an item may be within ``kth`` (an upper bound of the
+    k-th distance) only where ``ranked >= thr[:, None]``.
+
+    The threshold is the smallest score an item of a group needs for its lower
+    bound to reach ``kth``; with one group ``ranked`` is ``S`` itself, with
+    several it is ``S`` minus each group's threshold."""
     R = prep.group_max[None, :]
     if metric == "euclidean":
         # invert _distance_bounds' lower bound at the group's largest norm
@@ -378,13 +385,14 @@ def _above_threshold(metric, S, kth, qn, prep, d):
             if (prep.norms == 0).any():
                 thr = np.where(kth[:, None] >= 1.0, -np.inf, thr)
             thr = np.where(qn > 0, thr, -np.inf)
-    thr = np.where(np.isnan(thr), -np.inf, thr)
+    # float32 thresholds rounded down: never above the float64 ones
+    thr = np.nextafter(np.where(np.isnan(thr), -np.inf, thr).astype(np.float32), -np.inf)
     if prep.n_groups == 1:
-        return S - thr.astype(np.float32)  # rounding: one ulp of slack below
+        return S, thr[:, 0]  # the same order as S: no new matrix
     margin = np.empty_like(S)
     for g, (a, b) in enumerate(zip(prep.starts[:-1], prep.starts[1:])):
-        np.subtract(S[:, a:b], thr[:, g, None].astype(np.float32), out=margin[:, a:b])
-    return margin
+        np.subtract(S[:, a:b], thr[:, g, None], out=margin[:, a:b])
+    return margin, np.zeros(S.shape[0], dtype=np.float32)
 
 
 def _distance_bounds(metric, t, Q, r, d, grouped):
@@ -400,9 +408,10 @@ def _distance_bounds(metric, t, Q, r, d, grouped):
     fl(-|y'|^2 / 2)``, a query ``(q', 1)``, so ``t = fl(<q', y'> + m)``
     errs by at most ``gamma(d + 1) (|q'| |y'| + |m|)`` plus ``u |y'|^2 / 2``
     for rounding ``m`` (``u = 2**-24``). With one group,
-    ``|q' - y'|^2 = |q'|^2 - 2 <q', y'> + |y'|^2``; with several, each
-    group's float32 ``|q'|^2 / 2`` was subtracted from ``t`` (two more
-    roundings, bounded by ``u`` times the magnitudes involved). The centred
+    ``|q' - y'|^2 = |q'|^2 - 2 <q', y'> + |y'|^2``; with several, the
+    query also carries ``h = fl(-|q'|^2 / 2)`` against a column of ones, so
+    ``t`` sums ``d + 2`` terms and ``|q' - y'|^2 = -2 <(q', 1, h), (y', m,
+    1)>`` up to the rounding of ``h``. The centred
     rows themselves are rounded: ``|y' - (y - c)| <= u / (1 - u) |y'|``, the
     same for ``q'``, so ``|q - y|`` lies within ``u / (1 - u) (|q'| + |y'|)``
     of ``|q' - y'|``.
@@ -434,31 +443,36 @@ def _euclidean_terms(Q, r, d, grouped):
     """``(a, eps, eta)`` of :func:`_distance_bounds`: squared distance ``a - 2 t``,
     its error ``2 eps`` and the rounding ``eta`` of the centred rows."""
     half_r2 = 0.5 * r * r
-    eps = gamma(d + 1) * (Q * r + half_r2 * (1 + U32)) + U32 * half_r2 + (d + 2) * TINY
-    if grouped:
+    if grouped:  # one more term in the product: fl(-|q'|^2 / 2)
+        half_q2 = 0.5 * Q * Q
         a = 0.0
-        eps = eps + U32 * (Q * r + half_r2 + eps + Q * Q) + 2 * TINY
+        eps = (gamma(d + 2) * (Q * r + (half_r2 + half_q2) * (1 + U32))
+               + U32 * (half_r2 + half_q2) + (d + 3) * TINY)
     else:
+        eps = gamma(d + 1) * (Q * r + half_r2 * (1 + U32)) + U32 * half_r2 + (d + 2) * TINY
         a = Q * Q
         eps = eps + gamma(d + 2, U64) * a
     eta = (U32 / (1 - U32)) * (Q + r) * (1 + 8 * U64)
     return a, eps, eta
 
 
-def _excluded_lower_bound(metric, t_min, qn, S, prep, d):
+def _excluded_lower_bound(metric, t_min, qn, S, prep, d, candidate_groups=None):
     """A lower bound of the distance of every item not among a row's candidates.
 
     Items left out have scores at most the candidates' smallest ``t_min``
-    (and at most their group's largest score, with several groups); their
-    norms are at most their group's largest.
+    (and at most their group's largest score, with several groups: needed
+    only for the groups none of whose items, ``candidate_groups``, is a
+    candidate); their norms are at most their group's largest.
     """
-    t = t_min[:, None]
+    t = np.repeat(t_min[:, None], prep.n_groups, axis=1)
     if prep.n_groups > 1:
-        group_best = np.stack([
-            S[:, a:b].max(axis=1) if b > a else np.full(S.shape[0], -np.inf, np.float32)
-            for a, b in zip(prep.starts[:-1], prep.starts[1:])
-        ], axis=1).astype(np.float64)
-        t = np.minimum(t, group_best)
+        # a group with a candidate in the row has scores >= t_min: only the
+        # others need their largest score (usually the small far groups)
+        for g, (a, b) in enumerate(zip(prep.starts[:-1], prep.starts[1:])):
+            absent = ~(candidate_groups == g).any(axis=1)
+            if absent.any():
+                best = S[absent, a:b].max(axis=1) if b > a else -np.inf
+                t[absent, g] = np.minimum(t[absent, g], best)
     lo, _ = _distance_bounds(metric, t, qn, prep.group_max[None, :], d, prep.n_groups > 1)
     if metric == "cosine":  # rows of any norm below the largest: the smallest dev
         smallest = prep.norms[prep.norms > 0].min(initial=1.0)
