@@ -160,8 +160,20 @@ def _sharded(metric):
     return ShardedIndex(ExactIndex(metric=metric), n_shards=3)
 
 
+def _faiss_flat(metric):
+    if not has("faiss"):
+        pytest.skip("faiss-cpu is not installed (extra: faiss)")
+    from skfindkit import FaissIndex
+
+    return FaissIndex(factory="Flat", metric=metric)
+
+
+EXACT = [_exact_index, _sharded, _faiss_flat]
+EXACT_IDS = ["exact", "sharded", "faiss-flat"]
+
+
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("make", [_exact_index, _sharded], ids=["exact", "sharded"])
+@pytest.mark.parametrize("make", EXACT, ids=EXACT_IDS)
 @FAST
 @given(data=hard_data())
 def test_exact_indexes_match_the_float64_reference(data, metric, make):
@@ -170,7 +182,7 @@ def test_exact_indexes_match_the_float64_reference(data, metric, make):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("make", [_exact_index, _sharded], ids=["exact", "sharded"])
+@pytest.mark.parametrize("make", EXACT, ids=EXACT_IDS)
 @LARGE
 @given(data=hard_data(max_dim=64))
 def test_exact_indexes_match_the_float64_reference_large(data, metric, make):
@@ -233,7 +245,7 @@ def _reference_knn(X, Q, k):
     return R, np.argsort(R, axis=1, kind="stable")[:, :k]
 
 
-@pytest.mark.parametrize("make", [_exact_index, _sharded], ids=["exact", "sharded"])
+@pytest.mark.parametrize("make", EXACT, ids=EXACT_IDS)
 def test_far_outlier_does_not_hide_the_bulk(make):
     rng = np.random.default_rng(0)
     X = np.vstack([rng.random((200, 8)), np.r_[1e6, np.zeros(7)]])
@@ -285,3 +297,18 @@ def test_brute_force_function_on_a_far_query():
         data, queries = stored(X, metric), stored(Q, metric)
         dist, ind = brute_force_kneighbors(data, queries, 5, metric)
         assert_exact(dist, ind, R, 5, metric)
+
+
+@pytest.mark.skipif(not has("milvus_lite"), reason="milvus-lite is not installed (extra: milvus)")
+@pytest.mark.parametrize("metric", METRICS)
+def test_milvus_flat_scan_is_proven_or_searched_exactly(metric):
+    from skfindkit import MilvusIndex
+
+    rng = np.random.default_rng(5)
+    X = np.vstack([rng.random((300, 8)), np.r_[1e6, np.zeros(7)]])
+    base = rng.random((10, 8))
+    X = np.vstack([X, np.repeat(base, 20, axis=0) * (1 + 1e-5 * rng.standard_normal((200, 8)))])
+    Q = np.vstack([rng.random((5, 8)), base[:5], np.full((1, 8), 1e12)])
+    R = reference_distances(X, Q, metric)
+    dist, ind = MilvusIndex(n_neighbors=6, metric=metric, index_type="FLAT").fit(X).kneighbors(Q)
+    assert_exact(dist, ind, R, 6, f"MilvusIndex(FLAT)({metric})", lower_id_ties=False)

@@ -28,7 +28,7 @@ from threadpoolctl import ThreadpoolController
 from ._distances import exact_distances, gather_rows
 from ._fp_bounds import TINY, U32, U64, gamma
 
-__all__ = ["BruteForceMatrix", "brute_force_kneighbors", "rerank_exact"]
+__all__ = ["BruteForceMatrix", "brute_force_kneighbors", "rerank_exact", "verify_flat_scan"]
 
 _GROUP = 32  # items per group in the top-k prefilter
 _controller = None
@@ -596,3 +596,47 @@ def rerank_exact(queries, data, cand, k, metric, scores=None, scores_error=None,
         dist[start:start + step] = np.take_along_axis(d, order, axis=1)
         ind[start:start + step] = np.take_along_axis(cb, order, axis=1)
     return dist, ind
+
+
+def verify_flat_scan(Q, data, native, cand, k, metric, unit, max_norm):
+    """Exact answers from another library's float32 flat scan, where provable.
+
+    A flat scan (faiss ``IndexFlat``, Milvus ``FLAT``) asked for ``kk > k``
+    results returns their float32 values ``native`` in ``unit``: squared L2
+    (``|q|^2 + |y|^2 - 2 <q, y>`` or differences, errs by at most
+    ``gamma(d + 3) (|q| + R)^2`` with ``R`` the largest stored norm) or the
+    inner product (errs by at most ``gamma(d) |q| R``). Every item it left out
+    scored no better than its ``kk``-th, so its true distance is at least
+    that value less the error; the row is proven when that exceeds the exact
+    ``k``-th distance of the returned candidates.
+
+    Returns
+    -------
+    dist, ind : ndarray of shape (n_queries, k)
+        Exact distances of the best ``k`` candidates (ties by id).
+    proven : ndarray of bool, shape (n_queries,)
+        Rows whose answer is proven exact; the others must be searched
+        exactly (their ``dist``/``ind`` are not to be used).
+    """
+    n_q, kk = cand.shape
+    d = Q.shape[1]
+    native = np.asarray(native, dtype=np.float64)
+    valid = (cand >= 0).all(axis=1) & np.isfinite(native).all(axis=1)
+    ids = np.maximum(cand, 0)
+    exact = exact_distances(Q, data, ids, metric)
+    order = np.lexsort((ids, exact), axis=1)[:, :k]
+    dist = np.take_along_axis(exact, order, axis=1)
+    ind = np.take_along_axis(ids, order, axis=1)
+    qn = _row_norms(Q)
+    if unit == "dot":
+        worst = native.min(axis=1)  # the kk-th best inner product
+        eps = gamma(d) * qn * max_norm + d * TINY
+        excluded = 1.0 - (worst + eps)
+        kth = dist[:, -1]
+    else:
+        worst = native.max(axis=1)
+        eps = gamma(d + 3) * (qn + max_norm) ** 2 + (d + 3) * TINY
+        excluded = worst - eps
+        kth = dist[:, -1] ** 2 if metric == "euclidean" else 2.0 * dist[:, -1]
+    kth = kth * (1 + 8 * d * U64) + TINY  # float64 rounding of the exact k-th
+    return dist, ind, valid & (excluded > kth)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from . import _distances, _sparse
-from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact
+from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact, verify_flat_scan
 from ._lock import runtime_state
 from ._self import RowLookup, drop_self, insert_self, row_keys
 
@@ -33,6 +33,32 @@ class KNeighborsQueryMixin:
         candidates and the relative error bound of its squared distances (see
         ``rerank_exact``), or None for numpy's; backends with one override this."""
         return None
+
+    def _flat_scan_unit(self):
+        """For a configuration that is another library's float32 flat scan
+        (declared exact), the unit of its native values (``"sqeuclidean"`` or
+        ``"dot"``) so that the base can prove its answers; None otherwise."""
+        return None
+
+    def _verified_flat_search(self, X, k, unit):
+        """A flat scan's answers, proven exact row by row (:func:`verify_flat_scan`);
+        rows it cannot prove (far queries, near-ties within float32's error)
+        are searched exactly by brute force over the stored data."""
+        kk = min(self.n_samples_fit_, 2 * k)
+        native, cand = self._search(X, kk)
+        state = runtime_state(self)
+        if state.max_norm is None:
+            state.max_norm = max(
+                (float(np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64).max()))
+                 for _, rows in self._vector_blocks() if rows.shape[0]), default=0.0)
+        dist, ind, proven = verify_flat_scan(
+            X, self._data, native, np.asarray(cand, dtype=np.intp), k, self.metric_, unit,
+            state.max_norm)
+        if kk == self.n_samples_fit_:  # nothing left out: only invalid rows need more
+            proven |= (np.asarray(cand) >= 0).all(axis=1) & np.isfinite(native).all(axis=1)
+        if not proven.all():
+            dist[~proven], ind[~proven] = self._exact_search(X[~proven], k)
+        return dist, ind
 
     def _native_unit(self):
         unit = self._native_distance
@@ -279,7 +305,10 @@ class KNeighborsQueryMixin:
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
         refine = getattr(self, "refine", None)
-        if refine is None:
+        flat = self._flat_scan_unit() if self._is_exact() else None
+        if flat is not None and refine is None:
+            dist, ind = self._verified_flat_search(X, k, flat)
+        elif refine is None:
             native, ind = self._search(X, k)
             ind = np.asarray(ind, dtype=np.intp)
             dist = self._to_metric_units(native, X, ind)
