@@ -1,22 +1,45 @@
 """Exact (brute-force) k nearest neighbours: arrays in, arrays out.
 
 For a block of queries the scores against every item come from one float32
-matrix product (for euclidean, ``<q, y> - |y|^2 / 2`` through an augmented
-column, so no extra pass is needed). The top ``k`` of each row are found
-without sorting or partitioning the whole row: the row is cut into ``g``
-interleaved groups, the maximum of each group is taken (one vectorized pass),
-and only the ``k`` groups with the largest maxima can hold the ``k`` best
-items -- so a partition over ``k * g`` candidates replaces one over all ``n``
-items. The ``k`` best groups are found the same way, recursively (groups of
-group maxima), until the rows are short enough for a plain partition. The
-best ``2k`` candidates are then re-ranked by exact float64 distances
-computed from differences, which makes distances exact (0 between identical
-vectors) and immune to float32 cancellation.
+matrix product (for euclidean, ``<q - c, y - c> - |y - c|^2 / 2`` through an
+augmented column, centred so that rows far from the origin keep their
+distances). The top ``2k`` of each row are found without sorting the whole
+row: the row is cut into ``g`` interleaved groups, the maximum of each group
+is taken (one vectorized pass), and only the ``k`` groups with the largest
+maxima can hold the ``k`` best items; the ``k`` best groups are found the same
+way, recursively.
+
+**What makes it exact.** float32 scores are only a filter, and nothing is
+dropped on trust: each score carries a proven error bound (derivation in
+:func:`_distance_bounds`; in short, a float32 inner product of length ``n``
+errs by at most ``gamma(n) |x| |y|`` whatever the summation order, see
+:mod:`skfindkit.indexes._fp_bounds`), so each candidate has a lower and an
+upper bound on its true distance. A query is answered from its candidates
+only when every item left out provably lies farther than the upper bound of
+the candidates' ``k``-th; the candidates that can still be among the ``k``
+then get exact distances (float64, from differences of the stored float32
+values: no cancellation, 0 between identical rows) and are sorted by
+distance, then id. A query the bound cannot settle (near-duplicates within
+float32's resolution, a query at 1e20) takes every item whose score is above
+the threshold the bound gives, and when those are too many, every item
+(exact distances in chunks) -- slower, never wrong.
+
+Bounds grow with the norms of the centred rows. Collections made of groups
+far apart from each other (a far outlier, clusters 1e6 apart) would make
+every bound too loose, so the rows are cut into such groups once (repeated
+2-means splits kept only where the two halves are far apart relative to their
+radius, :func:`_partition`), each group centred on its own mean.
+
+"Exact" means: the ``k`` nearest of the stored rows (the input rounded to
+float32, unit rows for cosine) by their exact distances, ties broken by the
+lower id, distances within a float64 sum's rounding (about ``d * 2**-53``
+relative). ``tests/test_exact_oracle.py`` checks this against a float64
+brute force on generated data made to defeat float32.
 
 Nothing here knows about estimators: :class:`~skfindkit.ExactIndex` searches
 with it, and every index uses it for its exact path
 (:meth:`~skfindkit.indexes.BaseIndex.exact_kneighbors`, completion of rows a
-backend left short).
+backend left short, refine's re-ranking, the proof of flat scans).
 """
 
 import threading
