@@ -56,11 +56,19 @@ def reference_distances(X, Q, metric):
     return D
 
 
-def assert_exact(dist, ind, R, k, context="", lower_id_ties=True):
+def identical_rows(X, Q, metric):
+    """``(n_queries, n_samples)``: where a query equals an indexed row (as stored)."""
+    Xs, Qs = stored(X, metric), stored(Q, metric)
+    return (Qs[:, None, :] == Xs[None]).all(axis=2)
+
+
+def assert_exact(dist, ind, R, k, context="", lower_id_ties=True, own=None):
     """``(dist, ind)`` are the exact k nearest under the reference ``R``.
 
     ``lower_id_ties=False`` for searches whose candidates come from another
     library, which picks any of several items tied at the k-th distance.
+    ``own`` (from :func:`identical_rows`): a query's own item (a row equal to
+    it) may take a tied place before a lower id, as documented.
     """
     assert ind.shape == (R.shape[0], k), context
     for row, (d, i, r) in enumerate(zip(dist, ind, R)):
@@ -76,6 +84,8 @@ def assert_exact(dist, ind, R, k, context="", lower_id_ties=True):
         # exact ties at the k-th distance go to the lower ids
         left_out = np.setdiff1d(np.flatnonzero(r == kth), i)
         kept_tied = i[r[i] == kth]
+        if own is not None:
+            kept_tied = kept_tied[~own[row, kept_tied]]
         if lower_id_ties and left_out.size and kept_tied.size:
             assert left_out.min() > kept_tied.max(), f"{where}: a tie kept a higher id"
 
@@ -138,7 +148,8 @@ def hard_data(draw, max_dim=24):
 def _check_index(index, X, Q, k, metric):
     R = reference_distances(X, Q, metric)
     dist, ind = index.fit(X).kneighbors(Q, n_neighbors=k)
-    assert_exact(dist, ind, R, k, f"{type(index).__name__}({metric})")
+    assert_exact(dist, ind, R, k, f"{type(index).__name__}({metric})",
+                 own=identical_rows(X, Q, metric))
     # X=None: each item's neighbours, itself excluded
     if X.shape[0] > k and metric != "inner_product":
         R_self = reference_distances(X, X, metric)
@@ -236,7 +247,8 @@ def test_exact_kneighbors_of_an_approximate_index(data, metric):
     R = reference_distances(X, Q, metric)
     dist, ind = HNSWIndex(metric=metric, random_state=0).fit(X).exact_kneighbors(
         Q, n_neighbors=k)
-    assert_exact(dist, ind, R, k, f"HNSWIndex.exact_kneighbors({metric})")
+    assert_exact(dist, ind, R, k, f"HNSWIndex.exact_kneighbors({metric})",
+                 own=identical_rows(X, Q, metric))
 
 
 # ------------------------------------------------- the cases the issue named
@@ -312,3 +324,27 @@ def test_milvus_flat_scan_is_proven_or_searched_exactly(metric):
     R = reference_distances(X, Q, metric)
     dist, ind = MilvusIndex(n_neighbors=6, metric=metric, index_type="FLAT").fit(X).kneighbors(Q)
     assert_exact(dist, ind, R, 6, f"MilvusIndex(FLAT)({metric})", lower_id_ties=False)
+
+
+# ------------------------------------- found by a tester reading only the docs
+@pytest.mark.parametrize("make", EXACT, ids=EXACT_IDS)
+@pytest.mark.parametrize("huge", [1e12, 1e15])
+def test_inner_product_with_one_huge_norm(make, huge):
+    # the other items' products vanished next to 1 after a power-of-two rescaling
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 8)).astype(np.float32)
+    X[7] = (huge * rng.normal(size=8)).astype(np.float32)
+    Q = X[:3] + np.float32(1e-3)
+    R = reference_distances(X, Q, "inner_product")
+    dist, ind = make("inner_product").fit(X).kneighbors(Q)
+    assert_exact(dist, ind, R, 5)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_tiny_rows_beside_a_huge_one_keep_their_values(metric):
+    # rescaling by 2**-128 flushed the 1e-30 rows to zero
+    X = np.array([[3e38, 0.0], [1e-30, 0.0], [2e-30, 0.0], [5e-30, 0.0], [0.0, 4e-30]])
+    Q = np.array([[4.9e-30, 0.0], [1.0, 0.0]])
+    R = reference_distances(X, Q, metric)
+    dist, ind = ExactIndex(n_neighbors=4, metric=metric).fit(X).kneighbors(Q)
+    assert_exact(dist, ind, R, 4, metric)

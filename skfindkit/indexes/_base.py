@@ -123,12 +123,14 @@ class BaseIndex(
 
     **Magnitudes.** Items are stored and searched as float32: values beyond
     the float32 range (``|x| > 3.4e38``) are refused with an error naming
-    ``X``. A collection whose largest magnitude is outside ``2**±40`` (e.g.
-    data scaled by 1e-30 or 1e20, where float32 squared distances underflow or
-    overflow) is multiplied by a power of two, which changes no bit of the
-    mantissas; distances are reported in the original units. Queries far
+    ``X``. With ``metric="euclidean"``, a collection whose largest magnitude
+    is outside ``2**±40`` (e.g. data scaled by 1e-30 or 1e20, where float32
+    squared distances underflow or overflow) is multiplied by a power of two
+    chosen so that no stored value changes a bit (none leaves float32's
+    normal range); distances are reported in the original units. Queries far
     outside the collection's magnitude that overflow after this scaling are
-    refused with the same error.
+    refused with the same error. Cosine and inner-product data are never
+    rescaled.
 
     **The item itself.** When the queries are the indexed items (``transform``
     of the fitted data, ``kneighbors(X=None)``) or a query equals an indexed
@@ -286,7 +288,7 @@ class BaseIndex(
 
     def _data_scale(self, X):
         """The power of two the data are multiplied by (1 for sparse rows, kept float64)."""
-        return 1.0 if sp.issparse(X) else _distances.power_of_two_scale(X)
+        return 1.0 if sp.issparse(X) else _distances.power_of_two_scale(X, self.metric_)
 
     def _validate(self, X, y=None, reset=True):
         """``validate_data`` with this backend's sparse policy (CSR in, or a clear refusal)."""

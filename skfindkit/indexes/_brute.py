@@ -319,7 +319,9 @@ def brute_force_kneighbors(
     # one score buffer reused by every block: fresh arrays of this size cost
     # page faults that slow the matrix product by up to 2x
     buffer = np.empty((min(step, queries.shape[0]), n), dtype=np.float32)
-    with _blas_limits(n_threads):
+    # float32 products of far queries may overflow: their bounds are then
+    # infinite and those rows are answered exactly, so no warning is due
+    with _blas_limits(n_threads), np.errstate(over="ignore", invalid="ignore"):
         prep = matrix.prepared
         for start in range(0, queries.shape[0], step):
             Qb = queries[start:start + step]

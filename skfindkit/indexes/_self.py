@@ -9,7 +9,7 @@ both, for every backend:
 * :func:`insert_self`: an item missing from its own list is put in at its
   exact distance when that distance is within the list (dropping the last
   entry) -- always correct, duplicates included: it only replaces an entry
-  that is farther, or tied and of a higher id. The item of a query is its row number when the queries
+  that is no nearer. The item of a query is its row number when the queries
   are the indexed rows, else an indexed row identical to the query, found
   by :class:`RowLookup` (a hash of each row's bits);
 * :func:`drop_self`: ``kneighbors(X=None)`` removes the item by id, or the
@@ -75,7 +75,7 @@ def insert_self(Q, data, dist, ind, self_ids, metric):
     ``Q`` are the prepared queries, ``data`` the prepared indexed rows,
     ``dist``/``ind`` the sorted results (changed in place and returned);
     ``self_ids`` -1 for queries that have no item of their own. Among equal
-    distances the lower id comes first, as in an exact search.
+    distances the item itself comes first.
     """
     has_own = self_ids >= 0
     if not has_own.any():  # the usual case for new queries: nothing to do
@@ -85,15 +85,12 @@ def insert_self(Q, data, dist, ind, self_ids, metric):
         return dist, ind
     own = self_ids[missing, None]
     d_self = exact_distances(Q[missing], data, own, metric)
-    last_d, last_i = dist[missing, -1], ind[missing, -1]
-    # nearer than the last entry, or tied with it and a lower id (ties go to
-    # the lower id, as in an exact search)
-    inside = (d_self[:, 0] < last_d) | ((d_self[:, 0] == last_d) & (own[:, 0] < last_i))
+    inside = d_self[:, 0] <= dist[missing, -1]
     rows = missing[inside]
     if rows.size:
         new_d = np.hstack([d_self[inside], dist[rows, :-1]])
         new_i = np.hstack([own[inside], ind[rows, :-1]])
-        order = np.lexsort((new_i, new_d), axis=1)  # by distance, then id
+        order = np.argsort(new_d, axis=1, kind="stable")  # self first among ties
         dist[rows] = np.take_along_axis(new_d, order, axis=1)
         ind[rows] = np.take_along_axis(new_i, order, axis=1)
     return dist, ind
