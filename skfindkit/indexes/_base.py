@@ -251,7 +251,7 @@ class BaseIndex(
         canonical CSR (:func:`~skfindkit.indexes._sparse.prepare_sparse`).
         """
         if sp.issparse(X):
-            return _sparse.prepare_sparse(X, self.metric_)
+            return _sparse.prepare_sparse(X, self.metric_, name)
         _distances.check_float32_range(X, name)
         if self._scale != 1.0:
             X = np.multiply(X, self._scale, dtype=np.float64)

@@ -6,11 +6,37 @@ collection stays sparse (float32 CSR parts, built once, beside the float64
 rows). Each block of queries is scored against every item in float32: terms
 found in many documents by a csr x dense product, rare terms by a sparse x
 sparse product, both into one reused ``n_samples x batch_size`` buffer --
-the only dense array. Its top candidates are found with the same
-grouped-maximum prefilter as the dense brute force, and the best ``2k`` are
-re-ranked with exact float64 distances from the rows themselves, as
-scikit-learn computes them (near-identical pairs recomputed from the rows'
-differences, so identical rows are exactly 0 apart).
+the only dense array. Every candidate whose score can still reach the
+``k``-th is then re-ranked with exact float64 distances from the rows
+themselves, as scikit-learn computes them (near-identical pairs recomputed
+from the rows' differences, so identical rows are exactly 0 apart).
+
+**Which candidates can still reach the k-th: the bound.** The score of item
+``y`` for query ``q`` is ``s = <q, y>`` (cosine: unit rows; inner product),
+or ``s = <q, y> - |y|^2 / 2`` for euclidean (``|q - y|^2 = |q|^2 - 2 s``),
+computed in float32 from the float32 roundings of ``q``, ``y`` and
+``-|y|^2 / 2`` as one sum of at most ``n_q + 1`` products (``n_q``: the
+query's stored terms) in any order. With :func:`~._fp_bounds.gamma`
+(Higham's bound for a sum of products, any order, fused or not):
+
+- rounding the inputs to float32 multiplies each product by at most
+  ``(1 + u)^2`` and ``|y|^2 / 2`` by ``(1 + u)``, absorbed as three more terms:
+  ``gamma(n_q + 4) (|q| |y| + h)``, ``h = |y|^2 / 2`` for euclidean, 0 otherwise,
+  using ``sum |q_t y_t| <= |q| |y|`` (Cauchy-Schwarz);
+- subnormal inputs and products err in absolute terms, at most ``TINY / 2``
+  each: ``2 TINY (|q|_1 + |y|_1 + n_q + 2)``;
+- ``|y|^2 / 2`` itself, and the float64 distances of the re-ranking, err by
+  ``gamma_64(max(n_q, n_y) + 4) (|y|^2 + (|q| + |y|)^2 + 1)`` (``u = 2**-53``).
+
+Every item whose upper bound ``score + error`` is below the ``k``-th largest
+lower bound ``score - error`` (bounded below by the smallest lower bound of
+the ``k`` best float32 scores) cannot be among the ``k`` nearest, not even
+tied with the ``k``-th; all others are re-ranked exactly (ties by the lower
+id). A query for which the bound keeps more than ``8 k`` (at least 64)
+candidates, or whose products could overflow float32, is scored again in
+float64 (a sparse x sparse product; the same bound with ``u = 2**-53``), and
+every candidate that bound keeps is re-ranked, however many: no answer is
+returned that the bound has not proven.
 
 Distances are in skfindkit's units (L2; ``1 - cos`` with zero rows at 1, as
 scikit-learn; ``1 - <x, y>``), equal to what
@@ -23,15 +49,22 @@ from sklearn import get_config
 from sklearn.preprocessing import normalize
 
 from ._brute import _GROUP, _top_candidates
+from ._distances import FLOAT32_MAX, check_float32_range
+from ._fp_bounds import TINY, U64, gamma
 
 __all__ = ["SparseBruteForce", "empty_rows", "prepare_sparse", "sparse_kneighbors", "stack_rows"]
 
 
-def prepare_sparse(X, metric):
-    """float64 canonical CSR (sorted, summed duplicates), unit rows for cosine."""
+def prepare_sparse(X, metric, name="X"):
+    """float64 canonical CSR (sorted, summed duplicates), unit rows for cosine.
+
+    Values beyond float32's range are refused, as for dense data (their
+    squares would overflow float64 soon after, and the float32 scores at once).
+    """
     X = sp.csr_matrix(X, dtype=np.float64, copy=True)
     X.sum_duplicates()
     X.eliminate_zeros()
+    check_float32_range(X.data, name)
     if metric == "cosine":
         X = normalize(X, copy=False)
     return X
@@ -114,6 +147,15 @@ class SparseBruteForce:
             frequent_part = sp.hstack([frequent_part, column], format="csr")
         self.frequent_part = frequent_part.tocsr()
         self.frequent_part.sort_indices()
+        # what the rounding-error bound needs (see the module docstring)
+        sq = np.asarray(data.multiply(data).sum(axis=1)).ravel()
+        self.norms = np.sqrt(sq)
+        self.sq = sq
+        self.l1 = np.asarray(abs(data).sum(axis=1)).ravel()
+        self.h = self.half_sq if self.half_sq is not None else np.zeros(n)
+        self.max_terms = int(np.diff(data.indptr).max()) if n else 0
+        # |y|^2 / 2 beyond float32 (values ~1e19 and more): float64 scores only
+        self.float32_ok = bool(np.isfinite(self.h.astype(np.float32)).all())
 
     def scores_t(self, queries, out):
         """float32 scores (larger is nearer) of every item (rows) for CSR queries (columns)."""
@@ -152,11 +194,10 @@ def _top_rows(S, m):
     return np.take_along_axis(rows, keep, axis=1)
 
 
-def _pair_dots(Q, data, cand):
-    """Exact float64 ``<Q[r], data[cand[r, j]]>``, summed in term order as scipy's product."""
-    rows = np.repeat(np.arange(Q.shape[0]), cand.shape[1])
-    prod = Q[rows].multiply(data[cand.ravel()])
-    return np.asarray(prod.sum(axis=1)).reshape(cand.shape)
+def _pair_dots(Q, data, rows, cols):
+    """Exact float64 ``<Q[r], data[c]>`` of pairs, summed in term order as scipy's product."""
+    prod = Q[rows].multiply(data[cols])
+    return np.asarray(prod.sum(axis=1)).ravel()
 
 
 def _difference_sq(Q, data, rows, cols):
@@ -165,35 +206,136 @@ def _difference_sq(Q, data, rows, cols):
     return np.asarray(diff.multiply(diff).sum(axis=1)).ravel()
 
 
-def _exact_sparse_distances(Q, data, cand, metric, half_sq):
-    """Exact float64 distances between CSR queries and the candidate rows ``cand``.
+def _exact_sparse_distances(Q, data, rows, cols, metric, half_sq):
+    """Exact float64 distances of the pairs (query ``rows``, item ``cols``).
 
     From the pairs' float64 dot products (``|q|^2 + |y|^2 - 2 <q, y>``, as
     scikit-learn computes them), except for near-identical pairs, whose
     distances are recomputed from the rows' differences: the expansion loses
     every digit there, the difference gives exactly 0 for identical rows.
     """
-    s = _pair_dots(Q, data, cand)
+    s = _pair_dots(Q, data, rows, cols)
     if metric == "inner_product":
         return 1.0 - s
     if metric == "euclidean":
-        q_sq = np.asarray(Q.multiply(Q).sum(axis=1)).ravel()
-        d2 = np.maximum(q_sq[:, None] - 2.0 * (s - half_sq[cand]), 0.0)
-        scale = q_sq[:, None] + 2.0 * half_sq[cand]
+        q_sq = np.asarray(Q.multiply(Q).sum(axis=1)).ravel()[rows]
+        d2 = np.maximum(q_sq - 2.0 * (s - half_sq[cols]), 0.0)
+        scale = q_sq + 2.0 * half_sq[cols]
     else:  # unit rows: |q - y|^2 = 2 - 2 <q, y>
         d2 = np.maximum(2.0 - 2.0 * s, 0.0)
         scale = 2.0
-    close = d2 <= 1e-6 * scale
-    if close.any():
-        rows, cols = np.nonzero(close)
-        d2[rows, cols] = _difference_sq(Q, data, rows, cand[rows, cols])
+    close = np.flatnonzero(d2 <= 1e-6 * scale)
+    if close.size:
+        d2[close] = _difference_sq(Q, data, rows[close], cols[close])
     if metric == "euclidean":
         return np.sqrt(d2)
     dist = 0.5 * d2
-    q_empty = np.diff(Q.indptr) == 0
-    y_empty = np.diff(data.indptr)[cand] == 0
-    dist[q_empty[:, None] | y_empty] = 1.0  # scikit-learn's rule for zero vectors
+    empty = (np.diff(Q.indptr) == 0)[rows] | (np.diff(data.indptr) == 0)[cols]
+    dist[empty] = 1.0  # scikit-learn's rule for zero vectors
     return dist
+
+
+class _ScoreError:
+    """The rounding-error bound of a block's scores (module docstring), per (item, query) pair.
+
+    ``error(items, queries) = a_q |y| + b_q h + c_q |y|^2 + d_q + t |y|_1``,
+    every coefficient rounded up a little so that the bound's own float64
+    evaluation cannot make it smaller than the proof says.
+    """
+
+    def __init__(self, matrix, Q, u, tiny):
+        n_q = np.diff(Q.indptr)
+        q_sq = np.asarray(Q.multiply(Q).sum(axis=1)).ravel()
+        q_norm = np.sqrt(q_sq)
+        q_l1 = np.asarray(abs(Q).sum(axis=1)).ravel()
+        g = np.array([gamma(t + 4, u) for t in n_q])
+        g64 = np.array([gamma(max(t, matrix.max_terms) + 4, U64) for t in n_q])
+        slack = 1.0 + 1e-6
+        self.a = slack * (g + 2.0 * g64) * q_norm
+        self.b = slack * (g + g64)
+        self.c = slack * g64
+        self.d = slack * (g64 * (q_sq + 1.0) + 2.0 * tiny * (q_l1 + n_q + 2))
+        self.t = slack * 2.0 * tiny
+        self.matrix = matrix
+
+    def __call__(self, items, queries):
+        m = self.matrix
+        return (self.a[queries] * m.norms[items] + self.b[queries] * m.h[items]
+                + self.c[queries] * m.sq[items] + self.d[queries] + self.t * m.l1[items])
+
+    def largest(self):
+        """Per query, the largest error over every item (for a first, coarse cut)."""
+        m = self.matrix
+        top = lambda v: v.max() if v.size else 0.0  # noqa: E731
+        return (self.a * top(m.norms) + self.b * top(m.h) + self.c * top(m.sq)
+                + self.d + self.t * top(m.l1))
+
+
+def _bounded_candidates(S, k, error):
+    """(item, query) pairs whose score can still reach each query's ``k``-th.
+
+    ``S`` holds item-major scores (one column per query) that err by at most
+    ``error``: an item is dropped when its upper bound is below the smallest
+    lower bound of the ``k`` best scores (a lower bound of the ``k``-th
+    largest lower bound). Those ``k`` are kept, so each query has ``k`` or more.
+    """
+    b = S.shape[1]
+    if b == 0:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    top = _top_rows(S, k).ravel()
+    owner = np.repeat(np.arange(b), k)
+    lower = S[top, owner] - error(top, owner)
+    kth_lower = lower.reshape(b, k).min(axis=1)
+    items, queries = np.nonzero(S >= (kth_lower - error.largest())[None, :])
+    keep = S[items, queries] + error(items, queries) >= kth_lower[queries]
+    return items[keep], queries[keep]
+
+
+def _float64_scores(matrix, Q):
+    """Item-major float64 scores of queries ``Q`` (sparse x sparse, then dense)."""
+    S = (matrix.data @ Q.T).toarray()
+    if matrix.half_sq is not None:
+        S -= matrix.half_sq[:, None]
+    return np.ascontiguousarray(S)
+
+
+def _block_candidates(matrix, Q, S, k, metric):
+    """Candidate pairs of one block of queries, proven by the float32 or the float64 bound."""
+    b = Q.shape[0]
+    q_norm = np.sqrt(np.asarray(Q.multiply(Q).sum(axis=1)).ravel())
+    # all items tie at distance 1 for an empty cosine or inner-product query
+    trivial = (np.diff(Q.indptr) == 0) & (metric != "euclidean")
+    largest = (matrix.norms.max() if matrix.norms.size else 0.0) * q_norm + matrix.h.max(initial=0.0)
+    float64 = ~trivial & ((largest > FLOAT32_MAX / 4) | (not matrix.float32_ok))
+    fast = np.flatnonzero(~(float64 | trivial))
+    if fast.size < b:  # only the columns the float32 bound may answer
+        S = np.ascontiguousarray(S[:, fast])
+    items, queries = _bounded_candidates(S, k, _ScoreError(matrix, Q[fast], 2.0**-24, TINY))
+    queries = fast[queries]
+    counts = np.bincount(queries, minlength=b)
+    float64 |= ~trivial & (counts > max(8 * k, 64))  # the float32 bound left too many
+    keep = ~float64[queries]
+    items, queries = [items[keep]], [queries[keep]]
+    redo = np.flatnonzero(float64)
+    if redo.size:
+        Qr = Q[redo]
+        tiny64 = float(np.finfo(np.float64).smallest_subnormal)
+        it, qr = _bounded_candidates(_float64_scores(matrix, Qr), k,
+                                     _ScoreError(matrix, Qr, U64, tiny64))
+        items.append(it)
+        queries.append(redo[qr])
+    first = np.flatnonzero(trivial)
+    items.append(np.tile(np.arange(k), first.size))
+    queries.append(np.repeat(first, k))
+    return np.concatenate(items), np.concatenate(queries)
+
+
+def _best_k(queries, items, d, n_queries, k):
+    """The ``k`` nearest of each query's candidates, by distance then id."""
+    order = np.lexsort((items, d, queries))
+    starts = np.searchsorted(queries[order], np.arange(n_queries))
+    pick = order[(starts[:, None] + np.arange(k)).ravel()]
+    return d[pick].reshape(n_queries, k), items[pick].reshape(n_queries, k)
 
 
 def _default_batch_size(n_queries, n_samples, itemsize=8, largest=256):
@@ -239,7 +381,6 @@ def sparse_kneighbors(data, queries, k, metric, *, batch_size=None, matrix=None)
     if matrix is None:
         matrix = SparseBruteForce(data, metric)
     n = data.shape[0]
-    m = min(n, 2 * k)
     n_q = queries.shape[0]
     step = batch_size or _default_batch_size(n_q, n, itemsize=4, largest=512)
     dist = np.empty((n_q, k))
@@ -249,9 +390,7 @@ def sparse_kneighbors(data, queries, k, metric, *, batch_size=None, matrix=None)
     for start in range(0, n_q, step):
         Qb = queries[start:start + step]
         S = matrix.scores_t(Qb, buffer[: n * Qb.shape[0]].reshape(n, Qb.shape[0]))
-        cand = _top_rows(S, m)
-        d = _exact_sparse_distances(Qb, data, cand, metric, matrix.half_sq)
-        order = np.lexsort((cand, d), axis=1)[:, :k]
-        dist[start:start + step] = np.take_along_axis(d, order, axis=1)
-        ind[start:start + step] = np.take_along_axis(cand, order, axis=1)
+        items, rows = _block_candidates(matrix, Qb, S, k, metric)
+        d = _exact_sparse_distances(Qb, data, rows, items, metric, matrix.half_sq)
+        dist[start:start + step], ind[start:start + step] = _best_k(rows, items, d, Qb.shape[0], k)
     return dist, ind
