@@ -143,7 +143,8 @@ class SparseBruteForce:
         self.half_sq = None
         if metric == "euclidean":
             self.half_sq = 0.5 * np.asarray(data.multiply(data).sum(axis=1)).ravel()
-            column = sp.csr_matrix(-self.half_sq[:, None].astype(np.float32))
+            with np.errstate(over="ignore"):  # inf beyond float32: float64 scores then
+                column = sp.csr_matrix(-self.half_sq[:, None].astype(np.float32))
             frequent_part = sp.hstack([frequent_part, column], format="csr")
         self.frequent_part = frequent_part.tocsr()
         self.frequent_part.sort_indices()
@@ -155,7 +156,7 @@ class SparseBruteForce:
         self.h = self.half_sq if self.half_sq is not None else np.zeros(n)
         self.max_terms = int(np.diff(data.indptr).max()) if n else 0
         # |y|^2 / 2 beyond float32 (values ~1e19 and more): float64 scores only
-        self.float32_ok = bool(np.isfinite(self.h.astype(np.float32)).all())
+        self.float32_ok = bool((self.h <= FLOAT32_MAX).all())
 
     def scores_t(self, queries, out):
         """float32 scores (larger is nearer) of every item (rows) for CSR queries (columns)."""
