@@ -23,7 +23,7 @@ sum of positive terms in any order errs by at most ``gamma(n) * sum``, so by
     |s_computed - s| <= gamma(n_q + 15, U64) * s,
 
 about ``(n_q + 15) * 1.1e-16`` relative: two documents whose real scores
-differ by more than that are never swapped, and identical documents score
+differ by more than twice that are never swapped, and identical documents score
 exactly alike (the same terms summed in the same order), so they tie and
 come out by id.
 """
