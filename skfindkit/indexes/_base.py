@@ -128,7 +128,12 @@ class BaseIndex(
     overflow) is multiplied by a power of two, which changes no bit of the
     mantissas; distances are reported in the original units. Queries far
     outside the collection's magnitude that overflow after this scaling are
-    refused with the same error.
+    refused with the same error. Sparse rows (kept float64) are refused
+    beyond the same range. A query whose backend distances are not finite
+    (e.g. at 1e20 from unit-scale data, squared distances overflow float32)
+    or whose squared norm comes within a factor 4 of float32's largest value
+    is answered by the exact path (:meth:`exact_kneighbors`), as rows the
+    backend left short are completed: never ``inf`` distances or arbitrary ids.
 
     **The item itself.** When the queries are the indexed items (``transform``
     of the fitted data, ``kneighbors(X=None)``) or a query equals an indexed
