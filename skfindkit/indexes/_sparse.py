@@ -287,9 +287,32 @@ def _bounded_candidates(S, k, error):
     owner = np.repeat(np.arange(b), k)
     lower = S[top, owner] - error(top, owner)
     kth_lower = lower.reshape(b, k).min(axis=1)
-    items, queries = np.nonzero(S >= (kth_lower - error.largest())[None, :])
+    items, queries = _at_least(S, kth_lower - error.largest())
     keep = S[items, queries] + error(items, queries) >= kth_lower[queries]
     return items[keep], queries[keep]
+
+
+def _at_least(S, T):
+    """``np.nonzero(S >= T)`` (one threshold per column) or a few more pairs, found
+    through the maxima of groups of rows (the layout of :func:`_top_rows`)
+    when few pairs pass: one pass over ``S`` instead of a scan of its mask."""
+    n, b = S.shape
+    with np.errstate(over="ignore"):  # rounded down into S's precision
+        T = np.nextafter(T.astype(S.dtype), -np.inf)
+    group = min(_GROUP, n // 64)
+    if group < 4:
+        return np.nonzero(S >= T)
+    n_groups = n // group
+    full = n_groups * group
+    groups, queries = np.nonzero(S[:full].reshape(group, n_groups, b).max(axis=0) >= T)
+    items = (groups[:, None] + n_groups * np.arange(group)).ravel()
+    queries = np.repeat(queries, group)
+    keep = S[items, queries] >= T[queries]
+    items, queries = items[keep], queries[keep]
+    if full < n:  # leftover rows
+        rest, rest_q = np.nonzero(S[full:] >= T)
+        items, queries = np.concatenate([items, rest + full]), np.concatenate([queries, rest_q])
+    return items, queries
 
 
 def _float64_scores(matrix, Q):
