@@ -185,8 +185,9 @@ def test_regression_far_cluster_rows():
     X = rng.randn(200, 40)
     offset = 1e4 * rng.uniform(0.5, 1.0, 40)
     X[::2] += offset  # a cluster 1e4 away: unit-scale differences on a large offset
-    X = sp.csr_matrix(np.where(rng.rand(200, 40) < 0.5, X, 0.0))
-    Q = sp.csr_matrix(rng.randn(5, 40) + offset)
+    terms = rng.rand(40) < 0.5  # the same terms in every row
+    X = sp.csr_matrix(np.where(terms, X, 0.0))
+    Q = sp.csr_matrix(np.where(terms, rng.randn(5, 40) + offset, 0.0))
     for metric in METRICS:
         _check_exact(X, Q, metric, 4)
 
@@ -215,8 +216,11 @@ def test_values_whose_squares_overflow_float64_are_refused():
 @pytest.mark.parametrize("metric", METRICS)
 def test_float32_overflowing_scores_fall_back_to_float64(metric):
     # 1e20: within float32, but products and |y|^2 / 2 overflow float32 (1e40)
-    X = sp.csr_matrix(np.array([[1e20, 0, 3e19], [1e20, 1.0, 3e19], [2.0, 1.0, 0], [0, 0, 1e19]]))
-    Q = sp.csr_matrix(np.array([[1e20, 0.5, 3e19], [1.0, 1.0, 0.0]]))
+    rng = np.random.RandomState(5)
+    base = np.array([1e20, 1.0, 3e19])
+    X = np.vstack([base * (1 + 1e-3 * rng.randn(12, 3)), rng.randn(4, 3), [[0, 0, 1e19]]])
+    Q = sp.csr_matrix(np.vstack([base * (1 + 1e-3 * rng.randn(2, 3)), [[1.0, 1.0, 0.0]]]))
+    X = sp.csr_matrix(X)
     _check_exact(X, Q, metric, 2)
 
 
