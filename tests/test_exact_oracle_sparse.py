@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from sklearn.preprocessing import normalize
 
 from skfindkit import BM25Index, ExactIndex
+from skfindkit.indexes import _sparse
+from skfindkit.indexes._fp_bounds import TINY, U32
 
 METRICS = ("euclidean", "cosine", "inner_product")
 FAST = settings(max_examples=30, deadline=None, derandomize=True, database=None,
@@ -166,6 +168,30 @@ def test_sparse_exact_matches_float64_oracle(metric, case, k):
 def test_sparse_exact_matches_float64_oracle_big(metric, case, k):
     X, Q = case
     _check_exact(X, Q, metric, min(k, X.shape[0]))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@FAST
+@given(case=sparse_cases())
+def test_float32_scores_are_within_the_stated_bound(metric, case):
+    # the bound the search relies on, checked against scores in extended precision
+    X, Q = case
+    data = _sparse.prepare_sparse(X, metric)
+    Qp = _sparse.prepare_sparse(sp.csr_matrix(np.asarray(Q, dtype=np.float64))
+                                if not sp.issparse(Q) else Q, metric)
+    matrix = _sparse.SparseBruteForce(data, metric)
+    S = matrix.scores_t(Qp, np.empty((data.shape[0], Qp.shape[0]), dtype=np.float32)).T
+    Xl, Ql = data.toarray().astype(np.longdouble), Qp.toarray().astype(np.longdouble)
+    exact = Ql @ Xl.T
+    if metric == "euclidean":
+        exact -= 0.5 * (Xl * Xl).sum(axis=1)
+    queries, items = np.indices(S.shape)
+    error = _sparse._ScoreError(matrix, Qp, U32, TINY)(items.ravel(), queries.ravel())
+    q_norm = np.sqrt(np.asarray(Qp.multiply(Qp).sum(axis=1)).ravel())
+    # queries the float32 path answers (the others are scored in float64)
+    usable = matrix.float32_ok & (q_norm * matrix.norms.max() + matrix.h.max() <= 3.4e38 / 4)
+    bad = np.abs(S.astype(np.longdouble) - exact) > error.reshape(S.shape)
+    assert not bad[usable].any()
 
 
 @pytest.mark.parametrize("metric", METRICS)
