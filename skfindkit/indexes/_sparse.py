@@ -267,9 +267,8 @@ class _ScoreError:
     def largest(self):
         """Per query, the largest error over every item (for a first, coarse cut)."""
         m = self.matrix
-        top = lambda v: v.max() if v.size else 0.0  # noqa: E731
-        return (self.a * top(m.norms) + self.b * top(m.h) + self.c * top(m.sq)
-                + self.d + self.t * top(m.l1))
+        return (self.a * m.norms.max(initial=0.0) + self.b * m.h.max(initial=0.0)
+                + self.c * m.sq.max(initial=0.0) + self.d + self.t * m.l1.max(initial=0.0))
 
 
 def _bounded_candidates(S, k, error):
@@ -329,7 +328,7 @@ def _block_candidates(matrix, Q, S, k, metric):
     q_norm = np.sqrt(np.asarray(Q.multiply(Q).sum(axis=1)).ravel())
     # all items tie at distance 1 for an empty cosine or inner-product query
     trivial = (np.diff(Q.indptr) == 0) & (metric != "euclidean")
-    largest = (matrix.norms.max() if matrix.norms.size else 0.0) * q_norm + matrix.h.max(initial=0.0)
+    largest = matrix.norms.max(initial=0.0) * q_norm + matrix.h.max(initial=0.0)
     float64 = ~trivial & ((largest > FLOAT32_MAX / 4) | (not matrix.float32_ok))
     fast = np.flatnonzero(~(float64 | trivial))
     if fast.size < b:  # only the columns the float32 bound may answer
