@@ -341,3 +341,19 @@ def test_bm25_agrees_with_rank_bm25_given_the_same_idf():
     want = np.lexsort((np.arange(N), -scores))[:10]
     np.testing.assert_array_equal(ind[0], want)
     np.testing.assert_allclose(1.0 / dist[0] - 1.0, scores[want], rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_many_exact_ties_are_reranked_in_pieces(monkeypatch, metric):
+    # 400 copies of one row: the float32 bound keeps them all, float64 too
+    # (exact ties); they are re-ranked a few pairs and queries at a time
+    monkeypatch.setattr(_sparse, "_PAIRS", 50)
+    monkeypatch.setattr(_sparse, "_FLOAT64_SCORES", 900)
+    rng = np.random.RandomState(6)
+    row = rng.poisson(2.0, (1, 60)).astype(float)
+    X = sp.csr_matrix(np.vstack([rng.poisson(2.0, (30, 60)), np.repeat(row, 400, axis=0)]))
+    Q = sp.csr_matrix(np.vstack([row, row, rng.poisson(2.0, (3, 60))]))
+    _check_exact(X, Q, metric, 5)
+    if metric != "inner_product":
+        ind = ExactIndex(n_neighbors=5, metric=metric).fit(X).kneighbors(Q[:1])[1]
+        np.testing.assert_array_equal(ind, [np.arange(30, 35)])

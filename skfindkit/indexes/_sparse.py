@@ -322,8 +322,15 @@ def _float64_scores(matrix, Q):
     return np.ascontiguousarray(S)
 
 
+# pairs re-ranked at once (each costs a copy of its two rows); float64
+# scores of at most this many (item, query) values at once
+_PAIRS = 2**18
+_FLOAT64_SCORES = 2**22
+
+
 def _block_candidates(matrix, Q, S, k, metric):
-    """Candidate pairs of one block of queries, proven by the float32 or the float64 bound."""
+    """Candidate ``(items, queries)`` pairs of one block, proven by the float32 or the
+    float64 bound, in pieces of at most about ``_PAIRS`` pairs (a generator)."""
     b = Q.shape[0]
     q_norm = np.sqrt(np.asarray(Q.multiply(Q).sum(axis=1)).ravel())
     # all items tie at distance 1 for an empty cosine or inner-product query
@@ -335,30 +342,45 @@ def _block_candidates(matrix, Q, S, k, metric):
         S = np.ascontiguousarray(S[:, fast])
     items, queries = _bounded_candidates(S, k, _ScoreError(matrix, Q[fast], 2.0**-24, TINY))
     queries = fast[queries]
-    counts = np.bincount(queries, minlength=b)
-    float64 |= ~trivial & (counts > max(8 * k, 64))  # the float32 bound left too many
+    float64 |= ~trivial & (np.bincount(queries, minlength=b) > max(8 * k, 64))  # too many
     keep = ~float64[queries]
-    items, queries = [items[keep]], [queries[keep]]
-    redo = np.flatnonzero(float64)
-    if redo.size:
-        Qr = Q[redo]
-        tiny64 = float(np.finfo(np.float64).smallest_subnormal)
-        it, qr = _bounded_candidates(_float64_scores(matrix, Qr), k,
-                                     _ScoreError(matrix, Qr, U64, tiny64))
-        items.append(it)
-        queries.append(redo[qr])
+    yield items[keep], queries[keep]
     first = np.flatnonzero(trivial)
-    items.append(np.tile(np.arange(k), first.size))
-    queries.append(np.repeat(first, k))
-    return np.concatenate(items), np.concatenate(queries)
+    yield np.tile(np.arange(k), first.size), np.repeat(first, k)
+    redo = np.flatnonzero(float64)
+    tiny64 = float(np.finfo(np.float64).smallest_subnormal)
+    step = max(1, _FLOAT64_SCORES // max(matrix.data.shape[0], 1))
+    for chunk in np.array_split(redo, -(-redo.size // step)) if redo.size else []:
+        Qr = Q[chunk]
+        items, queries = _bounded_candidates(_float64_scores(matrix, Qr), k,
+                                             _ScoreError(matrix, Qr, U64, tiny64))
+        for piece in range(0, items.size, _PAIRS):  # exact ties: possibly every item
+            yield items[piece:piece + _PAIRS], chunk[queries[piece:piece + _PAIRS]]
 
 
-def _best_k(queries, items, d, n_queries, k):
-    """The ``k`` nearest of each query's candidates, by distance then id."""
-    order = np.lexsort((items, d, queries))
-    starts = np.searchsorted(queries[order], np.arange(n_queries))
-    pick = order[(starts[:, None] + np.arange(k)).ravel()]
-    return d[pick].reshape(n_queries, k), items[pick].reshape(n_queries, k)
+class _BestK:
+    """The ``k`` nearest of each query among the pairs added so far, by distance then id."""
+
+    def __init__(self, n_queries, k):
+        self.k = k
+        self.n_queries = n_queries
+        self.queries = np.empty(0, dtype=np.intp)
+        self.items = np.empty(0, dtype=np.intp)
+        self.dist = np.empty(0)
+
+    def add(self, queries, items, dist):
+        queries = np.concatenate([self.queries, queries])
+        items = np.concatenate([self.items, items])
+        dist = np.concatenate([self.dist, dist])
+        order = np.lexsort((items, dist, queries))
+        queries, items, dist = queries[order], items[order], dist[order]
+        keep = np.arange(queries.size) - np.searchsorted(queries, queries) < self.k
+        self.queries, self.items, self.dist = queries[keep], items[keep], dist[keep]
+
+    def result(self):
+        """``(dist, ind)`` of shape ``(n_queries, k)``; every query has ``k`` pairs."""
+        shape = (self.n_queries, self.k)
+        return self.dist.reshape(shape), self.items.reshape(shape)
 
 
 def _default_batch_size(n_queries, n_samples, itemsize=8, largest=256):
@@ -413,7 +435,10 @@ def sparse_kneighbors(data, queries, k, metric, *, batch_size=None, matrix=None)
     for start in range(0, n_q, step):
         Qb = queries[start:start + step]
         S = matrix.scores_t(Qb, buffer[: n * Qb.shape[0]].reshape(n, Qb.shape[0]))
-        items, rows = _block_candidates(matrix, Qb, S, k, metric)
-        d = _exact_sparse_distances(Qb, data, rows, items, metric, matrix.half_sq)
-        dist[start:start + step], ind[start:start + step] = _best_k(rows, items, d, Qb.shape[0], k)
+        best = _BestK(Qb.shape[0], k)
+        for items, rows in _block_candidates(matrix, Qb, S, k, metric):
+            if items.size:
+                    best.add(rows, items, _exact_sparse_distances(Qb, data, rows, items, metric,
+                                                              matrix.half_sq))
+        dist[start:start + step], ind[start:start + step] = best.result()
     return dist, ind
