@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sklearn.preprocessing import normalize
 
 from skfindkit import BM25Index, ExactIndex
-from skfindkit.indexes import _sparse
+from skfindkit.indexes import _sparse, _sparse_select
 from skfindkit.indexes._fp_bounds import TINY, U32
 
 METRICS = ("euclidean", "cosine", "inner_product")
@@ -186,7 +186,7 @@ def test_float32_scores_are_within_the_stated_bound(metric, case):
     if metric == "euclidean":
         exact -= 0.5 * (Xl * Xl).sum(axis=1)
     queries, items = np.indices(S.shape)
-    error = _sparse._ScoreError(matrix, Qp, U32, TINY)(items.ravel(), queries.ravel())
+    error = _sparse_select.ScoreError(matrix, Qp, U32, TINY)(items.ravel(), queries.ravel())
     q_norm = np.sqrt(np.asarray(Qp.multiply(Qp).sum(axis=1)).ravel())
     # queries the float32 path answers (the others are scored in float64)
     usable = matrix.float32_ok & (q_norm * matrix.norms.max() + matrix.h.max() <= 3.4e38 / 4)

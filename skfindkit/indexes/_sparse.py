@@ -48,9 +48,9 @@ import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.preprocessing import normalize
 
-from ._brute import _GROUP, _top_candidates
 from ._distances import FLOAT32_MAX, check_float32_range
-from ._fp_bounds import TINY, U64, gamma
+from ._fp_bounds import TINY, U64
+from ._sparse_select import BestK, ScoreError, bounded_candidates
 
 __all__ = ["SparseBruteForce", "empty_rows", "prepare_sparse", "sparse_kneighbors", "stack_rows"]
 
@@ -140,18 +140,17 @@ class SparseBruteForce:
         data32 = data.astype(np.float32)
         self.rare_part = data32[:, ~frequent].tocsr()
         frequent_part = data32[:, frequent]
+        self.sq = np.asarray(data.multiply(data).sum(axis=1)).ravel()
         self.half_sq = None
         if metric == "euclidean":
-            self.half_sq = 0.5 * np.asarray(data.multiply(data).sum(axis=1)).ravel()
+            self.half_sq = 0.5 * self.sq
             with np.errstate(over="ignore"):  # inf beyond float32: float64 scores then
                 column = sp.csr_matrix(-self.half_sq[:, None].astype(np.float32))
             frequent_part = sp.hstack([frequent_part, column], format="csr")
         self.frequent_part = frequent_part.tocsr()
         self.frequent_part.sort_indices()
         # what the rounding-error bound needs (see the module docstring)
-        sq = np.asarray(data.multiply(data).sum(axis=1)).ravel()
-        self.norms = np.sqrt(sq)
-        self.sq = sq
+        self.norms = np.sqrt(self.sq)
         self.l1 = np.asarray(abs(data).sum(axis=1)).ravel()
         self.h = self.half_sq if self.half_sq is not None else np.zeros(n)
         self.max_terms = int(np.diff(data.indptr).max()) if n else 0
@@ -167,32 +166,6 @@ class SparseBruteForce:
             dense_q = np.hstack([dense_q, np.ones((queries.shape[0], 1), dtype=np.float32)])
         _add_product(self.frequent_part, np.ascontiguousarray(dense_q.T), out)
         return out
-
-
-def _top_rows(S, m):
-    """Row ids (one row of the result per column of ``S``) of each column's ``m`` largest.
-
-    :func:`~skfindkit.indexes._brute._top_candidates` for an item-major
-    score block: the first level of groups is reduced along the rows (long
-    contiguous slabs), the rest as the dense brute force.
-    """
-    n, b = S.shape
-    if m >= n:
-        return np.broadcast_to(np.arange(n), (b, n))
-    group = min(_GROUP, n // (8 * m))
-    if group < 4:
-        return _top_candidates(np.ascontiguousarray(S.T), m)
-    n_groups = n // group
-    full = n_groups * group
-    # group r holds rows r, r + n_groups, ...: the max of `group` slabs
-    group_max = S[:full].reshape(group, n_groups, b).max(axis=0)
-    best_groups = _top_candidates(np.ascontiguousarray(group_max.T), m)
-    rows = (best_groups[:, :, None] + n_groups * np.arange(group)).reshape(b, -1)
-    if full < n:  # leftover rows are always candidates
-        rows = np.hstack([rows, np.broadcast_to(np.arange(full, n), (b, n - full))])
-    cand = S.reshape(-1)[rows * b + np.arange(b)[:, None]]
-    keep = np.argpartition(cand, cand.shape[1] - m, axis=1)[:, cand.shape[1] - m:]
-    return np.take_along_axis(rows, keep, axis=1)
 
 
 def _pair_dots(Q, data, rows, cols):
@@ -236,84 +209,6 @@ def _exact_sparse_distances(Q, data, rows, cols, metric, half_sq):
     return dist
 
 
-class _ScoreError:
-    """The rounding-error bound of a block's scores (module docstring), per (item, query) pair.
-
-    ``error(items, queries) = a_q |y| + b_q h + c_q |y|^2 + d_q + t |y|_1``,
-    every coefficient rounded up a little so that the bound's own float64
-    evaluation cannot make it smaller than the proof says.
-    """
-
-    def __init__(self, matrix, Q, u, tiny):
-        n_q = np.diff(Q.indptr)
-        q_sq = np.asarray(Q.multiply(Q).sum(axis=1)).ravel()
-        q_norm = np.sqrt(q_sq)
-        q_l1 = np.asarray(abs(Q).sum(axis=1)).ravel()
-        g = np.array([gamma(t + 4, u) for t in n_q])
-        g64 = np.array([gamma(max(t, matrix.max_terms) + 4, U64) for t in n_q])
-        slack = 1.0 + 1e-6
-        self.a = slack * (g + 2.0 * g64) * q_norm
-        self.b = slack * (g + g64)
-        self.c = slack * g64
-        self.d = slack * (g64 * (q_sq + 1.0) + 2.0 * tiny * (q_l1 + n_q + 2))
-        self.t = slack * 2.0 * tiny
-        self.matrix = matrix
-
-    def __call__(self, items, queries):
-        m = self.matrix
-        return (self.a[queries] * m.norms[items] + self.b[queries] * m.h[items]
-                + self.c[queries] * m.sq[items] + self.d[queries] + self.t * m.l1[items])
-
-    def largest(self):
-        """Per query, the largest error over every item (for a first, coarse cut)."""
-        m = self.matrix
-        return (self.a * m.norms.max(initial=0.0) + self.b * m.h.max(initial=0.0)
-                + self.c * m.sq.max(initial=0.0) + self.d + self.t * m.l1.max(initial=0.0))
-
-
-def _bounded_candidates(S, k, error):
-    """(item, query) pairs whose score can still reach each query's ``k``-th.
-
-    ``S`` holds item-major scores (one column per query) that err by at most
-    ``error``: an item is dropped when its upper bound is below the smallest
-    lower bound of the ``k`` best scores (a lower bound of the ``k``-th
-    largest lower bound). Those ``k`` are kept, so each query has ``k`` or more.
-    """
-    b = S.shape[1]
-    if b == 0:
-        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
-    top = _top_rows(S, k).ravel()
-    owner = np.repeat(np.arange(b), k)
-    lower = S[top, owner] - error(top, owner)
-    kth_lower = lower.reshape(b, k).min(axis=1)
-    items, queries = _at_least(S, kth_lower - error.largest())
-    keep = S[items, queries] + error(items, queries) >= kth_lower[queries]
-    return items[keep], queries[keep]
-
-
-def _at_least(S, T):
-    """``np.nonzero(S >= T)`` (one threshold per column) or a few more pairs, found
-    through the maxima of groups of rows (the layout of :func:`_top_rows`)
-    when few pairs pass: one pass over ``S`` instead of a scan of its mask."""
-    n, b = S.shape
-    with np.errstate(over="ignore"):  # rounded down into S's precision
-        T = np.nextafter(T.astype(S.dtype), -np.inf)
-    group = min(_GROUP, n // 64)
-    if group < 4:
-        return np.nonzero(S >= T)
-    n_groups = n // group
-    full = n_groups * group
-    groups, queries = np.nonzero(S[:full].reshape(group, n_groups, b).max(axis=0) >= T)
-    items = (groups[:, None] + n_groups * np.arange(group)).ravel()
-    queries = np.repeat(queries, group)
-    keep = S[items, queries] >= T[queries]
-    items, queries = items[keep], queries[keep]
-    if full < n:  # leftover rows
-        rest, rest_q = np.nonzero(S[full:] >= T)
-        items, queries = np.concatenate([items, rest + full]), np.concatenate([queries, rest_q])
-    return items, queries
-
-
 def _float64_scores(matrix, Q):
     """Item-major float64 scores of queries ``Q`` (sparse x sparse, then dense)."""
     S = (matrix.data @ Q.T).toarray()
@@ -340,7 +235,7 @@ def _block_candidates(matrix, Q, S, k, metric):
     fast = np.flatnonzero(~(float64 | trivial))
     if fast.size < b:  # only the columns the float32 bound may answer
         S = np.ascontiguousarray(S[:, fast])
-    items, queries = _bounded_candidates(S, k, _ScoreError(matrix, Q[fast], 2.0**-24, TINY))
+    items, queries = bounded_candidates(S, k, ScoreError(matrix, Q[fast], 2.0**-24, TINY))
     queries = fast[queries]
     float64 |= ~trivial & (np.bincount(queries, minlength=b) > max(8 * k, 64))  # too many
     keep = ~float64[queries]
@@ -352,35 +247,10 @@ def _block_candidates(matrix, Q, S, k, metric):
     step = max(1, _FLOAT64_SCORES // max(matrix.data.shape[0], 1))
     for chunk in np.array_split(redo, -(-redo.size // step)) if redo.size else []:
         Qr = Q[chunk]
-        items, queries = _bounded_candidates(_float64_scores(matrix, Qr), k,
-                                             _ScoreError(matrix, Qr, U64, tiny64))
+        items, queries = bounded_candidates(_float64_scores(matrix, Qr), k,
+                                             ScoreError(matrix, Qr, U64, tiny64))
         for piece in range(0, items.size, _PAIRS):  # exact ties: possibly every item
             yield items[piece:piece + _PAIRS], chunk[queries[piece:piece + _PAIRS]]
-
-
-class _BestK:
-    """The ``k`` nearest of each query among the pairs added so far, by distance then id."""
-
-    def __init__(self, n_queries, k):
-        self.k = k
-        self.n_queries = n_queries
-        self.queries = np.empty(0, dtype=np.intp)
-        self.items = np.empty(0, dtype=np.intp)
-        self.dist = np.empty(0)
-
-    def add(self, queries, items, dist):
-        queries = np.concatenate([self.queries, queries])
-        items = np.concatenate([self.items, items])
-        dist = np.concatenate([self.dist, dist])
-        order = np.lexsort((items, dist, queries))
-        queries, items, dist = queries[order], items[order], dist[order]
-        keep = np.arange(queries.size) - np.searchsorted(queries, queries) < self.k
-        self.queries, self.items, self.dist = queries[keep], items[keep], dist[keep]
-
-    def result(self):
-        """``(dist, ind)`` of shape ``(n_queries, k)``; every query has ``k`` pairs."""
-        shape = (self.n_queries, self.k)
-        return self.dist.reshape(shape), self.items.reshape(shape)
 
 
 def _default_batch_size(n_queries, n_samples, itemsize=8, largest=256):
@@ -435,7 +305,7 @@ def sparse_kneighbors(data, queries, k, metric, *, batch_size=None, matrix=None)
     for start in range(0, n_q, step):
         Qb = queries[start:start + step]
         S = matrix.scores_t(Qb, buffer[: n * Qb.shape[0]].reshape(n, Qb.shape[0]))
-        best = _BestK(Qb.shape[0], k)
+        best = BestK(Qb.shape[0], k)
         for items, rows in _block_candidates(matrix, Qb, S, k, metric):
             if items.size:
                     best.add(rows, items, _exact_sparse_distances(Qb, data, rows, items, metric,
