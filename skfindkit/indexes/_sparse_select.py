@@ -67,16 +67,24 @@ class ScoreError:
         self.t = slack * 2.0 * tiny
         self.matrix = matrix
 
+    def _of(self, norms, h, sq, l1, queries):
+        return (self.a[queries] * norms + self.b[queries] * h + self.c[queries] * sq
+                + self.d[queries] + self.t * l1)
+
     def __call__(self, items, queries):
         m = self.matrix
-        return (self.a[queries] * m.norms[items] + self.b[queries] * m.h[items]
-                + self.c[queries] * m.sq[items] + self.d[queries] + self.t * m.l1[items])
+        return self._of(m.norms[items], m.h[items], m.sq[items], m.l1[items], queries)
 
-    def largest(self):
-        """Per query, the largest error over every item (for a first, coarse cut)."""
+    def of_groups(self, group, n_groups):
+        """``(n_groups, n_queries)``: the largest error in each group of rows
+        ``g, g + n_groups, ...`` (the layout of :func:`top_rows`)."""
         m = self.matrix
-        return (self.a * m.norms.max(initial=0.0) + self.b * m.h.max(initial=0.0)
-                + self.c * m.sq.max(initial=0.0) + self.d + self.t * m.l1.max(initial=0.0))
+
+        def largest(v):
+            return v[: group * n_groups].reshape(group, n_groups).max(axis=0)[:, None]
+
+        return self._of(largest(m.norms), largest(m.h), largest(m.sq), largest(m.l1),
+                        slice(None))
 
 
 def bounded_candidates(S, k, error):
@@ -95,32 +103,32 @@ def bounded_candidates(S, k, error):
     # float64 bounds, each rounded outwards (one rounding: one step)
     lower = np.nextafter(S[top, owner] - error(top, owner), -np.inf)
     kth_lower = lower.reshape(b, k).min(axis=1)
-    items, queries = _at_least(S, np.nextafter(kth_lower - error.largest(), -np.inf))
+    items, queries = _groups_reaching(S, kth_lower, error)
     upper = np.nextafter(S[items, queries] + error(items, queries), np.inf)
     keep = upper >= kth_lower[queries]
     return items[keep], queries[keep]
 
 
-def _at_least(S, T):
-    """``np.nonzero(S >= T)`` (one threshold per column) or a few more pairs, found
-    through the maxima of groups of rows (the layout of :func:`top_rows`)
-    when few pairs pass: one pass over ``S`` instead of a scan of its mask."""
+def _groups_reaching(S, kth_lower, error):
+    """The (item, query) pairs of every group of rows whose largest score plus largest
+    error reaches the query's ``kth_lower`` (all pairs of a short collection):
+    one pass over ``S`` for the group maxima, and a far-off row (large error)
+    only brings its own group."""
     n, b = S.shape
-    with np.errstate(over="ignore"):  # rounded down into S's precision
-        T = np.nextafter(T.astype(S.dtype), -np.inf)
     group = min(_GROUP, n // 64)
     if group < 4:
-        return np.nonzero(S >= T)
+        items, queries = np.indices((n, b))
+        return items.ravel(), queries.ravel()
     n_groups = n // group
     full = n_groups * group
-    groups, queries = np.nonzero(S[:full].reshape(group, n_groups, b).max(axis=0) >= T)
+    upper = S[:full].reshape(group, n_groups, b).max(axis=0) + error.of_groups(group, n_groups)
+    groups, queries = np.nonzero(np.nextafter(upper, np.inf) >= kth_lower)
     items = (groups[:, None] + n_groups * np.arange(group)).ravel()
     queries = np.repeat(queries, group)
-    keep = S[items, queries] >= T[queries]
-    items, queries = items[keep], queries[keep]
-    if full < n:  # leftover rows
-        rest, rest_q = np.nonzero(S[full:] >= T)
-        items, queries = np.concatenate([items, rest + full]), np.concatenate([queries, rest_q])
+    if full < n:  # leftover rows: always examined
+        rest, rest_q = np.indices((n - full, b))
+        items = np.concatenate([items, rest.ravel() + full])
+        queries = np.concatenate([queries, rest_q.ravel()])
     return items, queries
 
 
