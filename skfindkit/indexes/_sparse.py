@@ -26,7 +26,8 @@ query's stored terms) in any order. With :func:`~._fp_bounds.gamma`
 - subnormal inputs and products err in absolute terms, at most ``TINY / 2``
   each: ``2 TINY (|q|_1 + |y|_1 + n_q + 2)``;
 - ``|y|^2 / 2`` itself, and the float64 distances of the re-ranking, err by
-  ``gamma_64(max(n_q, n_y) + 4) (|y|^2 + (|q| + |y|)^2 + 1)`` (``u = 2**-53``).
+  ``gamma_64(max(n_q, n_y) + 4) (h + (|q| + |y|)^2 + 1)`` (``u = 2**-53``,
+  ``n_y`` the most terms of an item).
 
 Every item whose upper bound ``score + error`` is below the ``k``-th largest
 lower bound ``score - error`` (bounded below by the smallest lower bound of
@@ -35,8 +36,10 @@ tied with the ``k``-th; all others are re-ranked exactly (ties by the lower
 id). A query for which the bound keeps more than ``8 k`` (at least 64)
 candidates, or whose products could overflow float32, is scored again in
 float64 (a sparse x sparse product; the same bound with ``u = 2**-53``), and
-every candidate that bound keeps is re-ranked, however many: no answer is
-returned that the bound has not proven.
+every candidate that bound keeps is re-ranked, however many (in pieces):
+no answer is returned that the bound has not proven. An empty query ties
+every item at distance 1 for cosine and inner product: its answer is the
+first ``k`` ids.
 
 Distances are in skfindkit's units (L2; ``1 - cos`` with zero rows at 1, as
 scikit-learn; ``1 - <x, y>``), equal to what
