@@ -50,3 +50,11 @@ def test_values_whose_squares_overflow_are_refused_naming_x(cls):
         est.kneighbors(np.full((1, 8), 1e200))
     with pytest.raises(ValueError, match=r"^X contains values beyond the float32 range"):
         cls(n_neighbors=2).fit(np.vstack([X, np.full((1, 8), -1e160)]))
+
+
+def test_ids_outside_the_index_count_as_missing():
+    from skfindkit.indexes._query import _valid_ids
+
+    labels = np.array([[0, 5, 2**64 - 1, 4]], dtype=np.uint64)  # hnswlib's label type
+    np.testing.assert_array_equal(_valid_ids(labels, 5), [[0, -1, -1, 4]])
+    np.testing.assert_array_equal(_valid_ids(np.array([[-1, 7, 3]]), 5), [[-1, -1, 3]])
