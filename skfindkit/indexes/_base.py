@@ -130,7 +130,12 @@ class BaseIndex(
     normal range); distances are reported in the original units. Queries far
     outside the collection's magnitude that overflow after this scaling are
     refused with the same error. Cosine and inner-product data are never
-    rescaled.
+    rescaled. Sparse rows (kept float64) are refused beyond the same range.
+    A query whose backend distances are not finite (e.g. at 1e20 from
+    unit-scale data, squared distances overflow float32) or whose squared
+    norm comes within a factor 4 of float32's largest value is answered by
+    the exact path (:meth:`exact_kneighbors`), as rows the backend left short
+    are completed: never ``inf`` distances or arbitrary ids.
 
     **The item itself.** When the queries are the indexed items (``transform``
     of the fitted data, ``kneighbors(X=None)``) or a query equals an indexed
@@ -253,7 +258,7 @@ class BaseIndex(
         canonical CSR (:func:`~skfindkit.indexes._sparse.prepare_sparse`).
         """
         if sp.issparse(X):
-            return _sparse.prepare_sparse(X, self.metric_)
+            return _sparse.prepare_sparse(X, self.metric_, name)
         _distances.check_float32_range(X, name)
         if self._scale != 1.0:
             X = np.multiply(X, self._scale, dtype=np.float64)

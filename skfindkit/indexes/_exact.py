@@ -39,9 +39,11 @@ class ExactIndex(BaseIndex):
     :class:`~sklearn.feature_extraction.text.TfidfVectorizer`) is searched
     sparse (:mod:`skfindkit.indexes._sparse`): the collection is never
     densified, each block of queries is scored in float32 (frequent terms by a
-    csr x dense product, rare terms by a sparse x sparse one), the candidates
-    its error bound cannot rule out are re-ranked with exact float64 distances, and the
-    results equal ``KNeighborsTransformer`` on the same data. Queries
+    csr x dense product, rare terms by a sparse x sparse one), every
+    candidate that float32's proven rounding-error bound cannot exclude is
+    re-ranked with exact float64 distances (queries where the bound keeps too
+    many, or whose scores would overflow float32, are scored in float64), and
+    the results equal ``KNeighborsTransformer`` on the same data. Queries
     are converted to the fitted format (dense queries of a sparse index become
     CSR and vice versa). With ``metric="cosine"``, rows without any non-zero
     value (empty documents) are at distance 1 from everything, as in
