@@ -96,16 +96,26 @@ def test_faiss_refine_kernel_matches_numpy_reranking(metric):
     np.testing.assert_array_equal(got[1], expected[1])
 
 
-def test_rerank_within_error_keeps_every_candidate_that_could_be_nearer():
-    from skfindkit.indexes._brute import _within_error
+def test_rerank_keeps_every_candidate_its_scores_error_allows():
+    from skfindkit.indexes._brute import rerank_exact
 
-    # minus squared distances; the 2nd nearest is 10.0, one candidate is within
-    # the error of it, one just outside
-    neg = -np.array([[1.0, 10.0, 10.0 * (1 + 1e-7), 10.0 * (1 + 1e-3), 50.0]])
-    assert _within_error(neg, 2, 1e-6) == 3
-    assert _within_error(neg, 2, 1e-2) == 4
-    # fewer than k valid candidates (-inf scores): all of them are kept
-    assert _within_error(np.array([[-1.0, -np.inf, -np.inf]]), 2, 1e-6) == 3
+    # a kernel whose scores err (relative 1e-3) against the truth: the 2 nearest
+    # by exact distance are ranked 3rd and 4th by the kernel, within its error
+    data = np.array([[0.0], [1.0], [1.0005], [1.001], [7.0]], dtype=np.float32)
+    Q = np.zeros((1, 1), dtype=np.float32)
+    cand = np.array([[4, 3, 2, 1, 0]])
+    true = -(data[cand[0], 0] ** 2)
+    skewed = true * np.array([1.0, 1.0, 1.0 - 9e-4, 1.0 - 9e-4, 1.0])
+
+    def scores(Qb, cb):
+        return np.tile(skewed.astype(np.float32), (Qb.shape[0], 1))
+
+    dist, ind = rerank_exact(Q, data, cand, 3, "euclidean", scores=scores, scores_error=1e-3)
+    np.testing.assert_array_equal(ind, [[0, 1, 2]])
+    # fewer than k valid candidates (-1 ids): those found, then inf / -1
+    dist, ind = rerank_exact(Q, data, np.array([[1, -1, -1]]), 2, "euclidean")
+    np.testing.assert_array_equal(ind, [[1, -1]])
+    assert dist[0, 1] == np.inf
 
 
 def test_row_lookup_compares_rows_where_hashes_agree():

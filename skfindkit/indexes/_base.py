@@ -123,12 +123,19 @@ class BaseIndex(
 
     **Magnitudes.** Items are stored and searched as float32: values beyond
     the float32 range (``|x| > 3.4e38``) are refused with an error naming
-    ``X``. A collection whose largest magnitude is outside ``2**±40`` (e.g.
-    data scaled by 1e-30 or 1e20, where float32 squared distances underflow or
-    overflow) is multiplied by a power of two, which changes no bit of the
-    mantissas; distances are reported in the original units. Queries far
+    ``X``. With ``metric="euclidean"``, a collection whose largest magnitude
+    is outside ``2**±40`` (e.g. data scaled by 1e-30 or 1e20, where float32
+    squared distances underflow or overflow) is multiplied by a power of two
+    chosen so that no stored value changes a bit (none leaves float32's
+    normal range); distances are reported in the original units. Queries far
     outside the collection's magnitude that overflow after this scaling are
-    refused with the same error.
+    refused with the same error. Cosine and inner-product data are never
+    rescaled. Sparse rows (kept float64) are refused beyond the same range.
+    A query whose backend distances are not finite (e.g. at 1e20 from
+    unit-scale data, squared distances overflow float32) or whose squared
+    norm comes within a factor 4 of float32's largest value is answered by
+    the exact path (:meth:`exact_kneighbors`), as rows the backend left short
+    are completed: never ``inf`` distances or arbitrary ids.
 
     **The item itself.** When the queries are the indexed items (``transform``
     of the fitted data, ``kneighbors(X=None)``) or a query equals an indexed
@@ -251,7 +258,7 @@ class BaseIndex(
         canonical CSR (:func:`~skfindkit.indexes._sparse.prepare_sparse`).
         """
         if sp.issparse(X):
-            return _sparse.prepare_sparse(X, self.metric_)
+            return _sparse.prepare_sparse(X, self.metric_, name)
         _distances.check_float32_range(X, name)
         if self._scale != 1.0:
             X = np.multiply(X, self._scale, dtype=np.float64)
@@ -282,10 +289,11 @@ class BaseIndex(
         state = runtime_state(self)
         state.applied_query_params = None
         state.row_lookup = None
+        state.max_norm = None
 
     def _data_scale(self, X):
         """The power of two the data are multiplied by (1 for sparse rows, kept float64)."""
-        return 1.0 if sp.issparse(X) else _distances.power_of_two_scale(X)
+        return 1.0 if sp.issparse(X) else _distances.power_of_two_scale(X, self.metric_)
 
     def _validate(self, X, y=None, reset=True):
         """``validate_data`` with this backend's sparse policy (CSR in, or a clear refusal)."""

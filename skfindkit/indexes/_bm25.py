@@ -7,6 +7,25 @@ counts are saturated (``k1``) and normalised by the document's length
 it indexes raw term counts (e.g. from
 :class:`~sklearn.feature_extraction.text.CountVectorizer`) and weighs them
 itself, and queries are the same counts, unweighted.
+
+**Exactness.** Scores are computed in float64 (a sparse product of the
+queries' counts with the weighted collection) and the ``k`` best are chosen
+among *all* documents from those scores, ties at the ``k``-th broken by the
+lower id (scikit-learn's rule): no prefilter, no float32. Each score is a sum
+of ``n_q`` positive terms ``q_t w(t, d)`` (``n_q``: the query's distinct
+terms). For integer counts (document lengths, their total and the document
+frequencies are then exact in float64) each weight is the real one times at
+most ``(1 + u)^15`` (``u = 2**-53``; three roundings in the IDF, seven in the
+length normalisation, four products and quotients, one for ``q_t w``), and a
+sum of positive terms in any order errs by at most ``gamma(n) * sum``, so by
+:func:`~skfindkit.indexes._fp_bounds.gamma`
+
+    |s_computed - s| <= gamma(n_q + 15, U64) * s,
+
+about ``(n_q + 15) * 1.1e-16`` relative: two documents whose real scores
+differ by more than twice that are never swapped, and identical documents score
+exactly alike (the same terms summed in the same order), so they tie and
+come out by id.
 """
 
 from numbers import Integral, Real
@@ -17,9 +36,21 @@ from ..utils._sklearn_compat import Interval
 
 from ._base import BaseIndex
 from ._brute import _top_candidates
+from ._distances import check_float32_range
 from ._sparse import _default_batch_size, empty_rows
 
 __all__ = ["BM25Index", "bm25_document_weights"]
+
+
+def _top_k_lowest_ids(S, k):
+    """Column ids of each row's ``k`` largest scores, ties at the ``k``-th by the lower id."""
+    cand = np.array(_top_candidates(S, k))
+    kth = np.take_along_axis(S, cand, axis=1).min(axis=1)
+    for r in np.flatnonzero((S >= kth[:, None]).sum(axis=1) > k):  # more tie at the k-th
+        above = np.flatnonzero(S[r] > kth[r])
+        tied = np.flatnonzero(S[r] == kth[r])[: k - above.size]
+        cand[r] = np.concatenate([above, tied])
+    return cand
 
 
 def bm25_document_weights(counts, k1, b):
@@ -162,6 +193,7 @@ class BM25Index(BaseIndex):
         X = sp.csr_matrix(X, dtype=np.float64, copy=True)
         X.sum_duplicates()
         X.eliminate_zeros()
+        check_float32_range(X.data, name)
         if X.data.size and X.data.min() < 0:
             raise ValueError(
                 f"Negative values in data passed to BM25Index: {name} must hold term counts "
@@ -200,7 +232,7 @@ class BM25Index(BaseIndex):
         buffer = np.empty((min(step, max(X.shape[0], 1)), n))
         for start in range(0, X.shape[0], step):
             S = self._index.scores(X[start:start + step], buffer[: min(step, X.shape[0] - start)])
-            cand = _top_candidates(S, m)
+            cand = _top_k_lowest_ids(S, m)
             d = 1.0 / (1.0 + np.take_along_axis(S, cand, axis=1))
             order = np.lexsort((cand, d), axis=1)[:, :k]  # by distance, then id
             dist[start:start + step] = np.take_along_axis(d, order, axis=1)

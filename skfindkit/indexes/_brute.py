@@ -1,22 +1,45 @@
 """Exact (brute-force) k nearest neighbours: arrays in, arrays out.
 
 For a block of queries the scores against every item come from one float32
-matrix product (for euclidean, ``<q, y> - |y|^2 / 2`` through an augmented
-column, so no extra pass is needed). The top ``k`` of each row are found
-without sorting or partitioning the whole row: the row is cut into ``g``
-interleaved groups, the maximum of each group is taken (one vectorized pass),
-and only the ``k`` groups with the largest maxima can hold the ``k`` best
-items -- so a partition over ``k * g`` candidates replaces one over all ``n``
-items. The ``k`` best groups are found the same way, recursively (groups of
-group maxima), until the rows are short enough for a plain partition. The
-best ``2k`` candidates are then re-ranked by exact float64 distances
-computed from differences, which makes distances exact (0 between identical
-vectors) and immune to float32 cancellation.
+matrix product (for euclidean, ``<q - c, y - c> - |y - c|^2 / 2`` through an
+augmented column, centred so that rows far from the origin keep their
+distances). The top ``2k`` of each row are found without sorting the whole
+row: the row is cut into ``g`` interleaved groups, the maximum of each group
+is taken (one vectorized pass), and only the ``k`` groups with the largest
+maxima can hold the ``k`` best items; the ``k`` best groups are found the same
+way, recursively.
+
+**What makes it exact.** float32 scores are only a filter, and nothing is
+dropped on trust: each score carries a proven error bound (derivation in
+:func:`_distance_bounds`; in short, a float32 inner product of length ``n``
+errs by at most ``gamma(n) |x| |y|`` whatever the summation order, see
+:mod:`skfindkit.indexes._fp_bounds`), so each candidate has a lower and an
+upper bound on its true distance. A query is answered from its candidates
+only when every item left out provably lies farther than the upper bound of
+the candidates' ``k``-th; the candidates that can still be among the ``k``
+then get exact distances (float64, from differences of the stored float32
+values: no cancellation, 0 between identical rows) and are sorted by
+distance, then id. A query the bound cannot settle (near-duplicates within
+float32's resolution, a query at 1e20) takes every item whose score is above
+the threshold the bound gives, and when those are too many, every item
+(exact distances in chunks) -- slower, never wrong.
+
+Bounds grow with the norms of the centred rows. Collections made of groups
+far apart from each other (a far outlier, clusters 1e6 apart) would make
+every bound too loose, so the rows are cut into such groups once (repeated
+2-means splits kept only where the two halves are far apart relative to their
+radius, :func:`_partition`), each group centred on its own mean.
+
+"Exact" means: the ``k`` nearest of the stored rows (the input rounded to
+float32, unit rows for cosine) by their exact distances, ties broken by the
+lower id, distances within a float64 sum's rounding (about ``d * 2**-53``
+relative). ``tests/test_exact_oracle.py`` checks this against a float64
+brute force on generated data made to defeat float32.
 
 Nothing here knows about estimators: :class:`~skfindkit.ExactIndex` searches
 with it, and every index uses it for its exact path
 (:meth:`~skfindkit.indexes.BaseIndex.exact_kneighbors`, completion of rows a
-backend left short).
+backend left short, refine's re-ranking, the proof of flat scans).
 """
 
 import threading
@@ -26,8 +49,9 @@ from sklearn import get_config
 from threadpoolctl import ThreadpoolController
 
 from ._distances import exact_distances, gather_rows
+from ._fp_bounds import TINY, U32, U64, gamma
 
-__all__ = ["BruteForceMatrix", "brute_force_kneighbors", "rerank_exact"]
+__all__ = ["BruteForceMatrix", "brute_force_kneighbors", "rerank_exact", "verify_flat_scan"]
 
 _GROUP = 32  # items per group in the top-k prefilter
 _controller = None
@@ -41,53 +65,174 @@ def _blas_limits(n_threads):
     return _controller.limit(limits=n_threads, user_api="blas")
 
 
+class _Prepared:
+    """What a block of queries is multiplied with, and what bounds its errors.
+
+    ``matrix`` holds the rows in ``perm`` order (None: the stored order), cut
+    into groups ``starts[g]:starts[g + 1]``, each centred on its own centre
+    (euclidean) with the column ``-|y - c|^2 / 2`` appended; ``norms`` are the
+    float64 norms of the matrix rows (centred rows), ``group_max`` their
+    maximum per group, ``group_of`` each position's group.
+    """
+
+    def __init__(self, matrix, norms, perm=None, starts=None, centres=None):
+        n = matrix.shape[0]
+        self.matrix, self.norms, self.perm = matrix, norms, perm
+        self.starts = np.array([0, n]) if starts is None else np.asarray(starts)
+        self.centres = centres
+        self.n_groups = len(self.starts) - 1
+        self.group_max = np.array([
+            norms[a:b].max() if b > a else 0.0 for a, b in zip(self.starts[:-1], self.starts[1:])
+        ])
+        self.group_of = (None if self.n_groups == 1 else
+                         np.repeat(np.arange(self.n_groups), np.diff(self.starts)))
+
+    def ids(self, positions):
+        """Row numbers in the stored data of matrix positions."""
+        return positions if self.perm is None else self.perm[positions]
+
+
 class BruteForceMatrix:
     """The matrix a block of queries is multiplied with, per metric.
 
-    Building it costs one pass over the data; an index keeps it between
-    queries (it is :class:`~skfindkit.ExactIndex`'s native structure). It is
-    built at the first query, so that loading a saved index costs no more
-    than loading its data.
+    Building it costs a few passes over the data (for euclidean, a test of
+    whether the rows fall into far-apart groups, each then centred on its
+    own mean); an index keeps it between queries (it is
+    :class:`~skfindkit.ExactIndex`'s native structure). It is built at the
+    first query, so that loading a saved index costs no more than loading
+    its data.
     """
 
     def __init__(self, data, metric):
         self.data = data
         self.metric = metric
-        self._matrix = None
-        self._center = None
+        self._prepared = None
         self._lock = threading.Lock()
 
     @property
-    def matrix(self):
-        if self._matrix is None:
+    def prepared(self):
+        if self._prepared is None:
             with self._lock:  # concurrent first queries build it once
-                if self._matrix is None:
-                    self._matrix = self._build()
-        return self._matrix
+                if self._prepared is None:
+                    self._prepared = self._build()
+        return self._prepared
+
+    @property
+    def matrix(self):
+        return self.prepared.matrix
 
     def _build(self):
         data = self.data
         if self.metric != "euclidean":
-            return data
-        # centred on the data's mean (distances do not move): in float32,
-        # <q, y> - |y|^2 / 2 of rows far from the origin loses the distances to
-        # cancellation (|y|^2 ~ 1e7 against distances ~ 1: every score ties)
+            return _Prepared(data, _row_norms(data))
         n, d = data.shape
-        center = (data.mean(axis=0, dtype=np.float64) if n else np.zeros(d)).astype(np.float32)
-        matrix = np.empty((n, d + 1), dtype=np.float32)
-        np.subtract(data, center, out=matrix[:, :d])
-        matrix[:, d] = -0.5 * np.einsum("ij,ij->i", matrix[:, :d], matrix[:, :d],
-                                        dtype=np.float64)
-        self._center = center
-        return matrix
+        groups = _partition(data)
+        perm = None if len(groups) == 1 else np.concatenate(groups)
+        starts = np.concatenate([[0], np.cumsum([g.size for g in groups])])
+        centres = np.empty((len(groups), d), dtype=np.float32)
+        # several groups: a last column of ones takes each query's -|q - c|^2 / 2
+        matrix = np.empty((n, d + 1 + (len(groups) > 1)), dtype=np.float32)
+        matrix[:, d + 1:] = 1.0
+        for g, ids in enumerate(groups):
+            rows = data if perm is None else data[ids]
+            centres[g] = rows.mean(axis=0, dtype=np.float64) if ids.size else 0.0
+            block = matrix[starts[g]:starts[g + 1]]
+            np.subtract(rows, centres[g], out=block[:, :d])
+            block[:, d] = -0.5 * np.einsum("ij,ij->i", block[:, :d], block[:, :d],
+                                           dtype=np.float64)
+        return _Prepared(matrix, _row_norms(matrix[:, :d]), perm, starts, centres)
 
     def scores(self, queries, out):
-        """Scores (larger is nearer) of queries against every item, into ``out``."""
-        matrix = self.matrix
-        if self.metric == "euclidean":
-            queries = np.hstack([queries - self._center,
-                                 np.ones((queries.shape[0], 1), dtype=np.float32)])
-        return np.matmul(queries, matrix.T, out=out)
+        """Scores (larger is nearer) of queries against every matrix position, into ``out``.
+
+        Returns the float64 norms of the (centred) queries per group, shape
+        ``(n_queries, n_groups)``, which bound the scores' errors. Euclidean
+        scores are ``<q - c, y - c> - |y - c|^2 / 2``, which is
+        ``(|q - c|^2 - |q - y|^2) / 2``; with several groups each group's
+        ``|q - c|^2 / 2`` is subtracted too (a last column of the product), so
+        that scores compare across groups.
+        """
+        prep = self.prepared
+        if self.metric != "euclidean":
+            np.matmul(queries, prep.matrix.T, out=out)
+            return _row_norms(queries)[:, None]
+        n_q, d = queries.shape
+        qn = np.empty((n_q, prep.n_groups))
+        Qc = np.empty((n_q, prep.matrix.shape[1]), dtype=np.float32)
+        Qc[:, d] = 1.0
+        for g in range(prep.n_groups):
+            a, b = prep.starts[g], prep.starts[g + 1]
+            np.subtract(queries, prep.centres[g], out=Qc[:, :d])
+            qn[:, g] = _row_norms(Qc[:, :d])
+            if prep.n_groups > 1:
+                Qc[:, d + 1] = -0.5 * qn[:, g] ** 2
+            # BLAS writes into the block of columns in place (no temporary)
+            np.matmul(Qc, prep.matrix[a:b].T, out=out[:, a:b])
+        return qn
+
+
+def _row_norms(X):
+    return np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+
+
+#: Two groups whose centres are farther apart than this many times their
+#: radius are searched apart, each centred on its own mean.
+_SPLIT_RATIO = 16.0
+_MAX_GROUPS = 64
+_SAMPLE = 4096
+
+
+def _partition(data):
+    """Row ids cut into groups far apart from each other (one group for most data).
+
+    float32 scores err in proportion to the norms of the centred rows: rows
+    around one centre but far from the rest (an outlier at 1e6, two clusters
+    1e6 apart) would make every score's error larger than the distances it
+    must tell apart. Groups are found by repeated 2-means splits (on a sample,
+    seeded by the row farthest from the group's mean) kept only where the two
+    centres are more than ``_SPLIT_RATIO`` radii apart. Any partition gives
+    exact results; a good one keeps the bounds tight enough for the fast path.
+    """
+    n = data.shape[0]
+    todo, done = [np.arange(n)], []
+    rng = np.random.default_rng(0)
+    while todo and len(done) + len(todo) < _MAX_GROUPS:
+        ids = todo.pop()
+        parts = _split(data, ids, rng)
+        if parts is None:
+            done.append(ids)
+        else:
+            todo.extend(parts)
+    return done + todo
+
+
+def _split(data, ids, rng):
+    if ids.size < 2:
+        return None
+    rows = data[ids] if ids.size < data.shape[0] else data
+    mean = rows.mean(axis=0, dtype=np.float64)
+    far = int(np.argmax(np.einsum("ij,ij->i", rows - mean.astype(np.float32),
+                                  rows - mean.astype(np.float32), dtype=np.float64)))
+    sample = (np.arange(ids.size) if ids.size <= _SAMPLE
+              else np.union1d(rng.choice(ids.size, _SAMPLE, replace=False), [far]))
+    X = rows[sample].astype(np.float64)
+    a = X[np.searchsorted(sample, far)]
+    b = X[np.argmax(((X - a) ** 2).sum(axis=1))]
+    centres = np.stack([a, b])
+    for _ in range(6):  # Lloyd's iterations
+        label = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+        if label.min() == label.max():
+            return None
+        centres = np.stack([X[label == j].mean(axis=0) for j in (0, 1)])
+    radius = max(np.sqrt(((X[label == j] - centres[j]) ** 2).sum(axis=1).mean()) for j in (0, 1))
+    if np.linalg.norm(centres[0] - centres[1]) <= _SPLIT_RATIO * radius:
+        return None
+    # every row to the nearer centre: |y - c0|^2 < |y - c1|^2 <=> <y, c1 - c0> < (|c1|^2 - |c0|^2) / 2
+    side = rows.astype(np.float64) @ (centres[1] - centres[0]) > 0.5 * (
+        centres[1] @ centres[1] - centres[0] @ centres[0])
+    if side.all() or not side.any():
+        return None
+    return [ids[~side], ids[side]]
 
 
 def _top_candidates(S, m):
@@ -118,6 +263,11 @@ def _top_candidates(S, m):
 def _default_batch_size(n_queries, n_samples):
     budget = get_config()["working_memory"] * 2**20  # bytes, as sklearn's chunking
     return int(max(1, min(n_queries, 512, budget // (4 * n_samples))))
+
+
+#: Most candidates a row takes from its float32 scores; a row whose bound
+#: leaves more is answered from every item.
+_BUDGET = 8192
 
 
 def brute_force_kneighbors(
@@ -161,7 +311,6 @@ def brute_force_kneighbors(
     if matrix is None:
         matrix = BruteForceMatrix(data, metric)
     n = data.shape[0]
-    m = min(n, 2 * k)  # candidates re-ranked exactly
     step = batch_size or _default_batch_size(queries.shape[0], n)
     dist = np.empty((queries.shape[0], k))
     ind = np.empty((queries.shape[0], k), dtype=np.intp)
@@ -170,43 +319,254 @@ def brute_force_kneighbors(
     # one score buffer reused by every block: fresh arrays of this size cost
     # page faults that slow the matrix product by up to 2x
     buffer = np.empty((min(step, queries.shape[0]), n), dtype=np.float32)
-    with _blas_limits(n_threads):
+    # float32 products of far queries may overflow: their bounds are then
+    # infinite and those rows are answered exactly, so no warning is due
+    with _blas_limits(n_threads), np.errstate(over="ignore", invalid="ignore"):
+        prep = matrix.prepared
         for start in range(0, queries.shape[0], step):
             Qb = queries[start:start + step]
-            cand = _top_candidates(matrix.scores(Qb, buffer[: Qb.shape[0]]), m)
-            d = exact_distances(Qb, data, cand, metric)
-            order = np.lexsort((cand, d), axis=1)[:, :k]  # by distance, then id
-            dist[start:start + step] = np.take_along_axis(d, order, axis=1)
-            ind[start:start + step] = np.take_along_axis(cand, order, axis=1)
+            S = buffer[: Qb.shape[0]]
+            qn = matrix.scores(Qb, S)
+            dist[start:start + step], ind[start:start + step] = _proven_top_k(
+                S, Qb, qn, prep, data, k, metric)
     return dist, ind
 
 
-def _candidate_scores(Yb, Qb, metric):
-    """float32 scores (larger is nearer) of gathered candidates ``Yb`` (q, c, d)."""
-    if metric == "euclidean":  # -|q - y|^2 from the differences: no cancellation
-        diff = Yb - Qb[:, None, :]
-        return -np.einsum("qcd,qcd->qc", diff, diff)
-    return np.matmul(Yb, Qb[:, :, None])[:, :, 0]
+def _proven_top_k(S, Q, qn, prep, data, k, metric):
+    """The exact k nearest of each row, from float32 scores ``S`` and their bounds.
+
+    The best ``2k`` scores of a row are candidates; the row is answered from
+    them only if the bound proves that no other item can be nearer than the
+    candidates' ``k``-th (see :func:`_distance_bounds`), and only the
+    candidates whose lower bound is within that ``k``-th get exact
+    distances. A row where it cannot takes every item whose score is above
+    the threshold the bound gives (near-duplicates: the whole cluster), and
+    if that is more than ``_BUDGET``, every item (exact distances in chunks).
+    """
+    n, d = S.shape[1], Q.shape[1]
+    dist = np.empty((Q.shape[0], k))
+    ind = np.empty((Q.shape[0], k), dtype=np.intp)
+    rows = np.arange(Q.shape[0])
+    pos = _top_candidates(S, min(n, 2 * k))
+    for _ in range(4):
+        Sr = S if rows.size == S.shape[0] else S[rows]
+        qr = qn[rows]
+        t = np.take_along_axis(Sr, pos, axis=1).astype(np.float64)
+        grp = None if prep.group_of is None else prep.group_of[pos]
+        Qg = qr[:, :1] if grp is None else np.take_along_axis(qr, grp, axis=1)
+        lo, hi = _distance_bounds(metric, t, Qg, prep.norms[pos], d, prep.n_groups > 1)
+        kth_hi = np.partition(hi, k - 1, axis=1)[:, k - 1]
+        ok = (pos.shape[1] == n) | (
+            _excluded_lower_bound(metric, t.min(axis=1), qr, Sr, prep, d, grp) > kth_hi)
+        if ok.any():
+            dist[rows[ok]], ind[rows[ok]] = _rerank(
+                Q[rows[ok]], data, prep.ids(pos[ok]), lo[ok], kth_hi[ok], k, metric)
+        if ok.all():
+            return dist, ind
+        if ok.any():
+            rows, Sr, qr, kth_hi = rows[~ok], Sr[~ok], qr[~ok], kth_hi[~ok]
+        # every item the bound cannot rule out: scores above a per-group threshold
+        ranked, thr = _above_threshold(metric, Sr, kth_hi, qr, prep, d)
+        need = int(np.count_nonzero(ranked >= thr[:, None], axis=1).max()) + k
+        if need > _BUDGET or need >= n:
+            break
+        pos = _top_candidates(ranked, need)
+    dist[rows], ind[rows] = _exact_over_all(Q[rows], data, k, metric)
+    return dist, ind
 
 
-def _within_error(neg_sqdist, k, rel_error):
-    """How many candidates per row the exact step needs: the most, over the
-    rows, whose squared distance is within ``rel_error`` of the row's k-th
-    (a candidate farther than that is farther than k others, exactly too)."""
-    c = neg_sqdist.shape[1]
-    kth = -np.partition(neg_sqdist, c - k, axis=1)[:, c - k]
-    # both sides err by rel_error: 2x, doubled again for safety, plus the
-    # absolute error of float32 sums near the subnormal range
-    limit = kth * (1 + 4 * rel_error) + 1e-30
-    return max(k, int((-neg_sqdist <= limit[:, None]).sum(axis=1).max()))
+def _rerank(Q, data, ids, lo, kth_hi, k, metric):
+    """Exact distances of the candidates whose lower bound is within the k-th upper one."""
+    need = max(k, int((lo <= kth_hi[:, None]).sum(axis=1).max()))
+    if need < ids.shape[1]:
+        keep = np.argpartition(lo, need - 1, axis=1)[:, :need]
+        ids = np.take_along_axis(ids, keep, axis=1)
+    exact = exact_distances(Q, data, ids, metric)
+    order = np.lexsort((ids, exact), axis=1)[:, :k]  # by distance, then id
+    return np.take_along_axis(exact, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-def rerank_exact(queries, data, cand, k, metric, scores=None, scores_error=None):
+def _above_threshold(metric, S, kth, qn, prep, d):
+    """``(ranked, thr)``: an item may be within ``kth`` (an upper bound of the
+    k-th distance) only where ``ranked >= thr[:, None]``.
+
+    The threshold is the smallest score an item of a group needs for its lower
+    bound to reach ``kth``; with one group ``ranked`` is ``S`` itself, with
+    several it is ``S`` minus each group's threshold."""
+    R = prep.group_max[None, :]
+    if metric == "euclidean":
+        # invert _distance_bounds' lower bound at the group's largest norm
+        K = kth[:, None]
+        _, eps, eta = _euclidean_terms(qn, R, d, prep.n_groups > 1)
+        reach = np.square((K + eta) / (1 - 4 * U64)) + 2 * eps
+        base = 0.0 if prep.n_groups > 1 else qn * qn
+        thr = 0.5 * (base - reach)
+    else:
+        eps = gamma(d) * qn * R + d * TINY
+        thr = 1.0 - eps - kth[:, None]
+        if metric == "cosine":
+            smallest = prep.norms[prep.norms > 0].min(initial=1.0)
+            thr = thr + np.where(qn > 0, 0.5 * (qn * qn - 1.0), 0.0) + 0.5 * (smallest**2 - 1.0)
+            if (prep.norms == 0).any():
+                thr = np.where(kth[:, None] >= 1.0, -np.inf, thr)
+            thr = np.where(qn > 0, thr, -np.inf)
+    # float32 thresholds rounded down: never above the float64 ones
+    thr = np.nextafter(np.where(np.isnan(thr), -np.inf, thr).astype(np.float32), -np.inf)
+    if prep.n_groups == 1:
+        return S, thr[:, 0]  # the same order as S: no new matrix
+    margin = np.empty_like(S)
+    for g, (a, b) in enumerate(zip(prep.starts[:-1], prep.starts[1:])):
+        np.subtract(S[:, a:b], thr[:, g, None], out=margin[:, a:b])
+    return margin, np.zeros(S.shape[0], dtype=np.float32)
+
+
+def _distance_bounds(metric, t, Q, r, d, grouped):
+    """Lower and upper bounds of exact distances from float32 scores.
+
+    ``t`` are float32 scores (as float64), ``Q`` the norms of the
+    (centred) queries and ``r`` of the (centred) matrix rows, broadcast
+    together. Distances are in comparable units: L2 for euclidean,
+    ``|q - y|^2 / 2`` of the stored unit rows for cosine, ``1 - <q, y>`` for
+    the inner product.
+
+    Euclidean. A matrix row is ``(y', m)`` with ``y' = fl(y - c)`` and ``m =
+    fl(-|y'|^2 / 2)``, a query ``(q', 1)``, so ``t = fl(<q', y'> + m)``
+    errs by at most ``gamma(d + 1) (|q'| |y'| + |m|)`` plus ``u |y'|^2 / 2``
+    for rounding ``m`` (``u = 2**-24``). With one group,
+    ``|q' - y'|^2 = |q'|^2 - 2 <q', y'> + |y'|^2``; with several, the
+    query also carries ``h = fl(-|q'|^2 / 2)`` against a column of ones, so
+    ``t`` sums ``d + 2`` terms and ``|q' - y'|^2 = -2 <(q', 1, h), (y', m,
+    1)>`` up to the rounding of ``h``. The centred
+    rows themselves are rounded: ``|y' - (y - c)| <= u / (1 - u) |y'|``, the
+    same for ``q'``, so ``|q - y|`` lies within ``u / (1 - u) (|q'| + |y'|)``
+    of ``|q' - y'|``.
+
+    Inner product and cosine. ``t = fl(<q, y>)`` errs by at most
+    ``gamma(d) |q| |y|``; for cosine the exact distance of stored (almost
+    unit) rows is ``|q - y|^2 / 2 = 1 - <q, y> + (|q|^2 - 1) / 2 +
+    (|y|^2 - 1) / 2``, computed exactly from the norms; a zero row is at 1.
+
+    Every term also allows ``TINY`` per operation for subnormal results.
+    """
+    if metric != "euclidean":
+        eps = gamma(d) * Q * r + d * TINY
+        base = 1.0 - t
+        if metric == "cosine":
+            base = base + np.where(Q > 0, 0.5 * (Q * Q - 1.0), 0.0) + np.where(
+                r > 0, 0.5 * (r * r - 1.0), 0.0)
+            zero = (Q == 0) | (r == 0)
+            return np.where(zero, 1.0, base - eps), np.where(zero, 1.0, base + eps)
+        return base - eps, base + eps
+    D, eps, eta = _euclidean_terms(Q, r, d, grouped)
+    D = D - 2.0 * t
+    lo = np.sqrt(np.maximum(D - 2 * eps, 0.0)) * (1 - 4 * U64) - eta
+    hi = np.sqrt(np.maximum(D + 2 * eps, 0.0)) * (1 + 4 * U64) + eta
+    return np.maximum(lo, 0.0), hi
+
+
+def _euclidean_terms(Q, r, d, grouped):
+    """``(a, eps, eta)`` of :func:`_distance_bounds`: squared distance ``a - 2 t``,
+    its error ``2 eps`` and the rounding ``eta`` of the centred rows."""
+    half_r2 = 0.5 * r * r
+    if grouped:  # one more term in the product: fl(-|q'|^2 / 2)
+        half_q2 = 0.5 * Q * Q
+        a = 0.0
+        eps = (gamma(d + 2) * (Q * r + (half_r2 + half_q2) * (1 + U32))
+               + U32 * (half_r2 + half_q2) + (d + 3) * TINY)
+    else:
+        eps = gamma(d + 1) * (Q * r + half_r2 * (1 + U32)) + U32 * half_r2 + (d + 2) * TINY
+        a = Q * Q
+        eps = eps + gamma(d + 2, U64) * a
+    eta = (U32 / (1 - U32)) * (Q + r) * (1 + 8 * U64)
+    return a, eps, eta
+
+
+def _excluded_lower_bound(metric, t_min, qn, S, prep, d, candidate_groups=None):
+    """A lower bound of the distance of every item not among a row's candidates.
+
+    Items left out have scores at most the candidates' smallest ``t_min``
+    (and at most their group's largest score, with several groups: needed
+    only for the groups none of whose items, ``candidate_groups``, is a
+    candidate); their norms are at most their group's largest.
+    """
+    t = np.repeat(t_min[:, None], prep.n_groups, axis=1)
+    if prep.n_groups > 1:
+        # a group with a candidate in the row has scores >= t_min: only the
+        # others need their largest score (usually the small far groups)
+        for g, (a, b) in enumerate(zip(prep.starts[:-1], prep.starts[1:])):
+            absent = ~(candidate_groups == g).any(axis=1)
+            if absent.any():
+                best = S[absent, a:b].max(axis=1) if b > a else -np.inf
+                t[absent, g] = np.minimum(t[absent, g], best)
+    lo, _ = _distance_bounds(metric, t, qn, prep.group_max[None, :], d, prep.n_groups > 1)
+    if metric == "cosine":  # rows of any norm below the largest: the smallest dev
+        smallest = prep.norms[prep.norms > 0].min(initial=1.0)
+        lo_small, _ = _distance_bounds(metric, t, qn, np.array([[smallest]]), d, False)
+        lo = np.minimum(lo, lo_small)
+        if (prep.norms == 0).any():
+            lo = np.minimum(lo, 1.0)
+    lo = np.where(np.isnan(lo), -np.inf, lo)  # inf - inf: no bound
+    return lo.min(axis=1)
+
+
+def _exact_over_all(Q, data, k, metric):
+    """Exact k nearest of ``Q`` over every row, item chunks merged (ties by id)."""
+    n, d = data.shape
+    chunk = max(k, (2**21) // max(1, Q.shape[0] * d))
+    dist = np.empty((Q.shape[0], 0))
+    ind = np.empty((Q.shape[0], 0), dtype=np.intp)
+    for start in range(0, n, chunk):
+        ids = np.broadcast_to(np.arange(start, min(n, start + chunk)), (Q.shape[0], min(chunk, n - start)))
+        dist = np.hstack([dist, exact_distances(Q, data, ids, metric)])
+        ind = np.hstack([ind, ids])
+        order = np.lexsort((ind, dist), axis=1)[:, :k]
+        dist = np.take_along_axis(dist, order, axis=1)
+        ind = np.take_along_axis(ind, order, axis=1)
+    return dist, ind
+
+
+def _gathered_bounds(Q, data, cand, metric, scores, scores_error, zero_rows):
+    """Bounds (in comparable units) of the exact distances of candidates ``cand``.
+
+    With a native ``scores`` kernel of relative error ``scores_error``
+    (minus float32 squared distances from differences), or numpy's: float32
+    squared distances from float32 differences (each difference and square
+    rounded once, ``d`` terms summed: relative error at most ``gamma(d + 3)``)
+    or float32 inner products (:func:`_distance_bounds`). Missing ids
+    (``-1``) are at ``inf``.
+    """
+    d = Q.shape[1]
+    if scores is not None and scores_error is not None and metric != "inner_product":
+        D, e = -np.asarray(scores(Q, cand), dtype=np.float64), scores_error
+    else:
+        Y = gather_rows(data, np.maximum(cand, 0))
+        if metric == "inner_product":
+            t = np.matmul(Y, Q[:, :, None])[:, :, 0].astype(np.float64)
+            r = np.sqrt(np.einsum("qcd,qcd->qc", Y, Y, dtype=np.float64))
+            lo, hi = _distance_bounds(metric, t, _row_norms(Q)[:, None], r, d, False)
+            lo[cand < 0], hi[cand < 0] = np.inf, np.inf
+            return lo, hi
+        diff = Y - Q[:, None, :]
+        D, e = np.einsum("qcd,qcd->qc", diff, diff).astype(np.float64), gamma(d + 3)
+    lo, hi = D / (1 + e) - d * TINY, D / (1 - e) + d * TINY
+    if metric == "cosine":  # exact distance 1 (2 in squared-L2 units) at a zero row
+        zero = ~Q.any(axis=1)[:, None]
+        if zero_rows is not None and zero_rows.size:
+            zero = zero | np.isin(cand, zero_rows)
+        lo, hi = np.where(zero, 2.0, lo), np.where(zero, 2.0, hi)
+    lo[cand < 0], hi[cand < 0] = np.inf, np.inf
+    return lo, hi
+
+
+def rerank_exact(queries, data, cand, k, metric, scores=None, scores_error=None,
+                 zero_rows=None):
     """The ``k`` nearest of each query's candidates, by exact distance.
 
     As the brute force, in two steps: float32 scores of every candidate (one
-    gather of its row and a batched product), then exact float64 distances
-    for the best ``2k`` of them.
+    gather of its row and a batched product, or a backend's kernel), then
+    exact float64 distances for the candidates whose error bound leaves them
+    a chance to be among the ``k`` nearest (usually about ``k``; see
+    :func:`_gathered_bounds`), never a fixed number.
 
     Parameters
     ----------
@@ -227,12 +587,12 @@ def rerank_exact(queries, data, cand, k, metric, scores=None, scores_error=None)
         ``fvec_L2sqr_by_idx``, which reads the rows in place instead of
         gathering them). None computes them with numpy.
     scores_error : float, default=None
-        With ``scores`` that are minus float32 squared distances computed
-        from the differences (as faiss's kernel does), a bound on their
-        relative error: the exact step then takes only the candidates within
-        that error of each row's k-th (usually about ``k``), a set that
-        provably holds the exact ``k`` nearest of the candidates, instead of
-        the best ``2k``.
+        With ``scores``: the relative error bound of the minus squared
+        distances it returns; the kernel is used only with one (and not for
+        the inner product, whose bound needs the rows' norms).
+    zero_rows : ndarray of int, default=None
+        Ids of the indexed all-zero rows (cosine: at distance 1 from
+        everything).
 
     Returns
     -------
@@ -243,26 +603,65 @@ def rerank_exact(queries, data, cand, k, metric, scores=None, scores_error=None)
         Their ids (``-1`` with the ``inf`` distances).
     """
     n_q, c = cand.shape
-    m = min(c, 2 * k)
     dist = np.empty((n_q, k))
     ind = np.empty((n_q, k), dtype=np.intp)
     # blocks whose gathered candidate rows stay in cache (about 2 MiB)
-    gathered = m if scores is not None else c
-    step = max(1, (2 * 2**20) // max(1, 4 * gathered * data.shape[1]))
+    step = max(1, (2 * 2**20) // max(1, 4 * c * data.shape[1]))
     for start in range(0, n_q, step):
         cb, Qb = cand[start:start + step], queries[start:start + step]
-        if m < c:
-            if scores is None:
-                s = _candidate_scores(gather_rows(data, np.maximum(cb, 0)), Qb, metric)
-                s[cb < 0] = -np.inf
-            else:
-                s = scores(Qb, cb)
-            mb = m if scores_error is None else _within_error(s, k, scores_error)
+        if k < c:
+            lo, hi = _gathered_bounds(Qb, data, cb, metric, scores, scores_error, zero_rows)
+            kth_hi = np.partition(hi, k - 1, axis=1)[:, k - 1]
+            mb = max(k, int((lo <= kth_hi[:, None]).sum(axis=1).max()))
             if mb < c:
-                keep = np.argpartition(s, c - mb, axis=1)[:, c - mb:]
+                keep = np.argpartition(lo, mb - 1, axis=1)[:, :mb]
                 cb = np.take_along_axis(cb, keep, axis=1)
         d = exact_distances(Qb, data, cb, metric)
         order = np.lexsort((cb, d), axis=1)[:, :k]
         dist[start:start + step] = np.take_along_axis(d, order, axis=1)
         ind[start:start + step] = np.take_along_axis(cb, order, axis=1)
     return dist, ind
+
+
+def verify_flat_scan(Q, data, native, cand, k, metric, unit, max_norm):
+    """Exact answers from another library's float32 flat scan, where provable.
+
+    A flat scan (faiss ``IndexFlat``, Milvus ``FLAT``) asked for ``kk > k``
+    results returns their float32 values ``native`` in ``unit``: squared L2
+    (``|q|^2 + |y|^2 - 2 <q, y>`` or differences, errs by at most
+    ``gamma(d + 3) (|q| + R)^2`` with ``R`` the largest stored norm) or the
+    inner product (errs by at most ``gamma(d) |q| R``). Every item it left out
+    scored no better than its ``kk``-th, so its true distance is at least
+    that value less the error; the row is proven when that exceeds the exact
+    ``k``-th distance of the returned candidates.
+
+    Returns
+    -------
+    dist, ind : ndarray of shape (n_queries, k)
+        Exact distances of the best ``k`` candidates (ties by id).
+    proven : ndarray of bool, shape (n_queries,)
+        Rows whose answer is proven exact; the others must be searched
+        exactly (their ``dist``/``ind`` are not to be used).
+    """
+    n_q, kk = cand.shape
+    d = Q.shape[1]
+    native = np.asarray(native, dtype=np.float64)
+    valid = (cand >= 0).all(axis=1) & np.isfinite(native).all(axis=1)
+    ids = np.maximum(cand, 0)
+    exact = exact_distances(Q, data, ids, metric)
+    order = np.lexsort((ids, exact), axis=1)[:, :k]
+    dist = np.take_along_axis(exact, order, axis=1)
+    ind = np.take_along_axis(ids, order, axis=1)
+    qn = _row_norms(Q)
+    if unit == "dot":
+        worst = native.min(axis=1)  # the kk-th best inner product
+        eps = gamma(d) * qn * max_norm + d * TINY
+        excluded = 1.0 - (worst + eps)
+        kth = dist[:, -1]
+    else:
+        worst = native.max(axis=1)
+        eps = gamma(d + 3) * (qn + max_norm) ** 2 + (d + 3) * TINY
+        excluded = worst - eps
+        kth = dist[:, -1] ** 2 if metric == "euclidean" else 2.0 * dist[:, -1]
+    kth = kth * (1 + 8 * d * U64) + TINY  # float64 rounding of the exact k-th
+    return dist, ind, valid & (excluded > kth)

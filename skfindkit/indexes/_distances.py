@@ -93,15 +93,18 @@ def exact_distances(Q, data, ind, metric):
     Returns
     -------
     dist : ndarray of shape (n_queries, n_candidates), float64
-        Computed from float32 differences with float64 sums, so identical
-        rows are exactly 0 apart.
+        Computed from float64 differences of the float32 values (exact) with
+        float64 sums, so identical rows are exactly 0 apart and the relative
+        error is that of a float64 sum (about ``n_features * 2**-53``).
     """
     Y = gather_rows(data, np.maximum(ind, 0))  # (n_q, c, d), a fresh array
     if metric == "inner_product":
         dist = 1.0 - np.einsum("qcd,qd->qc", Y, Q, dtype=np.float64)
     else:
         zero = ~Q.any(axis=1)[:, None] | ~Y.any(axis=2) if metric == "cosine" else None
-        diff = np.subtract(Y, Q[:, None, :], out=Y).astype(np.float64)  # exact in float64
+        # the difference of two float32 values is exact in float64 (not in float32)
+        diff = Y.astype(np.float64)
+        diff -= Q[:, None, :]
         dist = from_sqeuclidean(np.einsum("qcd,qcd->qc", diff, diff), metric)
         if zero is not None:
             dist[zero] = 1.0
@@ -145,19 +148,36 @@ def check_float32_range(X, name="X"):
         )
 
 
-def power_of_two_scale(X):
-    """Factor (a power of two, so exact) that brings the data's magnitude near 1.
+def power_of_two_scale(X, metric="euclidean"):
+    """Factor (a power of two) that brings euclidean data's magnitude near 1, losslessly.
 
-    1.0 for data whose largest magnitude is within ``2**±40``; otherwise the
-    power of two that maps it into ``[1, 2)``. Squared distances of tiny
-    (~1e-30) or huge (~1e20) values underflow or overflow float32 and every
-    candidate ties; scaling every row by one power of two keeps the order of
-    euclidean, cosine and inner-product distances and loses no bits.
+    Squared distances of tiny (~1e-30) or huge (~1e20) values underflow or
+    overflow float32: the exact search stays exact (its error bounds see it)
+    but must then compute every distance in float64. Multiplying every row by
+    one power of two keeps the order and ratios of euclidean distances and
+    changes no bit of the float32 values -- as long as no value leaves
+    float32's normal range, which is checked: the factor maps the largest
+    magnitude into ``[1, 2)``, is raised as far as needed to keep the
+    smallest non-zero magnitude normal, and is 1.0 when no factor keeps both
+    (or the data are already within ``2**±40``).
+
+    Cosine rows are normalized and inner products do not scale back without
+    cancellation (``1 - <x, y>`` of tiny products is 1 in float64): both are
+    never rescaled (1.0).
     """
-    max_abs = float(np.abs(X).max()) if X.size else 0.0
+    if metric != "euclidean" or not X.size:
+        return 1.0
+    A = np.abs(np.asarray(X, dtype=np.float64).astype(np.float32))
+    max_abs = float(A.max())
     if max_abs == 0.0 or 2.0**-_SAFE_EXPONENT <= max_abs <= 2.0**_SAFE_EXPONENT:
         return 1.0
-    return float(2.0 ** -np.floor(np.log2(max_abs)))
+    exponent = -int(np.floor(np.log2(max_abs)))
+    smallest = float(A[A > 0].min())
+    floor = int(np.ceil(np.log2(float(np.finfo(np.float32).tiny) / smallest)))  # stay normal
+    exponent = max(exponent, floor)
+    if max_abs * 2.0**exponent > FLOAT32_MAX / 2:
+        return 1.0
+    return float(2.0**exponent)
 
 
 def unscale(dist, scale, metric):

@@ -18,18 +18,32 @@ class ExactIndex(BaseIndex):
     Brute force done fast: queries are processed in blocks of ``batch_size``
     with one float32 matrix product each, the top candidates of each row are
     found with a grouped-maximum prefilter instead of a full partition, and
-    the best ``2 * k`` candidates are re-ranked with exact float64 distances.
-    Results equal :class:`sklearn.neighbors.NearestNeighbors` with
-    ``algorithm="brute"`` (up to the order of tied distances), with distances
-    exactly 0 between identical items.
+    the candidates that a proven float32 error bound cannot rule out are
+    re-ranked with exact float64 distances; a query the bound cannot settle
+    (near-duplicates below float32's resolution, a query far from the data)
+    is answered from more candidates, up to every item -- never from an
+    unproven shortlist (see :mod:`skfindkit.indexes._brute`).
+
+    The answer is exact for the stored values: the input rounded to float32
+    (exact for float32, float16 and integers up to 2**24; unit rows for
+    cosine), ties broken by the lower id, distances within a float64 sum's
+    rounding. It equals :class:`sklearn.neighbors.NearestNeighbors` with
+    ``algorithm="brute"`` on float32 data (up to the order of tied distances,
+    and where scikit-learn's own float64 expansion ``|x|^2 - 2 <x, y> +
+    |y|^2`` does not lose them), with distances exactly 0 between identical
+    items. float64 data whose differences are below float32's resolution
+    (relative 6e-8) are not told apart: use scikit-learn's brute force on
+    float64 for those.
 
     Sparse input (CSR, e.g. TF-IDF from
     :class:`~sklearn.feature_extraction.text.TfidfVectorizer`) is searched
     sparse (:mod:`skfindkit.indexes._sparse`): the collection is never
     densified, each block of queries is scored in float32 (frequent terms by a
-    csr x dense product, rare terms by a sparse x sparse one), the best
-    ``2 * k`` candidates are re-ranked with exact float64 distances, and the
-    results equal ``KNeighborsTransformer`` on the same data. Queries
+    csr x dense product, rare terms by a sparse x sparse one), every
+    candidate that float32's proven rounding-error bound cannot exclude is
+    re-ranked with exact float64 distances (queries where the bound keeps too
+    many, or whose scores would overflow float32, are scored in float64), and
+    the results equal ``KNeighborsTransformer`` on the same data. Queries
     are converted to the fitted format (dense queries of a sparse index become
     CSR and vice versa). With ``metric="cosine"``, rows without any non-zero
     value (empty documents) are at distance 1 from everything, as in

@@ -85,6 +85,7 @@ class _RuntimeState:
         self.lock = ReadWriteLock()
         self.applied_query_params = None  # what the native index was last given
         self.row_lookup = None  # identical-row finder over the stored data (lazy)
+        self.max_norm = None  # largest norm of a stored row (lazy; bounds flat scans)
 
 
 _STATES = weakref.WeakKeyDictionary()

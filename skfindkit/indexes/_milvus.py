@@ -197,6 +197,10 @@ class MilvusIndex(BaseIndex):
             self.index_type == "IVF_FLAT" and self.nprobe >= self.nlist
         )
 
+    def _flat_scan_unit(self):
+        # Milvus's float32 flat scan: proven row by row, exact search where it cannot be
+        return "dot" if self.metric_ == "inner_product" else "sqeuclidean"
+
     def _keeps_vectors(self):
         return False  # Milvus stores them; the client reads them back by id
 

@@ -18,11 +18,38 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from . import _distances, _sparse
-from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact
+from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact, verify_flat_scan
 from ._lock import runtime_state
 from ._self import RowLookup, drop_self, insert_self, row_keys
 
 __all__ = ["KNeighborsQueryMixin"]
+
+
+def _valid_ids(ind, n_samples):
+    """A backend's ids as intp, -1 wherever one is not an indexed item's."""
+    ind = np.asarray(ind)
+    if ind.dtype.kind == "u":  # hnswlib's uint64 labels: no wrap-around into valid ids
+        ind = np.where(ind < n_samples, ind, n_samples).astype(np.intp)
+    ind = np.asarray(ind, dtype=np.intp)
+    return np.where((ind >= 0) & (ind < n_samples), ind, -1)
+
+
+def _overflowed(native, ind, X):
+    """Rows whose native (float32) distances overflowed: an answer the backend could not rank.
+
+    A distance at a returned id that is not finite or reaches float32's
+    largest value (faiss's "nothing found" marker), or a dense query whose
+    squared norm is within a factor 4 of it (its squared distances overflow
+    float32 in every backend, which may then return no id at all).
+    """
+    rows = np.zeros(ind.shape[0], dtype=bool)
+    if native is not None:
+        native = np.asarray(native, dtype=np.float64)
+        if native.shape == ind.shape:
+            rows |= (~(np.abs(native) < _distances.FLOAT32_MAX) & (ind >= 0)).any(axis=1)
+    if not sp.issparse(X):
+        rows |= np.einsum("ij,ij->i", X, X, dtype=np.float64) >= _distances.FLOAT32_MAX / 4
+    return rows
 
 
 class KNeighborsQueryMixin:
@@ -33,6 +60,32 @@ class KNeighborsQueryMixin:
         candidates and the relative error bound of its squared distances (see
         ``rerank_exact``), or None for numpy's; backends with one override this."""
         return None
+
+    def _flat_scan_unit(self):
+        """For a configuration that is another library's float32 flat scan
+        (declared exact), the unit of its native values (``"sqeuclidean"`` or
+        ``"dot"``) so that the base can prove its answers; None otherwise."""
+        return None
+
+    def _verified_flat_search(self, X, k, unit):
+        """A flat scan's answers, proven exact row by row (:func:`verify_flat_scan`);
+        rows it cannot prove (far queries, near-ties within float32's error)
+        are searched exactly by brute force over the stored data."""
+        kk = min(self.n_samples_fit_, 2 * k)
+        native, cand = self._search(X, kk)
+        state = runtime_state(self)
+        if state.max_norm is None:
+            state.max_norm = max(
+                (float(np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64).max()))
+                 for _, rows in self._vector_blocks() if rows.shape[0]), default=0.0)
+        dist, ind, proven = verify_flat_scan(
+            X, self._data, native, np.asarray(cand, dtype=np.intp), k, self.metric_, unit,
+            state.max_norm)
+        if kk == self.n_samples_fit_:  # nothing left out: only invalid rows need more
+            proven |= (np.asarray(cand) >= 0).all(axis=1) & np.isfinite(native).all(axis=1)
+        if not proven.all():
+            dist[~proven], ind[~proven] = self._exact_search(X[~proven], k)
+        return dist, ind
 
     def _native_unit(self):
         unit = self._native_distance
@@ -279,19 +332,25 @@ class KNeighborsQueryMixin:
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
         refine = getattr(self, "refine", None)
+        flat = self._flat_scan_unit() if self._is_exact() and refine is None else None
+        if flat is not None:  # another library's flat scan: proven, or searched exactly
+            return self._verified_flat_search(X, k, flat)
+        native, ind = self._search(X, k if refine is None else min(self.n_samples_fit_, refine * k))
+        ind = _valid_ids(ind, self.n_samples_fit_)
+        # an exact backend (its own float64 distances) never overflows float32
+        overflowed = (np.zeros(X.shape[0], dtype=bool) if self._native_unit() == "exact"
+                      else _overflowed(native, ind, X))
         if refine is None:
-            native, ind = self._search(X, k)
-            ind = np.asarray(ind, dtype=np.intp)
             dist = self._to_metric_units(native, X, ind)
         else:
-            _, cand = self._search(X, min(self.n_samples_fit_, refine * k))
             scores, error = self._candidate_scorer() or (None, None)
-            dist, ind = rerank_exact(X, self._data, np.asarray(cand, dtype=np.intp), k,
-                                     self.metric_, scores=scores, scores_error=error)
+            dist, ind = rerank_exact(X, self._data, ind, k, self.metric_,
+                                     scores=scores, scores_error=error,
+                                     zero_rows=getattr(self, "_zero_rows", None))
         if self.metric_ == "cosine" and not sp.issparse(X):  # sparse search does it itself
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
-        if ind.size and ind.min() < 0:
-            missing = (ind < 0).any(axis=1)
+        missing = (ind < 0).any(axis=1) & ~overflowed
+        if missing.any():
             warnings.warn(
                 f"{type(self).__name__}: the {self._backend} search returned fewer "
                 f"than {k} neighbours for {int(missing.sum())} of {X.shape[0]} "
@@ -299,7 +358,9 @@ class KNeighborsQueryMixin:
                 "completed by exact search. Increase the search parameters.",
                 UserWarning,
             )
-            dist[missing], ind[missing] = self._exact_search(X[missing], k)
+        redo = missing | overflowed  # the backend's float32 distances overflowed: exact
+        if redo.any():
+            dist[redo], ind[redo] = self._exact_search(X[redo], k)
         if (dist[:, 1:] < dist[:, :-1]).any():
             order = np.argsort(dist, axis=1, kind="stable")
             dist = np.take_along_axis(dist, order, axis=1)
