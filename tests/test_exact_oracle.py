@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from skfindkit import ExactIndex, ShardedIndex
 from skfindkit.indexes._brute import brute_force_kneighbors, rerank_exact
-from skfindkit.indexes._distances import normalize_rows
 
 from ._optional import has
 
@@ -37,7 +36,11 @@ LARGE = settings(max_examples=300, deadline=None, derandomize=True,
 def stored(X, metric):
     """The rows as an index stores them (float32; unit rows for cosine)."""
     X32 = np.asarray(X, dtype=np.float64).astype(np.float32)
-    return normalize_rows(X32.copy()) if metric == "cosine" else X32
+    if metric != "cosine":
+        return X32
+    # each row divided by its float64 norm, rounded once to float32
+    norms = np.sqrt((X32.astype(np.float64) ** 2).sum(axis=1, keepdims=True))
+    return np.where(norms > 0, X32 / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)
 
 
 def reference_distances(X, Q, metric):
@@ -348,3 +351,44 @@ def test_tiny_rows_beside_a_huge_one_keep_their_values(metric):
     R = reference_distances(X, Q, metric)
     dist, ind = ExactIndex(n_neighbors=4, metric=metric).fit(X).kneighbors(Q)
     assert_exact(dist, ind, R, 4, metric)
+
+
+@pytest.mark.parametrize("make", EXACT, ids=EXACT_IDS)
+def test_cosine_of_a_row_whose_norm_exceeds_float32(make):
+    # values within float32, norm beyond it: the row was normalized to zero
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0], [3e38, 3e38]], dtype=np.float32)
+    Q = np.array([[3e38, 3e38], [1.0, 0.5]], dtype=np.float32)
+    R = reference_distances(X, Q, "cosine")
+    index = make("cosine").fit(X)
+    dist, ind = index.kneighbors(Q, n_neighbors=3)
+    assert_exact(dist, ind, R, 3, own=identical_rows(X, Q, "cosine"))
+    R_self = reference_distances(X, X, "cosine")
+    np.fill_diagonal(R_self, np.inf)
+    dist, ind = index.kneighbors(n_neighbors=2)
+    assert_exact(dist, ind, R_self, 2)
+
+
+@pytest.mark.parametrize("make", EXACT, ids=EXACT_IDS)
+def test_queries_near_float32_max_tie_to_the_lowest_ids(make):
+    # squared norms beyond float32: scores overflow, the bound must not trust them
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    Q = np.clip(rng.normal(size=(20, 8)) * 1e38, -3.3e38, 3.3e38).astype(np.float32)
+    R = reference_distances(X, Q, "euclidean")
+    dist, ind = make("euclidean").fit(X).kneighbors(Q)
+    assert_exact(dist, ind, R, 5)
+    X2 = np.array([[0, 0], [1e30, 0], [-1e30, 0], [2e30, 0], [0, 1e30]], dtype=np.float32)
+    Q2 = np.array([[3e38, 3e38]], dtype=np.float32)
+    dist, ind = make("euclidean").fit(X2).kneighbors(Q2, n_neighbors=4)
+    assert_exact(dist, ind, reference_distances(X2, Q2, "euclidean"), 4)
+
+
+@pytest.mark.parametrize("make", EXACT, ids=EXACT_IDS)
+@pytest.mark.parametrize("scale", [1e19, 1e25])
+def test_inner_products_beyond_float32(make, scale):
+    rng = np.random.default_rng(2)
+    X = (rng.normal(size=(300, 64)) * scale).astype(np.float32)
+    Q = (rng.normal(size=(10, 64)) * scale).astype(np.float32)
+    R = reference_distances(X, Q, "inner_product")
+    dist, ind = make("inner_product").fit(X).kneighbors(Q)
+    assert_exact(dist, ind, R, 5)

@@ -48,7 +48,7 @@ import numpy as np
 from sklearn import get_config
 from threadpoolctl import ThreadpoolController
 
-from ._distances import exact_distances, gather_rows
+from ._distances import FLOAT32_MAX, exact_distances, gather_rows
 from ._fp_bounds import TINY, U32, U64, gamma
 
 __all__ = ["BruteForceMatrix", "brute_force_kneighbors", "rerank_exact", "verify_flat_scan"]
@@ -347,7 +347,15 @@ def _proven_top_k(S, Q, qn, prep, data, k, metric):
     dist = np.empty((Q.shape[0], k))
     ind = np.empty((Q.shape[0], k), dtype=np.intp)
     rows = np.arange(Q.shape[0])
-    pos = _top_candidates(S, min(n, 2 * k))
+    # rows whose float32 scores may have overflowed (a query near float32's
+    # largest value, products of huge norms) have no bound: every item
+    unbounded = _may_overflow(metric, qn, prep)
+    if unbounded.any():
+        dist[unbounded], ind[unbounded] = _exact_over_all(Q[unbounded], data, k, metric)
+        if unbounded.all():
+            return dist, ind
+        rows = rows[~unbounded]
+    pos = _top_candidates(S if rows.size == S.shape[0] else S[rows], min(n, 2 * k))
     for _ in range(4):
         Sr = S if rows.size == S.shape[0] else S[rows]
         qr = qn[rows]
@@ -373,6 +381,16 @@ def _proven_top_k(S, Q, qn, prep, data, k, metric):
         pos = _top_candidates(ranked, need)
     dist[rows], ind[rows] = _exact_over_all(Q[rows], data, k, metric)
     return dist, ind
+
+
+def _may_overflow(metric, qn, prep):
+    """Rows whose float32 scores may exceed float32's range (no bound then)."""
+    R = prep.group_max[None, :]
+    if metric == "euclidean":
+        largest = qn * R + 0.5 * R * R + (0.5 * qn * qn if prep.n_groups > 1 else 0.0)
+    else:
+        largest = qn * R
+    return ~(largest < 0.25 * FLOAT32_MAX).all(axis=1)
 
 
 def _rerank(Q, data, ids, lo, kth_hi, k, metric):

@@ -30,10 +30,14 @@ NATIVE_UNITS = ("sqeuclidean", "euclidean", "dot", "negdot", "one_minus_dot", "e
 
 
 def normalize_rows(X):
-    """L2-normalize the rows of a float32 array in place; zero rows stay zero."""
+    """L2-normalize the rows of a float32 array in place; zero rows stay zero.
+
+    Norms and quotients are computed in float64 (a row's norm may exceed
+    float32's range while its values do not), then rounded once to float32.
+    """
     norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
     nonzero = norms > 0
-    X[nonzero] /= norms[nonzero, None].astype(X.dtype)
+    X[nonzero] = X[nonzero] / norms[nonzero, None]
     return X
 
 
