@@ -290,6 +290,7 @@ class BaseIndex(
         state.applied_query_params = None
         state.row_lookup = None
         state.max_norm = None
+        state.brute_matrix = None
 
     def _data_scale(self, X):
         """The power of two the data are multiplied by (1 for sparse rows, kept float64)."""

@@ -179,7 +179,7 @@ def _row_norms(X):
 #: radius are searched apart, each centred on its own mean.
 _SPLIT_RATIO = 16.0
 _MAX_GROUPS = 64
-_SAMPLE = 4096
+_SAMPLE = 1024
 
 
 def _partition(data):
@@ -219,7 +219,7 @@ def _split(data, ids, rng):
     a = X[np.searchsorted(sample, far)]
     b = X[np.argmax(((X - a) ** 2).sum(axis=1))]
     centres = np.stack([a, b])
-    for _ in range(6):  # Lloyd's iterations
+    for _ in range(4):  # Lloyd's iterations
         label = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
         if label.min() == label.max():
             return None
@@ -265,9 +265,10 @@ def _default_batch_size(n_queries, n_samples):
     return int(max(1, min(n_queries, 512, budget // (4 * n_samples))))
 
 
-#: Most candidates a row takes from its float32 scores; a row whose bound
-#: leaves more is answered from every item.
-_BUDGET = 8192
+def _budget(k):
+    """Most candidates a row takes to exact distances; a row whose bound leaves
+    more is scored again in float64 (then, if still more, every item)."""
+    return max(1024, 64 * k)
 
 
 def brute_force_kneighbors(
@@ -341,7 +342,8 @@ def _proven_top_k(S, Q, qn, prep, data, k, metric):
     candidates whose lower bound is within that ``k``-th get exact
     distances. A row where it cannot takes every item whose score is above
     the threshold the bound gives (near-duplicates: the whole cluster), and
-    if that is more than ``_BUDGET``, every item (exact distances in chunks).
+    if that is more than ``_budget(k)``, float64 scores under the same proof
+    (:func:`_float64_top_k`), and as a last resort every item.
     """
     n, d = S.shape[1], Q.shape[1]
     dist = np.empty((Q.shape[0], k))
@@ -351,7 +353,7 @@ def _proven_top_k(S, Q, qn, prep, data, k, metric):
     # largest value, products of huge norms) have no bound: every item
     unbounded = _may_overflow(metric, qn, prep)
     if unbounded.any():
-        dist[unbounded], ind[unbounded] = _exact_over_all(Q[unbounded], data, k, metric)
+        dist[unbounded], ind[unbounded] = _float64_top_k(Q[unbounded], data, k, metric, prep)
         if unbounded.all():
             return dist, ind
         rows = rows[~unbounded]
@@ -376,10 +378,72 @@ def _proven_top_k(S, Q, qn, prep, data, k, metric):
         # every item the bound cannot rule out: scores above a per-group threshold
         ranked, thr = _above_threshold(metric, Sr, kth_hi, qr, prep, d)
         need = int(np.count_nonzero(ranked >= thr[:, None], axis=1).max()) + k
-        if need > _BUDGET or need >= n:
-            break
+        if need > _budget(k) or need >= n:
+            break  # float32 cannot tell enough of them apart: float64 scores
         pos = _top_candidates(ranked, need)
-    dist[rows], ind[rows] = _exact_over_all(Q[rows], data, k, metric)
+    dist[rows], ind[rows] = _float64_top_k(Q[rows], data, k, metric, prep)
+    return dist, ind
+
+
+def _float64_top_k(Q, data, k, metric, prep):
+    """The float32 bound could not settle these rows: the same proof in float64.
+
+    Scores are float64 products (per group, rows centred on the group's
+    centre for euclidean), bounded as in float32 with float64's unit
+    roundoff (``2**-53``: a bound 2**29 times tighter); the candidates the
+    bound cannot rule out get exact distances. Rows it still cannot settle
+    (a query so far from the data that float64 cannot tell the items apart
+    either) are answered from every item's exact distance.
+    """
+    n, d = data.shape
+    dist = np.empty((Q.shape[0], k))
+    ind = np.empty((Q.shape[0], k), dtype=np.intp)
+    step = max(1, min(Q.shape[0], 2**22 // max(1, n)))  # 32 MiB of float64 scores
+    todo = []
+    for start in range(0, Q.shape[0], step):
+        Qb = Q[start:start + step].astype(np.float64)
+        lo = np.empty((Qb.shape[0], n))
+        hi = np.empty((Qb.shape[0], n))
+        for g in range(prep.n_groups):
+            a, b = prep.starts[g], prep.starts[g + 1]
+            rows = data[a:b] if prep.perm is None else data[prep.perm[a:b]]
+            Y = rows.astype(np.float64)
+            if metric != "inner_product":  # cosine: |q - y|^2 of the stored unit rows
+                c = 0.0 if prep.centres is None else prep.centres[g].astype(np.float64)
+                Qc, Y = Qb - c, Y - c
+                qq = np.einsum("ij,ij->i", Qc, Qc)
+                yy = np.einsum("ij,ij->i", Y, Y)
+                D = qq[:, None] + yy[None, :] - 2.0 * (Qc @ Y.T)
+                eps = gamma(d + 3, U64) * (np.sqrt(qq)[:, None] + np.sqrt(yy)[None, :]) ** 2
+                eps += 1e-300
+                # centring rounded q - c and y - c: |q - y| moves by at most u (|q'| + |y'|)
+                eta = 2 * U64 * (np.sqrt(qq)[:, None] + np.sqrt(yy)[None, :])
+                lo[:, a:b] = np.square(np.maximum(
+                    np.sqrt(np.maximum(D - eps, 0.0)) - eta, 0.0))
+                hi[:, a:b] = np.square(np.sqrt(np.maximum(D + eps, 0.0)) + eta)
+                if metric == "cosine":  # at distance 1 (2 in squared L2) from a zero row
+                    zero = (qq == 0)[:, None] | (yy == 0)[None, :]
+                    lo[:, a:b][zero] = hi[:, a:b][zero] = 2.0
+            else:
+                t = Qb @ Y.T
+                eps = gamma(d, U64) * np.outer(np.linalg.norm(Qb, axis=1),
+                                               np.linalg.norm(Y, axis=1)) + 1e-300
+                lo[:, a:b], hi[:, a:b] = -(t + eps), -(t - eps)
+        ok = np.isfinite(lo).all(axis=1) & np.isfinite(hi).all(axis=1)
+        kth_hi = np.partition(hi, k - 1, axis=1)[:, k - 1]
+        keep = lo <= kth_hi[:, None]
+        ok &= keep.sum(axis=1) <= _budget(k)
+        rows_ok = np.flatnonzero(ok)
+        if rows_ok.size:
+            need = max(k, int(keep[rows_ok].sum(axis=1).max()))
+            pos = np.argpartition(lo[rows_ok], need - 1, axis=1)[:, :need]
+            dist[start + rows_ok], ind[start + rows_ok] = _rerank(
+                Q[start + rows_ok], data, prep.ids(pos),
+                np.take_along_axis(lo[rows_ok], pos, axis=1), kth_hi[rows_ok], k, metric)
+        todo.extend(start + np.flatnonzero(~ok))
+    if todo:
+        todo = np.asarray(todo)
+        dist[todo], ind[todo] = _exact_over_all(Q[todo], data, k, metric)
     return dist, ind
 
 
@@ -399,9 +463,16 @@ def _rerank(Q, data, ids, lo, kth_hi, k, metric):
     if need < ids.shape[1]:
         keep = np.argpartition(lo, need - 1, axis=1)[:, :need]
         ids = np.take_along_axis(ids, keep, axis=1)
-    exact = exact_distances(Q, data, ids, metric)
-    order = np.lexsort((ids, exact), axis=1)[:, :k]  # by distance, then id
-    return np.take_along_axis(exact, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    dist = np.empty((Q.shape[0], k))
+    ind = np.empty((Q.shape[0], k), dtype=np.intp)
+    step = max(1, 2**22 // (need * Q.shape[1]))  # gathered float64 rows: 32 MiB a block
+    for start in range(0, Q.shape[0], step):
+        block = ids[start:start + step]
+        exact = exact_distances(Q[start:start + step], data, block, metric)
+        order = np.lexsort((block, exact), axis=1)[:, :k]  # by distance, then id
+        dist[start:start + step] = np.take_along_axis(exact, order, axis=1)
+        ind[start:start + step] = np.take_along_axis(block, order, axis=1)
+    return dist, ind
 
 
 def _above_threshold(metric, S, kth, qn, prep, d):

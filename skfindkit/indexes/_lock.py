@@ -86,6 +86,7 @@ class _RuntimeState:
         self.applied_query_params = None  # what the native index was last given
         self.row_lookup = None  # identical-row finder over the stored data (lazy)
         self.max_norm = None  # largest norm of a stored row (lazy; bounds flat scans)
+        self.brute_matrix = None  # the exact path's search matrix of the stored rows (lazy)
 
 
 _STATES = weakref.WeakKeyDictionary()

@@ -114,6 +114,11 @@ class KNeighborsQueryMixin:
             )
         if self._keeps_vectors():
             matrix = self._index if isinstance(self._index, BruteForceMatrix) else None
+            if matrix is None:  # built once per fitted state, like the row lookup
+                state = runtime_state(self)
+                if state.brute_matrix is None:
+                    state.brute_matrix = BruteForceMatrix(self._fit_X, self.metric_)
+                matrix = state.brute_matrix
             return brute_force_kneighbors(
                 self._fit_X, X, k, self.metric_, batch_size=batch_size,
                 n_threads=self._n_threads(), matrix=matrix,
