@@ -201,3 +201,13 @@ def test_query_time_knob_reaches_the_shards_without_refit(data):
     exact = ExactIndex(n_neighbors=10).fit(X).kneighbors(X[:50], return_distance=False)
     np.testing.assert_array_equal(np.sort(sharded.kneighbors(X[:50], return_distance=False)),
                                   np.sort(exact))
+
+
+def test_n_neighbors_defaults_to_the_shard_template(data):
+    X, _ = data
+    assert ShardedIndex(ExactIndex(n_neighbors=10)).fit(X).kneighbors(X[:2])[1].shape == (2, 10)
+    assert ShardedIndex(ExactIndex(n_neighbors=10), n_neighbors=3).fit(X).kneighbors(
+        X[:2])[1].shape == (2, 3)
+    assert ShardedIndex().fit(X).kneighbors(X[:2])[1].shape == (2, 5)
+    graph = ShardedIndex(ExactIndex(n_neighbors=4), mode="connectivity").fit(X).transform(X[:3])
+    assert graph.getnnz(axis=1).tolist() == [4, 4, 4]
