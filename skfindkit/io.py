@@ -50,6 +50,7 @@ array([[1]])
 """
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -259,14 +260,46 @@ def load(path, *, trusted=None):
     Raises
     ------
     CorruptFileError
-        If the file is not an skfindkit safe file (a pickle/joblib file is
-        named as such and never unpickled), is truncated or altered (checksum),
-        or its content is malformed; :class:`CorruptIndexError` for a
-        corrupted index.
+        Naming the file, if it is not an skfindkit safe file (a pickle/joblib
+        file is named as such and never unpickled), is truncated or altered
+        (checksum, checked before anything is parsed), or its content is
+        malformed; :class:`CorruptIndexError` for a corrupted index.
     UntrustedTypeError
-        If the file names classes or functions that are not trusted (listed).
+        If the file names classes or functions that are not trusted (listed);
+        their modules are not imported.
     """
     trusted = _names(trusted)
+    where = repr(os.fspath(path))
+    try:
+        text, data = _read_checked(path)
+        tree = json.loads(text.decode("utf-8"))
+        if not isinstance(tree, dict) or not isinstance(tree.get("blobs"), list):
+            raise CorruptFileError("its object tree is not a dict with a block table")
+        root, nodes = tree.get("root"), []
+        walk(root, nodes)
+        blobs = _blocks(data, tree["blobs"], nodes)
+        classes, functions = _resolved(nodes, trusted, where)
+        return Decoder(blobs, classes, functions).decode(root)
+    except UntrustedTypeError:
+        raise
+    except CorruptFileError as exc:
+        if where in str(exc):
+            raise
+        raise type(exc)(f"{where} is corrupted or malformed: {exc}") from exc
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError,
+            OverflowError) as exc:
+        raise CorruptFileError(
+            f"{where} is corrupted or malformed ({type(exc).__name__}: {exc})."
+        ) from exc
+
+
+def _read_checked(path):
+    """``(JSON text, data bytes)`` of a safe file whose checksum matched.
+
+    Nothing is parsed before the checksum passed; what is read is bounded by
+    the file's size. The data lands in one 64-byte aligned buffer, from which
+    :func:`_blocks` makes the arrays as views (no second copy).
+    """
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         head = fh.read(_HEADER.size)
@@ -278,77 +311,90 @@ def load(path, *, trusted=None):
                 f"{os.fspath(path)!r} has safe-format version {version}; this skfindkit "
                 f"reads version {VERSION}."
             )
-        digest = new_hash(head)
         start = _aligned(_HEADER.size + tree_len)
         if start + _DIGEST > size:
-            raise CorruptFileError(f"{os.fspath(path)!r} is truncated.")
+            raise CorruptFileError(
+                f"{os.fspath(path)!r} is truncated: its header announces {start + _DIGEST} "
+                f"bytes or more, the file has {size}."
+            )
+        digest = new_hash(head)
         text = fh.read(start - _HEADER.size)
         digest.update(text)
-        try:
-            tree = json.loads(text[:tree_len].decode("utf-8"))
-            root, table = tree["root"], tree["blobs"]
-            blobs = _read_blobs(fh, digest, root, table, size - start - _DIGEST)
-        except CorruptFileError:
-            raise
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
-            raise CorruptFileError(
-                f"{os.fspath(path)!r} is corrupted or malformed ({type(exc).__name__}: {exc})."
-            ) from exc
-        if fh.read(_DIGEST + 1) != digest.digest():
+        data = _aligned_empty(size - start - _DIGEST)
+        for pos in range(0, data.size, _CHUNK):
+            piece = memoryview(data[pos:pos + _CHUNK])
+            if fh.readinto(piece) != len(piece):
+                raise CorruptFileError(f"{os.fspath(path)!r} is truncated (it shrank while read).")
+            digest.update(piece)
+        if len(text) != start - _HEADER.size or fh.read(_DIGEST + 1) != digest.digest():
             raise CorruptFileError(
                 f"{os.fspath(path)!r} failed its {CHECKSUM_NAME} check: the file is truncated, "
                 "altered or corrupted. Nothing was loaded."
             )
-    nodes = []
-    walk(root, nodes)
-    names = sorted({n["class"] for n in nodes if n.get("$") == "object"})
-    classes = {name: resolve(str(name), trusted) for name in names}
-    names = sorted({n["name"] for n in nodes if n.get("$") == "function"})
-    functions = {name: resolve_function(str(name), trusted) for name in names}
+    return text[:tree_len], data
+
+
+def _aligned_empty(nbytes):
+    """An uninitialized uint8 array of ``nbytes`` starting on a 64-byte boundary."""
+    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
+    skip = -raw.ctypes.data % _ALIGN
+    return raw[skip:skip + nbytes]
+
+
+def _blocks(data, table, nodes):
+    """The arrays of the block table, as views of ``data``: shaped where an array
+    node names the block, else bytes (uint8). Every size is checked against the
+    file before a view is made."""
+    blocks, pos = [], 0
+    for entry in table:
+        if (not isinstance(entry, list) or len(entry) != 2
+                or not all(type(v) is int for v in entry)):
+            raise CorruptFileError(f"a block table entry is not [offset, size]: {entry!r:.80}")
+        offset, nbytes = entry
+        if offset != pos or nbytes < 0 or offset + nbytes > data.size:
+            raise CorruptFileError(
+                f"block {len(blocks)} ([{offset}, {nbytes}]) does not fit the "
+                f"{data.size} bytes of data")
+        blocks.append(data[offset:offset + nbytes])
+        pos = _aligned(offset + nbytes)
+    if pos != data.size:
+        raise CorruptFileError(
+            f"the block table covers {pos} bytes of data, the file has {data.size}")
+    for node in nodes:
+        if node.get("$") != "array":
+            continue
+        blob, shape = node.get("blob"), node.get("shape")
+        if type(blob) is not int or not 0 <= blob < len(blocks):
+            raise CorruptFileError(f"an array names block {blob!r:.40}, not one of the file's")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise CorruptFileError(f"an array has the shape {shape!r:.80}")
+        dtype = checked_dtype(node.get("dtype"))
+        raw = blocks[blob]
+        if raw.dtype != np.uint8 or math.prod(shape) * dtype.itemsize != raw.size:
+            raise CorruptFileError(
+                f"block {blob} has {raw.size} bytes, not an array of {tuple(shape)} {dtype}")
+        blocks[blob] = raw.view(dtype).reshape(shape)
+    return blocks
+
+
+def _resolved(nodes, trusted, where):
+    """The classes and functions the tree names, resolved without importing anything
+    outside the allow-list; :class:`UntrustedTypeError` listing those refused."""
+    names = {"object": set(), "function": set()}
+    for node in nodes:
+        tag = node.get("$")
+        if tag in names:
+            name = node.get("class" if tag == "object" else "name")
+            if not isinstance(name, str):
+                raise CorruptFileError(f"an {tag} node has no name")
+            names[tag].add(name)
+    classes = {name: resolve(name, trusted) for name in sorted(names["object"])}
+    functions = {name: resolve_function(name, trusted) for name in sorted(names["function"])}
     untrusted = [name for name, found in [*classes.items(), *functions.items()] if found is None]
     if untrusted:
         raise UntrustedTypeError(
-            f"{os.fspath(path)!r} names classes or functions that are not trusted: "
-            f"{untrusted}. Nothing was loaded. If you trust this file, pass them as "
-            "load(path, trusted=[...])."
+            f"{where} names classes or functions that are not trusted: "
+            f"{untrusted}. Nothing was loaded or imported. If you trust this file, pass them "
+            "as load(path, trusted=[...])."
         )
-    try:
-        return Decoder(blobs, classes, functions).decode(root)
-    except (CorruptFileError, UntrustedTypeError):
-        raise
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
-        raise CorruptFileError(
-            f"{os.fspath(path)!r} is malformed ({type(exc).__name__}: {exc})."
-        ) from exc
-
-
-def _read_blobs(fh, digest, root, table, data_size):
-    """Read every block straight into its final array, hashing it on the way."""
-    nodes = []
-    walk(root, nodes)
-    specs = {}  # blob id -> (dtype, shape) of the array it becomes
-    for node in nodes:
-        if node.get("$") == "array":
-            shape = tuple(int(d) for d in node["shape"])
-            specs[node["blob"]] = (checked_dtype(node["dtype"]), shape)
-    blobs, pos = [], 0
-    for i, (offset, nbytes) in enumerate(table):
-        if offset != pos or nbytes < 0 or offset + nbytes > data_size:
-            raise CorruptFileError("the block table does not match the file size")
-        dtype, shape = specs.get(i, (np.dtype(np.uint8), (nbytes,)))
-        if any(d < 0 for d in shape) or int(np.prod(shape)) * dtype.itemsize != nbytes:
-            raise CorruptFileError(f"block {i} has {nbytes} bytes, not an array of {shape}")
-        out = np.empty(shape, dtype=dtype)
-        view = memoryview(out.reshape(-1).view(np.uint8))
-        for start in range(0, nbytes, _CHUNK):
-            piece = view[start:start + _CHUNK]
-            if fh.readinto(piece) != len(piece):
-                raise CorruptFileError("the file is truncated")
-            digest.update(piece)
-        padding = fh.read(_aligned(offset + nbytes) - offset - nbytes)
-        digest.update(padding)
-        pos = offset + nbytes + len(padding)
-        blobs.append(out)
-    if pos != data_size:
-        raise CorruptFileError("the file is truncated or has data after its last block")
-    return blobs
+    return classes, functions

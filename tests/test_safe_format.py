@@ -76,6 +76,9 @@ _ALLOWED_PICKLE_LOADS = {
     # `skfindkit` / `skfindkit serve` read a pickle/joblib pipeline only when
     # given --trust-pickle, after pipeline_file_kind named it a pickle
     "skfindkit/_cli_io.py": 1,
+    # a parallel loader's worker process reads back the loader that this
+    # process pickled for it a moment before (its own bytes, never a file's)
+    "skfindkit/loaders/_shared.py": 1,
 }
 
 
@@ -195,8 +198,7 @@ def test_names_outside_the_allow_list_are_refused_without_import(tmp_path, monke
     (tmp_path / "skfindkit_side_effects.py").write_text(_SIDE_EFFECTS.format(marker=str(marker)))
     monkeypatch.syspath_prepend(str(tmp_path))
     module = name.rpartition(".")[0]
-    if module in sys.modules:
-        pytest.skip(f"{module} was imported by an earlier test")
+    imported_before = module in sys.modules  # os, builtins
     path = tmp_path / "named.skfk"
     skio.save(ExactIndex(), path)
 
@@ -209,7 +211,7 @@ def test_names_outside_the_allow_list_are_refused_without_import(tmp_path, monke
     cases.edited_tree_file(path, path, rename)
     with pytest.raises(skio.UntrustedTypeError, match=name.replace(".", r"\.")):
         skio.load(path)
-    assert module not in sys.modules
+    assert imported_before or module not in sys.modules
     assert not marker.exists()
 
 

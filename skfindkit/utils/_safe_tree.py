@@ -12,6 +12,12 @@ non-estimator classes) that skfindkit marks with :func:`loadable`, or that the
 caller trusts, are accepted. Not every skfindkit function: a pipeline calls a
 ``FunctionTransformer``'s function with arguments from the file (``kw_args``),
 so a file must not be able to pick, e.g., :func:`skfindkit.io.save`.
+
+Names are checked as strings against an allow-list of modules
+(:func:`allowed_module`) before anything is imported: a file naming any other
+module (a test module, ``sklearn.experimental``, ``os``, a module of the
+caller's path) is refused without importing it, since importing a module runs
+its code.
 """
 
 import importlib
@@ -23,11 +29,59 @@ from sklearn.base import BaseEstimator
 
 from ._persist import CorruptFileError, NativeBlob
 
-__all__ = ["Encoder", "Decoder", "loadable", "qualified", "resolve", "resolve_function",
-           "walk", "checked_dtype"]
+__all__ = ["Encoder", "Decoder", "allowed_module", "loadable", "qualified", "resolve",
+           "resolve_function", "walk", "checked_dtype", "MAX_DEPTH"]
 
-_TRUSTED_PACKAGES = ("skfindkit", "sklearn")
 _LOADABLE = "__skfindkit_loadable__"
+
+#: skfindkit's modules that hold estimators and loadable functions.
+_SKFINDKIT_PACKAGES = frozenset({"indexes", "loaders", "extractors"})
+_SKFINDKIT_MODULES = frozenset({"skfindkit.features", "skfindkit.utils._persist"})
+#: scikit-learn's estimator packages (``sklearn.<package>`` and its modules).
+_SKLEARN_PACKAGES = frozenset({
+    "calibration", "cluster", "compose", "covariance", "cross_decomposition",
+    "decomposition", "discriminant_analysis", "dummy", "ensemble", "feature_extraction",
+    "feature_selection", "frozen", "gaussian_process", "impute", "isotonic",
+    "kernel_approximation", "kernel_ridge", "linear_model", "manifold", "mixture",
+    "model_selection", "multiclass", "multioutput", "naive_bayes", "neighbors",
+    "neural_network", "pipeline", "preprocessing", "random_projection",
+    "semi_supervised", "svm", "tree",
+})
+
+#: Deepest nesting of a file's object tree (a pipeline of pipelines of
+#: estimators is a few dozen levels): deeper is refused before any recursion.
+MAX_DEPTH = 200
+
+
+def allowed_module(module):
+    """Whether a file may name ``module`` without the caller trusting it (a string check).
+
+    skfindkit's estimator modules (``skfindkit.indexes``, ``.loaders``,
+    ``.extractors``, ``skfindkit.features``, ``skfindkit.utils._persist``) and
+    scikit-learn's estimator packages; never a test module, ``conftest`` or
+    ``sklearn.experimental`` (modules whose import has side effects).
+    """
+    parts = module.split(".")
+    if not all(part.isidentifier() for part in parts) or any(
+        part in ("tests", "conftest") or part.lstrip("_").startswith("test") for part in parts
+    ):
+        return False
+    if parts[0] == "skfindkit":
+        return module in _SKFINDKIT_MODULES or (
+            len(parts) >= 3 and parts[1] in _SKFINDKIT_PACKAGES)
+    return parts[0] == "sklearn" and len(parts) >= 2 and parts[1] in _SKLEARN_PACKAGES
+
+
+def _import_named(name, trusted):
+    """The object called ``name`` ("module.qualname"), imported only from an allowed
+    module or where the caller trusts ``name`` itself; None otherwise."""
+    module, _, qualname = name.rpartition(".")
+    if not qualname.isidentifier() or not (name in trusted or allowed_module(module)):
+        return None
+    try:
+        return getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def loadable(obj):
@@ -154,46 +208,47 @@ class Encoder:
                 "state": self.encode(state, f"{where}.{type(value).__name__}")}
 
 
-def walk(node, found):
-    """Collect ``(tag, node)`` of every tagged node of a JSON tree."""
-    stack = [node]
+def walk(node, found, max_depth=MAX_DEPTH):
+    """Collect every tagged node (dict) of a JSON tree; refuse a tree nested too deep.
+
+    Raises
+    ------
+    CorruptFileError
+        If the tree is nested more than ``max_depth`` levels.
+    """
+    stack = [(node, 0)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise CorruptFileError(f"the object tree is nested more than {max_depth} levels deep")
         if isinstance(node, list):
-            stack.extend(node)
+            stack.extend((v, depth + 1) for v in node)
         elif isinstance(node, dict):
             found.append(node)
-            stack.extend(v for k, v in node.items() if k != "$")
+            stack.extend((v, depth + 1) for k, v in node.items() if k != "$")
 
 
 def resolve(name, trusted):
-    """The class called ``name`` if it is trusted, else None (nothing is imported otherwise)."""
-    module, _, qualname = name.rpartition(".")
-    trusted_here = name in trusted or (
-        module.split(".")[0] in _TRUSTED_PACKAGES and qualname.isidentifier()
-    )
-    if not trusted_here:
-        return None
-    try:
-        cls = getattr(importlib.import_module(module), qualname)
-    except (ImportError, AttributeError, ValueError):
+    """The class called ``name`` if it is trusted, else None.
+
+    Nothing is imported unless the module is allowed (:func:`allowed_module`)
+    or the caller trusts ``name``.
+    """
+    cls = _import_named(name, trusted)
+    if not isinstance(cls, type):
         return None
     if name in trusted:
-        return cls if isinstance(cls, type) else None
-    ok = isinstance(cls, type) and (issubclass(cls, BaseEstimator) or cls is NativeBlob
-                                    or _is_loadable(cls))
+        return cls
+    ok = qualified(cls) == name and (issubclass(cls, BaseEstimator) or cls is NativeBlob
+                                     or _is_loadable(cls))
     return cls if ok else None
 
 
 def resolve_function(name, trusted):
     """The function called ``name`` if skfindkit marks it loadable or it is trusted, else None."""
-    module, _, qualname = name.rpartition(".")
-    if not (name in trusted or module.split(".")[0] == "skfindkit") or not qualname.isidentifier():
+    if not (name in trusted or name.startswith("skfindkit.")):
         return None
-    try:
-        func = getattr(importlib.import_module(module), qualname)
-    except (ImportError, AttributeError, ValueError):
-        return None
+    func = _import_named(name, trusted)
     ok = isinstance(func, types.FunctionType) and qualified(func) == name and (
         name in trusted or _is_loadable(func))
     return func if ok else None
