@@ -275,7 +275,7 @@ def load(path, *, trusted=None):
         tree = json.loads(text.decode("utf-8"))
         if not isinstance(tree, dict) or not isinstance(tree.get("blobs"), list):
             raise CorruptFileError("its object tree is not a dict with a block table")
-        root, nodes = tree.get("root"), []
+        root, nodes = tree["root"], []
         walk(root, nodes)
         blobs = _blocks(data, tree["blobs"], nodes)
         classes, functions = _resolved(nodes, trusted, where)

@@ -241,7 +241,13 @@ def test_every_structural_edit_with_recomputed_checksums_is_refused_clearly(tmp_
     found = run_isolated(cases.tree_cases, str(tmp_path))
     assert set(found) <= {"corrupt", "untrusted", "loaded"}, {
         k: v[:5] for k, v in found.items() if k not in ("corrupt", "untrusted", "loaded")}
-    assert len(found.get("corrupt", ())) > 10 * len(found.get("loaded", ())), found.get("loaded")
+    # what still loads is a well-formed tree: another plain value as the whole
+    # file, another (unique) id of an object, an empty dict or tuple (the state
+    # of a scikit-learn estimator is not checked beyond its structure)
+    valid = ("root: none", "root: string", "root: negative", "root: huge", "root: float",
+             "root: list", "id: negative", "id: huge", "(dict) items: list",
+             "(tuple) items: list")
+    assert [c for c in found.get("loaded", ()) if not c.endswith(valid)] == []
 
 
 def test_a_flipped_tree_byte_is_caught_by_the_checksum_before_parsing(tmp_path):

@@ -254,36 +254,71 @@ def resolve_function(name, trusted):
     return func if ok else None
 
 
+def _field(node, key, kind):
+    """``node[key]``, which must be of type ``kind`` (``int``: a true int, not a bool)."""
+    value = node.get(key)
+    if type(value) is not kind:
+        raise CorruptFileError(
+            f"a {node.get('$')!r} node's {key!r} is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
 class Decoder:
+    """JSON tree + blocks -> objects, every field's type checked as it is read.
+
+    ``blobs``: the file's blocks (arrays where an array node names them);
+    ``classes`` and ``functions``: every name of the tree, already resolved.
+    """
+
     def __init__(self, blobs, classes, functions=None):
         self.blobs, self.classes, self.memo = blobs, classes, {}
         self.functions = functions or {}
+
+    def _remember(self, node, value):
+        ident = _field(node, "id", int)
+        if ident in self.memo:
+            raise CorruptFileError(f"two objects of the tree have the id {ident}")
+        self.memo[ident] = value
+
+    def _blob(self, node):
+        blob = _field(node, "blob", int)
+        if not 0 <= blob < len(self.blobs):
+            raise CorruptFileError(f"a node names block {blob}, not one of the file's")
+        return self.blobs[blob]
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, str, int, float)):
             return node
         if isinstance(node, list):
             return [self.decode(v) for v in node]
-        tag = node["$"]
+        tag = _field(node, "$", str)
         if tag == "ref":
-            return self.memo[node["id"]]
+            ident = _field(node, "id", int)
+            if ident not in self.memo:
+                raise CorruptFileError(f"a reference to id {ident}, which comes before no object")
+            return self.memo[ident]
         if tag == "float":
-            return float(node["v"])
+            return float(_field(node, "v", str))
         if tag == "tuple":
-            return tuple(self.decode(v) for v in node["items"])
+            return tuple(self.decode(v) for v in _field(node, "items", list))
         if tag == "dict":
-            return {self.decode(k): self.decode(v) for k, v in node["items"]}
-        if tag in ("array", "objarray"):
-            if tag == "array":
-                value = self.blobs[node["blob"]]
-            else:
-                value = np.empty(len(node["items"]), dtype=object)
-                value[:] = [self.decode(v) for v in node["items"]]
-                value = value.reshape(node["shape"])
-            self.memo[node["id"]] = value
+            items = _field(node, "items", list)
+            if not all(type(item) is list and len(item) == 2 for item in items):
+                raise CorruptFileError("a dict's items are not [key, value] pairs")
+            return {self.decode(k): self.decode(v) for k, v in items}
+        if tag == "array":
+            value = self._blob(node)
+            self._remember(node, value)
+            return value
+        if tag == "objarray":
+            items = _field(node, "items", list)
+            value = np.empty(len(items), dtype=object)
+            value[:] = [self.decode(v) for v in items]
+            value = value.reshape(_field(node, "shape", list))
+            self._remember(node, value)
             return value
         if tag == "sparse":
-            make = sp.csr_matrix if node["format"] == "csr" else sp.csc_matrix
+            make = sp.csr_matrix if _field(node, "format", str) == "csr" else sp.csc_matrix
             try:
                 value = make((self.decode(node["data"]), self.decode(node["indices"]),
                               self.decode(node["indptr"])), shape=tuple(node["shape"]))
@@ -292,23 +327,29 @@ class Decoder:
                 raise CorruptFileError(f"a sparse matrix is inconsistent: {exc}") from exc
             return value
         if tag == "scalar":
-            return np.frombuffer(bytes.fromhex(node["hex"]), dtype=checked_dtype(node["dtype"]))[0]
+            dtype = checked_dtype(node.get("dtype"))
+            data = bytes.fromhex(_field(node, "hex", str))
+            if len(data) != dtype.itemsize or not dtype.itemsize:
+                raise CorruptFileError(f"a {dtype} scalar of {len(data)} bytes")
+            return np.frombuffer(data, dtype=dtype)[0]
         if tag in ("bytes", "bytearray"):
-            return (bytes if tag == "bytes" else bytearray)(self.blobs[node["blob"]])
+            return (bytes if tag == "bytes" else bytearray)(self._blob(node))
         if tag in ("dtype", "nptype"):
-            dtype = checked_dtype(node["v"])
+            dtype = checked_dtype(node.get("v"))
             return dtype if tag == "dtype" else dtype.type
         if tag == "function":
-            return self.functions[node["name"]]
+            return self.functions[_field(node, "name", str)]
         if tag == "RandomState":
             rs = np.random.RandomState()
             rs.set_state(self.decode(node["state"]))
             return rs
         if tag == "object":
-            cls = self.classes[node["class"]]
+            cls = self.classes[_field(node, "class", str)]
             obj = cls.__new__(cls)
-            self.memo[node["id"]] = obj  # before its state: shared references
-            state = self.decode(node["state"])
+            self._remember(node, obj)  # before its state: shared references
+            state = self.decode(node.get("state"))
+            if type(state) is not dict:
+                raise CorruptFileError(f"the state of a {cls.__name__} is not a dict")
             if hasattr(obj, "__setstate__"):
                 obj.__setstate__(state)
             else:
@@ -319,7 +360,9 @@ class Decoder:
 
 def checked_dtype(text):
     """The numpy dtype named ``text``; object dtypes are refused."""
-    dtype = np.dtype(str(text))
+    if not isinstance(text, str):
+        raise CorruptFileError(f"a dtype is named by a {type(text).__name__}, not a string")
+    dtype = np.dtype(text)
     if dtype.hasobject:
         raise CorruptFileError("an array of Python objects cannot come from a blob")
     return dtype
