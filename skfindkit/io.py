@@ -10,18 +10,29 @@ Loading a pickle or joblib file runs whatever code the file says: only ever
 - arrays and native index/model bytes follow as raw, 64-byte aligned blocks,
   written straight from memory and read straight into their final arrays (no
   second copy);
-- one XXH3-128 checksum over the whole file is checked before anything is built, and
-  every skfindkit estimator checks its own fitted state again (its data,
-  labels, keys, dimensions, parameters and native bytes) before a native
-  library sees a byte;
+- one XXH3-128 checksum over the whole file is checked before anything is
+  parsed, and every skfindkit estimator checks its own fitted state again
+  (its data, labels, keys, dimensions, parameters and native bytes) before a
+  native library sees a byte; an index made of indexes
+  (:class:`~skfindkit.ShardedIndex`) stores them as estimators of the tree,
+  never as bytes;
 - :func:`load` builds only classes of skfindkit and scikit-learn estimators
   (and those listed in ``trusted``), by setting their attributes: no
-  ``__reduce__``, no code from the file. Functions (a ``FunctionTransformer``'s
-  ``func``, the descriptors of ``skfindkit.features``) are stored by qualified
-  name and imported again by name: only skfindkit's own pipeline functions
-  (marked as such, e.g. ``skfindkit.features._dense``) and those listed in
-  ``trusted``. A file naming any other class or function is refused, before
-  anything is built, with a :class:`UntrustedTypeError` listing them.
+  ``__reduce__``, no pickle, no code from the file. Functions (a
+  ``FunctionTransformer``'s ``func``, the descriptors of
+  ``skfindkit.features``) are stored by qualified name and imported again by
+  name: only skfindkit's own pipeline functions (marked as such, e.g.
+  ``skfindkit.features._dense``) and those listed in ``trusted``. Names are
+  checked as strings against an allow-list of modules (skfindkit's estimator
+  modules, scikit-learn's estimator packages) before anything is imported: a
+  file naming any other class or function is refused, before anything is
+  imported or built, with a :class:`UntrustedTypeError` listing them;
+- whatever is wrong with a file (truncated, a flipped bit, appended bytes, a
+  structure edited with its checksum recomputed: missing keys, wrong types,
+  nesting deeper than 200 levels, sizes beyond the file) ends in one
+  :class:`CorruptFileError` naming the file; what is read is bounded by the
+  file's size. ``docs/security.md`` says what this does and does not
+  guarantee.
 
 :func:`save` refuses what this format cannot hold (a lambda, a nested function
 or another package's function as a ``FunctionVectorLoader``'s ``func`` or an

@@ -281,3 +281,25 @@ def test_loaded_blocks_are_aligned_arrays(tmp_path):
     again = skio.load(tmp_path / "a.skfk")
     assert again._fit_X.ctypes.data % 64 == 0 and again._fit_X.flags.writeable
     np.testing.assert_array_equal(again._fit_X, index._fit_X)
+
+
+def test_the_command_refuses_a_tampered_file_in_one_line(tmp_path):
+    from .test_cli_commands import run
+
+    marker = tmp_path / "payload-ran"
+    X = np.random.RandomState(0).rand(20, 3)
+    state = dict(ShardedIndex(ExactIndex(), 2).fit(X).__getstate__())
+    state.pop("_checksums")
+    state.pop("shards_")
+    state["_index_blob"] = NativeBlob("sharded", pickle.dumps(_WritesMarker(str(marker))))
+    sharded = tmp_path / "sharded.skfk"
+    skio.save(_forged(ShardedIndex, seal_state(state)), sharded)
+    named = tmp_path / "named.skfk"
+    skio.save(ExactIndex(), named)
+    cases.edited_tree_file(named, named, lambda tree: tree["root"].update(
+        {"class": "sklearn.utils.tests.test_validation.SomeClass"}))
+    for path, message in ((sharded, "ShardedIndex: "), (named, "not trusted")):
+        proc = run("info", path)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        assert proc.stderr.strip().count("\n") == 0 and "Skipped" not in proc.stderr
+    assert not marker.exists()
