@@ -70,8 +70,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .utils._persist import CHECKSUM_NAME, CorruptFileError, CorruptIndexError, new_hash
-from .utils._safe_tree import (Decoder, Encoder, checked_dtype, qualified, resolve,
-                               resolve_function, walk)
+from .utils._safe_tree import Decoder, Encoder, checked_dtype, qualified, resolve_names, walk
 
 __all__ = [
     "save",
@@ -289,7 +288,13 @@ def load(path, *, trusted=None):
         root, nodes = tree["root"], []
         walk(root, nodes)
         blobs = _blocks(data, tree["blobs"], nodes)
-        classes, functions = _resolved(nodes, trusted, where)
+        classes, functions, refused = resolve_names(nodes, trusted)
+        if refused:
+            raise UntrustedTypeError(
+                f"{where} names classes or functions that are not trusted: {refused}. "
+                "Nothing was loaded or imported. If you trust this file, pass them as "
+                "load(path, trusted=[...])."
+            )
         return Decoder(blobs, classes, functions).decode(root)
     except UntrustedTypeError:
         raise
@@ -386,26 +391,3 @@ def _blocks(data, table, nodes):
                 f"block {blob} has {raw.size} bytes, not an array of {tuple(shape)} {dtype}")
         blocks[blob] = raw.view(dtype).reshape(shape)
     return blocks
-
-
-def _resolved(nodes, trusted, where):
-    """The classes and functions the tree names, resolved without importing anything
-    outside the allow-list; :class:`UntrustedTypeError` listing those refused."""
-    names = {"object": set(), "function": set()}
-    for node in nodes:
-        tag = node.get("$")
-        if tag in names:
-            name = node.get("class" if tag == "object" else "name")
-            if not isinstance(name, str):
-                raise CorruptFileError(f"an {tag} node has no name")
-            names[tag].add(name)
-    classes = {name: resolve(name, trusted) for name in sorted(names["object"])}
-    functions = {name: resolve_function(name, trusted) for name in sorted(names["function"])}
-    untrusted = [name for name, found in [*classes.items(), *functions.items()] if found is None]
-    if untrusted:
-        raise UntrustedTypeError(
-            f"{where} names classes or functions that are not trusted: "
-            f"{untrusted}. Nothing was loaded or imported. If you trust this file, pass them "
-            "as load(path, trusted=[...])."
-        )
-    return classes, functions

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator
 from ._persist import CorruptFileError, NativeBlob
 
 __all__ = ["Encoder", "Decoder", "allowed_module", "loadable", "qualified", "resolve",
-           "resolve_function", "walk", "checked_dtype", "MAX_DEPTH"]
+           "resolve_function", "resolve_names", "walk", "checked_dtype", "MAX_DEPTH"]
 
 _LOADABLE = "__skfindkit_loadable__"
 
@@ -252,6 +252,23 @@ def resolve_function(name, trusted):
     ok = isinstance(func, types.FunctionType) and qualified(func) == name and (
         name in trusted or _is_loadable(func))
     return func if ok else None
+
+
+def resolve_names(nodes, trusted):
+    """Resolve every class and function named by the tagged ``nodes`` of a tree.
+
+    Returns ``(classes, functions, refused)``: dicts name -> object, and the
+    sorted names that are not trusted (nothing of their modules imported).
+    """
+    names = {"object": set(), "function": set()}
+    for node in nodes:
+        tag = node.get("$")
+        if tag in names:
+            names[tag].add(_field(node, "class" if tag == "object" else "name", str))
+    classes = {name: resolve(name, trusted) for name in sorted(names["object"])}
+    functions = {name: resolve_function(name, trusted) for name in sorted(names["function"])}
+    refused = [name for name, found in [*classes.items(), *functions.items()] if found is None]
+    return classes, functions, refused
 
 
 def _field(node, key, kind):
