@@ -49,19 +49,25 @@ def _forged(cls, state):
     return forged()
 
 
-def test_tampered_sharded_index_file_runs_no_code(tmp_path):
+@pytest.mark.parametrize("keep_shards", [False, True])
+def test_tampered_sharded_index_file_runs_no_code(tmp_path, keep_shards):
     # the state of a fitted ShardedIndex, its native bytes replaced by a
     # pickle payload and its checksums recomputed with skfindkit's own helpers
+    # (with or without its real shards beside them)
     marker = tmp_path / "payload-ran"
     X = np.random.RandomState(0).rand(20, 3)
     state = dict(ShardedIndex(ExactIndex(), 2).fit(X).__getstate__())
     state.pop("_checksums")
-    state.pop("shards_", None)
+    shards = state.pop("shards_", None)
     state["_index_blob"] = NativeBlob("sharded", pickle.dumps(_WritesMarker(str(marker))))
+    state = seal_state(state)
+    if keep_shards and shards is not None:
+        state["shards_"] = shards
     path = tmp_path / "tampered.skfk"
-    skio.save(_forged(ShardedIndex, seal_state(state)), path)
+    skio.save(_forged(ShardedIndex, state), path)
 
-    with pytest.raises(skio.CorruptFileError, match="tampered.skfk"):
+    why = "never as bytes" if keep_shards else "shards or their ids are missing"
+    with pytest.raises(skio.CorruptFileError, match=rf"tampered\.skfk.*{why}"):
         skio.load(path)
     assert not marker.exists()
 
