@@ -301,9 +301,10 @@ def load(path, *, trusted=None):
     except CorruptFileError as exc:
         if where in str(exc):
             raise
-        raise type(exc)(f"{where} is corrupted or malformed: {exc}") from exc
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError,
-            OverflowError) as exc:
+        kind = CorruptIndexError if isinstance(exc, CorruptIndexError) else CorruptFileError
+        raise kind(f"{where} is corrupted or malformed: {exc}") from exc
+    except (ValueError, LookupError, TypeError, AttributeError, RecursionError,
+            ArithmeticError) as exc:  # a malformed structure met while building
         raise CorruptFileError(
             f"{where} is corrupted or malformed ({type(exc).__name__}: {exc})."
         ) from exc
