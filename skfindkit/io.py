@@ -61,16 +61,14 @@ array([[1]])
 """
 
 import json
-import math
 import os
-import struct
 import tempfile
 from contextlib import contextmanager
 
-import numpy as np
-
-from .utils._persist import CHECKSUM_NAME, CorruptFileError, CorruptIndexError, new_hash
-from .utils._safe_tree import Decoder, Encoder, checked_dtype, qualified, resolve_names, walk
+from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
+from .utils._safe_file import (_CHUNK, _DIGEST, _HEADER, MAGIC, VERSION,  # noqa: F401 (layout)
+                               _aligned, _is_pickle, block_specs, read_blocks, read_checked)
+from .utils._safe_tree import Decoder, Encoder, qualified, resolve_names, walk
 
 __all__ = [
     "save",
@@ -81,14 +79,6 @@ __all__ = [
     "CorruptIndexError",
     "UntrustedTypeError",
 ]
-
-MAGIC = b"SKFKSAFE"
-VERSION = 2  # 2: XXH3-128 checksums (1: BLAKE3)
-_HEADER = struct.Struct("<8sIIQ")  # magic, version, reserved, length of the JSON tree
-_ALIGN = 64
-_DIGEST = len(new_hash().digest())
-_CHUNK = 1 << 24  # bytes hashed/written per call (bounded temporaries)
-
 
 class UntrustedTypeError(TypeError):
     """A saved file names classes that :func:`load` was not told to trust."""
@@ -160,10 +150,6 @@ def _names(objects):
     return {o if isinstance(o, str) else qualified(o) for o in (objects or ())}
 
 
-def _aligned(n):
-    return -(-n // _ALIGN) * _ALIGN
-
-
 def _write_piece(fh, piece):
     fh.write(piece)
 
@@ -227,28 +213,6 @@ def file_kind(path):
     return "pickle" if _is_pickle(head) else None
 
 
-def _is_pickle(head):
-    # a pickle, or the magic bytes of joblib's compressors (zlib, gzip, bz2, xz, lzma, lz4)
-    compressed = (b"x\x01", b"x^", b"x\x9c", b"x\xda", b"\x1f\x8b", b"BZ", b"\xfd7",
-                  b"\x5d\x00", b"\x04\x22")
-    return head[:1] == b"\x80" or head[:2] in compressed
-
-
-def _not_safe_file_error(path, head):
-    if _is_pickle(head):
-        kind = "a pickle/joblib file, which runs code when loaded"
-        hint = " If you trust it (you wrote it yourself), load it with joblib.load."
-    elif head[:2] == b"PK":
-        kind = "a zip archive (e.g. a skops or Keras file)"
-        hint = ""
-    else:
-        kind = "not a file written by skfindkit.io.save"
-        hint = ""
-    return CorruptFileError(
-        f"{os.fspath(path)!r} is not an skfindkit safe file: it is {kind}.{hint}"
-    )
-
-
 def load(path, *, trusted=None):
     """Load an estimator or pipeline written by :func:`save`; runs no code from the file.
 
@@ -281,13 +245,13 @@ def load(path, *, trusted=None):
     trusted = _names(trusted)
     where = repr(os.fspath(path))
     try:
-        text, data = _read_checked(path)
-        tree = json.loads(text.decode("utf-8"))
+        checked = read_checked(path)
+        tree = json.loads(checked.tree.decode("utf-8"))
         if not isinstance(tree, dict) or not isinstance(tree.get("blobs"), list):
             raise CorruptFileError("its object tree is not a dict with a block table")
         root, nodes = tree["root"], []
         walk(root, nodes)
-        blobs = _blocks(data, tree["blobs"], nodes)
+        specs = block_specs(tree["blobs"], nodes, checked.data_size)
         classes, functions, refused = resolve_names(nodes, trusted)
         if refused:
             raise UntrustedTypeError(
@@ -295,7 +259,7 @@ def load(path, *, trusted=None):
                 "Nothing was loaded or imported. If you trust this file, pass them as "
                 "load(path, trusted=[...])."
             )
-        return Decoder(blobs, classes, functions).decode(root)
+        return Decoder(read_blocks(checked, specs), classes, functions).decode(root)
     except UntrustedTypeError:
         raise
     except CorruptFileError as exc:
@@ -308,87 +272,3 @@ def load(path, *, trusted=None):
         raise CorruptFileError(
             f"{where} is corrupted or malformed ({type(exc).__name__}: {exc})."
         ) from exc
-
-
-def _read_checked(path):
-    """``(JSON text, data bytes)`` of a safe file whose checksum matched.
-
-    Nothing is parsed before the checksum passed; what is read is bounded by
-    the file's size. The data lands in one 64-byte aligned buffer, from which
-    :func:`_blocks` makes the arrays as views (no second copy).
-    """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        head = fh.read(_HEADER.size)
-        if len(head) < _HEADER.size or head[:len(MAGIC)] != MAGIC:
-            raise _not_safe_file_error(path, head)
-        _, version, _, tree_len = _HEADER.unpack(head)
-        if version != VERSION:
-            raise CorruptFileError(
-                f"{os.fspath(path)!r} has safe-format version {version}; this skfindkit "
-                f"reads version {VERSION}."
-            )
-        start = _aligned(_HEADER.size + tree_len)
-        if start + _DIGEST > size:
-            raise CorruptFileError(
-                f"{os.fspath(path)!r} is truncated: its header announces {start + _DIGEST} "
-                f"bytes or more, the file has {size}."
-            )
-        digest = new_hash(head)
-        text = fh.read(start - _HEADER.size)
-        digest.update(text)
-        data = _aligned_empty(size - start - _DIGEST)
-        for pos in range(0, data.size, _CHUNK):
-            piece = memoryview(data[pos:pos + _CHUNK])
-            if fh.readinto(piece) != len(piece):
-                raise CorruptFileError(f"{os.fspath(path)!r} is truncated (it shrank while read).")
-            digest.update(piece)
-        if len(text) != start - _HEADER.size or fh.read(_DIGEST + 1) != digest.digest():
-            raise CorruptFileError(
-                f"{os.fspath(path)!r} failed its {CHECKSUM_NAME} check: the file is truncated, "
-                "altered or corrupted. Nothing was loaded."
-            )
-    return text[:tree_len], data
-
-
-def _aligned_empty(nbytes):
-    """An uninitialized uint8 array of ``nbytes`` starting on a 64-byte boundary."""
-    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
-    skip = -raw.ctypes.data % _ALIGN
-    return raw[skip:skip + nbytes]
-
-
-def _blocks(data, table, nodes):
-    """The arrays of the block table, as views of ``data``: shaped where an array
-    node names the block, else bytes (uint8). Every size is checked against the
-    file before a view is made."""
-    blocks, pos = [], 0
-    for entry in table:
-        if (not isinstance(entry, list) or len(entry) != 2
-                or not all(type(v) is int for v in entry)):
-            raise CorruptFileError(f"a block table entry is not [offset, size]: {entry!r:.80}")
-        offset, nbytes = entry
-        if offset != pos or nbytes < 0 or offset + nbytes > data.size:
-            raise CorruptFileError(
-                f"block {len(blocks)} ([{offset}, {nbytes}]) does not fit the "
-                f"{data.size} bytes of data")
-        blocks.append(data[offset:offset + nbytes])
-        pos = _aligned(offset + nbytes)
-    if pos != data.size:
-        raise CorruptFileError(
-            f"the block table covers {pos} bytes of data, the file has {data.size}")
-    for node in nodes:
-        if node.get("$") != "array":
-            continue
-        blob, shape = node.get("blob"), node.get("shape")
-        if type(blob) is not int or not 0 <= blob < len(blocks):
-            raise CorruptFileError(f"an array names block {blob!r:.40}, not one of the file's")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            raise CorruptFileError(f"an array has the shape {shape!r:.80}")
-        dtype = checked_dtype(node.get("dtype"))
-        raw = blocks[blob]
-        if raw.dtype != np.uint8 or math.prod(shape) * dtype.itemsize != raw.size:
-            raise CorruptFileError(
-                f"block {blob} has {raw.size} bytes, not an array of {tuple(shape)} {dtype}")
-        blocks[blob] = raw.view(dtype).reshape(shape)
-    return blocks

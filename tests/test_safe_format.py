@@ -309,3 +309,36 @@ def test_the_command_refuses_a_tampered_file_in_one_line(tmp_path):
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
         assert proc.stderr.strip().count("\n") == 0 and "Skipped" not in proc.stderr
     assert not marker.exists()
+
+
+def test_each_loaded_array_owns_its_memory(tmp_path):
+    # the native bytes, dropped once the native library read them, must not
+    # stay alive behind the arrays the index keeps
+    pytest.importorskip("hnswlib")
+    from skfindkit import HNSWIndex
+
+    X = np.random.RandomState(0).rand(300, 8)
+    skio.save(HNSWIndex(random_state=0).fit(X), tmp_path / "h.skfk")
+    again = skio.load(tmp_path / "h.skfk")
+    for array in (again._fit_X, again._zero_rows):
+        base = array if array.base is None else array.base
+        assert base.nbytes <= array.nbytes + 64
+
+
+def test_a_file_changed_after_its_checksum_was_checked_is_refused(tmp_path, monkeypatch):
+    from skfindkit.utils import _safe_file
+
+    path = tmp_path / "c.skfk"
+    skio.save(ExactIndex().fit(np.random.RandomState(0).rand(10, 3)), path)
+    checked_once = _safe_file.read_checked
+
+    def then_changed(p):
+        checked = checked_once(p)
+        data = bytearray(Path(p).read_bytes())
+        data[checked.start] ^= 0xFF  # the first data byte, after the check
+        Path(p).write_bytes(bytes(data))
+        return checked
+
+    monkeypatch.setattr(skio, "read_checked", then_changed)
+    with pytest.raises(skio.CorruptFileError, match=r"c\.skfk.*changed while it was read"):
+        skio.load(path)
