@@ -30,9 +30,9 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn import config_context
 from sklearn.base import clone
 
+from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval, StrOptions
 from . import _distances
-from ..utils._persist import CorruptIndexError
 from ._base import BaseIndex
 from ._exact import ExactIndex
 from ._shards import _ShardRows, _Shards, _StoredRows, _local_ids, fill_evenly
@@ -49,12 +49,6 @@ def _fit_shard(index, rows):
 
 def _grow_shard(index, rows):
     return index.partial_fit(rows)
-
-
-def _search_shard(shard, Q, k, exact, own):
-    """One shard's k nearest of its prepared queries ``Q`` (local ids), each
-    query's own item ``own`` (local id, -1: none) put in."""
-    return shard.kneighbors_prepared(Q, k, exact=exact, own_ids=own)
 
 
 # the rows assembled for the kneighbors(X=None) call running in this thread
@@ -314,9 +308,9 @@ class ShardedIndex(BaseIndex):
                    for shard in shards.indexes]
         own = self._own_global_ids(X, queries)
         found = self._map(
-            (delayed(_search_shard)(
-                shard, Q, min(k, shard.n_samples_fit_), exact,
-                None if own is None else _local_ids(own, ids))
+            (delayed(shard.kneighbors_prepared)(  # local ids, each query's own item put in
+                Q, min(k, shard.n_samples_fit_), exact=exact,
+                own_ids=None if own is None else _local_ids(own, ids))
              for shard, Q, ids in zip(shards.indexes, queries, shards.ids)),
             backend="threading",
         )
