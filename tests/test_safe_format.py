@@ -342,3 +342,18 @@ def test_a_file_changed_after_its_checksum_was_checked_is_refused(tmp_path, monk
     monkeypatch.setattr(skio, "read_checked", then_changed)
     with pytest.raises(skio.CorruptFileError, match=r"c\.skfk.*changed while it was read"):
         skio.load(path)
+
+
+def test_every_public_skfindkit_estimator_and_sklearn_pipeline_loads_by_name():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from skfindkit.utils._safe_tree import resolve
+
+    public = [getattr(skfindkit, name) for name in dir(skfindkit) if not name.startswith("_")]
+    estimators = [obj for obj in public if isinstance(obj, type) and issubclass(obj, BaseEstimator)]
+    assert len(estimators) > 10
+    for cls in [*estimators, Pipeline, FunctionTransformer, TfidfVectorizer]:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        assert resolve(name, set()) is cls, name
