@@ -116,7 +116,8 @@ def byte_cases(tmp_dir, n_sampled=300, seed=0):
              for p in offsets if p < len(data)]
     bounds = {0, skio._HEADER.size, skio._HEADER.size + tree_len, start, len(data) - skio._DIGEST}
     for offset, nbytes in tree["blobs"]:
-        bounds |= {start + offset, start + offset + nbytes, start + -(-(offset + nbytes) // 64) * 64}
+        end = start + offset + nbytes
+        bounds |= {start + offset, end, start + -(-(offset + nbytes) // 64) * 64}
     cases += [(f"cut {c}", data[:c]) for c in sorted(bounds) if c < len(data)]
     cases += [(f"cut {c}-1", data[:c - 1]) for c in sorted(bounds) if 0 < c < len(data)]
     cases += [("appended 1", data + b"\0"), ("appended 64", data + bytes(64)),

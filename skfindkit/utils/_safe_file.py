@@ -68,7 +68,7 @@ class _Checked:
 
 
 def _hash_into(fh, digest, nbytes, out=None):
-    """Read ``nbytes`` of ``fh`` into ``out`` (a uint8 array; None: a reused chunk), hashing them."""
+    """Read ``nbytes`` of ``fh`` into ``out`` (uint8; None: a reused chunk), hashing them."""
     chunk = None if out is not None else bytearray(min(_CHUNK, nbytes))
     for pos in range(0, nbytes, _CHUNK):
         n = min(_CHUNK, nbytes - pos)
