@@ -10,18 +10,29 @@ Loading a pickle or joblib file runs whatever code the file says: only ever
 - arrays and native index/model bytes follow as raw, 64-byte aligned blocks,
   written straight from memory and read straight into their final arrays (no
   second copy);
-- one XXH3-128 checksum over the whole file is checked before anything is built, and
-  every skfindkit estimator checks its own fitted state again (its data,
-  labels, keys, dimensions, parameters and native bytes) before a native
-  library sees a byte;
+- one XXH3-128 checksum over the whole file is checked before anything is
+  parsed, and every skfindkit estimator checks its own fitted state again
+  (its data, labels, keys, dimensions, parameters and native bytes) before a
+  native library sees a byte; an index made of indexes
+  (:class:`~skfindkit.ShardedIndex`) stores them as estimators of the tree,
+  never as bytes;
 - :func:`load` builds only classes of skfindkit and scikit-learn estimators
   (and those listed in ``trusted``), by setting their attributes: no
-  ``__reduce__``, no code from the file. Functions (a ``FunctionTransformer``'s
-  ``func``, the descriptors of ``skfindkit.features``) are stored by qualified
-  name and imported again by name: only skfindkit's own pipeline functions
-  (marked as such, e.g. ``skfindkit.features._dense``) and those listed in
-  ``trusted``. A file naming any other class or function is refused, before
-  anything is built, with a :class:`UntrustedTypeError` listing them.
+  ``__reduce__``, no pickle, no code from the file. Functions (a
+  ``FunctionTransformer``'s ``func``, the descriptors of
+  ``skfindkit.features``) are stored by qualified name and imported again by
+  name: only skfindkit's own pipeline functions (marked as such, e.g.
+  ``skfindkit.features._dense``) and those listed in ``trusted``. Names are
+  checked as strings against an allow-list of modules (skfindkit's estimator
+  modules, scikit-learn's estimator packages) before anything is imported: a
+  file naming any other class or function is refused, before anything is
+  imported or built, with a :class:`UntrustedTypeError` listing them;
+- whatever is wrong with a file (truncated, a flipped bit, appended bytes, a
+  structure edited with its checksum recomputed: missing keys, wrong types,
+  nesting deeper than 200 levels, sizes beyond the file) ends in one
+  :class:`CorruptFileError` naming the file; what is read is bounded by the
+  file's size. ``docs/security.md`` says what this does and does not
+  guarantee.
 
 :func:`save` refuses what this format cannot hold (a lambda, a nested function
 or another package's function as a ``FunctionVectorLoader``'s ``func`` or an
@@ -51,15 +62,13 @@ array([[1]])
 
 import json
 import os
-import struct
 import tempfile
 from contextlib import contextmanager
 
-import numpy as np
-
-from .utils._persist import CHECKSUM_NAME, CorruptFileError, CorruptIndexError, new_hash
-from .utils._safe_tree import (Decoder, Encoder, checked_dtype, qualified, resolve,
-                               resolve_function, walk)
+from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
+from .utils._safe_file import (_CHUNK, _DIGEST, _HEADER, MAGIC, VERSION,  # noqa: F401 (layout)
+                               _aligned, _is_pickle, block_specs, read_blocks, read_checked)
+from .utils._safe_tree import Decoder, Encoder, qualified, resolve_names, walk
 
 __all__ = [
     "save",
@@ -70,14 +79,6 @@ __all__ = [
     "CorruptIndexError",
     "UntrustedTypeError",
 ]
-
-MAGIC = b"SKFKSAFE"
-VERSION = 2  # 2: XXH3-128 checksums (1: BLAKE3)
-_HEADER = struct.Struct("<8sIIQ")  # magic, version, reserved, length of the JSON tree
-_ALIGN = 64
-_DIGEST = len(new_hash().digest())
-_CHUNK = 1 << 24  # bytes hashed/written per call (bounded temporaries)
-
 
 class UntrustedTypeError(TypeError):
     """A saved file names classes that :func:`load` was not told to trust."""
@@ -149,10 +150,6 @@ def _names(objects):
     return {o if isinstance(o, str) else qualified(o) for o in (objects or ())}
 
 
-def _aligned(n):
-    return -(-n // _ALIGN) * _ALIGN
-
-
 def _write_piece(fh, piece):
     fh.write(piece)
 
@@ -216,28 +213,6 @@ def file_kind(path):
     return "pickle" if _is_pickle(head) else None
 
 
-def _is_pickle(head):
-    # a pickle, or the magic bytes of joblib's compressors (zlib, gzip, bz2, xz, lzma, lz4)
-    compressed = (b"x\x01", b"x^", b"x\x9c", b"x\xda", b"\x1f\x8b", b"BZ", b"\xfd7",
-                  b"\x5d\x00", b"\x04\x22")
-    return head[:1] == b"\x80" or head[:2] in compressed
-
-
-def _not_safe_file_error(path, head):
-    if _is_pickle(head):
-        kind = "a pickle/joblib file, which runs code when loaded"
-        hint = " If you trust it (you wrote it yourself), load it with joblib.load."
-    elif head[:2] == b"PK":
-        kind = "a zip archive (e.g. a skops or Keras file)"
-        hint = ""
-    else:
-        kind = "not a file written by skfindkit.io.save"
-        hint = ""
-    return CorruptFileError(
-        f"{os.fspath(path)!r} is not an skfindkit safe file: it is {kind}.{hint}"
-    )
-
-
 def load(path, *, trusted=None):
     """Load an estimator or pipeline written by :func:`save`; runs no code from the file.
 
@@ -259,96 +234,41 @@ def load(path, *, trusted=None):
     Raises
     ------
     CorruptFileError
-        If the file is not an skfindkit safe file (a pickle/joblib file is
-        named as such and never unpickled), is truncated or altered (checksum),
-        or its content is malformed; :class:`CorruptIndexError` for a
-        corrupted index.
+        Naming the file, if it is not an skfindkit safe file (a pickle/joblib
+        file is named as such and never unpickled), is truncated or altered
+        (checksum, checked before anything is parsed), or its content is
+        malformed; :class:`CorruptIndexError` for a corrupted index.
     UntrustedTypeError
-        If the file names classes or functions that are not trusted (listed).
+        If the file names classes or functions that are not trusted (listed);
+        their modules are not imported.
     """
     trusted = _names(trusted)
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        head = fh.read(_HEADER.size)
-        if len(head) < _HEADER.size or head[:len(MAGIC)] != MAGIC:
-            raise _not_safe_file_error(path, head)
-        _, version, _, tree_len = _HEADER.unpack(head)
-        if version != VERSION:
-            raise CorruptFileError(
-                f"{os.fspath(path)!r} has safe-format version {version}; this skfindkit "
-                f"reads version {VERSION}."
-            )
-        digest = new_hash(head)
-        start = _aligned(_HEADER.size + tree_len)
-        if start + _DIGEST > size:
-            raise CorruptFileError(f"{os.fspath(path)!r} is truncated.")
-        text = fh.read(start - _HEADER.size)
-        digest.update(text)
-        try:
-            tree = json.loads(text[:tree_len].decode("utf-8"))
-            root, table = tree["root"], tree["blobs"]
-            blobs = _read_blobs(fh, digest, root, table, size - start - _DIGEST)
-        except CorruptFileError:
-            raise
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
-            raise CorruptFileError(
-                f"{os.fspath(path)!r} is corrupted or malformed ({type(exc).__name__}: {exc})."
-            ) from exc
-        if fh.read(_DIGEST + 1) != digest.digest():
-            raise CorruptFileError(
-                f"{os.fspath(path)!r} failed its {CHECKSUM_NAME} check: the file is truncated, "
-                "altered or corrupted. Nothing was loaded."
-            )
-    nodes = []
-    walk(root, nodes)
-    names = sorted({n["class"] for n in nodes if n.get("$") == "object"})
-    classes = {name: resolve(str(name), trusted) for name in names}
-    names = sorted({n["name"] for n in nodes if n.get("$") == "function"})
-    functions = {name: resolve_function(str(name), trusted) for name in names}
-    untrusted = [name for name, found in [*classes.items(), *functions.items()] if found is None]
-    if untrusted:
-        raise UntrustedTypeError(
-            f"{os.fspath(path)!r} names classes or functions that are not trusted: "
-            f"{untrusted}. Nothing was loaded. If you trust this file, pass them as "
-            "load(path, trusted=[...])."
-        )
+    where = repr(os.fspath(path))
     try:
-        return Decoder(blobs, classes, functions).decode(root)
-    except (CorruptFileError, UntrustedTypeError):
+        checked = read_checked(path)
+        tree = json.loads(checked.tree.decode("utf-8"))
+        if not isinstance(tree, dict) or not isinstance(tree.get("blobs"), list):
+            raise CorruptFileError("its object tree is not a dict with a block table")
+        root, nodes = tree["root"], []
+        walk(root, nodes)
+        specs = block_specs(tree["blobs"], nodes, checked.data_size)
+        classes, functions, refused = resolve_names(nodes, trusted)
+        if refused:
+            raise UntrustedTypeError(
+                f"{where} names classes or functions that are not trusted: {refused}. "
+                "Nothing was loaded or imported. If you trust this file, pass them as "
+                "load(path, trusted=[...])."
+            )
+        return Decoder(read_blocks(checked, specs), classes, functions).decode(root)
+    except UntrustedTypeError:
         raise
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+    except CorruptFileError as exc:
+        if where in str(exc):
+            raise
+        kind = CorruptIndexError if isinstance(exc, CorruptIndexError) else CorruptFileError
+        raise kind(f"{where} is corrupted or malformed: {exc}") from exc
+    except (ValueError, LookupError, TypeError, AttributeError, RecursionError,
+            ArithmeticError) as exc:  # a malformed structure met while building
         raise CorruptFileError(
-            f"{os.fspath(path)!r} is malformed ({type(exc).__name__}: {exc})."
+            f"{where} is corrupted or malformed ({type(exc).__name__}: {exc})."
         ) from exc
-
-
-def _read_blobs(fh, digest, root, table, data_size):
-    """Read every block straight into its final array, hashing it on the way."""
-    nodes = []
-    walk(root, nodes)
-    specs = {}  # blob id -> (dtype, shape) of the array it becomes
-    for node in nodes:
-        if node.get("$") == "array":
-            shape = tuple(int(d) for d in node["shape"])
-            specs[node["blob"]] = (checked_dtype(node["dtype"]), shape)
-    blobs, pos = [], 0
-    for i, (offset, nbytes) in enumerate(table):
-        if offset != pos or nbytes < 0 or offset + nbytes > data_size:
-            raise CorruptFileError("the block table does not match the file size")
-        dtype, shape = specs.get(i, (np.dtype(np.uint8), (nbytes,)))
-        if any(d < 0 for d in shape) or int(np.prod(shape)) * dtype.itemsize != nbytes:
-            raise CorruptFileError(f"block {i} has {nbytes} bytes, not an array of {shape}")
-        out = np.empty(shape, dtype=dtype)
-        view = memoryview(out.reshape(-1).view(np.uint8))
-        for start in range(0, nbytes, _CHUNK):
-            piece = view[start:start + _CHUNK]
-            if fh.readinto(piece) != len(piece):
-                raise CorruptFileError("the file is truncated")
-            digest.update(piece)
-        padding = fh.read(_aligned(offset + nbytes) - offset - nbytes)
-        digest.update(padding)
-        pos = offset + nbytes + len(padding)
-        blobs.append(out)
-    if pos != data_size:
-        raise CorruptFileError("the file is truncated or has data after its last block")
-    return blobs

@@ -202,3 +202,36 @@ def test_query_time_knob_reaches_the_shards_without_refit(data):
     exact = ExactIndex(n_neighbors=10).fit(X).kneighbors(X[:50], return_distance=False)
     np.testing.assert_array_equal(np.sort(sharded.kneighbors(X[:50], return_distance=False)),
                                   np.sort(exact))
+
+
+def test_n_neighbors_defaults_to_the_shard_template(data):
+    X, _ = data
+    assert ShardedIndex(ExactIndex(n_neighbors=10)).fit(X).kneighbors(X[:2])[1].shape == (2, 10)
+    assert ShardedIndex(ExactIndex(n_neighbors=10), n_neighbors=3).fit(X).kneighbors(
+        X[:2])[1].shape == (2, 3)
+    assert ShardedIndex().fit(X).kneighbors(X[:2])[1].shape == (2, 5)
+    graph = ShardedIndex(ExactIndex(n_neighbors=4), mode="connectivity").fit(X).transform(X[:3])
+    assert graph.getnnz(axis=1).tolist() == [4, 4, 4]
+
+
+def test_shards_are_driven_through_public_methods_only():
+    # a composite uses its parts' public seam (fit, partial_fit, set_params,
+    # prepare_queries, prepared_rows, kneighbors_prepared, identical_items...)
+    import ast
+    from pathlib import Path
+
+    from skfindkit.indexes import _sharded, _shards
+
+    private = []
+    for module in (_sharded, _shards):
+        for node in ast.walk(ast.parse(Path(module.__file__).read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "_ASSEMBLED"):
+                continue  # its own state
+            if isinstance(owner, ast.Call) and getattr(owner.func, "id", None) == "super":
+                continue  # its own base class
+            private.append(f"{module.__name__}:{node.lineno}: .{node.attr}")
+    assert private == []

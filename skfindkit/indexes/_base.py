@@ -63,6 +63,7 @@ from ._pickling import SealedIndexState
 from . import _distances, _sparse
 from ._graph import NeighborsGraphMixin
 from ._lock import runtime_state
+from ._prepared import PreparedSearchMixin
 from ._query import KNeighborsQueryMixin
 from ._self import row_keys
 
@@ -73,7 +74,8 @@ METRICS = ("euclidean", "cosine", "inner_product")
 
 
 class BaseIndex(
-    SealedIndexState, KNeighborsQueryMixin, NeighborsGraphMixin, TransformerMixin, BaseEstimator,
+    SealedIndexState, KNeighborsQueryMixin, PreparedSearchMixin, NeighborsGraphMixin,
+    TransformerMixin, BaseEstimator,
     metaclass=ABCMeta,
 ):
     """Base class of all skfindkit indexes (not to be used directly).

@@ -40,7 +40,7 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
 
     def _graph(self, X, n_neighbors, mode):
         if n_neighbors is None:
-            n_neighbors = self.n_neighbors
+            n_neighbors = self._default_n_neighbors()
         if mode == "connectivity":
             A_ind = self.kneighbors(X, n_neighbors, return_distance=False)
             A_data = np.ones(A_ind.size)
@@ -76,7 +76,8 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
         """
         check_is_fitted(self)
         add_one = self.mode == "distance"
-        return self.kneighbors_graph(X, mode=self.mode, n_neighbors=self.n_neighbors + add_one)
+        return self.kneighbors_graph(
+            X, mode=self.mode, n_neighbors=self._default_n_neighbors() + add_one)
 
     def fit_transform(self, X, y=None):
         """Fit to ``X`` and return its neighbour graph (itself included).

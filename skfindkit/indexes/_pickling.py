@@ -21,6 +21,12 @@ against its sealed digest, which also binds the native bytes to the data.
 
 Attributes listed in ``_transient_attrs`` (locks, caches) are never pickled
 and are recreated by ``_init_transient`` after unpickling.
+
+An index made of indexes (:class:`~skfindkit.ShardedIndex`) lists the
+attributes that hold its parts in ``_child_attrs``: they are stored as the
+estimators they are (each seals and checks its own state; the safe format
+writes them as objects of its tree, never as bytes), left out of this
+index's seal, and checked against it by ``_check_children`` once loaded.
 """
 
 from ..utils._persist import (
@@ -39,11 +45,14 @@ class SealedIndexState:
 
     #: Attributes never pickled (locks, caches), recreated by ``_init_transient``.
     _transient_attrs = ()
+    #: Attributes holding child estimators, stored as such (see the module docstring).
+    _child_attrs = ()
 
     def __getstate__(self):
         state = dict(super().__getstate__())
         for name in self._transient_attrs:
             state.pop(name, None)
+        children = {name: state.pop(name) for name in self._child_attrs if name in state}
         index = state.pop("_index", None)
         detach = ()
         if index is not None:
@@ -54,17 +63,22 @@ class SealedIndexState:
                 self._vectors_in_native()
             ):
                 detach = ("_fit_X",)  # read back from the native bytes on load
-        return seal_state(state, detach)
+        state = seal_state(state, detach)
+        state.update(children)
+        return state
 
     def __setstate__(self, state):
         owner = type(self).__name__
         detached = {"_fit_X": None}
+        state = dict(state)
+        children = {name: state.pop(name) for name in self._child_attrs if name in state}
         # before anything reaches native code
         state = verify_state(state, owner, detached=detached)
         fitted = "_index_blob" in state
         blob = state.pop("_index_blob", None)
-        super().__setstate__(state)
+        super().__setstate__({**state, **children})
         self._init_transient()
+        self._check_children(owner)
         if not fitted:
             return
         data_digest = detached["_fit_X"]
@@ -127,6 +141,12 @@ class SealedIndexState:
                 f"{owner}: {'; '.join(problems)}, but the saved state has "
                 f"{expected[0]} items of {expected[1]} features."
             )
+
+    def _check_children(self, owner):
+        """Check the loaded ``_child_attrs`` against this index's own state (composite hook).
+
+        Raise :class:`CorruptIndexError` on a mismatch.
+        """
 
     def _init_transient(self):
         """Recreate the attributes in ``_transient_attrs`` after unpickling."""

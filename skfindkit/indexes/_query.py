@@ -144,11 +144,15 @@ class KNeighborsQueryMixin:
             return np.arange(first_id, first_id + X.shape[0])
         if self._is_exact():  # exact search finds identical rows by itself
             return None
+        return self._row_lookup().find(X)
+
+    def _row_lookup(self):
+        """The indexed rows by their values (built by the first query after a write)."""
         state = runtime_state(self)
         lookup = state.row_lookup
-        if lookup is None:  # built by the first query after a write; readers agree
+        if lookup is None:  # readers agree: any of them may build it
             lookup = state.row_lookup = RowLookup(self._data, getattr(self, "_fit_keys", None))
-        return lookup.find(X)
+        return lookup
 
     def _is_fit_X(self, X):
         """Whether the queries are the indexed rows, in order."""
@@ -181,6 +185,10 @@ class KNeighborsQueryMixin:
         ):
             return self._prepare(X)  # checks the float32 range
         return self._prepare(_sparse.like_fitted(self._validate(X, reset=False), self._fit_X))
+
+    def _default_n_neighbors(self):
+        """The number of neighbours of a query that does not say (``n_neighbors``)."""
+        return self.n_neighbors
 
     def _check_fitted(self):
         if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
@@ -279,7 +287,7 @@ class KNeighborsQueryMixin:
         """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
         self._check_fitted()
         if n_neighbors is None:
-            n_neighbors = self.n_neighbors
+            n_neighbors = self._default_n_neighbors()
         elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
             raise TypeError(
                 f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"

@@ -12,6 +12,14 @@ class reads as ``_fit_X`` is read from the shards on demand (assembled only
 for the duration of a ``kneighbors(X=None)`` call, or when queries have the
 collection's shape), and ``partial_fit`` hands new rows to the shards without
 copying the collection.
+
+The shards are driven only through the public seam of
+:class:`~skfindkit.indexes.BaseIndex` (``fit``, ``partial_fit``,
+``set_params``, ``prepare_queries``, ``prepared_rows``,
+``kneighbors_prepared``, ``identical_items``, ``query_params``,
+``is_exact``), and saved as the fitted estimators they are: ``shards_`` is an
+ordinary fitted attribute, each shard sealing its own state, checked against
+the sharded index's when loaded.
 """
 
 import threading
@@ -19,118 +27,28 @@ from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from sklearn import config_context
 from sklearn.base import clone
 
+from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval, StrOptions
 from . import _distances
 from ._base import BaseIndex
-from ._self import insert_self
 from ._exact import ExactIndex
+from ._shards import _ShardRows, _Shards, _StoredRows, _local_ids, fill_evenly
 
 __all__ = ["ShardedIndex"]
 
 
 def _fit_shard(index, rows):
-    return index.fit(rows)
+    # the sharded index's fit skips nested validation: each shard checks its
+    # own parameters before any native library sees them
+    with config_context(skip_parameter_validation=False):
+        return index.fit(rows)
 
 
 def _grow_shard(index, rows):
     return index.partial_fit(rows)
-
-
-def _search_shard(shard, Q, k, exact, own, metric):
-    """One shard's k nearest of its prepared queries ``Q`` (local ids), each
-    query's own item ``own`` (local id, -1: none) put in, distances in the
-    sharded index's units."""
-    with shard._reading():  # applies the shard's changed query-time knobs
-        search = shard._exact_search if exact else shard._search_complete
-        dist, ind = search(Q, k)
-    if own is not None:
-        dist, ind = insert_self(Q, shard._fit_X, dist, ind, own, metric)
-    return _distances.unscale(dist, shard._scale, metric), ind
-
-
-def _local_ids(global_ids, shard_ids):
-    """Positions of ``global_ids`` among a shard's ids, -1 for those elsewhere."""
-    pos = np.minimum(np.searchsorted(shard_ids, global_ids), shard_ids.size - 1)
-    return np.where((global_ids >= 0) & (shard_ids[pos] == global_ids), pos, -1)
-
-
-def fill_evenly(sizes, n_new):
-    """How many of ``n_new`` items each shard gets, smallest shards first.
-
-    Water-filling: the final sizes are as equal as possible; a shard already
-    larger than that level gets nothing; leftover single items go to the
-    smallest shards (lowest shard number among equals).
-
-    Parameters
-    ----------
-    sizes : array-like of int
-        Current size of each shard.
-    n_new : int
-        Number of new items.
-
-    Returns
-    -------
-    counts : ndarray of int, one per shard, summing to ``n_new``
-    """
-    sizes = np.asarray(sizes, dtype=np.int64)
-    lo, hi = int(sizes.min()), int(sizes.max()) + int(n_new)
-    while lo < hi:  # highest level the new items can fill every shard up to
-        level = (lo + hi + 1) // 2
-        if np.maximum(level - sizes, 0).sum() <= n_new:
-            lo = level
-        else:
-            hi = level - 1
-    counts = np.maximum(lo - sizes, 0)
-    rest = int(n_new - counts.sum())  # < number of shards at the level
-    at_level = np.flatnonzero(sizes + counts == lo)
-    counts[at_level[:rest]] += 1
-    return counts
-
-
-class _StoredRows(np.ndarray):
-    """Rows assembled from the shards: already prepared, not to be prepared again."""
-
-
-class _Shards:
-    """The fitted shards and, per shard, the global ids of its rows (ascending)."""
-
-    def __init__(self, indexes, ids):
-        self.indexes = indexes
-        self.ids = ids
-
-    def sizes(self):
-        return np.array([len(i) for i in self.ids])
-
-    def rows(self, shard, metric):
-        """A shard's prepared rows in the sharded index's units (its own scale undone)."""
-        X = shard._fit_X
-        if shard._scale == 1.0 or metric == "cosine":  # cosine rows are unit rows
-            return X
-        return X / np.float32(shard._scale)  # a power of two: exact
-
-    def assemble(self, n, d, metric):
-        out = np.empty((n, d), dtype=np.float32)
-        for shard, ids in zip(self.indexes, self.ids):
-            out[ids] = self.rows(shard, metric)
-        return out.view(_StoredRows)
-
-
-class _ShardRows:
-    """The shards' rows in global id order, read on demand: what ``_fit_X`` is
-    for the base class between queries (its shape, or the whole array when
-    the queries have the same shape), never kept as a copy."""
-
-    dtype = np.dtype(np.float32)
-    ndim = 2
-
-    def __init__(self, shards, shape, metric):
-        self._shards, self.shape, self._metric = shards, shape, metric
-
-    def __array__(self, dtype=None, copy=None):
-        out = self._shards.assemble(*self.shape, self._metric).view(np.ndarray)
-        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 # the rows assembled for the kneighbors(X=None) call running in this thread
@@ -152,7 +70,8 @@ class ShardedIndex(BaseIndex):
     even; ids keep counting from ``n_samples_fit_``.
 
     The shards hold the only copy of the collection; each shard's own
-    ``n_neighbors`` and ``mode`` are not used (this index's are). This is the
+    ``mode`` is not used (this index's is), nor its ``n_neighbors`` unless
+    this index's is None. This is the
     single-process model of a collection served by several machines: see
     ``docs/scaling.md`` for per-shard figures and a capacity plan.
 
@@ -164,8 +83,9 @@ class ShardedIndex(BaseIndex):
         ``index__<param>`` (e.g. in ``GridSearchCV``).
     n_shards : int, default=2
         Number of shards; ``fit`` needs at least one item per shard.
-    n_neighbors : int, default=5
-        Number of neighbours of each query.
+    n_neighbors : int, default=None
+        Number of neighbours of each query; None means the ``n_neighbors``
+        of ``index`` (5 for ``ExactIndex()``).
     mode : {"distance", "connectivity"}, default="distance"
         Values stored in the graph returned by ``transform``.
     n_jobs : int, default=None
@@ -211,12 +131,15 @@ class ShardedIndex(BaseIndex):
     _parameter_constraints: dict = {
         "index": [BaseIndex, None],
         "n_shards": [Interval(Integral, 1, None, closed="left")],
-        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
         "mode": [StrOptions({"distance", "connectivity"})],
         "n_jobs": [None, Integral],
     }
+    # the shards: fitted estimators, each sealing its own state
+    _child_attrs = ("shards_",)
 
-    def __init__(self, index=None, n_shards=2, *, n_neighbors=5, mode="distance", n_jobs=None):
+    def __init__(self, index=None, n_shards=2, *, n_neighbors=None, mode="distance",
+                 n_jobs=None):
         self.index = index
         self.n_shards = n_shards
         self.n_neighbors = n_neighbors
@@ -233,15 +156,22 @@ class ShardedIndex(BaseIndex):
         return self._template().metric
 
     def _is_exact(self):
-        return self._template()._is_exact()
+        return self._template().is_exact()
+
+    def _default_n_neighbors(self):
+        return self._template().n_neighbors if self.n_neighbors is None else self.n_neighbors
 
     @property
-    def shards_(self):
-        return list(self._index.indexes)
+    def _index(self):
+        """The fitted shards and their ids (``shards_``, ``shard_ids_``), as the base reads them."""
+        try:
+            return _Shards(self.__dict__["shards_"], self.__dict__["shard_ids_"])
+        except KeyError:
+            raise AttributeError("_index") from None
 
-    @property
-    def shard_ids_(self):
-        return list(self._index.ids)
+    @_index.setter
+    def _index(self, shards):  # BaseIndex.fit stores what _build returned here
+        self.shards_, self.shard_ids_ = shards.indexes, shards.ids
 
     # --------------------------------------------- rows live in the shards
     @property
@@ -258,7 +188,7 @@ class ShardedIndex(BaseIndex):
         assembled = getattr(_ASSEMBLED, "rows", {}).get(id(self))
         if assembled is not None:
             return assembled
-        return _ShardRows(self._index, (self.n_samples_fit_, self.n_features_in_), self.metric_)
+        return _ShardRows(self._index, (self.n_samples_fit_, self.n_features_in_))
 
     @_fit_X.setter
     def _fit_X(self, value):  # BaseIndex.fit stores the prepared rows here
@@ -272,9 +202,7 @@ class ShardedIndex(BaseIndex):
         if rows is None:
             rows = _ASSEMBLED.rows = {}
         self._check_fitted()
-        rows[id(self)] = self._index.assemble(
-            self.n_samples_fit_, self.n_features_in_, self.metric_
-        )
+        rows[id(self)] = self._index.assemble(self.n_samples_fit_, self.n_features_in_)
         try:
             return super()._kneighbors(X, n_neighbors, return_distance, search)
         finally:
@@ -298,22 +226,23 @@ class ShardedIndex(BaseIndex):
         shards = self._index
         if isinstance(X, _StoredRows) or (
             X.shape[0] == self.n_samples_fit_
-            and all(np.array_equal(Q[ids], shard._fit_X)  # the fitted rows as queries
+            and all(np.array_equal(Q[ids], shard.prepare_queries(shard.prepared_rows(),
+                                                                 prepared=True))
                     for Q, shard, ids in zip(queries, shards.indexes, shards.ids))
-        ):
+        ):  # the fitted rows as queries
             return np.arange(X.shape[0])
         if self._is_exact():  # exact search finds identical rows by itself
             return None
         own = np.full(X.shape[0], -1)
         for Q, shard, ids in zip(queries, shards.indexes, shards.ids):
-            local = shard._own_items(Q, False)  # an identical row of this shard
+            local = shard.identical_items(Q)  # an identical row of this shard
             found = np.where(local >= 0, ids[np.maximum(local, 0)], -1)
             better = (found >= 0) & ((own < 0) | (found < own))
             own[better] = found[better]
         return own
 
     def _query_params(self):
-        return self._template()._query_params()
+        return self._template().query_params()
 
     def _apply_query_params(self):
         # the shards apply them on their next query (their own read section)
@@ -337,9 +266,6 @@ class ShardedIndex(BaseIndex):
                 f"but X has {n} sample{'s' if n != 1 else ''}."
             )
         template = self._template()
-        # fit skips the validation of nested estimators: check the shard's
-        # parameters here, before any native library sees them
-        template._validate_params()
         bounds = np.linspace(0, n, self.n_shards + 1).round().astype(np.intp)
         parts = list(zip(bounds[:-1], bounds[1:]))
         # each shard gets its own copy of its rows: a view would keep the whole
@@ -376,19 +302,15 @@ class ShardedIndex(BaseIndex):
     def _merge(self, X, k, exact):
         """Every shard's k nearest, merged by (distance, own item first, global id)."""
         shards = self._index
-        if isinstance(X, _StoredRows):  # the shards' own rows: only their scale to redo
-            queries = [
-                X.view(np.ndarray) if s._scale == 1.0 or self.metric_ == "cosine"
-                else X.view(np.ndarray) * np.float32(s._scale)
-                for s in shards.indexes
-            ]
-        else:
-            queries = [shard._prepare(X) for shard in shards.indexes]
+        # the shards' own rows (kneighbors(X=None)) are prepared already
+        prepared = isinstance(X, _StoredRows)
+        queries = [shard.prepare_queries(X.view(np.ndarray) if prepared else X, prepared=prepared)
+                   for shard in shards.indexes]
         own = self._own_global_ids(X, queries)
         found = self._map(
-            (delayed(_search_shard)(
-                shard, Q, min(k, shard.n_samples_fit_), exact,
-                None if own is None else _local_ids(own, ids), self.metric_)
+            (delayed(shard.kneighbors_prepared)(  # local ids, each query's own item put in
+                Q, min(k, shard.n_samples_fit_), exact=exact,
+                own_ids=None if own is None else _local_ids(own, ids))
              for shard, Q, ids in zip(shards.indexes, queries, shards.ids)),
             backend="threading",
         )
@@ -398,13 +320,33 @@ class ShardedIndex(BaseIndex):
         order = np.lexsort(keys, axis=1)[:, :k]
         return np.take_along_axis(dist, order, axis=1), np.take_along_axis(ind, order, axis=1)
 
-    def _serialize(self):
-        # each shard pickles its native index in its own checksummed envelope
-        import pickle
+    def _check_native_bytes(self, payload):
+        raise CorruptIndexError(
+            "ShardedIndex: the saved state holds native bytes, but a ShardedIndex stores "
+            "its shards as indexes (shards_), never as bytes: the file was altered."
+        )
 
-        return pickle.dumps(self._index, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def _deserialize(self, payload):
-        import pickle
-
-        return pickle.loads(payload)
+    def _check_children(self, owner):
+        """The loaded shards and their ids make up this index's collection, in order."""
+        state = self.__dict__
+        if "shards_" not in state and "shard_ids_" not in state and "n_samples_fit_" not in state:
+            return  # not fitted
+        shards, ids = state.get("shards_"), state.get("shard_ids_")
+        fit_params, problem = state.get("_fit_params"), None
+        if "_pending_X" in state or not isinstance(shards, list) or not isinstance(ids, list):
+            problem = "the shards or their ids are missing"
+        elif len(shards) != len(ids) or len(shards) != (
+                fit_params.get("n_shards") if isinstance(fit_params, dict) else None):
+            problem = f"{len(shards)} shards, {len(ids)} lists of ids"
+        elif not all(isinstance(shard, BaseIndex) and hasattr(shard, "n_samples_fit_")
+                     for shard in shards):
+            problem = "a shard is not a fitted index"
+        elif any(not isinstance(i, np.ndarray) or i.ndim != 1 or i.dtype.kind not in "iu"
+                 or len(i) != shard.n_samples_fit_ or shard.n_features_in_ != self.n_features_in_
+                 or shard.metric_ != self.metric_ for shard, i in zip(shards, ids)):
+            problem = "a shard's size, features or metric differ from its ids or this index"
+        elif not np.array_equal(np.sort(np.concatenate(ids)), np.arange(self.n_samples_fit_)) or (
+                any((np.diff(i) <= 0).any() for i in ids)):
+            problem = f"the shards' ids are not the ascending ids 0..{self.n_samples_fit_ - 1}"
+        if problem:
+            raise CorruptIndexError(f"{owner}: {problem}; the shards do not belong to this state.")

@@ -12,6 +12,12 @@ non-estimator classes) that skfindkit marks with :func:`loadable`, or that the
 caller trusts, are accepted. Not every skfindkit function: a pipeline calls a
 ``FunctionTransformer``'s function with arguments from the file (``kw_args``),
 so a file must not be able to pick, e.g., :func:`skfindkit.io.save`.
+
+Names are checked as strings against an allow-list of modules
+(:func:`allowed_module`) before anything is imported: a file naming any other
+module (a test module, ``sklearn.experimental``, ``os``, a module of the
+caller's path) is refused without importing it, since importing a module runs
+its code.
 """
 
 import importlib
@@ -23,11 +29,59 @@ from sklearn.base import BaseEstimator
 
 from ._persist import CorruptFileError, NativeBlob
 
-__all__ = ["Encoder", "Decoder", "loadable", "qualified", "resolve", "resolve_function",
-           "walk", "checked_dtype"]
+__all__ = ["Encoder", "Decoder", "allowed_module", "loadable", "qualified", "resolve",
+           "resolve_function", "resolve_names", "walk", "checked_dtype", "MAX_DEPTH"]
 
-_TRUSTED_PACKAGES = ("skfindkit", "sklearn")
 _LOADABLE = "__skfindkit_loadable__"
+
+#: skfindkit's modules that hold estimators and loadable functions.
+_SKFINDKIT_PACKAGES = frozenset({"indexes", "loaders", "extractors"})
+_SKFINDKIT_MODULES = frozenset({"skfindkit.features", "skfindkit.utils._persist"})
+#: scikit-learn's estimator packages (``sklearn.<package>`` and its modules).
+_SKLEARN_PACKAGES = frozenset({
+    "calibration", "cluster", "compose", "covariance", "cross_decomposition",
+    "decomposition", "discriminant_analysis", "dummy", "ensemble", "feature_extraction",
+    "feature_selection", "frozen", "gaussian_process", "impute", "isotonic",
+    "kernel_approximation", "kernel_ridge", "linear_model", "manifold", "mixture",
+    "model_selection", "multiclass", "multioutput", "naive_bayes", "neighbors",
+    "neural_network", "pipeline", "preprocessing", "random_projection",
+    "semi_supervised", "svm", "tree",
+})
+
+#: Deepest nesting of a file's object tree (a pipeline of pipelines of
+#: estimators is a few dozen levels): deeper is refused before any recursion.
+MAX_DEPTH = 200
+
+
+def allowed_module(module):
+    """Whether a file may name ``module`` without the caller trusting it (a string check).
+
+    skfindkit's estimator modules (``skfindkit.indexes``, ``.loaders``,
+    ``.extractors``, ``skfindkit.features``, ``skfindkit.utils._persist``) and
+    scikit-learn's estimator packages; never a test module, ``conftest`` or
+    ``sklearn.experimental`` (modules whose import has side effects).
+    """
+    parts = module.split(".")
+    if not all(part.isidentifier() for part in parts) or any(
+        part in ("tests", "conftest") or part.lstrip("_").startswith("test") for part in parts
+    ):
+        return False
+    if parts[0] == "skfindkit":
+        return module in _SKFINDKIT_MODULES or (
+            len(parts) >= 3 and parts[1] in _SKFINDKIT_PACKAGES)
+    return parts[0] == "sklearn" and len(parts) >= 2 and parts[1] in _SKLEARN_PACKAGES
+
+
+def _import_named(name, trusted):
+    """The object called ``name`` ("module.qualname"), imported only from an allowed
+    module or where the caller trusts ``name`` itself; None otherwise."""
+    module, _, qualname = name.rpartition(".")
+    if not qualname.isidentifier() or not (name in trusted or allowed_module(module)):
+        return None
+    try:
+        return getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def loadable(obj):
@@ -154,81 +208,134 @@ class Encoder:
                 "state": self.encode(state, f"{where}.{type(value).__name__}")}
 
 
-def walk(node, found):
-    """Collect ``(tag, node)`` of every tagged node of a JSON tree."""
-    stack = [node]
+def walk(node, found, max_depth=MAX_DEPTH):
+    """Collect every tagged node (dict) of a JSON tree; refuse a tree nested too deep.
+
+    Raises
+    ------
+    CorruptFileError
+        If the tree is nested more than ``max_depth`` levels.
+    """
+    stack = [(node, 0)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise CorruptFileError(f"the object tree is nested more than {max_depth} levels deep")
         if isinstance(node, list):
-            stack.extend(node)
+            stack.extend((v, depth + 1) for v in node)
         elif isinstance(node, dict):
             found.append(node)
-            stack.extend(v for k, v in node.items() if k != "$")
+            stack.extend((v, depth + 1) for k, v in node.items() if k != "$")
 
 
 def resolve(name, trusted):
-    """The class called ``name`` if it is trusted, else None (nothing is imported otherwise)."""
-    module, _, qualname = name.rpartition(".")
-    trusted_here = name in trusted or (
-        module.split(".")[0] in _TRUSTED_PACKAGES and qualname.isidentifier()
-    )
-    if not trusted_here:
-        return None
-    try:
-        cls = getattr(importlib.import_module(module), qualname)
-    except (ImportError, AttributeError, ValueError):
+    """The class called ``name`` if it is trusted, else None.
+
+    Nothing is imported unless the module is allowed (:func:`allowed_module`)
+    or the caller trusts ``name``.
+    """
+    cls = _import_named(name, trusted)
+    if not isinstance(cls, type):
         return None
     if name in trusted:
-        return cls if isinstance(cls, type) else None
-    ok = isinstance(cls, type) and (issubclass(cls, BaseEstimator) or cls is NativeBlob
-                                    or _is_loadable(cls))
+        return cls
+    ok = qualified(cls) == name and (issubclass(cls, BaseEstimator) or cls is NativeBlob
+                                     or _is_loadable(cls))
     return cls if ok else None
 
 
 def resolve_function(name, trusted):
     """The function called ``name`` if skfindkit marks it loadable or it is trusted, else None."""
-    module, _, qualname = name.rpartition(".")
-    if not (name in trusted or module.split(".")[0] == "skfindkit") or not qualname.isidentifier():
+    if not (name in trusted or name.startswith("skfindkit.")):
         return None
-    try:
-        func = getattr(importlib.import_module(module), qualname)
-    except (ImportError, AttributeError, ValueError):
-        return None
+    func = _import_named(name, trusted)
     ok = isinstance(func, types.FunctionType) and qualified(func) == name and (
         name in trusted or _is_loadable(func))
     return func if ok else None
 
 
+def resolve_names(nodes, trusted):
+    """Resolve every class and function named by the tagged ``nodes`` of a tree.
+
+    Returns ``(classes, functions, refused)``: dicts name -> object, and the
+    sorted names that are not trusted (nothing of their modules imported).
+    """
+    names = {"object": set(), "function": set()}
+    for node in nodes:
+        tag = node.get("$")
+        if tag in names:
+            names[tag].add(_field(node, "class" if tag == "object" else "name", str))
+    classes = {name: resolve(name, trusted) for name in sorted(names["object"])}
+    functions = {name: resolve_function(name, trusted) for name in sorted(names["function"])}
+    refused = [name for name, found in [*classes.items(), *functions.items()] if found is None]
+    return classes, functions, refused
+
+
+def _field(node, key, kind):
+    """``node[key]``, which must be of type ``kind`` (``int``: a true int, not a bool)."""
+    value = node.get(key)
+    if type(value) is not kind:
+        raise CorruptFileError(
+            f"a {node.get('$')!r} node's {key!r} is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
 class Decoder:
+    """JSON tree + blocks -> objects, every field's type checked as it is read.
+
+    ``blobs``: the file's blocks (arrays where an array node names them);
+    ``classes`` and ``functions``: every name of the tree, already resolved.
+    """
+
     def __init__(self, blobs, classes, functions=None):
         self.blobs, self.classes, self.memo = blobs, classes, {}
         self.functions = functions or {}
+
+    def _remember(self, node, value):
+        ident = _field(node, "id", int)
+        if ident in self.memo:
+            raise CorruptFileError(f"two objects of the tree have the id {ident}")
+        self.memo[ident] = value
+
+    def _blob(self, node):
+        blob = _field(node, "blob", int)
+        if not 0 <= blob < len(self.blobs):
+            raise CorruptFileError(f"a node names block {blob}, not one of the file's")
+        return self.blobs[blob]
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, str, int, float)):
             return node
         if isinstance(node, list):
             return [self.decode(v) for v in node]
-        tag = node["$"]
+        tag = _field(node, "$", str)
         if tag == "ref":
-            return self.memo[node["id"]]
+            ident = _field(node, "id", int)
+            if ident not in self.memo:
+                raise CorruptFileError(f"a reference to id {ident}, which comes before no object")
+            return self.memo[ident]
         if tag == "float":
-            return float(node["v"])
+            return float(_field(node, "v", str))
         if tag == "tuple":
-            return tuple(self.decode(v) for v in node["items"])
+            return tuple(self.decode(v) for v in _field(node, "items", list))
         if tag == "dict":
-            return {self.decode(k): self.decode(v) for k, v in node["items"]}
-        if tag in ("array", "objarray"):
-            if tag == "array":
-                value = self.blobs[node["blob"]]
-            else:
-                value = np.empty(len(node["items"]), dtype=object)
-                value[:] = [self.decode(v) for v in node["items"]]
-                value = value.reshape(node["shape"])
-            self.memo[node["id"]] = value
+            items = _field(node, "items", list)
+            if not all(type(item) is list and len(item) == 2 for item in items):
+                raise CorruptFileError("a dict's items are not [key, value] pairs")
+            return {self.decode(k): self.decode(v) for k, v in items}
+        if tag == "array":
+            value = self._blob(node)
+            self._remember(node, value)
+            return value
+        if tag == "objarray":
+            items = _field(node, "items", list)
+            value = np.empty(len(items), dtype=object)
+            value[:] = [self.decode(v) for v in items]
+            value = value.reshape(_field(node, "shape", list))
+            self._remember(node, value)
             return value
         if tag == "sparse":
-            make = sp.csr_matrix if node["format"] == "csr" else sp.csc_matrix
+            make = sp.csr_matrix if _field(node, "format", str) == "csr" else sp.csc_matrix
             try:
                 value = make((self.decode(node["data"]), self.decode(node["indices"]),
                               self.decode(node["indptr"])), shape=tuple(node["shape"]))
@@ -237,23 +344,29 @@ class Decoder:
                 raise CorruptFileError(f"a sparse matrix is inconsistent: {exc}") from exc
             return value
         if tag == "scalar":
-            return np.frombuffer(bytes.fromhex(node["hex"]), dtype=checked_dtype(node["dtype"]))[0]
+            dtype = checked_dtype(node.get("dtype"))
+            data = bytes.fromhex(_field(node, "hex", str))
+            if len(data) != dtype.itemsize or not dtype.itemsize:
+                raise CorruptFileError(f"a {dtype} scalar of {len(data)} bytes")
+            return np.frombuffer(data, dtype=dtype)[0]
         if tag in ("bytes", "bytearray"):
-            return (bytes if tag == "bytes" else bytearray)(self.blobs[node["blob"]])
+            return (bytes if tag == "bytes" else bytearray)(self._blob(node))
         if tag in ("dtype", "nptype"):
-            dtype = checked_dtype(node["v"])
+            dtype = checked_dtype(node.get("v"))
             return dtype if tag == "dtype" else dtype.type
         if tag == "function":
-            return self.functions[node["name"]]
+            return self.functions[_field(node, "name", str)]
         if tag == "RandomState":
             rs = np.random.RandomState()
             rs.set_state(self.decode(node["state"]))
             return rs
         if tag == "object":
-            cls = self.classes[node["class"]]
+            cls = self.classes[_field(node, "class", str)]
             obj = cls.__new__(cls)
-            self.memo[node["id"]] = obj  # before its state: shared references
-            state = self.decode(node["state"])
+            self._remember(node, obj)  # before its state: shared references
+            state = self.decode(node.get("state"))
+            if type(state) is not dict:
+                raise CorruptFileError(f"the state of a {cls.__name__} is not a dict")
             if hasattr(obj, "__setstate__"):
                 obj.__setstate__(state)
             else:
@@ -264,7 +377,9 @@ class Decoder:
 
 def checked_dtype(text):
     """The numpy dtype named ``text``; object dtypes are refused."""
-    dtype = np.dtype(str(text))
+    if not isinstance(text, str):
+        raise CorruptFileError(f"a dtype is named by a {type(text).__name__}, not a string")
+    dtype = np.dtype(text)
     if dtype.hasobject:
         raise CorruptFileError("an array of Python objects cannot come from a blob")
     return dtype
