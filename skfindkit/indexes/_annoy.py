@@ -112,6 +112,8 @@ class AnnoyIndex(BaseIndex):
     _backend = "annoy"
     supported_metrics = ("euclidean", "cosine", "inner_product")
     _native_distance = _UNITS
+    # annoy's save unloads the index and maps the file it wrote
+    _save_mutates_native = True
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
