@@ -42,7 +42,8 @@ class AnnoyIndex(BaseIndex):
         Values stored in the graph returned by ``transform``.
     n_jobs : int, default=None
         Threads for building the trees. ``None`` means 1 unless in a
-        :func:`joblib.parallel_config` context.
+        :func:`joblib.parallel_config` context. At most
+        :func:`joblib.cpu_count` threads.
     n_trees : int, default=50
         annoy's ``n_trees``: more trees, more accurate and larger index.
     search_k : int, default=None

@@ -69,7 +69,8 @@ class FaissIndex(BaseIndex):
     n_jobs : int, default=None
         OpenMP threads for training, adding and searching. faiss's
         process-wide thread count is restored after every call. ``None``
-        means 1 unless in a :func:`joblib.parallel_config` context.
+        means 1 unless in a :func:`joblib.parallel_config` context. At most
+        :func:`joblib.cpu_count` threads.
     factory : str, default="HNSW32"
         faiss index factory string, e.g. ``"Flat"``, ``"HNSW32"``,
         ``"IVF1024,Flat"``, ``"IVF1024,PQ16"``. When the data is too small to

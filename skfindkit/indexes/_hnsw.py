@@ -39,7 +39,8 @@ class HNSWIndex(BaseIndex):
         Values stored in the graph returned by ``transform``.
     n_jobs : int, default=None
         Threads for inserting items and for batch queries. ``None`` means 1
-        unless in a :func:`joblib.parallel_config` context.
+        unless in a :func:`joblib.parallel_config` context. At most
+        :func:`joblib.cpu_count` threads.
     M : int, default=16
         hnswlib's ``M``: graph out-degree. Larger is more accurate and slower.
     ef_construction : int, default=200

@@ -44,7 +44,8 @@ class NMSLibIndex(BaseIndex):
         Values stored in the graph returned by ``transform``.
     n_jobs : int, default=None
         Threads for building and for ``knnQueryBatch``. ``None`` means 1
-        unless in a :func:`joblib.parallel_config` context.
+        unless in a :func:`joblib.parallel_config` context. At most
+        :func:`joblib.cpu_count` threads.
     method : {"hnsw", "sw-graph", "seq_search"}, default="hnsw"
         nmslib's method: the HNSW graph, the (flat) small-world graph, or
         exhaustive sequential search (exact).

@@ -21,7 +21,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 
-from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._sklearn_compat import Integer, Interval, StrOptions
 from . import _distances
 from ._base import BaseIndex
 from ._self import insert_self
@@ -213,7 +213,7 @@ class ShardedIndex(BaseIndex):
         "n_shards": [Interval(Integral, 1, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "mode": [StrOptions({"distance", "connectivity"})],
-        "n_jobs": [None, Integral],
+        "n_jobs": [None, Integer],
     }
 
     def __init__(self, index=None, n_shards=2, *, n_neighbors=5, mode="distance", n_jobs=None):
