@@ -367,3 +367,24 @@ for name in ("FaissIndex", "NMSLibIndex", "AnnoyIndex", "HNSWIndex", "ExactIndex
 sharded = skfindkit.ShardedIndex(skfindkit.FaissIndex(n_jobs=10**6), n_jobs=10**6).fit(X)
 sharded.partial_fit(X[:10]).kneighbors(X[:5])
 """)
+
+
+@pytest.mark.parametrize("cls", DEFAULTS)
+def test_a_loaded_index_saves_and_loads_again(cls):
+    # nmslib saved a loaded hnsw index without its graph: the copy crashed on load
+    run_guarded(f"""
+import pickle
+import numpy as np
+from skfindkit import {cls.__name__}
+
+X = np.random.RandomState(0).randn(75, 6)
+index = {cls.__name__}(n_neighbors=3).fit(X[:60])
+want = index.kneighbors(X[70:], return_distance=False)
+for _ in range(3):
+    index = pickle.loads(pickle.dumps(index))
+    assert (index.kneighbors(X[70:], return_distance=False) == want).all()
+index.partial_fit(X[60:70])
+index = pickle.loads(pickle.dumps(index))
+assert index.n_samples_fit_ == 70
+assert (index.kneighbors(X[60:70], n_neighbors=1, return_distance=False)[:, 0] == np.arange(60, 70)).all()
+""")

@@ -8,7 +8,7 @@ from ..utils import import_optional
 from ..utils._sklearn_compat import Interval
 from ..utils._native_bytes import load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
-from ._ann_utils import native_seed, stack_padded
+from ._ann_utils import C_INT_MAX, native_seed, stack_padded
 from ._base import BaseIndex
 
 __all__ = ["AnnoyIndex"]
@@ -118,8 +118,8 @@ class AnnoyIndex(BaseIndex):
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
-        "n_trees": [Interval(Integral, 1, None, closed="left")],
-        "search_k": [None, Interval(Integral, 1, None, closed="left")],
+        "n_trees": [Interval(Integral, 1, C_INT_MAX, closed="both")],
+        "search_k": [None, Interval(Integral, 1, C_INT_MAX, closed="both")],
         "random_state": ["random_state"],
     }
 

@@ -58,7 +58,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..utils._sklearn_compat import Integer, Interval, StrOptions, _fit_context
+from ..utils._sklearn_compat import (Integer, Interval, StrOptions, _fit_context,
+                                     validate_parameter_constraints)
 from ._pickling import SealedIndexState
 from . import _distances, _sparse
 from ._graph import NeighborsGraphMixin
@@ -274,6 +275,11 @@ class BaseIndex(
         if not state.lock.holds_read() and hasattr(self, "_index"):
             wanted = self._query_params()
             if state.applied_query_params != wanted:
+                # set after fit (fit validated the others): refused by name, not by the library
+                validate_parameter_constraints(
+                    {k: self._parameter_constraints[k] for k in wanted
+                     if k in self._parameter_constraints},
+                    wanted, caller_name=type(self).__name__)
                 with state.lock.write():  # once per change, never during a query
                     self._apply_query_params()
                     state.applied_query_params = wanted

@@ -179,7 +179,7 @@ class HNSWIndex(BaseIndex):
             per_element = int(state["size_data_per_element"])
             consistent = (
                 state["ser_version"] == 1
-                and state["space"] == _SPACES[self.metric]
+                and state["space"] == _SPACES[self.metric_]
                 and int(state["label_offset"]) - int(state["offset_data"]) == 4 * dim
                 and state["data_level0"].nbytes == int(state["max_elements"]) * per_element
                 and state["label_lookup_external"].size == count

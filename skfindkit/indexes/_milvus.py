@@ -11,6 +11,7 @@ import numpy as np
 from ..utils import import_optional, progress
 from ..utils._sklearn_compat import Interval, StrOptions
 from . import _milvus_store as store
+from ._ann_utils import C_INT_MAX
 from ._base import BaseIndex
 
 __all__ = ["MilvusIndex"]
@@ -147,8 +148,8 @@ class MilvusIndex(BaseIndex):
         **BaseIndex._parameter_constraints,
         "index_type": [StrOptions(set(_INDEX_TYPES))],
         "M": [Interval(Integral, 2, 2048, closed="both")],
-        "ef_construction": [Interval(Integral, 1, None, closed="left")],
-        "ef_search": [Interval(Integral, 1, None, closed="left")],
+        "ef_construction": [Interval(Integral, 1, C_INT_MAX, closed="both")],
+        "ef_search": [Interval(Integral, 1, C_INT_MAX, closed="both")],
         "nlist": [Interval(Integral, 1, 65536, closed="both")],
         "nprobe": [Interval(Integral, 1, 65536, closed="both")],
         "uri": [None, str, os.PathLike],

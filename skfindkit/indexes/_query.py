@@ -221,8 +221,8 @@ class KNeighborsQueryMixin:
         """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
         self._check_fitted()
         if n_neighbors is None:
-            n_neighbors = self.n_neighbors
-        elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
+            n_neighbors = self.n_neighbors  # checked too: set_params after fit skips fit's checks
+        if not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
             raise TypeError(
                 f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
             )
