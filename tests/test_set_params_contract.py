@@ -149,6 +149,8 @@ def _check(instance, fitted, name, value, X, new, Q, expected):
             problems.append(f"{name}={value!r}, {step}: {type(exc).__name__}: {exc}")
             continue
         want = expected(step == "partial_fit")
+        if want is _ANY_ANSWER:
+            continue
         if want is None:
             problems.append(f"{name}={value!r}, {step}: answered, but a fresh index "
                             "with this value refuses it")
@@ -157,9 +159,18 @@ def _check(instance, fitted, name, value, X, new, Q, expected):
     return problems
 
 
+_ANY_ANSWER = object()  # expected where any answer (not an error) is right
+
+
 def _reproducible(instance):
     """Whether two fits give the same index (nmslib's graphs have no seed)."""
     return type(instance).__name__ != "NMSLibIndex" or instance.method == "seq_search"
+
+
+def _growth_reproducible(instance):
+    """Whether two indexes grown alike answer alike (Milvus re-clusters its IVF
+    segments with unseeded k-means)."""
+    return _reproducible(instance) and not getattr(instance, "index_type", "").startswith("IVF")
 
 
 def _fresh_answers(instance, fitted, name, value, X, new, Q):
@@ -170,7 +181,10 @@ def _fresh_answers(instance, fitted, name, value, X, new, Q):
             fresh = clone(instance).set_params(**{name: value}).fit(X)
         else:
             fresh = pickle.loads(pickle.dumps(fitted)).set_params(**{name: value})
-        return {False: _answers(fresh, Q), True: _answers(fresh.partial_fit(new), Q)}
+        answers = _answers(fresh, Q)
+        # where growing is not reproducible, any answer after partial_fit is right
+        grown = _answers(fresh.partial_fit(new), Q) if _growth_reproducible(instance) else _ANY_ANSWER
+        return {False: answers, True: grown}
     except ValueError as exc:
         if name not in str(exc):
             raise

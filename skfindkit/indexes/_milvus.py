@@ -78,7 +78,8 @@ class MilvusIndex(BaseIndex):
         HNSW candidate list size while building.
     ef_search : int, default=64
         HNSW candidate list size while querying (raised to ``n_neighbors``
-        when smaller, as Milvus requires). A query-time knob.
+        when smaller, as Milvus requires; at most the number of items). A
+        query-time knob.
     nlist : int, default=128
         IVF number of clusters (clamped by Milvus Lite to the number of items).
     nprobe : int, default=16
@@ -285,7 +286,8 @@ class MilvusIndex(BaseIndex):
         """What the fitted index type takes; ``ef_search``/``nprobe`` apply at once."""
         index_type = self._fitted_param("index_type")
         if index_type == "HNSW":
-            params = {"ef": max(self.ef_search, k)}
+            # a candidate list longer than the collection is moot (and allocated)
+            params = {"ef": max(min(self.ef_search, self.n_samples_fit_), k)}
         elif index_type.startswith("IVF"):
             params = {"nprobe": min(self.nprobe, self._fitted_param("nlist"))}
         else:
