@@ -122,6 +122,9 @@ class BaseIndex(
     **Threads.** An index may be queried from several threads at once
     (results are those of serial calls); ``fit`` and ``partial_fit`` wait for
     running queries, run alone, and hold new queries until they finish.
+    Pickling, ``joblib.dump`` and :func:`skfindkit.io.save` save a snapshot:
+    they wait for a running ``fit``/``partial_fit`` (which waits for them),
+    so a file saved from any thread holds one consistent state.
 
     **Magnitudes.** Items are stored and searched as float32: values beyond
     the float32 range (``|x| > 3.4e38``) are refused with an error naming

@@ -171,8 +171,9 @@ class ShardedIndex(BaseIndex):
     n_jobs : int, default=None
         Shards built and queried at the same time (joblib; queries always use
         threads, since the shards live in this process). ``None`` means 1
-        unless in a :func:`joblib.parallel_config` context. Threads inside
-        each shard are the shard index's own ``n_jobs``.
+        unless in a :func:`joblib.parallel_config` context; never more than
+        the number of shards. Threads inside each shard are the shard index's
+        own ``n_jobs`` (at most :func:`joblib.cpu_count`).
 
     Attributes
     ----------
