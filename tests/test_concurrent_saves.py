@@ -146,3 +146,47 @@ def test_saves_during_partial_fit_load_consistent(name, tmp_path):
     n_saved, problems = run_isolated(save_while_growing, name, str(tmp_path))
     assert n_saved >= 6
     assert not problems, "\n".join(problems[:10])
+
+
+def query_while_saving(name):
+    """Threads query the index while others pickle it; the queries that differ."""
+    data = _data()
+    index = _make(name).fit(data)
+    want = index.kneighbors(data[:20])
+    start = threading.Barrier(4)
+    saved = threading.Event()
+    differ, errors = [], []
+
+    def save():
+        try:
+            start.wait()
+            for _ in range(15):
+                pickle.loads(pickle.dumps(index))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(f"pickle: {exc!r}")
+        finally:
+            saved.set()
+
+    def query():
+        try:
+            start.wait()
+            while not saved.is_set():
+                got = index.kneighbors(data[:20])
+                if not (np.array_equal(got[1], want[1]) and np.array_equal(got[0], want[0])):
+                    differ.append(got)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(f"query: {exc!r}")
+
+    threads = [threading.Thread(target=save)] + [threading.Thread(target=query) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors + [f"{len(differ)} queries differ from serial ones"] * bool(differ)
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in _NAMES])
+def test_queries_during_saves_answer_as_serial(name):
+    # annoy's own save unloads and remaps the index it saves
+    problems = run_isolated(query_while_saving, name)
+    assert not problems, "\n".join(problems[:10])
