@@ -343,8 +343,10 @@ def test_integer_parameters_refuse_bools_and_floats(index, value):
 def test_kneighbors_n_neighbors_argument_refuses_non_integers(value):
     X = clustered(30, d=4)
     index = ExactIndex().fit(X)
+    changed = ExactIndex().fit(X).set_params(n_neighbors=value)  # after fit: fit's check skipped
     for call in (lambda: index.kneighbors(X[:2], n_neighbors=value),
-                 lambda: index.kneighbors_graph(X[:2], n_neighbors=value)):
+                 lambda: index.kneighbors_graph(X[:2], n_neighbors=value),
+                 lambda: changed.kneighbors(X[:2]), lambda: changed.transform(X[:2])):
         with pytest.raises(TypeError, match="n_neighbors"):
             call()
 
