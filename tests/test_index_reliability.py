@@ -320,8 +320,9 @@ def _integer_params(index):
 
     params = index.get_params(deep=False)
     return [name for name, options in index._parameter_constraints.items()
-            if name in params and any(c is Integral or (isinstance(c, Interval) and c.type is Integral)
-                   for c in options)]
+            if name in params and any(
+                c is Integral or (isinstance(c, Interval) and c.type is Integral)
+                for c in options)]
 
 
 @pytest.mark.parametrize("index", _index_instances())
@@ -388,5 +389,6 @@ for _ in range(3):
 index.partial_fit(X[60:70])
 index = pickle.loads(pickle.dumps(index))
 assert index.n_samples_fit_ == 70
-assert (index.kneighbors(X[60:70], n_neighbors=1, return_distance=False)[:, 0] == np.arange(60, 70)).all()
+found = index.kneighbors(X[60:70], n_neighbors=1, return_distance=False)[:, 0]
+assert (found == np.arange(60, 70)).all()
 """)
