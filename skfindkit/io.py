@@ -46,7 +46,11 @@ still reaches their loaders, which are not hardened against hostile input
 
 Every file skfindkit writes goes through :func:`atomic_write`: a temporary file
 in the same folder, flushed to disk (``fsync``) and renamed over the target,
-so an interrupted write never replaces a good file with half a file.
+so an interrupted write never replaces a good file with half a file. The
+temporary file is removed when the write fails or is interrupted
+(``KeyboardInterrupt``); a process killed outright (SIGKILL, power loss)
+cannot remove it, so the next write of the same path removes the temporary
+files that dead processes left for that path.
 
 Examples
 --------
@@ -62,6 +66,8 @@ array([[1]])
 
 import json
 import os
+import re
+import struct
 import tempfile
 from contextlib import contextmanager
 
@@ -93,6 +99,40 @@ def _umask():
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)  # signal 0: existence check, nothing is sent
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def _remove_stale_temporaries(folder, name):
+    """Remove the temporary files of ``name`` left by killed writers (POSIX).
+
+    Only names :func:`atomic_write` gives (``.<name>.<pid>.<random>.tmp``)
+    whose process no longer exists are removed; a live writer's file, or any
+    other file, is left alone.
+    """
+    if os.name != "posix":  # os.kill(pid, 0) is no existence check elsewhere
+        return
+    ours = re.compile(re.escape(f".{name}.") + r"(\d+)\.[A-Za-z0-9_]+\.tmp\Z")
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        found = ours.match(entry)
+        if found is None or _pid_alive(int(found.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(folder, entry))
+        except OSError:  # removed meanwhile, or not ours to remove
+            pass
+
+
 @contextmanager
 def atomic_write(path, mode="wb", **open_kwargs):
     """Write a file all at once or not at all.
@@ -100,8 +140,11 @@ def atomic_write(path, mode="wb", **open_kwargs):
     Yields a file object on a temporary file in the folder of ``path``; when
     the block ends without error the data is flushed to disk (``fsync``) and
     the file renamed over ``path`` (``os.replace``, atomic on POSIX and
-    Windows). On an error (or an interrupted process) ``path`` keeps its old
-    content and the temporary file is removed.
+    Windows). On an error (or a ``KeyboardInterrupt``) ``path`` keeps its old
+    content and the temporary file, ``.<name>.<pid>.<random>.tmp`` in the
+    same folder, is removed. A process killed outright leaves its temporary
+    file: the next write of ``path`` removes those of processes that no
+    longer exist (on POSIX).
 
     Parameters
     ----------
@@ -120,7 +163,9 @@ def atomic_write(path, mode="wb", **open_kwargs):
         raise ValueError(f"mode: expected 'wb', 'w' or 'wt', got {mode!r}.")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    name = os.path.basename(path)
+    _remove_stale_temporaries(folder, name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh

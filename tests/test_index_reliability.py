@@ -302,3 +302,93 @@ def test_fit_transform_of_clustered_data_contains_each_item_at_zero(cls):
     G = default(cls, n_neighbors=10).fit_transform(X)
     _assert_self_at_zero(G, 3000)
     assert np.diff(G.indptr).tolist() == [11] * 3000
+
+
+# ------------------------------------------- parameters: types and thread counts
+def _index_instances():
+    from .estimator_instances import index_instances, text_index_instances
+
+    return [pytest.param(i, id=repr(i).replace("\n", "").replace(" ", ""))
+            for i in index_instances() + text_index_instances()]
+
+
+def _integer_params(index):
+    """Names of the parameters whose constraints take integers (bools excluded)."""
+    from numbers import Integral
+
+    from sklearn.utils._param_validation import Interval
+
+    params = index.get_params(deep=False)
+    return [name for name, options in index._parameter_constraints.items()
+            if name in params and any(
+                c is Integral or (isinstance(c, Interval) and c.type is Integral)
+                for c in options)]
+
+
+@pytest.mark.parametrize("index", _index_instances())
+@pytest.mark.parametrize("value", [True, 2.5], ids=["bool", "float"])
+def test_integer_parameters_refuse_bools_and_floats(index, value):
+    import scipy.sparse as sp
+
+    X = sp.random(30, 6, density=0.5, format="csr", random_state=0) * 5 if (
+        type(index).__name__ == "BM25Index") else clustered(30, d=6)
+    names = _integer_params(index)
+    assert "n_neighbors" in names
+    for name in names:
+        changed = clone(index).set_params(**{name: value})
+        with pytest.raises((TypeError, ValueError), match=f"'{name}' parameter"):
+            changed.fit(X)
+
+
+@pytest.mark.parametrize("value", [True, 2.5, 2.0, np.float64(3)])
+def test_kneighbors_n_neighbors_argument_refuses_non_integers(value):
+    X = clustered(30, d=4)
+    index = ExactIndex().fit(X)
+    changed = ExactIndex().fit(X).set_params(n_neighbors=value)  # after fit: fit's check skipped
+    for call in (lambda: index.kneighbors(X[:2], n_neighbors=value),
+                 lambda: index.kneighbors_graph(X[:2], n_neighbors=value),
+                 lambda: changed.kneighbors(X[:2]), lambda: changed.transform(X[:2])):
+        with pytest.raises(TypeError, match="n_neighbors"):
+            call()
+
+
+def test_more_threads_than_cpus_are_clamped_not_fatal():
+    # faiss, nmslib and annoy abort the process when asked for 10**6 threads
+    run_guarded("""
+import numpy as np
+from joblib import cpu_count
+import skfindkit
+
+X = np.random.RandomState(0).rand(200, 8)
+for name in ("FaissIndex", "NMSLibIndex", "AnnoyIndex", "HNSWIndex", "ExactIndex"):
+    for n_jobs in (1000, 10**6, -10**6):
+        index = getattr(skfindkit, name)(n_jobs=n_jobs).fit(X)
+        assert 1 <= index._n_threads() <= cpu_count(), (name, n_jobs, index._n_threads())
+        index.kneighbors(X[:5])
+        index.partial_fit(X[:10])
+        assert index.n_samples_fit_ == 210
+sharded = skfindkit.ShardedIndex(skfindkit.FaissIndex(n_jobs=10**6), n_jobs=10**6).fit(X)
+sharded.partial_fit(X[:10]).kneighbors(X[:5])
+""")
+
+
+@pytest.mark.parametrize("cls", DEFAULTS)
+def test_a_loaded_index_saves_and_loads_again(cls):
+    # nmslib saved a loaded hnsw index without its graph: the copy crashed on load
+    run_guarded(f"""
+import pickle
+import numpy as np
+from skfindkit import {cls.__name__}
+
+X = np.random.RandomState(0).randn(75, 6)
+index = {cls.__name__}(n_neighbors=3).fit(X[:60])
+want = index.kneighbors(X[70:], return_distance=False)
+for _ in range(3):
+    index = pickle.loads(pickle.dumps(index))
+    assert (index.kneighbors(X[70:], return_distance=False) == want).all()
+index.partial_fit(X[60:70])
+index = pickle.loads(pickle.dumps(index))
+assert index.n_samples_fit_ == 70
+found = index.kneighbors(X[60:70], n_neighbors=1, return_distance=False)[:, 0]
+assert (found == np.arange(60, 70)).all()
+""")

@@ -10,9 +10,13 @@ objects <-> bytes: :mod:`skfindkit.utils._native_bytes`.
 import numpy as np
 from sklearn.utils import check_random_state
 
-__all__ = ["native_seed", "stack_padded"]
+__all__ = ["C_INT_MAX", "native_seed", "stack_padded"]
 
-_MAX_SEED = 2**31 - 1
+#: The largest value a native library takes as a C ``int`` (counts, search
+#: knobs): the upper end of those parameters' constraints, so that a larger
+#: one is refused by name instead of overflowing in the binding.
+C_INT_MAX = 2**31 - 1
+_MAX_SEED = C_INT_MAX
 
 
 def native_seed(random_state):

@@ -8,7 +8,7 @@ from ..utils import import_optional
 from ..utils._sklearn_compat import Interval
 from ..utils._native_bytes import load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
-from ._ann_utils import native_seed, stack_padded
+from ._ann_utils import C_INT_MAX, native_seed, stack_padded
 from ._base import BaseIndex
 
 __all__ = ["AnnoyIndex"]
@@ -42,7 +42,8 @@ class AnnoyIndex(BaseIndex):
         Values stored in the graph returned by ``transform``.
     n_jobs : int, default=None
         Threads for building the trees. ``None`` means 1 unless in a
-        :func:`joblib.parallel_config` context.
+        :func:`joblib.parallel_config` context. At most
+        :func:`joblib.cpu_count` threads.
     n_trees : int, default=50
         annoy's ``n_trees``: more trees, more accurate and larger index.
     search_k : int, default=None
@@ -112,11 +113,13 @@ class AnnoyIndex(BaseIndex):
     _backend = "annoy"
     supported_metrics = ("euclidean", "cosine", "inner_product")
     _native_distance = _UNITS
+    # annoy's save unloads the index and maps the file it wrote
+    _save_mutates_native = True
 
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
-        "n_trees": [Interval(Integral, 1, None, closed="left")],
-        "search_k": [None, Interval(Integral, 1, None, closed="left")],
+        "n_trees": [Interval(Integral, 1, C_INT_MAX, closed="both")],
+        "search_k": [None, Interval(Integral, 1, C_INT_MAX, closed="both")],
         "random_state": ["random_state"],
     }
 

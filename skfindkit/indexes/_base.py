@@ -50,7 +50,7 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import effective_n_jobs
+from joblib import cpu_count, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import (
     check_is_fitted,
@@ -58,7 +58,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._sklearn_compat import (Integer, Interval, StrOptions, _fit_context,
+                                     validate_parameter_constraints)
 from ._pickling import SealedIndexState
 from . import _distances, _sparse
 from ._graph import NeighborsGraphMixin
@@ -105,7 +106,8 @@ class BaseIndex(
     n_jobs : int, default=None
         Threads for building and querying, where the backend can use them.
         ``None`` means 1 unless in a :func:`joblib.parallel_config` context,
-        ``-1`` means all processors.
+        ``-1`` means all processors. More threads than the processors this
+        process may use (:func:`joblib.cpu_count`) are clamped to that number.
 
     Attributes
     ----------
@@ -122,6 +124,9 @@ class BaseIndex(
     **Threads.** An index may be queried from several threads at once
     (results are those of serial calls); ``fit`` and ``partial_fit`` wait for
     running queries, run alone, and hold new queries until they finish.
+    Pickling, ``joblib.dump`` and :func:`skfindkit.io.save` save a snapshot:
+    they wait for a running ``fit``/``partial_fit`` (which waits for them),
+    so a file saved from any thread holds one consistent state.
 
     **Magnitudes.** Items are stored and searched as float32: values beyond
     the float32 range (``|x| > 3.4e38``) are refused with an error naming
@@ -163,7 +168,7 @@ class BaseIndex(
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions(set(METRICS))],
         "mode": [StrOptions({"distance", "connectivity"})],
-        "n_jobs": [None, Integral],
+        "n_jobs": [None, Integer],
         # approximate backends' exact re-ranking (see KNeighborsQueryMixin._search_complete)
         "refine": [None, Interval(Integral, 1, None, closed="left")],
         "keep_vectors": ["boolean"],
@@ -246,8 +251,9 @@ class BaseIndex(
 
     # ------------------------------------------------------- shared helpers
     def _n_threads(self):
-        """Number of threads ``n_jobs`` asks for (joblib's convention)."""
-        return max(1, effective_n_jobs(self.n_jobs))
+        """Threads ``n_jobs`` asks for (joblib's convention), at most the CPUs this
+        process may use: every backend's thread count comes from here."""
+        return max(1, min(effective_n_jobs(self.n_jobs), cpu_count()))
 
     def _fitted_param(self, name):
         """A parameter's value at the last ``fit``: what the native structure was built with."""
@@ -281,6 +287,11 @@ class BaseIndex(
         if not state.lock.holds_read() and hasattr(self, "_index"):
             wanted = self._query_params()
             if state.applied_query_params != wanted:
+                # set after fit (fit validated the others): refused by name, not by the library
+                validate_parameter_constraints(
+                    {k: self._parameter_constraints[k] for k in wanted
+                     if k in self._parameter_constraints},
+                    wanted, caller_name=type(self).__name__)
                 with state.lock.write():  # once per change, never during a query
                     self._apply_query_params()
                     state.applied_query_params = wanted

@@ -221,7 +221,7 @@ class BM25Index(BaseIndex):
         return X
 
     def _build(self, X):
-        return _BM25Matrix(X, self.k1, self.b)
+        return _BM25Matrix(X, self._fitted_param("k1"), self._fitted_param("b"))
 
     def _search(self, X, k):
         n = self.n_samples_fit_

@@ -60,7 +60,7 @@ class ExactIndex(BaseIndex):
     n_jobs : int, default=None
         BLAS threads for the matrix products (restored afterwards). ``None``
         means 1 unless in a :func:`joblib.parallel_config` context; ``-1``
-        means all processors.
+        means all processors. At most :func:`joblib.cpu_count` threads.
     batch_size : int, default=None
         Queries per block; memory grows as ``4 * batch_size * n_samples_fit``
         bytes (float32 scores, dense or sparse input). None chooses it from

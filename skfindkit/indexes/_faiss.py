@@ -9,7 +9,7 @@ import numpy as np
 
 from ..utils import import_optional
 from ..utils._sklearn_compat import Interval
-from ._ann_utils import native_seed
+from ._ann_utils import C_INT_MAX, native_seed
 from ._base import BaseIndex
 
 __all__ = ["FaissIndex"]
@@ -69,7 +69,8 @@ class FaissIndex(BaseIndex):
     n_jobs : int, default=None
         OpenMP threads for training, adding and searching. faiss's
         process-wide thread count is restored after every call. ``None``
-        means 1 unless in a :func:`joblib.parallel_config` context.
+        means 1 unless in a :func:`joblib.parallel_config` context. At most
+        :func:`joblib.cpu_count` threads.
     factory : str, default="HNSW32"
         faiss index factory string, e.g. ``"Flat"``, ``"HNSW32"``,
         ``"IVF1024,Flat"``, ``"IVF1024,PQ16"``. When the data is too small to
@@ -168,8 +169,8 @@ class FaissIndex(BaseIndex):
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
         "factory": [str],
-        "nprobe": [None, Interval(Integral, 1, None, closed="left")],
-        "ef_search": [None, Interval(Integral, 1, None, closed="left")],
+        "nprobe": [None, Interval(Integral, 1, C_INT_MAX, closed="both")],
+        "ef_search": [None, Interval(Integral, 1, C_INT_MAX, closed="both")],
         "random_state": ["random_state"],
     }
 
@@ -238,11 +239,13 @@ class FaissIndex(BaseIndex):
             value = getattr(self, name)
             if value is None:
                 continue
+            if native_name == "efSearch":  # faiss allocates ef slots: more than the items is moot
+                value = min(value, max(index.ntotal, 1))
             try:
                 space.set_index_parameter(index, native_name, value)
             except RuntimeError as exc:
                 raise ValueError(
-                    f"FaissIndex: {name}={value} does not apply to factory="
+                    f"FaissIndex: {name}={getattr(self, name)} does not apply to factory="
                     f"{self.factory!r}; leave {name}=None for this index."
                 ) from exc
 

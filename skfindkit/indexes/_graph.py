@@ -76,8 +76,8 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
         """
         check_is_fitted(self)
         add_one = self.mode == "distance"
-        return self.kneighbors_graph(
-            X, mode=self.mode, n_neighbors=self._default_n_neighbors() + add_one)
+        return self.kneighbors_graph(X, mode=self.mode,
+                                     n_neighbors=self._checked_n_neighbors() + add_one)
 
     def fit_transform(self, X, y=None):
         """Fit to ``X`` and return its neighbour graph (itself included).

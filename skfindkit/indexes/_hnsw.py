@@ -39,7 +39,8 @@ class HNSWIndex(BaseIndex):
         Values stored in the graph returned by ``transform``.
     n_jobs : int, default=None
         Threads for inserting items and for batch queries. ``None`` means 1
-        unless in a :func:`joblib.parallel_config` context.
+        unless in a :func:`joblib.parallel_config` context. At most
+        :func:`joblib.cpu_count` threads.
     M : int, default=16
         hnswlib's ``M``: graph out-degree. Larger is more accurate and slower.
     ef_construction : int, default=200
@@ -178,7 +179,7 @@ class HNSWIndex(BaseIndex):
             per_element = int(state["size_data_per_element"])
             consistent = (
                 state["ser_version"] == 1
-                and state["space"] == _SPACES[self.metric]
+                and state["space"] == _SPACES[self.metric_]
                 and int(state["label_offset"]) - int(state["offset_data"]) == 4 * dim
                 and state["data_level0"].nbytes == int(state["max_elements"]) * per_element
                 and state["label_lookup_external"].size == count

@@ -11,6 +11,7 @@ import numpy as np
 from ..utils import import_optional, progress
 from ..utils._sklearn_compat import Interval, StrOptions
 from . import _milvus_store as store
+from ._ann_utils import C_INT_MAX
 from ._base import BaseIndex
 
 __all__ = ["MilvusIndex"]
@@ -77,7 +78,8 @@ class MilvusIndex(BaseIndex):
         HNSW candidate list size while building.
     ef_search : int, default=64
         HNSW candidate list size while querying (raised to ``n_neighbors``
-        when smaller, as Milvus requires). A query-time knob.
+        when smaller, as Milvus requires; at most the number of items). A
+        query-time knob.
     nlist : int, default=128
         IVF number of clusters (clamped by Milvus Lite to the number of items).
     nprobe : int, default=16
@@ -147,8 +149,8 @@ class MilvusIndex(BaseIndex):
         **BaseIndex._parameter_constraints,
         "index_type": [StrOptions(set(_INDEX_TYPES))],
         "M": [Interval(Integral, 2, 2048, closed="both")],
-        "ef_construction": [Interval(Integral, 1, None, closed="left")],
-        "ef_search": [Interval(Integral, 1, None, closed="left")],
+        "ef_construction": [Interval(Integral, 1, C_INT_MAX, closed="both")],
+        "ef_search": [Interval(Integral, 1, C_INT_MAX, closed="both")],
         "nlist": [Interval(Integral, 1, 65536, closed="both")],
         "nprobe": [Interval(Integral, 1, 65536, closed="both")],
         "uri": [None, str, os.PathLike],
@@ -288,7 +290,8 @@ class MilvusIndex(BaseIndex):
         """What the fitted index type takes; ``ef_search``/``nprobe`` apply at once."""
         index_type = self._fitted_param("index_type")
         if index_type == "HNSW":
-            params = {"ef": max(self.ef_search, k)}
+            # a candidate list longer than the collection is moot (and allocated)
+            params = {"ef": max(min(self.ef_search, self.n_samples_fit_), k)}
         elif index_type.startswith("IVF"):
             params = {"nprobe": min(self.nprobe, self._fitted_param("nlist"))}
         else:

@@ -8,7 +8,7 @@ from ..utils import import_optional
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._native_bytes import file_parts, load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
-from ._ann_utils import stack_padded
+from ._ann_utils import C_INT_MAX, stack_padded
 from ._base import BaseIndex
 
 __all__ = ["NMSLibIndex"]
@@ -44,7 +44,8 @@ class NMSLibIndex(BaseIndex):
         Values stored in the graph returned by ``transform``.
     n_jobs : int, default=None
         Threads for building and for ``knnQueryBatch``. ``None`` means 1
-        unless in a :func:`joblib.parallel_config` context.
+        unless in a :func:`joblib.parallel_config` context. At most
+        :func:`joblib.cpu_count` threads.
     method : {"hnsw", "sw-graph", "seq_search"}, default="hnsw"
         nmslib's method: the HNSW graph, the (flat) small-world graph, or
         exhaustive sequential search (exact).
@@ -120,9 +121,9 @@ class NMSLibIndex(BaseIndex):
     _parameter_constraints: dict = {
         **BaseIndex._parameter_constraints,
         "method": [StrOptions({"hnsw", "sw-graph", "seq_search"})],
-        "M": [Interval(Integral, 2, None, closed="left")],
-        "ef_construction": [Interval(Integral, 1, None, closed="left")],
-        "ef_search": [Interval(Integral, 1, None, closed="left")],
+        "M": [Interval(Integral, 2, C_INT_MAX, closed="both")],
+        "ef_construction": [Interval(Integral, 1, C_INT_MAX, closed="both")],
+        "ef_search": [Interval(Integral, 1, C_INT_MAX, closed="both")],
     }
 
     def __init__(
@@ -174,9 +175,17 @@ class NMSLibIndex(BaseIndex):
         results = self._index.knnQueryBatch(X, k=k, num_threads=self._n_threads())
         return stack_padded([r[0] for r in results], [r[1] for r in results], k)
 
+    # the bytes a loaded index came from (see _serialize)
+    _transient_attrs = ("_loaded_from",)
+
     def _serialize(self):
         if self._fitted_param("method") == "seq_search":  # nothing to save: rebuilt on unpickling
             return None
+        loaded = getattr(self, "_loaded_from", None)
+        if loaded is not None and loaded[0] is self._index:
+            # nmslib saves a loaded hnsw index without its graph (a file that
+            # crashes on load): an unchanged loaded index is saved as it was read
+            return loaded[1]
         return save_to_bytes(
             lambda path: self._index.saveIndex(path, save_data=True), suffixes=(".dat",)
         )
@@ -186,6 +195,7 @@ class NMSLibIndex(BaseIndex):
         load_from_bytes(
             payload, lambda path: index.loadIndex(path, load_data=True), suffixes=(".dat",)
         )
+        self._loaded_from = (index, payload)
         return index
 
     def _vectors_in_native(self):

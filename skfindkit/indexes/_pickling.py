@@ -27,8 +27,17 @@ attributes that hold its parts in ``_child_attrs``: they are stored as the
 estimators they are (each seals and checks its own state; the safe format
 writes them as objects of its tree, never as bytes), left out of this
 index's seal, and checked against it by ``_check_children`` once loaded.
+
+Pickling (and :func:`skfindkit.io.save`, which reads the same state) is a
+snapshot: it runs in the read section of the index's lock
+(:mod:`._lock`), so a ``fit`` or ``partial_fit`` in another thread waits for
+it, and the data, counters and native bytes saved are those of one state.
+Where the native library's save changes the native index itself (annoy
+reloads the file it wrote), ``_save_mutates_native`` makes it the write
+section, so that no query runs meanwhile.
 """
 
+from ._lock import runtime_state
 from ..utils._persist import (
     CorruptIndexError,
     NativeBlob,
@@ -48,7 +57,16 @@ class SealedIndexState:
     #: Attributes holding child estimators, stored as such (see the module docstring).
     _child_attrs = ()
 
+    #: Whether ``_serialize`` changes the native index (then saving excludes queries too).
+    _save_mutates_native = False
+
     def __getstate__(self):
+        lock = runtime_state(self).lock
+        with lock.write() if self._save_mutates_native else lock.read():
+            return self._sealed_state()
+
+    def _sealed_state(self):
+        """The sealed state of the index (called inside its lock)."""
         state = dict(super().__getstate__())
         for name in self._transient_attrs:
             state.pop(name, None)

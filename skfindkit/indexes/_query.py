@@ -283,18 +283,23 @@ class KNeighborsQueryMixin:
             )
         return self._fit_y[np.asarray(ind, dtype=np.intp)]
 
-    def _kneighbors(self, X, n_neighbors, return_distance, search):
-        """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
-        self._check_fitted()
+    def _checked_n_neighbors(self, n_neighbors=None):
+        """``n_neighbors`` (None: the parameter, checked too since ``set_params``
+        after ``fit`` skips fit's checks) as an int; floats and bools refused."""
         if n_neighbors is None:
             n_neighbors = self._default_n_neighbors()
-        elif not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
+        if not isinstance(n_neighbors, Integral) or isinstance(n_neighbors, bool):
             raise TypeError(
                 f"n_neighbors does not take {type(n_neighbors)} value, enter integer value"
             )
-        elif n_neighbors <= 0:
+        if n_neighbors <= 0:
             raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
-        n_neighbors = int(n_neighbors)
+        return int(n_neighbors)
+
+    def _kneighbors(self, X, n_neighbors, return_distance, search):
+        """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
+        self._check_fitted()
+        n_neighbors = self._checked_n_neighbors(n_neighbors)
 
         query_is_train = X is None
         if query_is_train:

@@ -31,7 +31,7 @@ from sklearn import config_context
 from sklearn.base import clone
 
 from ..utils._persist import CorruptIndexError
-from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._sklearn_compat import Integer, Interval, StrOptions
 from . import _distances
 from ._base import BaseIndex
 from ._exact import ExactIndex
@@ -91,8 +91,9 @@ class ShardedIndex(BaseIndex):
     n_jobs : int, default=None
         Shards built and queried at the same time (joblib; queries always use
         threads, since the shards live in this process). ``None`` means 1
-        unless in a :func:`joblib.parallel_config` context. Threads inside
-        each shard are the shard index's own ``n_jobs``.
+        unless in a :func:`joblib.parallel_config` context; never more than
+        the number of shards. Threads inside each shard are the shard index's
+        own ``n_jobs`` (at most :func:`joblib.cpu_count`).
 
     Attributes
     ----------
@@ -133,7 +134,7 @@ class ShardedIndex(BaseIndex):
         "n_shards": [Interval(Integral, 1, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
         "mode": [StrOptions({"distance", "connectivity"})],
-        "n_jobs": [None, Integral],
+        "n_jobs": [None, Integer],
     }
     # the shards: fitted estimators, each sealing its own state
     _child_attrs = ("shards_",)
