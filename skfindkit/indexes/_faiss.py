@@ -160,7 +160,8 @@ class FaissIndex(BaseIndex):
         return "dot" if self.metric_ == "inner_product" else "sqeuclidean"
 
     def _is_exact(self):
-        return self.factory.replace(" ", "") == "Flat"
+        # the fitted factory answers queries, whatever set_params says later
+        return getattr(self, "factory_", self.factory).replace(" ", "") == "Flat"
 
     def _flat_scan_unit(self):
         # faiss's float32 flat scan: proven row by row, exact search where it cannot be

@@ -195,8 +195,9 @@ class MilvusIndex(BaseIndex):
     # ------------------------------------------------------------ backend
     def _is_exact(self):
         # a flat scan, or IVF_FLAT probing every cluster
-        return self.index_type == "FLAT" or (
-            self.index_type == "IVF_FLAT" and self.nprobe >= self.nlist
+        built = getattr(self, "_fit_params", None) or self.get_params(deep=False)
+        return built["index_type"] == "FLAT" or (
+            built["index_type"] == "IVF_FLAT" and self.nprobe >= built["nlist"]
         )
 
     def _flat_scan_unit(self):
