@@ -8,8 +8,10 @@ from numbers import Integral
 import numpy as np
 
 from ..utils import import_optional
+from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval
 from ._ann_utils import native_seed
+from ._faiss_checks import loaded_index_problem
 from ._base import BaseIndex
 
 __all__ = ["FaissIndex"]
@@ -288,6 +290,18 @@ class FaissIndex(BaseIndex):
         # which the index keeps alive; partial_fit first makes them its own
         self._loaded_from = payload
         return faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(payload), payload.size))
+
+    def _check_loaded_index(self, index):
+        """The loaded index against the saved state, walked in numpy (``_faiss_checks``)."""
+        faiss = _faiss()
+        metric = faiss.METRIC_INNER_PRODUCT if self.metric_ == "inner_product" else faiss.METRIC_L2
+        problem = loaded_index_problem(faiss, index, self.n_features_in_, self.n_samples_fit_,
+                                       metric)
+        if problem:
+            raise CorruptIndexError(
+                f"FaissIndex: the faiss index does not match the saved state ({problem}); "
+                "it was not queried."
+            )
 
     def _vectors_in_native(self):
         return _raw_vectors(_faiss(), self._index)
