@@ -133,3 +133,56 @@ def load_and_query(path, Q):
     ok = (dist.shape == ind.shape == (len(Q), k)
           and ((ind >= -1) & (ind < index.n_samples_fit_)).all())
     return ("answered", "") if ok else ("bad-shape", f"{dist.shape} {ind.shape}")
+
+
+def _far_link_annoy(index, payload):
+    out = payload.copy()
+    node = 16 + 4 * index.n_features_in_
+    ints = out.reshape(-1, node).view("<i4")
+    inner = np.flatnonzero(ints[index.n_samples_fit_:, 0] > ints.shape[1])  # split nodes
+    row = index.n_samples_fit_ + inner[0]
+    ints[row, 2] = ints.shape[0] + 10_000  # euclidean layout: children at byte 8
+    return out
+
+
+def _far_link_hnswlib(index, state):
+    level0 = state["data_level0"].copy()
+    per = int(state["size_data_per_element"])
+    level0[4:8].view("<u4")[0] = 10_000_000  # item 0's first level-0 link
+    assert per > 8
+    return {**state, "data_level0": level0}
+
+
+def _far_link_nmslib(index, payload):
+    main = payload["file"].copy()
+    d = index.n_features_in_
+    at = 68 + 16 + 4 * d + 4  # item 0's first level-0 link
+    main[at:at + 4] = np.frombuffer(np.int32(10_000_000).tobytes(), np.uint8)
+    return {**payload, "file": main}
+
+
+def _far_link_faiss(index, payload):
+    import faiss
+
+    loaded = faiss.deserialize_index(np.array(payload))
+    hnsw = loaded.hnsw
+    faiss.rev_swig_ptr(hnsw.neighbors.data(), hnsw.neighbors.size())[3] = 10_000_000
+    return faiss.serialize_index(loaded)
+
+
+FAR_LINK = {"annoy": _far_link_annoy, "hnswlib": _far_link_hnswlib, "nmslib": _far_link_nmslib,
+            "faiss-hnsw": _far_link_faiss}
+
+
+def write_far_link(backend, folder):
+    """A file whose graph links one item to an id far beyond the items (resealed)."""
+    from skfindkit.utils._persist import NativeBlob
+
+    index, Q = fitted(backend)
+    state = index.__getstate__()
+    blob = state["_index_blob"]
+    payload = FAR_LINK[backend](index, blob.payload)
+    path = os.path.join(folder, f"{backend}-far-link.skfk")
+    _corruption.save_state(type(index), _corruption.resealed(
+        state, _index_blob=NativeBlob(blob.kind, payload)), path)
+    return path, Q

@@ -47,3 +47,16 @@ def test_tampered_native_bytes_are_refused_or_answered(backend, tmp_path):
 @pytest.mark.parametrize("backend", _native_fuzz.BACKENDS)
 def test_tampered_native_bytes_many_variants(backend, tmp_path):
     _fuzz(backend, tmp_path, n_variants=200, seed=1)
+
+
+@pytest.mark.parametrize("backend", sorted(_native_fuzz.FAR_LINK))
+def test_a_graph_link_far_out_of_range_is_refused_at_load(backend, tmp_path):
+    # one neighbour id deep inside the graph, that only the library interprets
+    pytest.importorskip(_NEEDS[backend])
+    path, Q = _native_fuzz.write_far_link(backend, str(tmp_path))
+    try:
+        result, message = run_isolated(_native_fuzz.load_and_query, path, Q, timeout=120)
+    except (ChildCrashed, ChildHung) as exc:
+        result, message = type(exc).__name__, str(exc)
+    assert result == "refused", message
+    assert message.startswith("CorruptIndexError")
