@@ -96,9 +96,9 @@ class NMSLibIndex(BaseIndex):
     file record by record, and, for ``method="hnsw"``, the whole optimized
     graph (header fields, each item's row equal to the data file's, every
     link below the number of items and pointing to an item of the level it
-    is on). ``method="sw-graph"`` indexes are loaded with only their data
-    file checked: nmslib trusts the links of their graph file, so load them
-    from trusted files only (``docs/security.md``).
+    is on). For ``method="sw-graph"`` skfindkit checks the data file only;
+    the graph is a text file whose links nmslib's own reader checks
+    (``docs/security.md``).
 
     Examples
     --------
