@@ -98,7 +98,10 @@ class AnnoyIndex(BaseIndex):
     is one) for annoy to load. Saving + loading therefore costs about
     3.7-3.9x annoy's own save + load at 100k x 128
     (``benchmarks/results/persistence.md``), close to the cost of those file
-    copies alone.
+    copies alone. Before annoy reads a saved forest, it is checked in numpy
+    against the fitted metric's node layout: item nodes, leaf item ids below
+    the number of items, split children before their parent (no cycle), the
+    rows against the sealed data (``docs/security.md``).
 
     Examples
     --------

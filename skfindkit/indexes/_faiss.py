@@ -138,6 +138,13 @@ class FaissIndex(BaseIndex):
     indexes whose codes are lossy (PQ, SQ, transforms) or computed with BLAS
     (``"Flat"``) are recomputed exactly for the returned ids.
 
+    A loaded index is checked before its first query: dimension, metric,
+    item count and training of the index and its nested storage/quantizer,
+    HNSW levels and links, inverted lists' ids. faiss's own reader checks the
+    rest of a file; it allocates a vector's declared length (up to 2^40
+    elements) before reading it, so a tampered file can make a load allocate
+    much more memory than the file holds (``docs/security.md``).
+
     Examples
     --------
     >>> import numpy as np

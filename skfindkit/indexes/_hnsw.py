@@ -84,6 +84,13 @@ class HNSWIndex(BaseIndex):
     NMSLibIndex : The same algorithm through nmslib.
     FaissIndex : faiss indexes, including ``"HNSW32"``.
 
+    Notes
+    -----
+    A saved index's hnswlib state is checked in numpy before hnswlib reads
+    it: every size, offset and level against the saved dimensions, every
+    link below the number of items, the rows against the sealed data
+    (``docs/security.md``).
+
     Examples
     --------
     >>> import numpy as np
