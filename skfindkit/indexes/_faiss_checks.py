@@ -25,18 +25,27 @@ def _problem(faiss, index, d, n, metric_type, where):
                 f"{index.metric_type}; expected {n} items of {d} features, metric {metric_type}")
     if not index.is_trained:
         return f"the {where} is not trained"
+    if isinstance(index, faiss.IndexPreTransform):
+        chain = [faiss.downcast_VectorTransform(index.chain.at(i))
+                 for i in range(index.chain.size())]
+        dims = [(t.d_in, t.d_out) for t in chain]
+        inner = faiss.downcast_index(index.index)
+        if not dims or dims[0][0] != d or dims[-1][1] != inner.d or any(
+                a[1] != b[0] for a, b in zip(dims, dims[1:])):
+            return f"the {where}'s transforms map {dims}, not {d} to {inner.d} features"
+        return _problem(faiss, inner, inner.d, n, metric_type, f"{where}'s inner index")
     if hasattr(index, "hnsw"):
         problem = _hnsw_problem(faiss, index.hnsw, n)
         if problem:
             return f"the {where}'s HNSW graph: {problem}"
         return _problem(faiss, index.storage, d, n, metric_type, f"{where}'s storage")
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        if ivf.nlist < 1 or ivf.quantizer is None:
+    if isinstance(index, faiss.IndexIVF):
+        if index.nlist < 1 or index.quantizer is None:
             return f"the {where} has no inverted lists"
-        problem = _problem(faiss, ivf.quantizer, d, ivf.nlist, faiss.downcast_index(
-            ivf.quantizer).metric_type, f"{where}'s quantizer")
-        return problem or _lists_problem(faiss, ivf, n)
+        quantizer = faiss.downcast_index(index.quantizer)
+        problem = _problem(faiss, quantizer, d, index.nlist, quantizer.metric_type,
+                           f"{where}'s quantizer")
+        return problem or _lists_problem(faiss, index, n)
     return None
 
 
