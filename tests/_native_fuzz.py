@@ -17,20 +17,21 @@ import numpy as np
 
 from . import _corruption
 
-BACKENDS = ("annoy", "nmslib", "hnswlib", "faiss-hnsw", "faiss-flat", "faiss-ivf")
+BACKENDS = ("annoy", "nmslib", "hnswlib", "faiss-hnsw", "faiss-flat", "faiss-ivf", "faiss-pca")
+_FAISS_FACTORIES = {"faiss-ivf": "IVF4,Flat", "faiss-pca": "PCA4,IVF4,Flat"}
 _OTHER_METRIC = {"euclidean": ["inner_product", "cosine"], "cosine": ["inner_product", "euclidean"],
                  "inner_product": ["euclidean", "cosine"]}
 
 
 def fitted(backend, n=120, d=8, metric="euclidean"):
     """A small fitted index of ``backend`` and queries."""
-    if backend == "faiss-ivf":
+    if backend in _FAISS_FACTORIES:
         from skfindkit import FaissIndex
 
         X = _corruption.clustered(n + 10, d=d)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return FaissIndex(n_neighbors=5, metric=metric, factory="IVF4,Flat",
+            return FaissIndex(n_neighbors=5, metric=metric, factory=_FAISS_FACTORIES[backend],
                               nprobe=2).fit(X[:n]), X[n:]
     return _corruption.make_index(backend, metric=metric, n=n, d=d)
 

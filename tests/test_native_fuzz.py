@@ -18,7 +18,7 @@ from . import _native_fuzz
 from ._isolation import ChildCrashed, ChildHung, run_isolated
 
 _NEEDS = {"annoy": "annoy", "nmslib": "nmslib", "hnswlib": "hnswlib", "faiss-hnsw": "faiss",
-          "faiss-flat": "faiss", "faiss-ivf": "faiss"}
+          "faiss-flat": "faiss", "faiss-ivf": "faiss", "faiss-pca": "faiss"}
 
 
 def _fuzz(backend, folder, n_variants, seed):
