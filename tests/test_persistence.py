@@ -191,7 +191,8 @@ def test_resealed_native_bytes_of_another_index_fail_the_data_digest(backend):
     # the rows read back from them do not have the sealed data's digest
     index, _ = _corruption.make_index(_backend(backend), seed=0)
     other, _ = _corruption.make_index(backend, seed=1)
-    state = _corruption.resealed(index.__getstate__(), _index_blob=other.__getstate__()["_index_blob"])
+    state = _corruption.resealed(index.__getstate__(),
+                                 _index_blob=other.__getstate__()["_index_blob"])
     with pytest.raises(CorruptIndexError, match="do not match the saved data's checksum"):
         type(index).__new__(type(index)).__setstate__(state)
 
