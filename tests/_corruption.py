@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from skfindkit.utils import _persist
 from skfindkit.utils._persist import CorruptFileError, seal_state
 
 BACKENDS = ("exact", "annoy", "nmslib", "hnswlib", "faiss-hnsw", "faiss-flat")
@@ -235,3 +236,24 @@ def joblib_round_trip(backend):
     joblib.dump(index, buffer)
     buffer.seek(0)
     return _same(_answers(joblib.load(buffer), Q), _answers(index, Q))
+
+
+def resealed(state, **changes):
+    """A sealed state with ``changes`` and every checksum recomputed (what an
+    attacker can do: a checksum is not a signature); detached fields keep
+    their recorded digest."""
+    state = dict(state, **changes)
+    record = state["_checksums"]
+    fields = dict(record["fields"], **{k: _persist._digest(v) for k, v in changes.items()})
+    state["_checksums"] = dict(record, fields=fields, all=_persist._combined(fields))
+    return state
+
+
+def save_state(cls, state, path):
+    """Write ``state`` (a sealed state of an estimator of ``cls``) with ``skfindkit.io.save``:
+    the file a tampered state makes, its file checksum recomputed by ``save``."""
+    from skfindkit import io as skio
+
+    obj = cls.__new__(cls)
+    obj.__getstate__ = lambda: state
+    skio.save(obj, path)

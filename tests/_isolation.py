@@ -1,21 +1,26 @@
 """Run a function in a child process, so that a native crash fails a test instead of the run.
 
 One spawned worker is reused (the imports are paid once); when a child dies
-(segfault, abort), :func:`run_isolated` reports it as :class:`ChildCrashed`
-and the next call starts a fresh worker.
+(segfault, abort), :func:`run_isolated` reports it as :class:`ChildCrashed`,
+when it runs past its timeout it is killed and reported as
+:class:`ChildHung`; the next call starts a fresh worker.
 """
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-__all__ = ["ChildCrashed", "run_isolated"]
+__all__ = ["ChildCrashed", "ChildHung", "run_isolated"]
 
 _pool = None
 
 
 class ChildCrashed(RuntimeError):
     """The child process running a case died (a crash in native code)."""
+
+
+class ChildHung(RuntimeError):
+    """The child process running a case did not finish in time (it was killed)."""
 
 
 def _executor():
@@ -37,3 +42,9 @@ def run_isolated(func, *args, timeout=300):
     except BrokenProcessPool as exc:
         _pool = None
         raise ChildCrashed(f"{func.__name__}{args!r} killed its process: {exc}") from None
+    except TimeoutError:
+        pool, _pool = _pool, None
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()  # this pool's own worker, started above
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise ChildHung(f"{func.__name__}{args!r} ran past {timeout} s") from None

@@ -18,7 +18,6 @@ from sklearn.preprocessing import StandardScaler
 
 from skfindkit import ExactIndex, FunctionVectorLoader, SklearnFeatureExtractor, attach_keys
 from skfindkit import io as skio
-from skfindkit.utils import _persist
 from skfindkit.utils._native_bytes import load_from_bytes, save_to_bytes
 from skfindkit.utils._persist import CorruptFileError, CorruptIndexError, NativeBlob
 
@@ -186,21 +185,14 @@ def test_data_read_back_keeps_the_rescaling_of_tiny_values(backend, tmp_path):
         assert _corruption._same(loaded.kneighbors(X[:5]), index.kneighbors(X[:5]))
 
 
-def _resealed(state, **changes):
-    state = dict(state, **changes)
-    record = state["_checksums"]
-    fields = dict(record["fields"], **{k: _persist._digest(v) for k, v in changes.items()})
-    state["_checksums"] = dict(record, fields=fields, all=_persist._combined(fields))
-    return state
-
-
 @pytest.mark.parametrize("backend", _LOSSLESS)
 def test_resealed_native_bytes_of_another_index_fail_the_data_digest(backend):
     # checksums recomputed around another index's native bytes (same shape):
     # the rows read back from them do not have the sealed data's digest
     index, _ = _corruption.make_index(_backend(backend), seed=0)
     other, _ = _corruption.make_index(backend, seed=1)
-    state = _resealed(index.__getstate__(), _index_blob=other.__getstate__()["_index_blob"])
+    state = _corruption.resealed(index.__getstate__(),
+                                 _index_blob=other.__getstate__()["_index_blob"])
     with pytest.raises(CorruptIndexError, match="do not match the saved data's checksum"):
         type(index).__new__(type(index)).__setstate__(state)
 

@@ -18,6 +18,10 @@ __all__ = ["AnnoyIndex"]
 _METRICS = {"euclidean": "euclidean", "cosine": "euclidean", "inner_product": "dot"}
 # what get_nns_by_vector returns for each: L2, or <x, y> for "dot"
 _UNITS = {"euclidean": "euclidean", "cosine": "euclidean", "inner_product": "dot"}
+# byte offset of a node's ``children`` in annoy's node layouts (both 16-byte
+# headers before the row): euclidean (descendants, offset ``a``, children[2]),
+# dot (descendants, children[2], dot factor)
+_CHILDREN_AT = {"euclidean": 8, "dot": 4}
 
 
 def _annoy():
@@ -95,7 +99,10 @@ class AnnoyIndex(BaseIndex):
     is one) for annoy to load. Saving + loading therefore costs about
     3.7-3.9x annoy's own save + load at 100k x 128
     (``benchmarks/results/persistence.md``), close to the cost of those file
-    copies alone.
+    copies alone. Before annoy reads a saved forest, it is checked in numpy
+    against the fitted metric's node layout: item nodes, leaf item ids below
+    the number of items, split children before their parent (no cycle), the
+    rows against the sealed data (``docs/security.md``).
 
     Examples
     --------
@@ -180,6 +187,48 @@ class AnnoyIndex(BaseIndex):
         index = self._new(self.n_features_in_)
         load_from_bytes(payload, lambda path: index.load(path, prefault=True))
         return index
+
+    def _check_native_bytes(self, payload):
+        """annoy's forest as annoy will walk it, checked in numpy before annoy reads it.
+
+        The file is whole nodes of the fitted metric's layout; the first
+        ``n_samples_fit_`` are the items (one descendant each), the last is a
+        root over all of them; every other node is a leaf bucket whose item
+        ids are below ``n_samples_fit_`` or a split whose two children come
+        before it (annoy writes children first: no cycle, no id out of range).
+        """
+        n, d = self.n_samples_fit_, self.n_features_in_
+        node = 16 + 4 * d
+        if payload.size < (n + 1) * node or payload.size % node:
+            raise CorruptIndexError(
+                f"AnnoyIndex: the annoy index has {payload.size} bytes, not whole nodes of "
+                f"{node} bytes for {n} items of {d} features."
+            )
+        ints = payload.reshape(-1, node).view("<i4")
+        desc = ints[:, 0]
+        first = _CHILDREN_AT[_METRICS[self.metric_]] // 4
+        capacity = ints.shape[1] - first  # annoy's K: item ids a leaf bucket holds
+        inner = ints[n:]
+        count = desc[n:]
+        leaf = (count >= 1) & (count <= capacity)
+        own = np.arange(n, ints.shape[0])
+        split = inner[~leaf, first:first + 2]
+        slots = inner[leaf, first:]
+        used = np.arange(capacity) < count[leaf][:, None]
+        problems = [
+            (desc[:n] != 1).any() and "an item node has descendants",
+            desc[-1] != n and f"the last root covers {desc[-1]} items, not {n}",
+            (count < 1).any() and "a node has no descendants",
+            ((split < 0) | (split >= own[~leaf][:, None])).any()
+            and "a split node points outside the nodes before it",
+            ((slots < 0) | (slots >= n))[used].any() and "a leaf names an item out of range",
+        ]
+        problems = [p for p in problems if p]
+        if problems:
+            raise CorruptIndexError(
+                f"AnnoyIndex: the annoy index is not a forest over {n} items "
+                f"({'; '.join(problems)}); nothing was passed to annoy."
+            )
 
     def _vectors_in_native(self):
         return True  # "euclidean" and "dot" nodes keep the rows as given

@@ -8,8 +8,10 @@ from numbers import Integral
 import numpy as np
 
 from ..utils import import_optional
+from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval
 from ._ann_utils import C_INT_MAX, native_seed
+from ._faiss_checks import loaded_index_problem
 from ._base import BaseIndex
 
 __all__ = ["FaissIndex"]
@@ -136,6 +138,13 @@ class FaissIndex(BaseIndex):
     memory-mapped ``joblib.load(..., mmap_mode=...)`` is always copied). Distances of
     indexes whose codes are lossy (PQ, SQ, transforms) or computed with BLAS
     (``"Flat"``) are recomputed exactly for the returned ids.
+
+    A loaded index is checked before its first query: dimension, metric,
+    item count and training of the index and its nested storage/quantizer,
+    HNSW levels and links, inverted lists' ids. faiss's own reader checks the
+    rest of a file; it allocates a vector's declared length (up to 2^40
+    elements) before reading it, so a tampered file can make a load allocate
+    much more memory than the file holds (``docs/security.md``).
 
     Examples
     --------
@@ -296,6 +305,18 @@ class FaissIndex(BaseIndex):
         # which the index keeps alive; partial_fit first makes them its own
         self._loaded_from = payload
         return faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(payload), payload.size))
+
+    def _check_loaded_index(self, index):
+        """The loaded index against the saved state, walked in numpy (``_faiss_checks``)."""
+        faiss = _faiss()
+        metric = faiss.METRIC_INNER_PRODUCT if self.metric_ == "inner_product" else faiss.METRIC_L2
+        problem = loaded_index_problem(faiss, index, self.n_features_in_, self.n_samples_fit_,
+                                       metric)
+        if problem:
+            raise CorruptIndexError(
+                f"FaissIndex: the faiss index does not match the saved state ({problem}); "
+                "it was not queried."
+            )
 
     def _vectors_in_native(self):
         return _raw_vectors(_faiss(), self._index)

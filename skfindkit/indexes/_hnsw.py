@@ -85,6 +85,13 @@ class HNSWIndex(BaseIndex):
     NMSLibIndex : The same algorithm through nmslib.
     FaissIndex : faiss indexes, including ``"HNSW32"``.
 
+    Notes
+    -----
+    A saved index's hnswlib state is checked in numpy before hnswlib reads
+    it: every size, offset and level against the saved dimensions, every
+    link below the number of items, the rows against the sealed data
+    (``docs/security.md``).
+
     Examples
     --------
     >>> import numpy as np
@@ -173,31 +180,68 @@ class HNSWIndex(BaseIndex):
         return state
 
     def _check_native_bytes(self, state):
-        """Check hnswlib's state against the saved dimensions before hnswlib reads it."""
+        """Check hnswlib's state before hnswlib reads it: every size, offset and
+        level against the others and the saved dimensions, every link below the
+        number of items (hnswlib follows them without checking)."""
         try:
-            count, dim = int(state["cur_element_count"]), int(state["dim"])
-            per_element = int(state["size_data_per_element"])
-            consistent = (
-                state["ser_version"] == 1
-                and state["space"] == _SPACES[self.metric_]
-                and int(state["label_offset"]) - int(state["offset_data"]) == 4 * dim
-                and state["data_level0"].nbytes == int(state["max_elements"]) * per_element
-                and state["label_lookup_external"].size == count
-                and state["label_lookup_internal"].size == count
-                and state["element_levels"].size == int(state["max_elements"])
-                and state["link_lists"].nbytes == int(state["size_links_per_element"])
-                * int(np.maximum(state["element_levels"][:count], 0).sum(dtype=np.int64))
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._check_hnswlib_state(state)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CorruptIndexError(f"HNSWIndex: the hnswlib state is malformed ({exc!r}).")
-        if not consistent:
-            raise CorruptIndexError("HNSWIndex: the hnswlib state is inconsistent.")
+
+    def _check_hnswlib_state(self, state):
+        count, dim = int(state["cur_element_count"]), int(state["dim"])
         if count != self.n_samples_fit_ or dim != self.n_features_in_:
             raise CorruptIndexError(
                 f"HNSWIndex: the hnswlib index holds {count} items of {dim} features but "
                 f"the saved state has {self.n_samples_fit_} of {self.n_features_in_}; "
                 "the index does not belong to this state."
             )
+        m, m0 = int(state["max_M"]), int(state["max_M0"])
+        capacity, levels = int(state["max_elements"]), state["element_levels"]
+        entry, top = int(state["enterpoint_node"]), int(state["max_level"])
+        links0, per_element = 4 + 4 * m0, int(state["size_data_per_element"])
+        arrays = ("data_level0", "link_lists", "element_levels", "label_lookup_external",
+                  "label_lookup_internal")
+        dtypes = (np.int8, np.int8, np.int32, np.uint64, np.uint32)
+        consistent = (
+            state["ser_version"] == 1
+            and state["space"] == _SPACES[self.metric_]
+            and all(isinstance(state[a], np.ndarray) and state[a].ndim == 1
+                    and state[a].dtype == t for a, t in zip(arrays, dtypes))
+            and 2 <= m <= 1 << 16 and m0 == 2 * m and m == int(state["M"])
+            and abs(float(state["mult"]) * np.log(m) - 1) < 1e-6  # level draws on insert
+            and int(state["offset_level0"]) == 0 and int(state["offset_data"]) == links0
+            and int(state["label_offset"]) == links0 + 4 * dim
+            and per_element == links0 + 4 * dim + 8
+            and int(state["size_links_per_element"]) == 4 + 4 * m
+            and count <= capacity and state["data_level0"].size == capacity * per_element
+            and levels.size == capacity
+            and state["label_lookup_external"].size == count
+            and state["label_lookup_internal"].size == count
+            and 0 <= entry < count and 0 <= top == levels[entry]
+        )
+        if not consistent:
+            raise CorruptIndexError("HNSWIndex: the hnswlib state is inconsistent.")
+        levels = levels[:count]
+        if (levels < 0).any() or (levels > top).any():
+            raise CorruptIndexError("HNSWIndex: the hnswlib element levels are out of range.")
+        upper = state["link_lists"]
+        if upper.size != (4 + 4 * m) * int(levels.sum(dtype=np.int64)):
+            raise CorruptIndexError("HNSWIndex: the hnswlib upper-level links have the "
+                                    "wrong size.")
+        internal = state["label_lookup_internal"]
+        if (internal >= count).any():
+            raise CorruptIndexError("HNSWIndex: the hnswlib label table is out of range.")
+        level0 = state["data_level0"].reshape(capacity, per_element)[:count, :links0]
+        for lists, width, where in ((level0, m0, "level 0"),
+                                    (upper.reshape(-1, 4 + 4 * m), m, "upper levels")):
+            sizes = np.ascontiguousarray(lists[:, :2]).view("<u2").ravel()
+            ids = np.ascontiguousarray(lists[:, 4:4 + 4 * width]).view("<u4")
+            used = np.arange(width) < sizes[:, None]
+            if (sizes > width).any() or (ids[used] >= count).any():
+                raise CorruptIndexError(
+                    f"HNSWIndex: the hnswlib graph ({where}) links to items that do not "
+                    f"exist; nothing was passed to hnswlib.")
 
     def _vectors_in_native(self):
         return True  # spaces "l2" and "ip" keep the rows as given (cosine: unit rows, "l2")

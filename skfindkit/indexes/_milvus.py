@@ -10,6 +10,7 @@ import numpy as np
 
 from ..utils import import_optional, progress
 from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._persist import CorruptIndexError
 from . import _milvus_store as store
 from ._ann_utils import C_INT_MAX
 from ._base import BaseIndex
@@ -52,6 +53,16 @@ class MilvusIndex(BaseIndex):
       collection is still the one it was fitted on (owner token and number of
       items); ``partial_fit`` on one copy makes the others refuse to answer.
       Dropping the collection on the server breaks every pickle of it.
+
+    A file names where its collection lives, so loading one (``pickle``,
+    :func:`skfindkit.io.load`) never connects to a server the caller did not
+    name: a server reference loads only inside
+    ``with MilvusIndex.allow_servers("http://host:19530"):``; otherwise the
+    load raises :class:`PermissionError` naming the server. A Lite snapshot
+    is always restored into the process's temporary store, whatever folder
+    the file names; its archive is checked before anything is written (plain
+    files with relative names, declared sizes within the archive, a manifest
+    naming files of the archive only, the saved dimension).
 
     Collections in the default store are dropped when their index is garbage
     collected; collections at a given ``uri`` are kept (they are the point
@@ -348,6 +359,45 @@ class MilvusIndex(BaseIndex):
         return out
 
     # ------------------------------------------------ attaching, pickling
+    @staticmethod
+    def allow_servers(*uris):
+        """Context manager: let files loaded in its block reference collections at ``uris``.
+
+        Parameters
+        ----------
+        *uris : str
+            Milvus server URIs, as the saved indexes name them (e.g.
+            ``"http://host:19530"``).
+
+        Examples
+        --------
+        >>> from skfindkit import MilvusIndex
+        >>> with MilvusIndex.allow_servers("http://localhost:19530"):
+        ...     pass  # index = skfindkit.io.load("server-index.skfk")
+        """
+        return store.allowed_servers(*uris)
+
+    def _check_native_bytes(self, payload):
+        """A server reference needs the caller's consent; a Lite snapshot, a sound archive."""
+        owner = type(self).__name__
+        header, _, snapshot = bytes(payload).partition(b"\n")
+        try:
+            ref = json.loads(header)
+            keys_ok = isinstance(ref, dict) and {"uri", "name", "token", "lite"} <= set(ref)
+        except (ValueError, RecursionError):
+            keys_ok = False
+        if not keys_ok or not all(isinstance(ref[k], str) for k in ("uri", "name", "token")):
+            raise CorruptIndexError(f"{owner}: the collection reference is malformed.")
+        if ref["lite"] is not True:
+            if ref["lite"] is not False or snapshot:
+                raise CorruptIndexError(f"{owner}: the collection reference is malformed.")
+            store.check_server_allowed(ref["uri"], owner)
+            return
+        try:
+            store.check_snapshot(snapshot, self.n_features_in_)
+        except ValueError as exc:
+            raise CorruptIndexError(f"{owner}: {exc}.") from None
+
     def _attached(self):
         """The fitted collection, checked once after unpickling."""
         coll = self._index

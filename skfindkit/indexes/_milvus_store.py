@@ -11,7 +11,11 @@ from the estimator:
   URI (unreachable, not a Lite folder, locked by another process, corrupt)
   within the ``timeout``;
 - snapshots of one Lite collection as bytes (what pickling stores) and their
-  restoration as a new collection of the process's default store.
+  restoration as a new collection of the process's default store, after
+  checking the archive (plain files with relative names, sizes within the
+  archive) and the manifest (files of the archive only, no path outside it);
+- the servers a loaded file may connect to: none unless the caller names
+  them (:func:`allowed_servers`).
 """
 
 import atexit
@@ -23,12 +27,15 @@ import tarfile
 import tempfile
 import threading
 import uuid
+from collections import Counter
+from contextlib import contextmanager
 
 from ..utils import import_optional
 
 __all__ = [
-    "Collection", "OWNER", "connect", "default_store", "describe", "drop_quietly",
-    "is_lite", "lite_restore", "lite_snapshot",
+    "Collection", "OWNER", "UntrustedEndpointError", "allowed_servers", "check_server_allowed",
+    "check_snapshot", "connect", "default_store", "describe", "drop_quietly", "is_lite",
+    "lite_restore", "lite_snapshot",
 ]
 
 _LOCK = threading.Lock()
@@ -36,6 +43,46 @@ _CLIENTS = {}
 _DEFAULT_STORE = None
 _SNAPSHOT_FORMAT = b"skfindkit-milvus-lite-1\n"
 OWNER = "skfindkit.owner"  # collection property naming the index that created it
+_ALLOWED = Counter()  # server URIs a loaded file may connect to (see allowed_servers)
+_MAX_MEMBERS = 100_000  # files in one snapshot archive
+_PLAIN_FILES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+
+
+class UntrustedEndpointError(PermissionError):
+    """A loaded file references a server the caller did not allow."""
+
+
+def _server_key(uri):
+    return str(uri).rstrip("/")
+
+
+@contextmanager
+def allowed_servers(*uris):
+    """Let files loaded inside the ``with`` block reference collections at ``uris``."""
+    keys = [_server_key(u) for u in uris]
+    with _LOCK:
+        _ALLOWED.update(keys)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _ALLOWED.subtract(keys)
+            for key in keys:
+                if _ALLOWED[key] <= 0:
+                    del _ALLOWED[key]
+
+
+def check_server_allowed(uri, owner):
+    """Refuse a server ``uri`` read from a file unless the caller allowed it."""
+    with _LOCK:
+        allowed = _ALLOWED[_server_key(uri)] > 0 if isinstance(uri, str) else False
+    if not allowed:
+        raise UntrustedEndpointError(
+            f"{owner}: the file references a collection on the Milvus server at "
+            f"uri={uri!r}; a loaded index connects to no server the caller did not "
+            f"name. If you trust this file and that server, load it inside "
+            f"`with MilvusIndex.allow_servers({uri!r}):`."
+        )
 
 
 class Collection:
@@ -209,28 +256,124 @@ def _add_bytes(tar, arcname, data):
     tar.addfile(info, io.BytesIO(data))
 
 
+def _safe_relative(name):
+    """Whether ``name`` is a relative path of plain components (no ``..``, no absolute)."""
+    parts = name.split("/") if isinstance(name, str) else [""]
+    return not name.startswith("/") and "\\" not in name and "\0" not in name and all(
+        p not in ("", ".", "..") for p in parts)
+
+
+def _open_archive(payload):
+    """The uncompressed tar archive of a snapshot (a compressed one is refused)."""
+    if not bytes(payload[:len(_SNAPSHOT_FORMAT)]) == _SNAPSHOT_FORMAT:
+        raise ValueError("not a skfindkit Milvus Lite snapshot")
+    archive = bytes(payload[len(_SNAPSHOT_FORMAT):])
+    try:
+        return tarfile.open(fileobj=io.BytesIO(archive), mode="r:"), len(archive)
+    except tarfile.TarError as exc:
+        raise ValueError(f"the Milvus Lite snapshot is not a tar archive ({exc})") from None
+
+
+def _checked_members(tar, size):
+    """The archive's members: plain files with safe names, their bytes inside the archive."""
+    members, total = [], 0
+    try:
+        for m in tar:
+            members.append(m)
+            if len(members) > _MAX_MEMBERS:
+                raise ValueError(f"the Milvus Lite snapshot has more than {_MAX_MEMBERS} files")
+            if m.type not in _PLAIN_FILES or m.issparse() or not _safe_relative(m.name):
+                raise ValueError(
+                    f"unexpected member {m.name!r} in a Milvus Lite snapshot (only plain "
+                    "files with relative names: no links, devices, sparse files, '..')")
+            total += m.size
+            if m.size < 0 or m.offset_data + m.size > size or total > size:
+                raise ValueError(
+                    f"member {m.name!r} of a Milvus Lite snapshot declares {m.size} bytes, "
+                    f"more than the {size}-byte archive holds")
+    except tarfile.TarError as exc:
+        raise ValueError(f"the Milvus Lite snapshot is malformed ({exc})") from None
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        raise ValueError("a Milvus Lite snapshot names a file twice")
+    if {"schema.json", "manifest.json"} - set(names):
+        raise ValueError("Milvus Lite snapshot without schema.json and manifest.json")
+    return members
+
+
+def _read_json(tar, name):
+    try:
+        with tar.extractfile(name) as fh:
+            value = json.loads(fh.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name} of a Milvus Lite snapshot is malformed ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} of a Milvus Lite snapshot is not a JSON object")
+    return value
+
+
+def _check_manifest(manifest, names):
+    """Every file the manifest names is a file of the archive (so inside the collection)."""
+    if manifest.get("active_wal_number") is not None:
+        raise ValueError("a Milvus Lite snapshot's manifest names a write-ahead log")
+    partitions = manifest.get("partitions")
+    if not isinstance(partitions, dict):
+        raise ValueError("a Milvus Lite snapshot's manifest has no partitions")
+    for partition, files in partitions.items():
+        if not _safe_relative(partition) or "/" in partition or not isinstance(files, dict):
+            raise ValueError(f"a Milvus Lite snapshot names the partition {partition!r}")
+        for key, rels in files.items():
+            if key not in ("data_files", "delta_files") or not isinstance(rels, list):
+                raise ValueError(f"a Milvus Lite snapshot's manifest has {key!r}")
+            for rel in rels:
+                if not (isinstance(rel, str) and _safe_relative(rel)
+                        and f"partitions/{partition}/{rel}" in names):
+                    raise ValueError(
+                        f"a Milvus Lite snapshot's manifest names {rel!r}, not a file of "
+                        "the snapshot")
+
+
+def check_snapshot(payload, dim):
+    """Check a :func:`lite_snapshot` before anything is written or loaded.
+
+    The archive must be uncompressed, hold plain files with relative names
+    whose declared sizes fit in it, a manifest naming files of the archive
+    only, and a schema of ``dim``-dimensional vectors.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong.
+    """
+    tar, size = _open_archive(payload)
+    with tar:
+        members = _checked_members(tar, size)
+        names = {m.name for m in members}
+        _check_manifest(_read_json(tar, "manifest.json"), names)
+        fields = _read_json(tar, "schema.json").get("fields")
+        dims = [f.get("dim") for f in fields if isinstance(f, dict) and f.get("dim") is not None
+                ] if isinstance(fields, list) else []
+        if dims != [dim]:
+            raise ValueError(
+                f"the Milvus Lite snapshot holds vectors of dimension {dims}, not [{dim}]")
+
+
 def lite_restore(payload, store, name):
     """Restore a :func:`lite_snapshot` as collection ``name`` of the Lite folder ``store``.
 
-    The archive is checked (format tag, plain files with relative names only)
-    before anything is written, then moved into place in one rename.
+    The archive is checked (:func:`check_snapshot`'s archive and manifest
+    checks) before anything is written, then moved into place in one rename.
     """
-    if not payload.startswith(_SNAPSHOT_FORMAT):
-        raise ValueError("not a skfindkit Milvus Lite snapshot")
-    with tarfile.open(fileobj=io.BytesIO(payload[len(_SNAPSHOT_FORMAT):]), mode="r") as tar:
-        members = tar.getmembers()
-        for m in members:
-            parts = m.name.split("/")
-            if not m.isfile() or m.name.startswith("/") or ".." in parts:
-                raise ValueError(f"unexpected member {m.name!r} in a Milvus Lite snapshot")
-        if {"schema.json", "manifest.json"} - {m.name for m in members}:
-            raise ValueError("Milvus Lite snapshot without schema.json and manifest.json")
+    tar, size = _open_archive(payload)
+    with tar:
+        members = _checked_members(tar, size)
+        _check_manifest(_read_json(tar, "manifest.json"), {m.name for m in members})
         staging = tempfile.mkdtemp(prefix=".skfindkit-restore-", dir=store)
         try:
             for m in members:
                 target = os.path.join(staging, *m.name.split("/"))
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                with tar.extractfile(m) as src, open(target, "wb") as dst:
+                with tar.extractfile(m) as src, open(target, "xb") as dst:
                     shutil.copyfileobj(src, dst)
             schema_path = os.path.join(staging, "schema.json")
             with open(schema_path) as fh:

@@ -93,6 +93,14 @@ class NMSLibIndex(BaseIndex):
     (``benchmarks/results/persistence.md``), close to the cost of those file
     copies alone.
 
+    Before nmslib reads them, the saved files are checked in numpy: the data
+    file record by record, and, for ``method="hnsw"``, the whole optimized
+    graph (header fields, each item's row equal to the data file's, every
+    link below the number of items and pointing to an item of the level it
+    is on). For ``method="sw-graph"`` skfindkit checks the data file only;
+    the graph is a text file whose links nmslib's own reader checks
+    (``docs/security.md``).
+
     Examples
     --------
     >>> import numpy as np
@@ -201,6 +209,20 @@ class NMSLibIndex(BaseIndex):
     def _vectors_in_native(self):
         return self._fitted_param("method") != "seq_search"  # saved with its data
 
+    def _check_native_bytes(self, payload):
+        """The data file's records, then hnsw's graph file, in numpy (see Notes)."""
+        X = self._vectors_from_bytes(payload)
+        if self._fitted_param("method") != "hnsw":
+            return
+        dist = 4 if self.metric_ == "inner_product" else (1 if X.shape[1] % 16 == 0 else 2)
+        problem = _hnsw_file_problem(file_parts(payload, (".dat",))[0], X,
+                                     int(self._fitted_param("M")), dist)
+        if problem:
+            raise CorruptIndexError(
+                f"NMSLibIndex: the nmslib hnsw file is not a graph over the saved "
+                f"{X.shape[0]} items ({problem}); nothing was passed to nmslib."
+            )
+
     def _vectors_from_bytes(self, payload):
         """The indexed rows from nmslib's data file: a u64 count, then per item a u64
         size, its id (i32), label (i32), data length (u64) and the float32 row."""
@@ -225,3 +247,77 @@ class NMSLibIndex(BaseIndex):
 
     def _native_shape(self, index):
         return len(index), (len(index[0]) if len(index) else None)
+
+
+# nmslib's optimized hnsw file: a 68-byte header (u32 flag, u32 count, u64
+# bytes per item, u64 offset of the level-0 links, u64 offset of the data,
+# i32 top level, i32 entry point, u64 maxM, u64 maxM0, i32 distance, i32
+# search method, u32 0), every item (id i32, label i32, length u64, row, then
+# its level-0 links: count i32 and maxM0 ids), then per item a u32 byte count
+# and its upper-level links (per level: count i32 and maxM ids)
+_HEADER = np.dtype([("flag", "<u4"), ("count", "<u4"), ("per_item", "<u8"), ("links0", "<u8"),
+                    ("data", "<u8"), ("top", "<i4"), ("entry", "<i4"), ("max_m", "<u8"),
+                    ("max_m0", "<u8"), ("dist", "<i4"), ("search", "<i4"), ("pad", "<u4")])
+
+
+def _links_problem(lists, width, count, levels=None, level=0):
+    """What is wrong with link lists (rows: count i32, then ``width`` ids), or None."""
+    sizes = lists[:, 0]
+    ids = lists[:, 1:1 + width]
+    used = np.arange(width) < sizes[:, None]
+    if (sizes < 0).any() or (sizes > width).any():
+        return "a link count is out of range"
+    linked = ids[used]
+    if ((linked < 0) | (linked >= count)).any():
+        return "a link names an item that does not exist"
+    if levels is not None and (levels[linked] < level).any():
+        return f"a level-{level} link names an item below that level"
+    return None
+
+
+def _hnsw_file_problem(main, X, M, dist):
+    """What makes nmslib's hnsw file ``main`` unsafe for the rows ``X``, or None."""
+    n, d = X.shape
+    if main.size < _HEADER.itemsize:
+        return "it is truncated"
+    head = main[:_HEADER.itemsize].view(_HEADER)[0]
+    per_item, links0 = 16 + 4 * d + 4 * (2 * M + 1), 16 + 4 * d
+    expected = dict(flag=1, count=n, per_item=per_item, links0=links0, data=0, max_m=M,
+                    max_m0=2 * M, dist=dist, search=3, pad=0)
+    wrong = [k for k, v in expected.items() if int(head[k]) != v]
+    top, entry = int(head["top"]), int(head["entry"])
+    if wrong or not (0 <= entry < n and top >= 0):
+        return f"header fields {wrong or ['top', 'entry']}"
+    start = _HEADER.itemsize
+    items = main[start:start + n * per_item]
+    if items.size != n * per_item:
+        return "it is truncated"
+    items = items.reshape(n, per_item)
+    head_i = np.ascontiguousarray(items[:, :16])
+    if not (np.array_equal(head_i[:, :4].view("<i4").ravel(), np.arange(n))
+            and (head_i[:, 8:16].view("<u8").ravel() == 4 * d).all()
+            and np.array_equal(items[:, 16:links0], X.view(np.uint8).reshape(n, 4 * d))):
+        return "an item's record differs from the data file"
+    problem = _links_problem(np.ascontiguousarray(items[:, links0:]).view("<i4"), 2 * M, n)
+    if problem:
+        return f"level 0: {problem}"
+    rest, pos, level_bytes = main[start + n * per_item:], 0, 4 * (M + 1)
+    levels, upper = np.zeros(n, dtype=np.int64), []
+    for i in range(n):
+        if pos + 4 > rest.size:
+            return "the upper-level links are truncated"
+        size = int(rest[pos:pos + 4].view("<u4")[0])
+        if size % level_bytes or pos + 4 + size > rest.size:
+            return f"item {i} has upper-level links of {size} bytes"
+        levels[i] = size // level_bytes
+        upper.append((i, pos + 4, levels[i]))
+        pos += 4 + size
+    if pos != rest.size or levels.max() > top or levels[entry] != top:
+        return "the levels do not match the file's top level and entry point"
+    for i, at, n_levels in upper:
+        lists = rest[at:at + n_levels * level_bytes].view("<i4").reshape(n_levels, M + 1)
+        for level in range(1, n_levels + 1):
+            problem = _links_problem(lists[level - 1:level], M, n, levels, level)
+            if problem:
+                return f"item {i}, level {level}: {problem}"
+    return None

@@ -7,9 +7,10 @@ Pickling replaces the native index by its bytes (``_serialize``) in a
 state with XXH3-128 (:func:`~skfindkit.utils._persist.seal_state`). Unpickling
 checks, in this order, before the native library sees a byte: the checksums
 (naming the field that failed), the stored data/labels/keys against the saved
-dimensions, the native bytes' own header (``_check_native_bytes``); then it
-loads them (``_deserialize``) and checks the loaded index's size
-(``_native_shape``) against ``n_samples_fit_`` and ``n_features_in_``.
+dimensions, the native bytes' own header and structure (``_check_native_bytes``); then
+it loads them (``_deserialize``), checks the loaded index's structure where
+the library exposes it (``_check_loaded_index``, before any query) and its
+size (``_native_shape``) against ``n_samples_fit_`` and ``n_features_in_``.
 
 Where the native index holds the indexed vectors exactly
 (``_vectors_in_native()``: hnswlib, annoy, nmslib with its data, faiss
@@ -116,6 +117,7 @@ class SealedIndexState:
             raise CorruptIndexError(
                 f"{owner}: {self._backend} could not load its index ({exc})."
             ) from exc
+        self._check_loaded_index(index)
         if data_digest is not None and self._fit_X is None:
             self._fit_X = self._checked_vectors(self._vectors_from_index(index), data_digest)
         shape = self._native_shape(index)
@@ -174,6 +176,12 @@ class SealedIndexState:
 
         Called after the checksums passed and before the native library loads
         the bytes; raise :class:`CorruptIndexError` on a mismatch.
+        """
+
+    def _check_loaded_index(self, index):
+        """Check a loaded native index's structure before any query (backend hook).
+
+        Raise :class:`CorruptIndexError` on a problem.
         """
 
     def _vectors_in_native(self):
