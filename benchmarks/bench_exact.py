@@ -12,66 +12,23 @@ exact ``IndexFlatL2`` (one OpenMP thread) runs in the same loop. A second table
 does the same on a small collection (sklearn digits, 1,597 x 64, 200
 queries), where fixed per-call costs dominate.
 
-    python benchmarks/bench_exact.py [--n 100000] [--repeats 5]
+    python benchmarks/bench_exact.py [--n 100000] [--repeats 5] [--quick]
 
 writes ``benchmarks/results/exact.md``.
 """
 
 import argparse
-import os
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
-import sklearn
+from _common import best_of, machine, manifold_data
 from sklearn.neighbors import NearestNeighbors
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
-import skfindkit
 from skfindkit import ExactIndex
 from skfindkit.metrics import recall_at_k
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def manifold_data(n, d, seed, n_clusters=200, intrinsic=16):
-    """Clustered points whose variation lives in a low-dimensional subspace."""
-    rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.normal(size=(d, intrinsic)))[0].T  # (intrinsic, d)
-    centers = rng.normal(scale=6.0, size=(n_clusters, intrinsic))
-    labels = rng.integers(0, n_clusters, n)
-    latent = centers[labels] + rng.normal(size=(n, intrinsic))
-    X = latent @ basis + 0.1 * rng.normal(size=(n, d))
-    return X.astype(np.float32)
-
-
-def best_of(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
-def machine():
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})"
-                     for i in threadpool_info() if i["user_api"] == "blas")
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "numpy": np.__version__, "scikit-learn": sklearn.__version__,
-        "skfindkit": skfindkit.__version__, "blas": blas,
-        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "unset"),
-    }
 
 
 def small_collection(repeats, k):
@@ -103,7 +60,15 @@ def main():
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS / "exact.md"))
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny run that only checks the script works (n=3000, 100 queries, "
+                             "1 repeat, results to a temporary file unless --out is given)")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.queries, args.repeats = 3000, 100, 1
+        if args.out == str(RESULTS / "exact.md"):
+            import tempfile
+            args.out = str(Path(tempfile.mkdtemp()) / "exact.md")
 
     # one generator call, so in-distribution queries share the clusters
     data = manifold_data(args.n + args.queries, args.d, seed=0)
