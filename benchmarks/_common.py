@@ -166,15 +166,18 @@ def audio_files(root, n, sr=22050, seconds=2.0):
 def parser(doc, repeats=3):
     """An argument parser with ``--quick``, ``--out`` and ``--repeats``.
 
-    ``doc`` is the script's docstring (its first line describes the parser).
+    ``doc`` is the script's docstring (its first line describes the parser);
+    ``repeats`` the default of ``--repeats``, or None for a script that
+    repeats nothing (no ``--repeats`` option).
     """
     result = argparse.ArgumentParser(description=doc.splitlines()[0])
     result.add_argument("--quick", action="store_true",
                         help="tiny sizes and 1 repeat: checks that the script runs; writes "
                              "into a temporary folder unless --out is given")
     result.add_argument("--out", help="the results file to write")
-    result.add_argument("--repeats", type=int, default=repeats,
-                        help="best of this many runs (default: %(default)s)")
+    if repeats is not None:
+        result.add_argument("--repeats", type=int, default=repeats,
+                            help="best of this many runs (default: %(default)s)")
     return result
 
 

@@ -243,7 +243,7 @@ def evaluate(kind, features, paths, groups):
 
 
 def main():
-    options = parser(__doc__, repeats=1)
+    options = parser(__doc__, repeats=None)
     options.add_argument("--kinds", nargs="+", default=["image", "audio", "text"])
     options.add_argument("--groups", type=int, default=None,
                          help="groups per kind (default: all: 20 images, 16 + 8 sounds, 30 texts)")

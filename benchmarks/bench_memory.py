@@ -61,7 +61,7 @@ def child(path, name, keep):
 
 
 def main():
-    options = parser(__doc__, repeats=1)
+    options = parser(__doc__, repeats=None)
     options.add_argument("--n", type=int, default=100_000)
     options.add_argument("--indexes", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
                          metavar="NAME", help="configurations to measure (default: all)")

@@ -235,7 +235,7 @@ def measure(args, lines):
 
 
 def main(argv=None):
-    options = parser(__doc__, repeats=1)
+    options = parser(__doc__, repeats=None)
     options.add_argument("--n", type=int, default=100_000)
     options.add_argument("--queries", type=int, default=2000)
     options.add_argument("--digits", type=int, default=1797,

@@ -64,3 +64,18 @@ def test_quick_run(script, tmp_path):
     assert len(written) == 1, (sorted(p.name for p in tmp_path.rglob("*")), done.stdout[-2000:])
     assert written[0].read_text().strip()
     assert _recorded() == recorded  # a quick run leaves the recorded results alone
+
+
+@pytest.mark.slow
+def test_quick_run_keeps_explicit_options(tmp_path):
+    """Options given with ``--quick`` win over its sizes, and ``--out`` is where it writes."""
+    if not has("gensim"):
+        pytest.skip("bench_text.py needs gensim")
+    out = tmp_path / "sub" / "text.md"
+    done = subprocess.run([sys.executable, "benchmarks/bench_text.py", "--quick", "--n", "300",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-5000:]
+    text = out.read_text()
+    assert "Data: 300 synthetic documents" in text
+    assert "best of 1 interleaved runs" in text
