@@ -22,39 +22,31 @@ scikit-learn's brute force on the same query set.
 
 Usage::
 
-    python benchmarks/bench_ann.py [--n 100000] [--queries 1000] [--repeats 3] [--quick]
+    python benchmarks/bench_ann.py [--n 100000] [--queries 1000] [--repeats 5] [--out PATH]
+    python benchmarks/bench_ann.py --quick  # tiny sizes, 1 repeat: checks the script runs
 
-writes ``benchmarks/results/ann.md`` and ``benchmarks/results/ann_recall_qps.png``.
+writes ``benchmarks/results/ann.md`` and ``ann_recall_qps.png`` beside it (``--quick``:
+into a temporary folder unless ``--out`` is given).
 """
 
-import argparse
 import os
 import pickle
-import platform
 import sys
 import time
 import warnings
-from importlib.metadata import version
 
 import numpy as np
+from _common import best_of, clustered, machine_text, parse, parser, results_path, split
 from threadpoolctl import threadpool_limits
 
 from skfindkit import AnnoyIndex, ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
 from skfindkit.metrics import recall_at_k
 
 K = 10
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+PACKAGES = ("annoy", "nmslib", "hnswlib", "faiss-cpu")
 
 
 # ------------------------------------------------------------------ data
-def clustered(n, d=128, intrinsic=16, n_clusters=200, seed=0):
-    rng = np.random.RandomState(seed)
-    centers = rng.randn(n_clusters, intrinsic) * 3
-    Z = centers[rng.randint(n_clusters, size=n)] + rng.randn(n, intrinsic)
-    X = Z @ rng.randn(intrinsic, d) + 0.1 * rng.randn(n, d)
-    return X.astype(np.float32)
-
-
 def digits():
     from sklearn.datasets import load_digits
 
@@ -74,11 +66,6 @@ def patch_features(n=20000, seed=0):
         for img in load_sample_images().images
     ]).astype(np.float32) / 255.0
     return SklearnFeatureExtractor(PCA(n_components=32, random_state=0)).fit_transform(patches)
-
-
-def split(X, n_queries, seed=0):
-    order = np.random.RandomState(seed).permutation(len(X))
-    return np.ascontiguousarray(X[order[n_queries:]]), np.ascontiguousarray(X[order[:n_queries]])
 
 
 # ------------------------------------------------------- raw backends
@@ -247,7 +234,7 @@ def run_refine(X, query_sets, repeats, log, quick=False, only=None):
         nn = NearestNeighbors(n_neighbors=K, algorithm="brute", n_jobs=1).fit(X)
         exact = ExactIndex(n_neighbors=K, n_jobs=1).fit(X)
         for qname, Q in query_sets.items():
-            t_sk, (_, sk_ind) = best_time(lambda: nn.kneighbors(Q), repeats)
+            t_sk, (_, sk_ind) = best_of(lambda: nn.kneighbors(Q), repeats)
             truth[qname] = exact.kneighbors(Q, return_distance=False)
             refs[qname] = len(Q) / t_sk
             log(f"  sklearn brute ({qname}): {refs[qname]:.0f} q/s, "
@@ -364,16 +351,6 @@ def refine_report(res):
     return lines
 
 
-# ---------------------------------------------------------------- timing
-def best_time(func, repeats):
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = func()
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
-
 def native_size(payload):
     """Bytes of a backend's native state: bytes, or a dict of arrays (hnswlib)."""
     if isinstance(payload, dict):
@@ -386,11 +363,11 @@ def run_dataset(name, X, Q, repeats, log):
     rows, curves = [], {}
     with threadpool_limits(1):
         exact = ExactIndex(n_neighbors=K, n_jobs=1).fit(X)
-        t_exact, (_, true) = best_time(lambda: exact.kneighbors(Q), repeats)
+        t_exact, (_, true) = best_of(lambda: exact.kneighbors(Q), repeats)
         from sklearn.neighbors import NearestNeighbors
 
         nn = NearestNeighbors(n_neighbors=K, algorithm="brute", n_jobs=1).fit(X)
-        t_sk, (_, sk_ind) = best_time(lambda: nn.kneighbors(Q), repeats)
+        t_sk, (_, sk_ind) = best_of(lambda: nn.kneighbors(Q), repeats)
     refs = {
         "ExactIndex": (len(Q) / t_exact, recall_at_k(true, exact.kneighbors(Q)[1])),
         "sklearn brute": (len(Q) / t_sk, recall_at_k(true, sk_ind)),
@@ -445,19 +422,6 @@ def run_dataset(name, X, Q, repeats, log):
 
 
 # --------------------------------------------------------------- report
-def machine():
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    libs = ", ".join(f"{p} {version(p)}" for p in
-                     ["numpy", "scikit-learn", "annoy", "nmslib", "hnswlib", "faiss-cpu"])
-    return (f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}; {libs}; "
-            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
-
-
 def extra_per_call(points, n_queries):
     """Median over the sweep of the wrapper's extra time per ``kneighbors`` call, in us."""
     return float(np.median([n_queries * (1 / p["qps"] - 1 / p["raw_qps"]) * 1e6
@@ -493,14 +457,12 @@ def with_history(lines, path):
     return [*lines, "", *kept, "", HISTORY, "", *demoted, "", *history.splitlines()]
 
 
-def write_report(results, command, elapsed, extra=(), top=(), load=None):
+def write_report(path, results, command, elapsed, extra=(), top=()):
     lines = [
         "# Approximate indexes: recall@10 vs queries/s",
         "",
         f"Command: `{command}` ({elapsed / 60:.1f} min).  ",
-        f"Machine: {machine()}.  ",
-        *([f"Load average (1 min) {load[0]:.2f} at the start, {load[1]:.2f} at the end "
-           f"(2 cores: above ~1 other jobs were running).  "] if load else []),
+        f"Machine: {machine_text(*PACKAGES)} (above ~1 per core, other jobs were running).  ",
         "All timings single thread (index `n_jobs=1`, raw backends `num_threads=1` / "
         "`omp_set_num_threads(1)`, BLAS limited to 1 thread for the exact references); "
         "query timings are the best of interleaved repeats (wrapper, raw, wrapper, raw, ...) "
@@ -571,13 +533,12 @@ def write_report(results, command, elapsed, extra=(), top=(), load=None):
               "![recall vs queries/s](ann_recall_qps.png)", "", *extra]
     at = next(i for i, line in enumerate(lines) if line.startswith("All timings"))
     lines[at:at] = ["", *top]
-    path = os.path.join(RESULTS, "ann.md")
     lines = with_history(lines, path)
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
 
-def plot(results, refine=None):
+def plot(path, results, refine=None, dpi=110):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -603,7 +564,7 @@ def plot(results, refine=None):
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS, "ann_recall_qps.png"), dpi=110)
+    fig.savefig(path, dpi=dpi)
 
 
 def plt_colors(n):
@@ -638,43 +599,40 @@ def plot_refine(ax, res, qname):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000, help="items of the clustered dataset")
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--dump", help="also pickle the raw measurements to this path")
-    parser.add_argument("--quick", action="store_true",
-                        help="20k items, 300 queries, 2 repeats, fewer sweep points")
-    parser.add_argument("--only-refine", action="store_true",
-                        help="run only the refine / out-of-distribution part")
-    parser.add_argument("--refine-indexes", nargs="*",
-                        help="names (substrings) of the indexes of the refine sweep to run")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.n, args.queries, args.repeats = 20_000, 300, 2
+    options = parser(__doc__, repeats=5)
+    options.add_argument("--n", type=int, default=100_000, help="items of the clustered dataset")
+    options.add_argument("--queries", type=int, default=1000)
+    options.add_argument("--patches", type=int, default=20_000,
+                         help="items of the patch-features dataset (c)")
+    options.add_argument("--dump", help="also pickle the raw measurements to this path")
+    options.add_argument("--only-refine", action="store_true",
+                         help="run only the refine / out-of-distribution part")
+    options.add_argument("--refine-indexes", nargs="*",
+                         help="names (substrings) of the indexes of the refine sweep to run")
+    args = parse(options, argv, n=1000, queries=50, patches=1000)
     import faiss
 
     faiss.omp_set_num_threads(1)  # raw faiss single-threaded (the wrapper restores this value)
     start = time.perf_counter()
-    load_start = os.getloadavg()[0]
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     X_a, Q_a = split(clustered(args.n + args.queries), args.queries)
     Q_ood = clustered(args.queries, seed=1)  # other clusters, other subspace
     refine = run_refine(X_a, {"in-distribution": Q_a, "out-of-distribution": Q_ood},
                         args.repeats, log, quick=args.quick, only=args.refine_indexes)
     command = "python benchmarks/bench_ann.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    os.makedirs(RESULTS, exist_ok=True)
+    path = results_path(args, "ann_refine.md" if args.only_refine else "ann.md")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if args.only_refine:
-        with open(os.path.join(RESULTS, "ann_refine.md"), "w") as fh:
-            fh.write("\n".join([f"Command: `{command.strip()}`.  ", f"Machine: {machine()}.  ",
-                                 f"Load average (1 min) {load_start:.2f} at the start, "
-                                 f"{os.getloadavg()[0]:.2f} at the end.", "",
-                                 *best_configurations(refine), "", *refine_report(refine)]))
+        path.write_text("\n".join([f"Command: `{command.strip()}`.  ",
+                                   f"Machine: {machine_text(*PACKAGES)}.", "",
+                                   *best_configurations(refine), "", *refine_report(refine)]))
+        print(f"wrote {path}")
         return
     datasets = [
         ("(a) clustered", (X_a, Q_a)),
         ("(b) digits", split(digits(), 200)),
-        ("(c) PCA patch features", split(patch_features(), 1000)),
+        ("(c) PCA patch features",
+         split(patch_features(args.patches), min(1000, args.patches // 4))),
     ]
     results = [run_dataset(name, X, Q, args.repeats, log) for name, (X, Q) in datasets]
     top = ["## Best configurations at recall@10 >= 0.95 on (a)", "",
@@ -684,9 +642,10 @@ def main(argv=None):
            "32 principal components of the data and re-rank exactly in the 128 dimensions; "
            "they pay off because this data (like many embeddings) has a low intrinsic "
            "dimension (16 here), and the right-hand column gives the best without it.", ""]
-    write_report(results, command.strip(), time.perf_counter() - start,
-                 extra=refine_report(refine), top=top, load=(load_start, os.getloadavg()[0]))
-    plot(results, refine)
+    write_report(path, results, command.strip(), time.perf_counter() - start,
+                 extra=refine_report(refine), top=top)
+    plot(path.with_name("ann_recall_qps.png"), results, refine, dpi=30 if args.quick else 110)
+    print(f"wrote {path} and its plot")
     if args.dump:
         with open(args.dump, "wb") as fh:
             pickle.dump(results, fh)

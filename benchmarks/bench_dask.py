@@ -1,7 +1,7 @@
 """Extraction throughput on a dask LocalCluster: 1 vs 2 worker processes.
 
 A real loader pipeline -- STFTVectorLoader (log spectrogram, mean+std) then
-PCA(32) -- fitted locally on 100 files, is applied with
+PCA(32) (``--components``) -- fitted locally on 100 files (``--fit``), is applied with
 ``skfindkit.dask.transform_collection`` to a ``dask.bag`` of synthesized WAV
 files on a LocalCluster of 1 worker process and on one of 2 (one thread
 each). Both clusters stay up and the runs are interleaved (1, 2, 1, 2, ...),
@@ -11,39 +11,33 @@ best of ``--repeats``; each output is checked bit-identical to the local
 is the ceiling the 2-worker cluster can reach at that moment.
 
     python benchmarks/bench_dask.py [--n 800] [--repeats 3]
+    python benchmarks/bench_dask.py --quick  # 8 files, PCA(4), 1 repeat: checks the script runs
 
-writes ``benchmarks/results/dask.md``.
+writes ``benchmarks/results/dask.md`` (``--quick``: into a temporary folder
+unless ``--out`` is given).
 """
 
-import argparse
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import audio_files, best_of_interleaved, machine, parse, parser, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_exact import machine  # noqa: E402
-from bench_loaders import audio_files, best_of_interleaved  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
 NO_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=800)
-    parser.add_argument("--partitions", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(RESULTS / "dask.md"))
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=3)
+    options.add_argument("--n", type=int, default=800)
+    options.add_argument("--partitions", type=int, default=16)
+    options.add_argument("--fit", type=int, default=100, help="files the pipeline is fitted on")
+    options.add_argument("--components", type=int, default=32, help="PCA components")
+    args = parse(options, n=8, partitions=2, fit=8, components=4)
 
     import dask
     import dask.bag as db
     import distributed
-    import librosa
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
 
@@ -54,8 +48,9 @@ def main():
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as root:
         wavs = audio_files(root, args.n)
-        pipeline = make_pipeline(STFTVectorLoader(), SklearnFeatureExtractor(PCA(32)))
-        pipeline.fit(wavs[:100])
+        pipeline = make_pipeline(STFTVectorLoader(),
+                                 SklearnFeatureExtractor(PCA(args.components)))
+        pipeline.fit(wavs[: args.fit])
         local = pipeline.transform(wavs)
         bag = db.from_sequence(wavs, npartitions=args.partitions)
 
@@ -109,9 +104,7 @@ def main():
     load_after = os.getloadavg()
 
     n = args.n
-    info = machine()
-    info.update({"dask": dask.__version__, "distributed": distributed.__version__,
-                 "librosa": librosa.__version__})
+    info = machine("dask", "distributed", "librosa")
     lines = [
         "# Extraction on a dask LocalCluster: 1 vs 2 worker processes",
         "",
@@ -120,7 +113,8 @@ def main():
         f"Data: {n} synthesized 2 s mono WAVs at 22.05 kHz (bench_loaders.py's generator), "
         f"a `dask.bag` of their paths in {args.partitions} partitions. Pipeline: "
         "STFTVectorLoader() (log spectrogram, mean+std pooling) -> "
-        "SklearnFeatureExtractor(PCA(32)), fitted locally on 100 files.  ",
+        f"SklearnFeatureExtractor(PCA({args.components})), fitted locally on {args.fit} "
+        "files.  ",
         "Machine: " + "; ".join(f"{key}: {v}" for key, v in info.items()) + "  ",
         f"Load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f} on "
         f"{os.cpu_count()} cores"
@@ -153,8 +147,8 @@ def main():
         "batch sizes.",
         "",
     ]
-    Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
+    write_results(args, "dask.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -21,11 +21,12 @@ Every item of a group is a query; its relevant items are the other members
 of the group (self excluded: ``kneighbors()`` on the fitted index).
 
 Run: ``python benchmarks/bench_defaults.py [--out benchmarks/results/defaults.md]``
+(without ``--out`` it prints the table only); ``--quick`` indexes 3 groups per
+kind (5 text distractors, no spoken words) and writes into a temporary folder
+unless ``--out`` is given.
 """
 
-import argparse
 import os
-import platform
 import random
 import re
 import shutil
@@ -35,6 +36,7 @@ import tempfile
 import time
 
 import numpy as np
+from _common import machine_text, parse, parser, write_results
 
 from skfindkit.features import DEFAULT_FEATURES, FEATURE_SETS, build_pipeline
 
@@ -61,13 +63,13 @@ def _image_variants(image, rng):
     }
 
 
-def write_images(root):
+def write_images(root, n_groups=None, n_distractors=None):
     from PIL import Image
     from skimage import data
 
     rng = np.random.RandomState(0)
     paths, groups = [], []
-    for g, name in enumerate(IMAGES):
+    for g, name in enumerate(IMAGES[:n_groups]):
         image = np.asarray(getattr(data, name)())
         if image.dtype == bool:
             image = image.astype(np.uint8) * 255
@@ -152,13 +154,13 @@ def _audio_variants(y, rng):
     }
 
 
-def write_audio(root):
+def write_audio(root, n_groups=None, n_distractors=None):
     import soundfile as sf
 
     rng = np.random.RandomState(0)
-    clips = [_synth(i) for i in range(16)]
+    clips = [_synth(i) for i in range(16 if n_groups is None else n_groups)]
     words = ("seven", "window", "banana", "yesterday", "music", "river", "purple", "engine")
-    spoken = _spoken(words, root)
+    spoken = _spoken(words, root) if n_groups is None else []
     paths, groups = [], []
     for g, y in enumerate(clips + spoken):
         for variant, (wave, rate) in _audio_variants(y, rng).items():
@@ -166,8 +168,8 @@ def write_audio(root):
             sf.write(path, wave, rate)
             paths.append(path)
             groups.append(g)
-    notes = [f"{len(spoken)} espeak-ng words" if spoken else "espeak-ng not installed: "
-             "synthesized sounds only"]
+    notes = [f"{len(spoken)} espeak-ng words" if spoken else "synthesized sounds only" + (
+        ": espeak-ng not installed" if n_groups is None else "")]
     return paths, np.array(groups), notes
 
 
@@ -195,14 +197,16 @@ def _text_variants(text, rng):
     }
 
 
-def write_text(root):
+def write_text(root, n_groups=None, n_distractors=None):
     from gensim.test.utils import datapath
 
     with open(datapath("lee_background.cor"), encoding="latin-1") as handle:
         docs = [line.strip() for line in handle if len(line.split()) > 60]
     rng = random.Random(0)
     paths, groups = [], []
-    for g, doc in enumerate(docs[:30]):
+    n_groups = 30 if n_groups is None else n_groups
+    n_distractors = 100 if n_distractors is None else n_distractors
+    for g, doc in enumerate(docs[:n_groups]):
         for variant, text in _text_variants(doc, rng).items():
             path = os.path.join(root, f"doc{g:02d}_{variant}.txt")
             with open(path, "w", encoding="utf-8") as handle:
@@ -210,7 +214,7 @@ def write_text(root):
             paths.append(path)
             groups.append(g)
     distractors = []
-    for i, doc in enumerate(docs[30:130]):
+    for i, doc in enumerate(docs[n_groups:n_groups + n_distractors]):
         path = os.path.join(root, f"other{i:03d}.txt")
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(doc)
@@ -239,15 +243,18 @@ def evaluate(kind, features, paths, groups):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="write the Markdown table here")
-    parser.add_argument("--kinds", nargs="+", default=["image", "audio", "text"])
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=None)
+    options.add_argument("--kinds", nargs="+", default=["image", "audio", "text"])
+    options.add_argument("--groups", type=int, default=None,
+                         help="groups per kind (default: all: 20 images, 16 + 8 sounds, 30 texts)")
+    options.add_argument("--distractors", type=int, default=None,
+                         help="text documents never queried (default: 100)")
+    args = parse(options, groups=3, distractors=5)
     writers = {"image": write_images, "audio": write_audio, "text": write_text}
     rows, notes = [], []
     for kind in args.kinds:
         with tempfile.TemporaryDirectory() as root:
-            paths, groups, kind_notes = writers[kind](root)
+            paths, groups, kind_notes = writers[kind](root, args.groups, args.distractors)
             notes += [f"{kind}: {n}" for n in kind_notes]
             n_groups = len(set(groups[groups >= 0]))
             for name in FEATURE_SETS[kind]:
@@ -262,26 +269,19 @@ def main():
                       + " ".join(f"{v}={p:.2f}" for v, p in per_variant.items())
                       + f" cpu {cpu:.1f} s wall {seconds:.1f} s ({len(paths)} files)",
                       flush=True)
-    if args.out:
-        write_markdown(args.out, rows, notes)
+    write_results(args, "defaults.md", markdown(rows, notes), record=False)
 
 
-def write_markdown(path, rows, notes):
-    import sklearn
-
-    import skfindkit
-
+def markdown(rows, notes):
+    """The results as a Markdown page."""
     lines = [
         "# Default feature sets of `skfindkit index`, measured",
         "",
-        f"Command: `python benchmarks/bench_defaults.py --out {path}` "
+        f"Command: `python benchmarks/bench_defaults.py {' '.join(sys.argv[1:])}` "
         f"({time.strftime('%Y-%m-%d')})",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
-        f"(shared with other jobs while measured: times are indicative), "
-        f"Python {platform.python_version()}, numpy {np.__version__}, scikit-learn "
-        f"{sklearn.__version__}, skfindkit {skfindkit.__version__}, OPENBLAS_CORETYPE="
-        f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}.",
+        f"Machine: {machine_text('scikit-image', 'librosa', 'gensim')} (shared with other "
+        "jobs while measured: times are indicative).",
         "",
         "Every item of a group is a query; relevant = the other members of its group "
         "(self excluded). P@k with k = group size - 1; P@1 per edit: the share of queries "
@@ -298,8 +298,7 @@ def write_markdown(path, rows, notes):
         lines.append(f"| {kind} | {name} | {n} | {g} | {k} | {p_k:.3f} | {p_1:.3f} | "
                      f"{edits} | {cpu:.1f} | {seconds:.1f} |")
     lines += ["", *[f"- {n}" for n in notes], ""]
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -20,60 +20,17 @@ writes ``benchmarks/results/exact.md``.
 """
 
 import argparse
-import os
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
-import sklearn
+from _common import best_of, machine, manifold_data
 from sklearn.neighbors import NearestNeighbors
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
-import skfindkit
 from skfindkit import ExactIndex
 from skfindkit.metrics import recall_at_k
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def manifold_data(n, d, seed, n_clusters=200, intrinsic=16):
-    """Clustered points whose variation lives in a low-dimensional subspace."""
-    rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.normal(size=(d, intrinsic)))[0].T  # (intrinsic, d)
-    centers = rng.normal(scale=6.0, size=(n_clusters, intrinsic))
-    labels = rng.integers(0, n_clusters, n)
-    latent = centers[labels] + rng.normal(size=(n, intrinsic))
-    X = latent @ basis + 0.1 * rng.normal(size=(n, d))
-    return X.astype(np.float32)
-
-
-def best_of(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
-def machine():
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})"
-                     for i in threadpool_info() if i["user_api"] == "blas")
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "numpy": np.__version__, "scikit-learn": sklearn.__version__,
-        "skfindkit": skfindkit.__version__, "blas": blas,
-        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "unset"),
-    }
 
 
 def small_collection(repeats, k):

@@ -2,33 +2,31 @@
 
 Same network, same batch size, same images: the extractor's ``transform``
 versus the framework's own inference call on the same cut-off layer. Prints a
-Markdown table (target: extractor >= 0.95x raw).
+Markdown table (target: extractor >= 0.95x raw) and writes it to ``--out`` if
+given.
 
 Usage::
 
     python benchmarks/bench_extractors.py --frameworks keras --device cpu
     python benchmarks/bench_extractors.py --frameworks keras --device gpu  # TF with a GPU
     .venv-mxnet/bin/python benchmarks/bench_extractors.py --frameworks mxnet gluon
+    python benchmarks/bench_extractors.py --quick  # 32 images 16x16, 1 repeat, temporary folder
 """
 
-import argparse
 import os
-import platform
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _common import best_of as _best_of  # noqa: E402
+from _common import machine_text, parse, parser, write_results  # noqa: E402
 
 
 def best_of(fn, repeat):
-    fn()  # warm-up: graph building, tracing, allocation
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    """Best seconds of ``repeat`` calls of ``fn`` after one warm-up call (graph
+    building, tracing, allocation)."""
+    fn()
+    return _best_of(fn, repeat)[0]
 
 
 def _keras_device(keras, device):
@@ -137,26 +135,28 @@ BENCHES = {"keras": bench_keras, "mxnet": bench_mxnet, "gluon": bench_gluon}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frameworks", nargs="+", default=["keras"], choices=list(BENCHES))
-    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--n-images", type=int, default=2048)
-    parser.add_argument("--size", type=int, default=32, help="image side (pixels)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=5)
+    options.add_argument("--frameworks", nargs="+", default=["keras"], choices=list(BENCHES))
+    options.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    options.add_argument("--n-images", type=int, default=2048)
+    options.add_argument("--size", type=int, default=32, help="image side (pixels)")
+    options.add_argument("--batch-size", type=int, default=64)
+    args = parse(options, n_images=32, size=16, batch_size=16)
 
     X = np.random.default_rng(0).random((args.n_images, args.size, args.size, 3), "float32")
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
-          f"device: {args.device}; numpy {np.__version__}")
-    print(f"{args.n_images} images {args.size}x{args.size}x3, batch {args.batch_size}, "
-          f"best of {args.repeat}\n")
-    print("| framework | raw call (img/s) | skfindkit extractor (img/s) | ratio |")
-    print("|---|---:|---:|---:|")
+    lines = [f"Machine: {machine_text()}; device: {args.device}", "",
+             f"{args.n_images} images {args.size}x{args.size}x3, batch {args.batch_size}, "
+             f"best of {args.repeats}", "",
+             "| framework | raw call (img/s) | skfindkit extractor (img/s) | ratio |",
+             "|---|---:|---:|---:|"]
+    print("\n".join(lines), flush=True)
     for name in args.frameworks:
-        label, raw, ours = BENCHES[name](X, args.batch_size, args.device, args.repeat)
+        label, raw, ours = BENCHES[name](X, args.batch_size, args.device, args.repeats)
         n = args.n_images
-        print(f"| {label} | {n / raw:,.0f} | {n / ours:,.0f} | {raw / ours:.2f}x |")
+        lines.append(f"| {label} | {n / raw:,.0f} | {n / ours:,.0f} | {raw / ours:.2f}x |")
+        print(lines[-1], flush=True)
+    lines[0] = f"Machine: {machine_text()}; device: {args.device}"  # load at the end
+    write_results(args, "extractors.md", "\n".join(lines), record=False)
 
 
 if __name__ == "__main__":

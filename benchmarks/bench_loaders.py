@@ -1,49 +1,17 @@
 """Loader throughput: items/s with n_jobs=1 vs 2, and against a plain library loop.
 
-Run: OPENBLAS_NUM_THREADS=1 python benchmarks/bench_loaders.py [--n 200]
-Writes benchmarks/results/loaders.md (machine, versions, command, table).
+Run: OPENBLAS_NUM_THREADS=1 python benchmarks/bench_loaders.py [--n 200] [--repeats 3]
+Writes benchmarks/results/loaders.md (machine, versions, command, table);
+``--quick`` (4 files, 40 documents, 1 repeat) writes into a temporary folder
+unless ``--out`` is given.
 """
 
-import argparse
 import os
-import platform
 import sys
 import tempfile
-import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def best_of_interleaved(fns, repeat=3):
-    """Best time of each function, running them in turn ``repeat`` times.
-
-    Interleaving keeps a drift of the machine's speed (shared VM cores) from
-    favouring whichever function would have been timed in a quieter block.
-    """
-    times = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, fn_times in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            fn_times.append(time.perf_counter() - start)
-    return [min(fn_times) for fn_times in times]
-
-
-def audio_files(root, n, sr=22050, seconds=2.0):
-    import soundfile as sf
-
-    rng = np.random.RandomState(0)
-    t = np.arange(int(sr * seconds)) / sr
-    paths = []
-    for i in range(n):
-        y = np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * 0.5 + 0.05 * rng.randn(t.size)
-        path = os.path.join(root, f"clip{i:04d}.wav")
-        sf.write(path, y.astype(np.float32), sr)
-        paths.append(path)
-    return paths
+from _common import audio_files, best_of_interleaved, machine_text, parse, parser, write_results
 
 
 def image_files(root, n):
@@ -111,15 +79,13 @@ def doc2vec_loop(model, docs):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=200, help="files per loader")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "loaders.md"))
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=3)
+    options.add_argument("--n", type=int, default=200, help="files per loader")
+    options.add_argument("--docs", type=int, default=None,
+                         help="documents of the Lee corpus (default: all)")
+    options.add_argument("--epochs", type=int, default=20, help="Doc2Vec training epochs")
+    args = parse(options, n=4, docs=40, epochs=2)
 
-    import gensim
-    import librosa
-    import PIL
-    import sklearn
     from gensim.test.utils import datapath
 
     from skfindkit import Doc2VecLoader, EssentiaVectorLoader, ImageLoader, STFTVectorLoader
@@ -127,8 +93,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="skfindkit-bench-")
     wavs, jpgs = audio_files(tmp, args.n), image_files(tmp, args.n)
     with open(datapath("lee_background.cor"), encoding="latin-1") as handle:
-        docs = [d for d in handle.read().splitlines() if d.strip()]
-    d2v = Doc2VecLoader(vector_size=100, epochs=20).fit(docs)
+        docs = [d for d in handle.read().splitlines() if d.strip()][: args.docs]
+    d2v = Doc2VecLoader(vector_size=100, epochs=args.epochs).fit(docs)
     cases = [
         ("STFTVectorLoader (log, mean+std)", "librosa.load + stft loop", wavs,
          lambda j: STFTVectorLoader(n_jobs=j).transform(wavs), lambda: stft_loop(wavs)),
@@ -137,7 +103,7 @@ def main():
          lambda: essentia_loop(wavs)),
         ("ImageLoader (64x64 rgb)", "PIL open/resize loop", jpgs,
          lambda j: ImageLoader(n_jobs=j).transform(jpgs), lambda: image_loop(jpgs)),
-        ("Doc2VecLoader.transform (Lee, 300 docs)", "gensim infer_vector loop", docs,
+        (f"Doc2VecLoader.transform (Lee, {len(docs)} docs)", "gensim infer_vector loop", docs,
          lambda j: d2v.set_params(n_jobs=j).transform(docs),
          lambda: doc2vec_loop(d2v.model_, docs)),
     ]
@@ -146,28 +112,20 @@ def main():
         run(2)  # warm the worker pool
         # n_jobs=2: steady-state throughput of warm workers, timed back to back;
         # n_jobs=1 against the loop: interleaved, so both see the same machine
-        (t2,) = best_of_interleaved([lambda: run(2)])
-        t1, tb = best_of_interleaved([lambda: run(1), baseline])
+        (t2,) = best_of_interleaved([lambda: run(2)], args.repeats)
+        t1, tb = best_of_interleaved([lambda: run(1), baseline], args.repeats)
         n = len(items)
         rows.append(f"| {name} | {n} | {n / t1:.1f} | {n / t2:.1f} | {t1 / t2:.2f}x "
                     f"| {base_name}: {n / tb:.1f} | {tb / t1:.2f}x |")
         print(rows[-1], flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    import essentia
-
     text = "\n".join([
         "# Loader throughput",
         "",
         f"- command: `{' '.join(['python'] + sys.argv)}`"
         f" (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})",
-        f"- machine: {os.cpu_count()} CPUs (`nproc`), {cpu}, Python {platform.python_version()}",
-        f"- OPENBLAS_CORETYPE: {os.environ.get('OPENBLAS_CORETYPE', 'unset')}",
-        f"- versions: numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
-        f"librosa {librosa.__version__}, essentia {essentia.__version__}, "
-        f"gensim {gensim.__version__}, pillow {PIL.__version__}",
+        "- machine: " + machine_text("librosa", "essentia", "gensim", "pillow"),
         f"- data: {args.n} synthesized 2 s mono WAVs at 22.05 kHz, {args.n} 512x512 JPEGs, "
-        "gensim's Lee background corpus; best of 3 runs: n_jobs=2 back to back "
+        f"gensim's Lee background corpus; best of {args.repeats} runs: n_jobs=2 back to back "
         "after a warm-up run, then n_jobs=1 and the loop in turn",
         "",
         "| loader | items | items/s n_jobs=1 | items/s n_jobs=2 | speed-up | "
@@ -176,8 +134,7 @@ def main():
         *rows,
         "",
     ])
-    Path(args.out).write_text(text)
-    print(f"wrote {args.out}")
+    write_results(args, "loaders.md", text)
 
 
 if __name__ == "__main__":

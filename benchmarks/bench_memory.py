@@ -1,16 +1,18 @@
 """Memory of an index with and without its float32 copy (``keep_vectors``).
 
 For each backend, a fresh interpreter loads ``--n`` x 128 float32 clustered
-rows (``bench_ann.py``'s generator, saved once to a temporary .npy), fits the
+rows (the generator of ``bench_ann.py``, saved once to a temporary .npy), fits the
 index with ``keep_vectors=True`` or ``False``, answers 1,000 queries, then
 drops its own reference to the input array. Reported: the peak resident
 memory of build + query above the interpreter's baseline (libraries imported,
 data not yet loaded; the input rows are included) and the memory the fitted
 index still holds once the input is dropped.
 
-    python benchmarks/bench_memory.py [--n 100000]
+    python benchmarks/bench_memory.py [--n 100000] [--out PATH]
+    python benchmarks/bench_memory.py --quick  # 2,000 rows, hnswlib and faiss IVF only
 
-prints a Markdown table (recorded in ``benchmarks/results/ann.md``).
+prints a Markdown table (recorded in ``benchmarks/results/ann.md``) and writes
+it to ``--out`` if given (``--quick``: into a temporary folder otherwise).
 """
 
 import argparse
@@ -22,6 +24,7 @@ import sys
 import tempfile
 
 import numpy as np
+from _common import clustered, machine_text, parse, parser, write_results
 
 CONFIGS = {
     "hnswlib (M=16)": ("HNSWIndex", {"M": 16, "ef_construction": 100, "random_state": 0}),
@@ -58,22 +61,21 @@ def child(path, name, keep):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--child", nargs=3)
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=None)
+    options.add_argument("--n", type=int, default=100_000)
+    options.add_argument("--indexes", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+                         metavar="NAME", help="configurations to measure (default: all)")
+    options.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parse(options, n=2000, indexes=["hnswlib (M=16)", "faiss IVF1024,Flat"])
     if args.child:
         path, name, keep = args.child
         child(path, name, keep == "True")
         return
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_ann import clustered
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.npy")
         np.save(path, clustered(args.n + 1000))
-        for name in CONFIGS:
+        for name in args.indexes:
             cells = []
             for keep in (True, False):
                 out = subprocess.run([sys.executable, __file__, "--child", path, name, str(keep)],
@@ -82,12 +84,16 @@ def main():
             rows.append((name, cells))
             print(name, cells, flush=True)
     data_mib = args.n * 128 * 4 / 2**20
-    print(f"\n| index ({args.n} x 128 float32, input {data_mib:.0f} MiB) | peak MiB, "
-          "keep_vectors=True | peak MiB, False | held after fit MiB, True | held MiB, False |")
-    print("|---|---:|---:|---:|---:|")
+    lines = [f"Command: `python benchmarks/bench_memory.py {' '.join(sys.argv[1:])}`.  ",
+             f"Machine: {machine_text('hnswlib', 'faiss-cpu', 'annoy')}.", "",
+             f"| index ({args.n} x 128 float32, input {data_mib:.0f} MiB) | peak MiB, "
+             "keep_vectors=True | peak MiB, False | held after fit MiB, True | held MiB, False |",
+             "|---|---:|---:|---:|---:|"]
     for name, (kept, lean) in rows:
-        print(f"| {name} | {kept['peak']:.0f} | {lean['peak']:.0f} | {kept['held']:.0f} | "
-              f"{lean['held']:.0f} |")
+        lines.append(f"| {name} | {kept['peak']:.0f} | {lean['peak']:.0f} | "
+                     f"{kept['held']:.0f} | {lean['held']:.0f} |")
+    print("\n" + "\n".join(lines))
+    write_results(args, "memory.md", "\n".join(lines), record=False)
 
 
 if __name__ == "__main__":

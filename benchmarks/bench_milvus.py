@@ -8,7 +8,7 @@ generator (other clusters, other subspace), far from every indexed cluster.
 Indexes: ``ExactIndex`` (the truth, and the exact speed reference),
 ``HNSWIndex`` (hnswlib in this process, ``M=16, ef_construction=100``) and
 ``MilvusIndex`` on the process's embedded Milvus Lite store with HNSW (the
-same ``M``/``ef_construction``), IVF_FLAT (``nlist=1024``) and FLAT, each
+same ``M``/``ef_construction``), IVF_FLAT (``nlist=1024``, ``--nlist``) and FLAT, each
 swept over its query-time knob (``ef_search`` / ``nprobe``) without a refit.
 Everything runs single-threaded on the client side (BLAS and hnswlib limited
 to one thread); Milvus Lite runs in this process with its own threads
@@ -23,30 +23,25 @@ Usage::
 
     python benchmarks/bench_milvus.py [--n 100000] [--queries 1000] [--repeats 2]
     python benchmarks/bench_milvus.py --uri http://host:19530 --out server.md  # a server
+    python benchmarks/bench_milvus.py --quick  # 2,000 rows, 20 queries, 1 repeat
 
-writes ``benchmarks/results/milvus.md``.
+writes ``benchmarks/results/milvus.md`` (``--quick``: into a temporary folder
+unless ``--out`` is given).
 """
 
-import argparse
 import os
-import platform
 import re
-import sys
 import time
 import warnings
-from importlib.metadata import version
 
 import numpy as np
+from _common import clustered, machine_text, parse, parser, write_results
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ann import clustered  # noqa: E402  (the same data as the ANN benchmark)
-
-from skfindkit import ExactIndex, HNSWIndex, MilvusIndex  # noqa: E402
-from skfindkit.metrics import recall_at_k  # noqa: E402
+from skfindkit import ExactIndex, HNSWIndex, MilvusIndex
+from skfindkit.metrics import recall_at_k
 
 K = 10
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def rss_mib():
@@ -82,32 +77,15 @@ def completed(caught, n_queries):
     return f" ({max(counts)}/{n_queries} rows short, completed exactly)" if counts else ""
 
 
-def machine():
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    libs = ", ".join(f"{p} {version(p)}" for p in
-                     ("numpy", "scikit-learn", "hnswlib", "faiss-cpu", "pymilvus", "milvus-lite"))
-    return (f"{cpu}, nproc {os.cpu_count()}, Python {platform.python_version()}; {libs}; "
-            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--flat-queries", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--uri", default=None,
-                        help="a Milvus server (http://host:19530) instead of Milvus Lite")
-    parser.add_argument("--out", default=os.path.join(RESULTS, "milvus.md"))
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=2)
+    options.add_argument("--n", type=int, default=100_000)
+    options.add_argument("--queries", type=int, default=1000)
+    options.add_argument("--flat-queries", type=int, default=100)
+    options.add_argument("--nlist", type=int, default=1024, help="IVF_FLAT's lists")
+    options.add_argument("--uri", default=None,
+                         help="a Milvus server (http://host:19530) instead of Milvus Lite")
+    args = parse(options, n=2000, queries=20, flat_queries=20, nlist=32)
     started = time.perf_counter()
     args.load = [os.getloadavg()[0]]
     log = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -138,7 +116,7 @@ def main():
         milvus = [
             ("MilvusIndex HNSW", dict(index_type="HNSW", M=16, ef_construction=100),
              "ef_search", (10, 20, 40, 80, 160), sets),
-            ("MilvusIndex IVF_FLAT", dict(index_type="IVF_FLAT", nlist=1024),
+            ("MilvusIndex IVF_FLAT", dict(index_type="IVF_FLAT", nlist=args.nlist),
              "nprobe", (1, 2, 4, 8, 16, 32), sets),
             ("MilvusIndex FLAT", dict(index_type="FLAT"), None, (None,),
              {k: v[: args.flat_queries] for k, v in sets.items()}),
@@ -179,7 +157,7 @@ def write(args, rows, builds, elapsed):
         f"Command: `python benchmarks/bench_milvus.py --n {args.n} --queries {args.queries} "
         f"--repeats {args.repeats}{f' --uri {args.uri}' if args.uri else ''}` "
         f"({elapsed / 60:.1f} min).  ",
-        f"Machine: {machine()}.  ",
+        f"Machine: {machine_text('hnswlib', 'faiss-cpu', 'pymilvus', 'milvus-lite')}.  ",
         "Client side single-threaded (BLAS and hnswlib 1 thread); Milvus Lite runs inside this "
         "process (gRPC server threads, faiss/OpenMP for its indexes). **The 2-core machine was "
         "shared with other helpers' test runs while this ran** (1-minute load average "
@@ -225,10 +203,8 @@ def write(args, rows, builds, elapsed):
     for (label, name), (qps, setting) in sorted(best.items()):
         out.append(f"- {label}, {name}: {setting}, {qps:.0f} q/s "
                    f"({qps / exact_qps[name]:.2f}x ExactIndex)")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        fh.write("\n".join(out) + "\n")
     print("\n".join(out))
+    write_results(args, "milvus.md", "\n".join(out))
 
 
 if __name__ == "__main__":

@@ -31,37 +31,30 @@ needs (see :func:`_file_copies`).
 Usage::
 
     python benchmarks/bench_persistence.py [--n 100000] [--repeats 5] [--dir /tmp]
+    python benchmarks/bench_persistence.py --quick  # 2,000 rows, hnswlib and annoy, 1 repeat
 
-writes ``benchmarks/results/persistence.md``.
+writes ``benchmarks/results/persistence.md`` (``--quick``: into a temporary
+folder unless ``--out`` is given).
 """
 
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from importlib.metadata import version
 
 import joblib
 import numpy as np
+from _common import clustered, machine_text, parse, parser, results_path
 
 from skfindkit import AnnoyIndex, ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
 from skfindkit import io as skio
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MIB = 2**20
-
-
-def clustered(n, d=128, intrinsic=16, n_clusters=200, seed=0):
-    rng = np.random.RandomState(seed)
-    centers = rng.randn(n_clusters, intrinsic) * 3
-    Z = centers[rng.randint(n_clusters, size=n)] + rng.randn(n, intrinsic)
-    return (Z @ rng.randn(intrinsic, d) + 0.1 * rng.randn(n, d)).astype(np.float32)
 
 
 # ---------------------------------------------- each library's own save/load
@@ -233,14 +226,13 @@ def _measure(name, n, repeats, folder):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--dir", default=tempfile.gettempdir(), help="where files are written")
-    parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--out", default=os.path.join(RESULTS, "persistence.md"))
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # child: measure one backend
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=5)
+    options.add_argument("--n", type=int, default=100_000)
+    options.add_argument("--dir", default=tempfile.gettempdir(), help="where files are written")
+    options.add_argument("--backends", default=",".join(BACKENDS))
+    options.add_argument("--one", help=argparse.SUPPRESS)  # child: measure one backend
+    # one backend that hands its bytes over in memory, one that saves to files only
+    args = parse(options, n=2000, backends="hnswlib,annoy")
     if args.one:
         print(json.dumps(_measure(args.one, args.n, args.repeats, args.dir)))
         return
@@ -265,20 +257,6 @@ def main():
     _write(args, rows, time.perf_counter() - started)
 
 
-def _machine():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    libs = ", ".join(f"{p} {version(p)}" for p in (
-        "numpy", "scikit-learn", "joblib", "annoy", "nmslib", "hnswlib", "faiss-cpu"))
-    return (f"{cpu}, nproc {os.cpu_count()}, Python {platform.python_version()}; {libs}; "
-            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
-
-
 def _where(folder):
     if os.path.abspath(folder).startswith("/dev/shm"):
         return ("a RAM file system: the CPU and memory cost of each format, without the "
@@ -292,7 +270,7 @@ def _write(args, rows, seconds):
         "# Persistence: skfindkit's formats vs each backend's own save/load",
         "",
         f"Command: `{command.strip()}` ({seconds / 60:.1f} min).  ",
-        f"Machine: {_machine()}.  ",
+        f"Machine: {machine_text('joblib', 'annoy', 'nmslib', 'hnswlib', 'faiss-cpu')}.  ",
         f"Data: {args.n} x 128 clustered float32 (intrinsic dimension 16), labels; files in "
         f"`{args.dir}` ({_where(args.dir)}). Each backend in a fresh interpreter (after "
         "nmslib has run in a process, faiss's own save + load there is 35% faster: "
@@ -362,10 +340,11 @@ def _write(args, rows, seconds):
         "checksummed or not, can go below it.",
         "",
     ]
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with skio.atomic_write(args.out, mode="w", encoding="utf-8") as fh:
+    path = results_path(args, "persistence.md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with skio.atomic_write(path, mode="w", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
-    print(f"wrote {args.out}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

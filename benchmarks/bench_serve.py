@@ -1,8 +1,9 @@
 """HTTP overhead of ``skfindkit serve``: /search throughput and latency vs in-process calls.
 
-A 100k x 128 clustered collection (``bench_ann.clustered``: intrinsic
-dimension 16, so neighbours are meaningful) is indexed by an ``HNSWIndex``
-pipeline, saved, and served by ``skfindkit serve`` (uvicorn, default settings
+A 100k x 128 clustered collection (``_common.clustered``, the data of
+``bench_ann.py``: intrinsic dimension 16, so neighbours are meaningful) is
+indexed by an ``HNSWIndex`` pipeline, saved in skfindkit's safe format
+(``skfindkit.io.save``, ``.skfk``), and served by ``skfindkit serve`` (uvicorn, default settings
 and access log, ``--workers 4``) in a subprocess on 127.0.0.1. Held-out
 queries from the same distribution are sent as JSON vectors by 1, 4 and 16
 concurrent clients (threads with keep-alive ``httpx`` clients, in this
@@ -16,14 +17,14 @@ measured the same way at 1 and 4 clients.
 Usage::
 
     python benchmarks/bench_serve.py [--n 100000] [--requests 3000] [--seconds 15]
+    python benchmarks/bench_serve.py --quick  # 2,000 vectors, 300 digits, 20 requests
 
-writes ``benchmarks/results/serve.md``. Loopback only.
+writes ``benchmarks/results/serve.md`` (``--quick``: into a temporary folder
+unless ``--out`` is given). Loopback only.
 """
 
-import argparse
 import contextlib
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -31,18 +32,16 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import version
+from pathlib import Path
 
-import joblib
 import numpy as np
+from _common import clustered, machine_text, parse, parser, split, write_results
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ann import clustered, split  # noqa: E402
+from skfindkit import HNSWIndex, attach_keys, search
+from skfindkit import io as skio
 
-from skfindkit import HNSWIndex, attach_keys, search  # noqa: E402
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 K = 10
+PACKAGES = ("hnswlib", "fastapi", "starlette", "uvicorn", "httpx", "pillow")
 
 
 def free_port():
@@ -140,14 +139,14 @@ def vector_pipeline(n, n_queries):
     return pipeline, Q, build, knob
 
 
-def image_pipeline(folder):
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+def image_pipeline(folder, n_digits):
+    """An ImageLoader -> ExactIndex pipeline over the first 5/6 of ``n_digits``
+    digit PNGs written in ``folder``; (pipeline, the other PNGs)."""
     from tests._serve_fixtures import digit_image_pipeline, write_digit_pngs
 
-    from pathlib import Path
-
-    paths, _ = write_digit_pngs(Path(folder), n=1797)
-    return digit_image_pipeline(paths[:1500], n_neighbors=K), paths[1500:]
+    paths, _ = write_digit_pngs(Path(folder), n=n_digits)
+    cut = n_digits * 1500 // 1797
+    return digit_image_pipeline(paths[:cut], n_neighbors=K), paths[cut:]
 
 
 def measure(args, lines):
@@ -155,8 +154,8 @@ def measure(args, lines):
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()
         pipeline, Q, build, knob = vector_pipeline(args.n, args.queries)
-        path = os.path.join(folder, "hnsw.joblib")
-        joblib.dump(pipeline, path)
+        path = os.path.join(folder, "hnsw.skfk")
+        skio.save(pipeline, path)
         expected = search(pipeline, Q, n_neighbors=K).indices
         lines += [f"## JSON vector queries: HNSWIndex over {args.n} x 128 clustered vectors",
                   "", f"HNSWIndex(M=16, ef_construction=100, {knob}=50), k={K}; built in "
@@ -196,16 +195,16 @@ def measure(args, lines):
                 print(lines[-1], flush=True)
                 if errors:
                     lines.append(f"\nerrors: {errors[:5]}")
+        os.makedirs(os.path.join(folder, "digits"))
+        images, queries = image_pipeline(os.path.join(folder, "digits"), args.digits)
+        image_path = os.path.join(folder, "digits", "pipeline.skfk")
+        skio.save(images, image_path)
         lines += ["", "## File queries: multipart PNG upload, digits ImageLoader pipeline", "",
-                  "ImageLoader(8x8 grayscale) -> ExactIndex over 1500 digit PNGs, k=10; "
-                  "297 held-out digit PNGs as queries (each upload is written to a temporary "
-                  "file and loaded by the pipeline).", "",
+                  f"ImageLoader(8x8 grayscale) -> ExactIndex over {args.digits - len(queries)} "
+                  f"digit PNGs, k=10; {len(queries)} held-out digit PNGs as queries (each "
+                  "upload is written to a temporary file and loaded by the pipeline).", "",
                   "| path | concurrent clients | requests | requests/s | p50 ms | p99 ms | "
                   "errors | in-process q/s / HTTP q/s |", "|---|---|---|---|---|---|---|---|"]
-        os.makedirs(os.path.join(folder, "digits"))
-        images, queries = image_pipeline(os.path.join(folder, "digits"))
-        image_path = os.path.join(folder, "digits", "pipeline.joblib")
-        joblib.dump(images, image_path)
         uploads = [open(q, "rb").read() for q in queries]
         expected = search(images, queries, n_neighbors=K).indices
         n_file = max(args.requests // 3, 50)
@@ -235,30 +234,17 @@ def measure(args, lines):
         return time.perf_counter() - t0
 
 
-def machine():
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(line.split(":", 1)[1].strip() for line in fh
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    libs = ", ".join(f"{p} {version(p)}" for p in ["skfindkit", "numpy", "hnswlib", "fastapi",
-                                                     "starlette", "uvicorn", "httpx", "pillow"])
-    return (f"{model}, nproc {os.cpu_count()}, Python {platform.python_version()}; {libs}; "
-            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=2000)
-    parser.add_argument("--requests", type=int, default=3000,
-                        help="most requests per level (default: %(default)s)")
-    parser.add_argument("--seconds", type=float, default=15.0,
-                        help="most seconds per level (default: %(default)s)")
-    parser.add_argument("--out", default=os.path.join(RESULTS, "serve.md"))
-    args = parser.parse_args(argv)
+    options = parser(__doc__, repeats=None)
+    options.add_argument("--n", type=int, default=100_000)
+    options.add_argument("--queries", type=int, default=2000)
+    options.add_argument("--digits", type=int, default=1797,
+                         help="digit PNGs of the file-query part (5/6 indexed)")
+    options.add_argument("--requests", type=int, default=3000,
+                         help="most requests per level (default: %(default)s)")
+    options.add_argument("--seconds", type=float, default=15.0,
+                         help="most seconds per level (default: %(default)s)")
+    args = parse(options, argv, n=2000, queries=50, digits=300, requests=20, seconds=2.0)
     load_before = os.getloadavg()
     lines = []
     took = measure(args, lines)
@@ -267,7 +253,7 @@ def main(argv=None):
     header = [
         "# `skfindkit serve`: HTTP overhead of /search", "",
         f"Command: `{command.strip()}` ({took / 60:.1f} min).  ",
-        f"Machine: {machine()}.  ",
+        f"Machine: {machine_text(*PACKAGES)}.  ",
         f"Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
         f"(on {os.cpu_count()} CPUs).", "",
         "Server: `skfindkit serve PIPELINE --workers 4` (one uvicorn process, 4 threads run "
@@ -285,9 +271,8 @@ def main(argv=None):
                    "a p99 mostly measures waiting for a CPU; the zero-error, identical-ids "
                    "checks hold regardless.", ""]
     text = "\n".join(header + lines) + "\n"
-    with open(args.out, "w") as fh:
-        fh.write(text)
     print(text)
+    write_results(args, "serve.md", text)
 
 
 if __name__ == "__main__":

@@ -13,25 +13,20 @@ and bytes per vector of ExactIndex, HNSWIndex and faiss IVF at one shard's
 size (n / 4) and at the full size, and of their 4-shard ShardedIndex.
 
     python benchmarks/bench_sharded.py [--n 100000] [--repeats 5]
+    python benchmarks/bench_sharded.py --quick  # 2,000 x 128, 50 queries, 1 repeat
 
-writes ``benchmarks/results/sharded.md``.
+writes ``benchmarks/results/sharded.md`` (``--quick``: into a temporary folder
+unless ``--out`` is given).
 """
 
-import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
+from _common import machine, manifold_data, parse, parser, write_results
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_exact import machine, manifold_data  # noqa: E402
-
-from skfindkit import ExactIndex, HNSWIndex, ShardedIndex  # noqa: E402
-from skfindkit.metrics import recall_at_k  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
+from skfindkit import ExactIndex, HNSWIndex, ShardedIndex
+from skfindkit.metrics import recall_at_k
 
 
 def hnsw(**params):
@@ -120,14 +115,12 @@ def figures(name, make, X, queries, truth, k, repeats, sharded):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--d", type=int, default=128)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("-k", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(RESULTS / "sharded.md"))
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=5)
+    options.add_argument("--n", type=int, default=100_000)
+    options.add_argument("--d", type=int, default=128)
+    options.add_argument("--queries", type=int, default=1000)
+    options.add_argument("-k", type=int, default=10)
+    args = parse(options, n=2000, queries=50)
     started = time.perf_counter()
     load_before = os.getloadavg()
 
@@ -168,7 +161,7 @@ def main():
                                 X, queries, truth, k, args.repeats, True))
     load_after = os.getloadavg()
 
-    info = machine()
+    info = machine("hnswlib", "faiss-cpu")
     lines = [
         "# ShardedIndex: overhead, and per-shard figures",
         "",
@@ -228,8 +221,8 @@ def main():
         "seconds (best of two builds for the single indexes).",
         "",
     ]
-    Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
+    write_results(args, "sharded.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -14,28 +14,26 @@ Compared: :class:`skfindkit.ExactIndex` (cosine and euclidean, sparse) with
 search of ``KNeighborsTransformer``) on the same CSR matrix; BM25Index on
 the counts is timed for reference.
 
-    python benchmarks/bench_text.py [--n 50000] [--queries 1000] [--repeats 3] [--quick]
+    python benchmarks/bench_text.py [--n 50000] [--queries 1000] [--repeats 3]
+    python benchmarks/bench_text.py --quick  # 2,000 documents, 50 queries, 1 repeat
 
-writes ``benchmarks/results/text.md``.
+writes ``benchmarks/results/text.md`` (``--quick``: into a temporary folder
+unless ``--out`` is given).
 """
 
-import argparse
 import os
-import platform
 import sys
 import time
-from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _common import best_of, machine_text, parse, parser, write_results
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
 from skfindkit import BM25Index, ExactIndex
 
-RESULTS = Path(__file__).parent / "results"
 K = 10
 
 
@@ -79,37 +77,11 @@ def topic_model_counts(n_docs, n_topics=100, mean_length=80, seed=0):
     return X
 
 
-def best_of(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
-def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    libs = ", ".join(f"{p} {version(p)}" for p in ["numpy", "scipy", "scikit-learn", "gensim"])
-    return (f"{cpu}, nproc {os.cpu_count()}, Python {platform.python_version()}; {libs}; "
-            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=50_000)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="5k documents, 200 queries")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.n, args.queries = 5000, 200
+    options = parser(__doc__, repeats=3)
+    options.add_argument("--n", type=int, default=50_000)
+    options.add_argument("--queries", type=int, default=1000)
+    args = parse(options, argv, n=2000, queries=50)
     start = time.perf_counter()
     counts = topic_model_counts(args.n + args.queries)
     tfidf = TfidfTransformer().fit(counts[: args.n])
@@ -142,7 +114,7 @@ def main(argv=None):
     lines = [
         "# Sparse text retrieval: ExactIndex vs scikit-learn brute force", "",
         f"Command: `{command.strip()}` ({elapsed / 60:.1f} min).  ",
-        f"Machine: {machine()}.  ",
+        f"Machine: {machine_text('scipy', 'gensim')}.  ",
         f"Data: {X.shape[0]:,} synthetic documents (topic model over gensim's Lee corpus "
         f"vocabulary, {X.shape[1]:,} terms, {X.nnz / X.shape[0]:.1f} distinct terms per "
         f"document), TF-IDF float64 CSR; {Q.shape[0]:,} held-out queries; k = {K}; single "
@@ -172,9 +144,8 @@ def main(argv=None):
         "exactly 0 apart). The collection is never densified. Where the two disagree on "
         "ids it is on exactly tied distances (duplicate documents).", "",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "text.md").write_text("\n".join(lines))
     print("\n".join(lines))
+    write_results(args, "text.md", "\n".join(lines))
 
 
 if __name__ == "__main__":
