@@ -47,7 +47,7 @@ def reference_distances(X, Q, metric):
     """Every distance, float64, from the definitions (no shortcuts)."""
     Xs, Qs = stored(X, metric).astype(np.float64), stored(Q, metric).astype(np.float64)
     if metric == "inner_product":
-        return 1.0 - Qs @ Xs.T
+        return 1.0 - np.stack([(Xs * q).sum(axis=1) for q in Qs])
     D = np.empty((Qs.shape[0], Xs.shape[0]))
     for i, q in enumerate(Qs):  # differences: no cancellation
         D[i] = ((Xs - q) ** 2).sum(axis=1)
@@ -392,3 +392,46 @@ def test_inner_products_beyond_float32(make, scale):
     R = reference_distances(X, Q, "inner_product")
     dist, ind = make("inner_product").fit(X).kneighbors(Q)
     assert_exact(dist, ind, R, 5)
+
+
+@pytest.mark.skipif(not has("hnswlib"), reason="hnswlib is not installed (extra: hnswlib)")
+def test_exact_kneighbors_of_an_approximate_index_breaks_ties_by_id():
+    # a query equal to an indexed item must not displace a lower id at the same distance
+    from skfindkit import HNSWIndex
+
+    rng = np.random.default_rng(5)
+    X, Q = rng.normal(size=(257, 12)) > 0.3, rng.normal(size=(13, 12)) > 0.3
+    R = reference_distances(X, Q, "inner_product")
+    dist, ind = HNSWIndex(n_neighbors=5, metric="inner_product", random_state=0).fit(
+        X).exact_kneighbors(Q)
+    assert_exact(dist, ind, R, 5)
+
+
+def test_float64_subnormal_input_is_stored_as_its_float32_rounding():
+    X = np.array([[1.2e-45], [2.6e-45], [4.9e-45]])
+    Q = np.array([[2.0e-45]])
+    R = reference_distances(X, Q, "euclidean")
+    for data, queries in ((X, Q), (X.astype(np.float32), Q.astype(np.float32))):
+        dist, ind = ExactIndex(n_neighbors=3).fit(data).kneighbors(queries)
+        assert_exact(dist, ind, R, 3)
+
+
+def test_inner_products_below_float64_resolution_tie_by_id():
+    # every 1 - <q, y> is exactly 1.0 in float64: a tie, the lowest id wins
+    X = np.array([[1e-20], [2e-20], [3e-20]])
+    dist, ind = ExactIndex(n_neighbors=1, metric="inner_product").fit(X).kneighbors([[1e-20]])
+    assert ind.tolist() == [[0]] and dist.tolist() == [[1.0]]
+
+
+@pytest.mark.skipif(not has("faiss"), reason="faiss-cpu is not installed (extra: faiss)")
+def test_faiss_product_quantizer_reduced_for_small_data_still_searches():
+    from skfindkit import FaissIndex
+
+    X = np.random.default_rng(7).normal(size=(200, 8)).astype(np.float32)
+    with pytest.warns(UserWarning, match="needs more training points"):
+        index = FaissIndex(n_neighbors=5, factory="PQ4", refine=40, random_state=0).fit(X)
+    dist, ind = index.kneighbors(X[:2])
+    assert_exact(dist, ind, reference_distances(X, X[:2], "euclidean"), 5)
+    # a factory faiss cannot search: a clear error naming it
+    with pytest.raises(ValueError, match="factory='PQ4x2'"):
+        FaissIndex(factory="PQ4x2", random_state=0).fit(X).kneighbors(X[:2])

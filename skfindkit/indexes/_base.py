@@ -267,11 +267,7 @@ class BaseIndex(
         """
         if sp.issparse(X):
             return _sparse.prepare_sparse(X, self.metric_, name)
-        _distances.check_float32_range(X, name)
-        if self._scale != 1.0:
-            X = np.multiply(X, self._scale, dtype=np.float64)
-            _distances.check_float32_range(X, f"{name} (scaled as the indexed data)")
-        X = np.require(X, dtype=np.float32, requirements=["C"])
+        X = _distances.to_stored(X, self._scale, name)
         if self.metric_ == "cosine":
             X = _distances.normalize_rows(np.array(X, dtype=np.float32, copy=True))
         return X

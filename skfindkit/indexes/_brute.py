@@ -418,17 +418,22 @@ def _float64_top_k(Q, data, k, metric, prep):
                 eps += 1e-300
                 # centring rounded q - c and y - c: |q - y| moves by at most u (|q'| + |y'|)
                 eta = 2 * U64 * (np.sqrt(qq)[:, None] + np.sqrt(yy)[None, :])
-                lo[:, a:b] = np.square(np.maximum(
-                    np.sqrt(np.maximum(D - eps, 0.0)) - eta, 0.0))
-                hi[:, a:b] = np.square(np.sqrt(np.maximum(D + eps, 0.0)) + eta)
-                if metric == "cosine":  # at distance 1 (2 in squared L2) from a zero row
-                    zero = (qq == 0)[:, None] | (yy == 0)[None, :]
-                    lo[:, a:b][zero] = hi[:, a:b][zero] = 2.0
+                # in the metric's units, widened by their own rounding: items
+                # whose reported distances may round equal stay candidates
+                lo_d = np.maximum(np.sqrt(np.maximum(D - eps, 0.0)) - eta, 0.0)
+                hi_d = np.sqrt(np.maximum(D + eps, 0.0)) + eta
+                if metric == "cosine":
+                    lo_d, hi_d = 0.5 * lo_d**2, 0.5 * hi_d**2
+                    zero = (qq == 0)[:, None] | (yy == 0)[None, :]  # at distance 1
+                    lo_d[zero] = hi_d[zero] = 1.0
+                lo[:, a:b], hi[:, a:b] = lo_d * (1 - 8 * U64), hi_d * (1 + 8 * U64)
             else:
                 t = Qb @ Y.T
                 eps = gamma(d, U64) * np.outer(np.linalg.norm(Qb, axis=1),
                                                np.linalg.norm(Y, axis=1)) + 1e-300
-                lo[:, a:b], hi[:, a:b] = -(t + eps), -(t - eps)
+                # 1 - <q, y>, rounded as the reported distance is
+                lo[:, a:b] = (1.0 - (t + eps)) - 4 * U64 * np.abs(1.0 - t)
+                hi[:, a:b] = (1.0 - (t - eps)) + 4 * U64 * np.abs(1.0 - t)
         ok = np.isfinite(lo).all(axis=1) & np.isfinite(hi).all(axis=1)
         kth_hi = np.partition(hi, k - 1, axis=1)[:, k - 1]
         keep = lo <= kth_hi[:, None]

@@ -98,18 +98,25 @@ def exact_distances(Q, data, ind, metric):
     -------
     dist : ndarray of shape (n_queries, n_candidates), float64
         Computed from float64 differences of the float32 values (exact) with
-        float64 sums, so identical rows are exactly 0 apart and the relative
-        error is that of a float64 sum (about ``n_features * 2**-53``).
+        float64 pairwise sums, so identical rows are exactly 0 apart, the
+        relative error is that of a float64 sum (about ``log2(n_features) *
+        2**-53``), and a pair's distance does not depend on the block it is
+        computed in.
     """
     Y = gather_rows(data, np.maximum(ind, 0))  # (n_q, c, d), a fresh array
+    # sums along the contiguous last axis: numpy's pairwise summation, the same
+    # order for a pair of rows whatever the shape of the block, so equal
+    # distances compare equal (ties by id are then well defined)
+    terms = Y.astype(np.float64)
     if metric == "inner_product":
-        dist = 1.0 - np.einsum("qcd,qd->qc", Y, Q, dtype=np.float64)
+        terms *= Q[:, None, :]
+        dist = 1.0 - terms.sum(axis=2)
     else:
         zero = ~Q.any(axis=1)[:, None] | ~Y.any(axis=2) if metric == "cosine" else None
         # the difference of two float32 values is exact in float64 (not in float32)
-        diff = Y.astype(np.float64)
-        diff -= Q[:, None, :]
-        dist = from_sqeuclidean(np.einsum("qcd,qcd->qc", diff, diff), metric)
+        terms -= Q[:, None, :]
+        np.square(terms, out=terms)
+        dist = from_sqeuclidean(terms.sum(axis=2), metric)
         if zero is not None:
             dist[zero] = 1.0
     dist[ind < 0] = np.inf
@@ -150,6 +157,28 @@ def check_float32_range(X, name="X"):
             f"{name} contains values beyond the float32 range (|x| > {FLOAT32_MAX:.3g}); "
             "skfindkit indexes store and search float32. Rescale the data."
         )
+
+
+def to_stored(X, scale, name="X"):
+    """Dense rows as indexes store them: float32 (C order), times ``scale``.
+
+    The input is rounded to float32 first and then multiplied by the power of
+    two, which is exact unless a value leaves float32's range (refused with an
+    error naming ``name``); so float64 input gives the same stored values as
+    its float32 rounding, whatever the scale.
+    """
+    check_float32_range(X, name)
+    X = np.require(X, dtype=np.float32, requirements=["C"])
+    if scale != 1.0:  # in float64: the factor itself may lie beyond float32 (2**147)
+        with np.errstate(over="ignore"):
+            X = np.multiply(X, scale, dtype=np.float64).astype(np.float32)
+        if not np.isfinite(X).all():
+            raise ValueError(
+                f"{name} (scaled as the indexed data) contains values beyond the float32 "
+                f"range (|x| > {FLOAT32_MAX:.3g}); skfindkit indexes store and search "
+                "float32. Rescale the data."
+            )
+    return X
 
 
 def power_of_two_scale(X, metric="euclidean"):

@@ -39,7 +39,9 @@ def fit_factory(factory, n_samples):
 
     ``IVF<nlist>`` is reduced to ``n_samples // 39`` lists (at least 1) and
     the ``<nbits>`` of ``PQ<M>[x<nbits>]`` to ``floor(log2(n_samples / 39))``
-    (at least 1), so that every k-means has 39 points per centroid.
+    (at least 3: faiss's table kernels need 8 centroids or more), so that
+    every k-means has 39 points per centroid where the data allow. Fast-scan
+    codes (``PQ<M>x4fs``) have exactly 4 bits and are left as they are.
     """
 
     def ivf(match):
@@ -47,12 +49,14 @@ def fit_factory(factory, n_samples):
         return f"IVF{min(nlist, max(1, n_samples // _MIN_POINTS_PER_LIST))}"
 
     def pq(match):
+        if match.group(3):  # fast-scan: 4 bits, nothing to clamp
+            return match.group(0)
         nbits = int(match.group(2) or 8)
-        fitted = min(nbits, max(1, int(np.log2(max(n_samples / _MIN_POINTS_PER_LIST, 2)))))
+        fitted = min(nbits, max(3, int(np.log2(max(n_samples / _MIN_POINTS_PER_LIST, 2)))))
         return f"PQ{match.group(1)}" + (f"x{fitted}" if match.group(2) or fitted != nbits else "")
 
     out = re.sub(r"IVF(\d+)", ivf, factory)
-    return re.sub(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?", pq, out)
+    return re.sub(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?(fs)?", pq, out)
 
 
 class FaissIndex(BaseIndex):
@@ -279,7 +283,13 @@ class FaissIndex(BaseIndex):
     def _search(self, X, k):
         faiss = _faiss()
         with _omp_threads(faiss, self._n_threads()):
-            return self._index.search(X, k)
+            try:
+                return self._index.search(X, k)
+            except RuntimeError as exc:  # a faiss assertion (e.g. PQ<M>x2 with 2 dims a code)
+                raise ValueError(
+                    f"FaissIndex: faiss cannot search factory={self.factory_!r}: "
+                    f"{_faiss_message(exc)}. Choose another factory (e.g. more bits per code)."
+                ) from None
 
     def _candidate_scorer(self):
         if not self._keeps_vectors():

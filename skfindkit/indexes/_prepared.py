@@ -64,7 +64,8 @@ class PreparedSearchMixin:
             return self._prepare(X)
         if self._scale == 1.0 or self.metric_ == "cosine":  # cosine rows are unit rows
             return np.require(X, dtype=np.float32, requirements=["C"])
-        return np.multiply(X, np.float32(self._scale), dtype=np.float32)  # a power of two: exact
+        # a power of two (in float64: it may lie beyond float32): exact
+        return np.multiply(X, self._scale, dtype=np.float64).astype(np.float32)
 
     def prepared_rows(self):
         """The indexed rows, prepared (unit rows for cosine), in the units of ``fit``'s data.
@@ -77,7 +78,8 @@ class PreparedSearchMixin:
         rows = self._fit_X if self._keeps_vectors() else self._data[np.arange(self.n_samples_fit_)]
         if sp.issparse(rows) or self._scale == 1.0 or self.metric_ == "cosine":
             return rows
-        return rows / np.float32(self._scale)  # a power of two: exact
+        # a power of two (in float64: it may lie beyond float32): exact
+        return np.divide(rows, self._scale, dtype=np.float64).astype(np.float32)
 
     def identical_items(self, Q):
         """Id of an indexed row equal to each query of ``prepare_queries``' form, -1 if none.

@@ -136,13 +136,17 @@ class KNeighborsQueryMixin:
             ind = np.take_along_axis(ind, order, axis=1)
         return dist, ind
 
-    def _own_items(self, X, is_fit_X, first_id=0):
-        """Each query's own indexed item (its row number, or an identical row), -1 if none."""
+    def _own_items(self, X, is_fit_X, first_id=0, exact=False):
+        """Each query's own indexed item (its row number, or an identical row), -1 if none.
+
+        ``exact``: the search is exact (brute force over the stored rows),
+        which finds identical rows by itself, ties by id.
+        """
         if sp.issparse(X):  # sparse search is exact: each item finds itself
             return None
         if is_fit_X:
             return np.arange(first_id, first_id + X.shape[0])
-        if self._is_exact():  # exact search finds identical rows by itself
+        if exact or self._is_exact():  # exact search finds identical rows by itself
             return None
         return self._row_lookup().find(X)
 
@@ -333,7 +337,7 @@ class KNeighborsQueryMixin:
     def _search_with_self(self, X, k, search, is_fit_X, first_id=0, drop=False):
         """``search``, with each query's own item put in (and dropped if ``drop``)."""
         dist, ind = search(X, k)
-        own = self._own_items(X, is_fit_X, first_id)
+        own = self._own_items(X, is_fit_X, first_id, exact=search == self._exact_search)
         if own is not None:
             dist, ind = insert_self(X, self._data, dist, ind, own, self.metric_)
         if drop:

@@ -212,13 +212,9 @@ class ShardedIndex(BaseIndex):
     def _prepare(self, X, name="X"):
         """Range-checked, rescaled float32 rows; each shard prepares them for the
         metric (unit rows for cosine) exactly as one index would."""
-        _distances.check_float32_range(X, name)
-        if self._scale != 1.0:
-            X = np.multiply(X, self._scale, dtype=np.float64)
-            _distances.check_float32_range(X, f"{name} (scaled as the indexed data)")
-        return np.require(X, dtype=np.float32, requirements=["C"])
+        return _distances.to_stored(X, self._scale, name)
 
-    def _own_items(self, X, is_fit_X, first_id=0):
+    def _own_items(self, X, is_fit_X, first_id=0, exact=False):
         # the merge puts each query's own item in, in the shards' units
         return None
 
