@@ -8,14 +8,27 @@ Usage (from the repository root)::
 
     python tests/reliability_report.py [--backends exact,annoy,...] [--out tests/RELIABILITY.md]
 
+Two families of probes, reported apart:
+
+* the project's own (``_reliability``, ``_corruption``): bad inputs, corrupted
+  files and concurrency for every backend;
+* an independent family (``tests/reliability_independent.py``), written by a
+  tester who read only the public documentation and the package's source, not
+  these tests: tampered safe-format files with their checksums recomputed,
+  the service, concurrency and parameters. It runs as its own process (each
+  probe in a child of it) and reports one JSON line.
+
 Exit status 1 when any case crashed or gave a silent wrong answer (accepted bad
 input, a corrupted file loaded with different answers, concurrent results
-different from serial, lost items), 0 otherwise. Takes a minute or two.
+different from serial, lost items) or, in the independent family, anything but
+"handled"; 0 otherwise. Takes a few minutes.
 """
 
 import argparse
 import importlib.util
+import json
 import os
+import subprocess
 import platform
 import sys
 import tempfile
@@ -66,6 +79,26 @@ def corrupted_file_cases(backend, tmp):
     return rows
 
 
+INDEPENDENT = os.path.join(ROOT, "tests", "reliability_independent.py")
+
+
+def independent_family(timeout=1200):
+    """The independent tester's probes: ``[(area, case, outcome, detail)]``, or one
+    'crash' row if the script itself failed."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        done = subprocess.run([sys.executable, INDEPENDENT], capture_output=True, text=True,
+                              timeout=timeout, cwd=tempfile.gettempdir(), env=env)
+    except subprocess.TimeoutExpired:
+        return [("runner", "the independent probes", "hang", f"over {timeout} s")]
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith('{"probes"'):
+            return [(p["area"], p["case"], p["outcome"], str(p.get("detail", "")))
+                    for p in json.loads(line)["probes"]]
+    return [("runner", "the independent probes", "crash",
+             f"exit {done.returncode}: {done.stderr[-300:]}")]
+
+
 def _summary(rows, good):
     counts = Counter(outcome for _, outcome, _ in rows)
     return len(rows), sum(counts[g] for g in good), counts
@@ -89,12 +122,15 @@ def main():
             sections["corrupted files"] += _guarded(corrupted_file_cases, b, tmp)
             for which in _reliability.CONCURRENCY:  # one child each: a crash hides nothing
                 sections["concurrency"] += _guarded(_reliability.concurrency_cases, b, which)
+    print("independent family...", flush=True)
+    independent = independent_family()
     good = {"bad inputs": ("handled",), "corrupted files": ("refused", "refused-other",
                                                            "identical"),
             "concurrency": ("identical", "consistent")}
     all_rows = [r for rows in sections.values() for r in rows]
     crashes = sum(1 for r in all_rows if r[1] == "crash")
     silent = sum(1 for r in all_rows if r[1] in ("silent", "silent-wrong"))
+    not_handled = [r for r in independent if r[2] != "handled"]
     lines = [
         "# Reliability report",
         "",
@@ -105,6 +141,8 @@ def main():
         "of cases ran in a child process, so a native crash is counted here instead of ending "
         "the run." + (f" Not installed, not run: {', '.join(skipped)}." if skipped else ""),
         "",
+        "## Family 1: the project's own probes",
+        "",
         "| area | cases tried | handled as they should | crashes | silent wrong answers |",
         "|---|---|---|---|---|",
     ]
@@ -113,6 +151,30 @@ def main():
         lines.append(f"| {name} | {tried} | {ok} | {counts['crash']} "
                      f"| {counts['silent'] + counts['silent-wrong']} |")
     lines += ["", f"**Total: {crashes} crashes, {silent} silent wrong answers.**", ""]
+    lines += [
+        "## Family 2: an independent tester's probes",
+        "",
+        "Written by a tester who read only the public documentation and the package's "
+        "source (not these tests), in `tests/reliability_independent.py`; every probe runs "
+        "in a child process with a timeout. Outcomes: *handled* (a clear error naming the "
+        "file, parameter or field, or the correct behaviour), *crash*, *hang*, "
+        "*code-execution*, *disclosure*, *unusable-save*, *silent-wrong*, *unclear-error*. "
+        "What this family found before the fixes is listed in the change that added it; "
+        "each finding is a test in the suite.",
+        "",
+        "| area | probes | handled | not handled |",
+        "|---|---|---|---|",
+    ]
+    for area in sorted({r[0] for r in independent}):
+        rows = [r for r in independent if r[0] == area]
+        handled = sum(1 for r in rows if r[2] == "handled")
+        lines.append(f"| {area} | {len(rows)} | {handled} | {len(rows) - handled} |")
+    lines += ["", f"**Total: {len(independent)} probes, {len(not_handled)} not handled.**", ""]
+    for area, case, outcome, detail in not_handled:
+        lines.append(f"- **{outcome}** ({area}) {case}: {detail[:200]}")
+    lines.append("")
+    lines.append("## Family 1 in detail")
+    lines.append("")
     lines += [
         "Outcomes: bad inputs are *handled* when a ValueError/TypeError with a message is "
         "raised (*unclear*: another exception; *silent*: accepted, or NaN/inf returned). "
@@ -124,7 +186,7 @@ def main():
         "",
     ]
     for name, rows in sections.items():
-        lines += [f"## {name}", "", "| case | outcome | count | example |", "|---|---|---|---|"]
+        lines += [f"### {name}", "", "| case | outcome | count | example |", "|---|---|---|---|"]
         grouped = Counter((case, outcome) for case, outcome, _ in rows)
         detail = {(case, outcome): d for case, outcome, d in rows}
         for (case, outcome), count in sorted(grouped.items(),
@@ -142,9 +204,10 @@ def main():
 
     with atomic_write(args.out, mode="w", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
-    print("\n".join(lines[6:12]))
+    print("\n".join(lines[6:14]))
+    print(f"independent family: {len(independent)} probes, {len(not_handled)} not handled")
     print(f"wrote {args.out}")
-    return 1 if crashes or silent else 0
+    return 1 if crashes or silent or not_handled else 0
 
 
 if __name__ == "__main__":

@@ -316,9 +316,10 @@ def test_metric_the_backend_lacks_is_refused_at_fit_naming_backend():
 def test_faiss_clamps_untrainable_factory_with_a_warning():
     needs(FaissIndex)
     X = clustered(200)
-    with pytest.warns(UserWarning, match="using 'IVF5,PQ4x2'"):
+    # at least 3 bits a code: faiss's table kernels need 8 centroids
+    with pytest.warns(UserWarning, match="using 'IVF5,PQ4x3'"):
         index = FaissIndex(factory="IVF1024,PQ4", n_neighbors=3).fit(X)
-    assert index.factory_ == "IVF5,PQ4x2" and index.factory == "IVF1024,PQ4"
+    assert index.factory_ == "IVF5,PQ4x3" and index.factory == "IVF1024,PQ4"
     with pytest.raises(ValueError, match="cannot train"):
         FaissIndex(factory="PQ4", n_neighbors=1).fit(X[:1])
 

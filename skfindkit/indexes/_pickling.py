@@ -38,6 +38,8 @@ reloads the file it wrote), ``_save_mutates_native`` makes it the write
 section, so that no query runs meanwhile.
 """
 
+import copy
+
 from ._lock import runtime_state
 from ..utils._persist import (
     CorruptIndexError,
@@ -83,7 +85,10 @@ class SealedIndexState:
             ):
                 detach = ("_fit_X",)  # read back from the native bytes on load
         state = seal_state(state, detach)
-        state.update(children)
+        # children are snapshots taken inside this lock: the pickler (or the safe
+        # format) reads them after it is released, while a partial_fit in another
+        # thread may change the originals
+        state.update({name: _snapshot(value) for name, value in children.items()})
         return state
 
     def __setstate__(self, state):
@@ -209,3 +214,10 @@ class SealedIndexState:
     def _native_shape(self, index):
         """``(n_items, n_features)`` of a loaded native index; None where unknown."""
         return None, None
+
+
+def _snapshot(children):
+    """A copy of a list of child estimators, each copied through its own pickled state."""
+    if isinstance(children, (list, tuple)):
+        return type(children)(copy.deepcopy(child) for child in children)
+    return copy.deepcopy(children)
