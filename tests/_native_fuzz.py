@@ -187,3 +187,24 @@ def write_far_link(backend, folder):
     _corruption.save_state(type(index), _corruption.resealed(
         state, _index_blob=NativeBlob(blob.kind, payload)), path)
     return path, Q
+
+
+#: hnswlib state scalars it trusts as they are, and a tampered value of each
+HNSWLIB_SCALAR_EDITS = {
+    "index_inited": False, "ep_added": False, "has_deletions": True, "normalize": True,
+    "num_threads": 10**9, "ef": 0, "ef_construction": 2**40,
+}
+
+
+def write_hnswlib_scalar_edit(field, folder):
+    """A file whose hnswlib state has one scalar edited (resealed)."""
+    from skfindkit.utils._persist import NativeBlob
+
+    index, Q = fitted("hnswlib")
+    state = index.__getstate__()
+    blob = state["_index_blob"]
+    payload = dict(blob.payload, **{field: HNSWLIB_SCALAR_EDITS[field]})
+    path = os.path.join(folder, f"hnswlib-{field}.skfk")
+    _corruption.save_state(type(index), _corruption.resealed(
+        state, _index_blob=NativeBlob(blob.kind, payload)), path)
+    return path, Q

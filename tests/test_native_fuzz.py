@@ -60,3 +60,16 @@ def test_a_graph_link_far_out_of_range_is_refused_at_load(backend, tmp_path):
         result, message = type(exc).__name__, str(exc)
     assert result == "refused", message
     assert message.startswith("CorruptIndexError")
+
+
+@pytest.mark.parametrize("field", sorted(_native_fuzz.HNSWLIB_SCALAR_EDITS))
+def test_hnswlib_state_scalars_are_checked(field, tmp_path):
+    # found by the independent tester: index_inited flipped segfaulted at load
+    pytest.importorskip("hnswlib")
+    path, Q = _native_fuzz.write_hnswlib_scalar_edit(field, str(tmp_path))
+    try:
+        result, message = run_isolated(_native_fuzz.load_and_query, path, Q, timeout=120)
+    except (ChildCrashed, ChildHung) as exc:
+        result, message = type(exc).__name__, str(exc)
+    assert result == "refused", message
+    assert message.startswith("CorruptIndexError")

@@ -203,9 +203,18 @@ class HNSWIndex(BaseIndex):
         arrays = ("data_level0", "link_lists", "element_levels", "label_lookup_external",
                   "label_lookup_internal")
         dtypes = (np.int8, np.int8, np.int32, np.uint64, np.uint32)
+        flags = ("index_inited", "ep_added", "normalize", "has_deletions",
+                 "allow_replace_deleted")
         consistent = (
             state["ser_version"] == 1
             and state["space"] == _SPACES[self.metric_]
+            # scalars hnswlib trusts as they are: a fitted index, no deletions
+            and all(isinstance(state[f], (bool, np.bool_)) for f in flags)
+            and state["index_inited"] and state["ep_added"] and not state["has_deletions"]
+            and bool(state["normalize"]) == (state["space"] == "cosine")
+            and 1 <= int(state["num_threads"]) <= 4096
+            and 1 <= int(state["ef"]) <= 2**31 - 1
+            and 1 <= int(state["ef_construction"]) <= 2**31 - 1
             and all(isinstance(state[a], np.ndarray) and state[a].ndim == 1
                     and state[a].dtype == t for a, t in zip(arrays, dtypes))
             and 2 <= m <= 1 << 16 and m0 == 2 * m and m == int(state["M"])
