@@ -24,6 +24,14 @@ _UNITS = {"euclidean": "euclidean", "cosine": "euclidean", "inner_product": "dot
 _CHILDREN_AT = {"euclidean": 8, "dot": 4}
 
 
+def _split_floats(payload, node, n, is_split, first):
+    """The float32 fields annoy reads from split nodes: the row and the header
+    float (euclidean: the offset before the children; dot: the factor after)."""
+    floats = payload.reshape(-1, node).view("<f4")[n:][is_split]
+    header = 1 if first == 2 else 3
+    return np.hstack([floats[:, 4:], floats[:, header:header + 1]])
+
+
 def _annoy():
     return import_optional("annoy", "annoy")
 
@@ -222,6 +230,15 @@ class AnnoyIndex(BaseIndex):
             ((split < 0) | (split >= own[~leaf][:, None])).any()
             and "a split node points outside the nodes before it",
             ((slots < 0) | (slots >= n))[used].any() and "a leaf names an item out of range",
+            # a split covers exactly the items of its two children (checked once
+            # the children are known to be in range)
+            not ((split < 0) | (split >= own[~leaf][:, None])).any()
+            and (count[~leaf] != desc[split[:, 0]] + desc[split[:, 1]]).any()
+            and "a split node's count is not its children's",
+            # a split's hyperplane and offset (dot: its factor), as annoy computes them:
+            # finite (a NaN plane sends every query down one side)
+            not np.isfinite(_split_floats(payload, node, n, ~leaf, first)).all()
+            and "a split node's hyperplane is not finite",
         ]
         problems = [p for p in problems if p]
         if problems:

@@ -161,6 +161,7 @@ class BM25Index(BaseIndex):
 
     _backend = "bm25"
     _native_distance = "exact"
+    _nonnegative_data = True  # term counts
     _accepts_sparse = True
     metric = "bm25"  # not a parameter: the only ranking of this index
     supported_metrics = ("bm25",)

@@ -40,6 +40,8 @@ section, so that no query runs meanwhile.
 
 import copy
 
+import numpy as np
+
 from ._lock import runtime_state
 from ..utils._persist import (
     CorruptIndexError,
@@ -148,9 +150,24 @@ class SealedIndexState:
         return X
 
     def _check_stored_shapes(self, owner, data_stored=True):
-        """The stored data, labels and keys agree with the saved dimensions."""
+        """The fitted state is one a fit makes: counts, metric, scale, and the
+        stored data, labels, keys and zero rows agree with the saved dimensions."""
+        self._check_fitted_scalars(owner)
         expected = (self.n_samples_fit_, self.n_features_in_)
         problems = []
+        keys = vars(self).get("_fit_keys")
+        if keys is not None and (getattr(keys, "shape", None) != (self.n_samples_fit_,)
+                                 or keys.dtype != np.uint64):
+            problems.append("the stored row keys do not match the items")
+        zero = vars(self).get("_zero_rows")
+        if zero is not None and (
+                not isinstance(zero, np.ndarray) or zero.dtype.kind not in "iu"
+                or (zero.size and (zero.min() < 0 or zero.max() >= self.n_samples_fit_))):
+            problems.append("the stored zero rows are not item ids")
+        data = vars(self).get("_fit_X")
+        if data_stored and data is not None and not _finite_data(data, self._nonnegative_data):
+            problems.append("the stored data are not finite float values"
+                            + (" >= 0" if self._nonnegative_data else ""))
         # backends that hold the rows themselves (MilvusIndex, ShardedIndex's
         # shards, keep_vectors=False) have no stored copy here: their native
         # checks cover them
@@ -166,6 +183,31 @@ class SealedIndexState:
                 f"{owner}: {'; '.join(problems)}, but the saved state has "
                 f"{expected[0]} items of {expected[1]} features."
             )
+
+    #: Whether the stored data are counts (BM25): negative values are refused on load.
+    _nonnegative_data = False
+
+    def _check_fitted_scalars(self, owner):
+        """Counts are positive integers, the metric one of the backend's, the scale
+        a power of two: values a fit makes, checked before anything uses them."""
+        def count(value):
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and (
+                0 < value <= 2**40)
+
+        scale = getattr(self, "_scale", 1.0)
+        problems = [
+            f"{name}={getattr(self, name)!r}" for name in ("n_samples_fit_", "n_features_in_")
+            if not count(getattr(self, name, None))
+        ]
+        metric = getattr(self, "metric_", None)
+        if not isinstance(metric, str) or metric not in self.supported_metrics:
+            problems.append(f"metric_={metric!r}")
+        if not (isinstance(scale, (float, int)) and np.isfinite(scale) and scale > 0
+                and np.frexp(scale)[0] == 0.5):
+            problems.append(f"_scale={scale!r}")
+        if problems:
+            raise CorruptIndexError(
+                f"{owner}: the saved state has values no fit makes ({', '.join(problems)}).")
 
     def _check_children(self, owner):
         """Check the loaded ``_child_attrs`` against this index's own state (composite hook).
@@ -221,3 +263,15 @@ def _snapshot(children):
     if isinstance(children, (list, tuple)):
         return type(children)(copy.deepcopy(child) for child in children)
     return copy.deepcopy(children)
+
+
+def _finite_data(data, nonnegative):
+    """Stored rows (dense float32, or sparse) hold finite values (>= 0 for counts)."""
+    values = data.data if hasattr(data, "tocsr") else data
+    if not isinstance(values, np.ndarray) or values.dtype.kind != "f":
+        return False
+    if hasattr(data, "tocsr"):
+        ok = np.isfinite(values).all()
+    else:
+        ok = values.dtype == np.float32 and np.isfinite(values).all()
+    return bool(ok and (not nonnegative or not (values < 0).any()))

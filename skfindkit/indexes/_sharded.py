@@ -328,6 +328,7 @@ class ShardedIndex(BaseIndex):
         state = self.__dict__
         if "shards_" not in state and "shard_ids_" not in state and "n_samples_fit_" not in state:
             return  # not fitted
+        self._check_fitted_scalars(owner)
         shards, ids = state.get("shards_"), state.get("shard_ids_")
         fit_params, problem = state.get("_fit_params"), None
         if "_pending_X" in state or not isinstance(shards, list) or not isinstance(ids, list):
@@ -342,6 +343,8 @@ class ShardedIndex(BaseIndex):
                  or len(i) != shard.n_samples_fit_ or shard.n_features_in_ != self.n_features_in_
                  or shard.metric_ != self.metric_ for shard, i in zip(shards, ids)):
             problem = "a shard's size, features or metric differ from its ids or this index"
+        elif sum(len(i) for i in ids) != self.n_samples_fit_:  # before allocating anything
+            problem = f"the shards hold {sum(len(i) for i in ids)} items, not {self.n_samples_fit_}"
         elif not np.array_equal(np.sort(np.concatenate(ids)), np.arange(self.n_samples_fit_)) or (
                 any((np.diff(i) <= 0).any() for i in ids)):
             problem = f"the shards' ids are not the ascending ids 0..{self.n_samples_fit_ - 1}"

@@ -371,8 +371,28 @@ class Decoder:
                 obj.__setstate__(state)
             else:
                 obj.__dict__.update(state)
+            _check_params(obj)
             return obj
         raise CorruptFileError(f"unknown node {tag!r}")
+
+
+def _check_params(obj):
+    """An estimator's parameters as its own validation accepts them (a file may say
+    ``n_neighbors=2.5`` or a pipeline of no steps: refused here, not at first use)."""
+    validate = getattr(obj, "_validate_params", None)
+    if validate is None or not hasattr(obj, "get_params") or not hasattr(
+            type(obj), "_parameter_constraints"):
+        return  # an estimator without declared constraints: nothing to check
+    try:
+        validate()
+        steps = getattr(obj, "steps", None) if hasattr(obj, "_validate_steps") else None
+        if steps is not None and not (  # Pipeline: a non-empty list of (name, step) pairs
+                steps and all(isinstance(step, (tuple, list)) and len(step) == 2
+                              and isinstance(step[0], str) for step in steps)):
+            raise ValueError(f"steps must be (name, estimator) pairs, not {steps!r:.80}")
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CorruptFileError(
+            f"the parameters of a {type(obj).__name__} are invalid: {exc}") from exc
 
 
 def checked_dtype(text):
