@@ -192,7 +192,7 @@ def write_far_link(backend, folder):
 #: hnswlib state scalars it trusts as they are, and a tampered value of each
 HNSWLIB_SCALAR_EDITS = {
     "index_inited": False, "ep_added": False, "has_deletions": True, "normalize": True,
-    "num_threads": 10**9, "ef": 0, "ef_construction": 2**40,
+    "num_threads": 10**9, "ef": 0, "ef_construction": 0,
 }
 
 

@@ -213,8 +213,8 @@ class HNSWIndex(BaseIndex):
             and state["index_inited"] and state["ep_added"] and not state["has_deletions"]
             and bool(state["normalize"]) == (state["space"] == "cosine")
             and 1 <= int(state["num_threads"]) <= 4096
-            and 1 <= int(state["ef"]) <= 2**31 - 1
-            and 1 <= int(state["ef_construction"]) <= 2**31 - 1
+            and 1 <= int(state["ef"]) < 2**63  # size_t in hnswlib; a query bounds it by the items
+            and 1 <= int(state["ef_construction"]) < 2**63
             and all(isinstance(state[a], np.ndarray) and state[a].ndim == 1
                     and state[a].dtype == t for a, t in zip(arrays, dtypes))
             and 2 <= m <= 1 << 16 and m0 == 2 * m and m == int(state["M"])
