@@ -67,7 +67,6 @@ array([[1]])
 import json
 import os
 import re
-import struct
 import tempfile
 from contextlib import contextmanager
 
