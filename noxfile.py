@@ -48,8 +48,8 @@ def tests_mxnet(session):
     session.run(
         "python", "-m", "pytest", "-n", _workers(), "--dist", "loadfile",
         *(session.posargs or [
-            *sorted(glob.glob("tests/test_extractors_mxnet*.py")),
-            "tests/test_estimators.py", "tests/test_extractors_contract.py",
+            *sorted(glob.glob("tests/extractors/test_mxnet*.py")),
+            "tests/common/test_estimators.py", "tests/extractors/test_contract.py",
             "tests/test_readme.py", "-k", "MXNet or Gluon or mxnet or every_public",
         ]),
     )

@@ -1,6 +1,6 @@
 """Corrupted, truncated and mixed-up saved indexes: the cases and how each ended.
 
-Shared by ``test_persistence.py`` (run in a child process through
+Shared by ``tests/test_io.py`` (run in a child process through
 ``_isolation.run_isolated``) and ``reliability_report.py``. Every case ends in
 one of:
 

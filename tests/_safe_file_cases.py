@@ -1,4 +1,4 @@
-"""Broken and tampered files of the safe format, for ``test_safe_format.py``.
+"""Broken and tampered files of the safe format, for ``tests/utils/test_safe_file.py``.
 
 Each case loads one edited copy of a file written by :func:`skfindkit.io.save`
 and records how it ended: ``"corrupt"`` (:class:`~skfindkit.io.CorruptFileError`

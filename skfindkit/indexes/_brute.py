@@ -33,7 +33,7 @@ radius, :func:`_partition`), each group centred on its own mean.
 "Exact" means: the ``k`` nearest of the stored rows (the input rounded to
 float32, unit rows for cosine) by their exact distances, ties broken by the
 lower id, distances within a float64 sum's rounding (about ``d * 2**-53``
-relative). ``tests/test_exact_oracle.py`` checks this against a float64
+relative). ``tests/indexes/test_exact_oracle.py`` checks this against a float64
 brute force on generated data made to defeat float32.
 
 Nothing here knows about estimators: :class:`~skfindkit.ExactIndex` searches

@@ -1,0 +1,97 @@
+"""Every skfindkit module imports alone (no import circle), and module hygiene.
+
+Each module is imported first, in a process that has never imported skfindkit:
+one fresh interpreter preloads the third-party libraries (numpy, scipy,
+scikit-learn, joblib: seconds of import time that would otherwise be paid 40
+times) and forks one child per module, which imports that module and nothing
+of skfindkit before it. An import circle breaks only for some entry points, so
+each module must be tried as the first one.
+"""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[2] / "skfindkit"
+
+
+def _modules():
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+_FORK_EACH = r"""
+import importlib, os, sys, traceback
+import joblib, numpy, scipy.sparse, sklearn.base, sklearn.utils.validation  # third-party only
+assert not [m for m in sys.modules if m.startswith("skfindkit")]
+failed = []
+for name in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:  # a process that has imported no skfindkit module yet
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            sys.stderr.write(f"--- import {name} failed:\n{traceback.format_exc()}")
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if status:
+        failed.append(name)
+print("FAILED:", " ".join(failed))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX) to stay fast")
+def test_every_module_imports_alone_in_a_fresh_process():
+    modules = _modules()
+    assert len(modules) > 30 and "skfindkit.loaders._base" in modules
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent) + os.pathsep
+           + os.environ.get("PYTHONPATH", "")}
+    run = subprocess.run([sys.executable, "-c", _FORK_EACH, *modules], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "FAILED:", run.stdout + run.stderr[-5000:]
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module, [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, []
+
+
+def test_sklearn_private_api_is_imported_in_one_module():
+    compat = PACKAGE / "utils" / "_sklearn_compat.py"
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path == compat:
+            continue
+        for module, names in _imports(path):
+            if not module.startswith("sklearn"):
+                continue
+            private = [n for n in names if n.startswith("_")]
+            if any(part.startswith("_") for part in module.split(".")) or private:
+                offenders.append(f"{path.relative_to(PACKAGE)}: {module} {private}")
+    assert not offenders, "import these from skfindkit/utils/_sklearn_compat.py:\n" + "\n".join(
+        offenders)
+
+
+def test_plotting_and_progress_libraries_are_imported_lazily():
+    """matplotlib (extra ``plot``) and tqdm are imported on use, not on import."""
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys, skfindkit, skfindkit.cli, skfindkit.plotting; "
+         "print(sorted(m for m in ('matplotlib', 'tqdm') if m in sys.modules))"],
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)}, capture_output=True,
+        text=True, check=True, timeout=120,
+    )
+    assert run.stdout.strip() == "[]", run.stdout

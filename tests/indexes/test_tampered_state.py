@@ -1,0 +1,114 @@
+"""Values no fit makes, in a file whose checksums were recomputed, are refused at load.
+
+Found by an independent tester (``tests/reliability_independent.py``): a file
+sealed again after an edit of ``n_neighbors``, ``metric_``, ``_scale``, the row
+keys, the zero rows, the stored data or a pipeline's steps loaded without
+error and failed later (a TypeError deep in a query) or answered from data no
+fit could have stored. Each is now a ``CorruptFileError`` naming the file.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.decomposition import PCA
+from sklearn.pipeline import Pipeline
+
+from skfindkit import BM25Index, ExactIndex, HNSWIndex, ShardedIndex, SklearnFeatureExtractor
+from skfindkit import io as skio
+from skfindkit.utils._persist import CorruptFileError
+
+from .._corruption import resealed, save_state
+from .._optional import has
+
+X = np.random.default_rng(0).random((40, 8)).astype(np.float32)
+
+
+def _load_tampered(index, tmp_path, **changes):
+    path = str(tmp_path / "tampered.skfk")
+    save_state(type(index), resealed(index.__getstate__(), **changes), path)
+    return skio.load(path)
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True, "3", float("nan")])
+def test_invalid_parameter_in_a_resealed_file(value, tmp_path):
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(ExactIndex(n_neighbors=3).fit(X), tmp_path, n_neighbors=value)
+
+
+@pytest.mark.parametrize("changes", [
+    {"metric_": "bogus"}, {"metric_": 5}, {"metric_": None},
+    {"_scale": float("nan")}, {"_scale": 3.0}, {"_scale": -1.0},
+    {"n_samples_fit_": 0}, {"n_features_in_": 8.0}, {"n_samples_fit_": True},
+    {"_zero_rows": np.array([100])},
+    {"_fit_X": np.where(X > 0.5, np.nan, X).astype(np.float32)},
+    {"_fit_X": (X * 10).astype(np.int64)},
+], ids=lambda c: f"{next(iter(c))}={next(iter(c.values()))!r:.12}")
+def test_fitted_values_no_fit_makes(changes, tmp_path):
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(ExactIndex(n_neighbors=3).fit(X), tmp_path, **changes)
+
+
+@pytest.mark.skipif(not has("hnswlib"), reason="hnswlib is not installed (extra: hnswlib)")
+def test_row_keys_of_the_wrong_length(tmp_path):
+    index = HNSWIndex(n_neighbors=3, keep_vectors=False).fit(X)
+    keys = index.__getstate__()["_fit_keys"]
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(index, tmp_path, _fit_keys=keys[:-1])
+
+
+@pytest.mark.parametrize("data", [-1.0, float("nan")])
+def test_bm25_counts_that_are_not_counts(data, tmp_path):
+    counts = sp.csr_matrix(np.random.default_rng(1).integers(0, 3, (30, 12)).astype(float))
+    index = BM25Index(n_neighbors=3).fit(counts)
+    stored = index.__getstate__()["_fit_X"].copy()
+    stored.data[0] = data
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(index, tmp_path, _fit_X=stored)
+
+
+def test_sharded_index_claiming_a_trillion_items_allocates_nothing(tmp_path):
+    index = ShardedIndex(ExactIndex(n_neighbors=3), n_shards=2).fit(X)
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(index, tmp_path, n_samples_fit_=10**12)
+
+
+@pytest.mark.parametrize("steps", [5, [], [("only-a-name",)], [(3, "passthrough")]])
+def test_pipeline_steps_that_are_not_steps(steps, tmp_path):
+    pipe = Pipeline([("pca", SklearnFeatureExtractor(PCA(2))), ("index", ExactIndex())]).fit(X)
+    pipe.steps = steps  # what an edit of the file's tree can say
+    path = str(tmp_path / "tampered.skfk")
+    skio.save(pipe, path)
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        skio.load(path)
+
+
+def test_sharded_index_with_a_scale_no_fit_makes(tmp_path):
+    index = ShardedIndex(ExactIndex(n_neighbors=3), n_shards=2).fit(X)
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(index, tmp_path, _scale=float("nan"))
+
+
+@pytest.mark.skipif(not has("annoy"), reason="annoy is not installed (extra: annoy)")
+def test_annoy_split_nodes_with_nan_or_wrong_counts(tmp_path):
+    # a NaN in a split node's hyperplane or count passed the checks and changed answers
+    from skfindkit import AnnoyIndex
+    from skfindkit.utils._persist import NativeBlob
+
+    index = AnnoyIndex(n_neighbors=3, random_state=0).fit(X)
+    blob = index.__getstate__()["_index_blob"]
+    node = 16 + 4 * X.shape[1]
+    payload = np.asarray(blob.payload)
+    refused = 0
+    nan = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
+    for start in range(X.shape[0] * node, payload.size - 4, node):  # every non-item node
+        for offset in (0, 16):  # its count, the first float of its row
+            edited = payload.copy()
+            edited[start + offset:start + offset + 4] = nan
+            try:
+                loaded = _load_tampered(index, tmp_path, _index_blob=NativeBlob(blob.kind, edited))
+            except CorruptFileError:
+                refused += 1
+                continue
+            # accepted only where the word is a leaf's unused slot: same answers
+            np.testing.assert_array_equal(loaded.kneighbors(X[:4])[1], index.kneighbors(X[:4])[1])
+    assert refused > 0
