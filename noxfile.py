@@ -40,6 +40,17 @@ def tests(session):
 
 
 @nox.session(python=PYTHON)
+def quick(session):
+    """The edit-test loop: everything not marked ``slow`` (CI runs those too)."""
+    session.install("-e", ".[all,test]")
+    session.run(
+        "python", "-m", "pytest", "-n", _workers(), "--dist", "loadfile", "-m", "not slow",
+        *(session.posargs or ["tests"]),
+        env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+@nox.session(python=PYTHON)
 def tests_mxnet(session):
     """MXNet/Gluon extractors and their contract checks, on numpy < 2."""
     session.install("numpy<2", "-e", ".[mxnet,image,test]")

@@ -26,13 +26,18 @@ from sklearn.pipeline import Pipeline
 from skfindkit import AnnoyIndex, FaissIndex, HNSWIndex
 from skfindkit.metrics import make_retrieval_scorer
 
+# The test suite runs every example; with ``SKFINDKIT_EXAMPLE_QUICK=1`` this
+# one draws the same curves from a smaller collection and fewer candidates.
+QUICK = os.environ.get("SKFINDKIT_EXAMPLE_QUICK") == "1"
+N_ITEMS = 4000 if QUICK else 30000
+
 # %%
 # Data whose neighbours mean something: clusters on a 12-dimensional subspace
 # of a 64-dimensional space (i.i.d. Gaussian data has no useful neighbours).
 rng = np.random.RandomState(0)
 centers = rng.randn(50, 12) * 3
-Z = centers[rng.randint(50, size=30000)] + rng.randn(30000, 12)
-X = (Z @ rng.randn(12, 64) + 0.1 * rng.randn(30000, 64)).astype(np.float32)
+Z = centers[rng.randint(50, size=N_ITEMS)] + rng.randn(N_ITEMS, 12)
+X = (Z @ rng.randn(12, 64) + 0.1 * rng.randn(N_ITEMS, 64)).astype(np.float32)
 
 # %%
 # One pipeline, three index families, each with its query-time knob (and one
@@ -43,15 +48,22 @@ grid = [
     {"index": [FaissIndex(factory="IVF256,Flat", random_state=0)], "index__nprobe": [1, 2, 4, 8, 16]},
     {"index": [AnnoyIndex(n_trees=20, random_state=0)], "index__search_k": [200, 800, 3200]},
 ]
+if QUICK:
+    grid = [
+        {"index": [HNSWIndex(random_state=0)], "index__M": [8], "index__ef_search": [10, 40]},
+        {"index": [FaissIndex(factory="IVF32,Flat", random_state=0)], "index__nprobe": [1, 8]},
+        {"index": [AnnoyIndex(n_trees=10, random_state=0)], "index__search_k": [200, 3200]},
+    ]
 search = GridSearchCV(
     pipe,
     grid,
     scoring=make_retrieval_scorer("recall", k=10),
-    cv=KFold(n_splits=5, shuffle=True, random_state=0),  # 4/5 indexed, 1/5 queries
+    cv=KFold(n_splits=3 if QUICK else 5, shuffle=True, random_state=0),  # 1 fold = queries
     refit=False,
     verbose=2,  # one line per fit: 85 fits, a few minutes in all
 )
-print(f"grid search: {sum(len(list(ParameterGrid(g))) for g in grid)} candidates x 5 folds "
+print(f"grid search: {sum(len(list(ParameterGrid(g))) for g in grid)} candidates x "
+      f"{search.cv.get_n_splits()} folds "
       "(takes minutes; a line per fit follows)", flush=True)
 search.fit(X)
 

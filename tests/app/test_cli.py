@@ -17,6 +17,7 @@ def demo(tmp_path_factory):
     return out, printed.getvalue()
 
 
+@pytest.mark.slow  # the demo end to end
 def test_demo_prints_table_saves_pipeline_and_gallery(demo):
     out_dir, out = demo
     assert "P@5" in out and "configuration" in out and "gallery written to" in out
@@ -42,6 +43,7 @@ def test_demo_prints_table_saves_pipeline_and_gallery(demo):
     assert hit.keys[0, 0] == index.item_keys_[3] and hit.distances[0, 0] < 1e-4
 
 
+@pytest.mark.slow  # the demo's output served by a subprocess
 def test_serve_the_demo_output_and_search_with_a_saved_query(demo):
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")

@@ -14,6 +14,8 @@ from skfindkit.cli import main
 
 from .._audio_fixtures import write_dataset
 
+pytestmark = pytest.mark.slow  # subprocesses of the real command on real folders
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

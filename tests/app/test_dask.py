@@ -41,6 +41,8 @@ from skfindkit.dask import (  # noqa: E402
 
 from .._dask_items import vector_of  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a LocalCluster with worker processes
+
 
 @pytest.fixture(scope="module")
 def client():

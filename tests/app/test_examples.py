@@ -14,7 +14,8 @@ EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("plot_*.py"))
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
 def test_example_runs_and_saves_its_plot(script, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "TMPDIR": str(tmp_path),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "TF_CPP_MIN_LOG_LEVEL": "2",
+           "SKFINDKIT_EXAMPLE_QUICK": "1"}  # examples with a long study run a reduced one
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -22,6 +22,8 @@ from skfindkit import io as skio  # noqa: E402
 from .._serve_fixtures import (DOCS, ServeProcess, digit_image_pipeline,  # noqa: E402
                               text_file_pipeline, write_digit_pngs)
 
+pytestmark = pytest.mark.slow  # a real browser against a served subprocess
+
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
