@@ -1,7 +1,5 @@
 """Judged measures equal trec_eval's (through pytrec_eval), ties and unjudged documents included."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -17,7 +15,7 @@ from skfindkit.metrics import (
     read_trec_run,
 )
 
-pytrec_eval = pytest.importorskip("pytrec_eval")
+from ._beir import write_beir
 
 
 def _random_case(seed, n_queries=40, n_docs=60):
@@ -34,6 +32,7 @@ def _random_case(seed, n_queries=40, n_docs=60):
 
 
 def _trec(qrels, run, measures):
+    pytrec_eval = pytest.importorskip("pytrec_eval")
     return pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
 
 
@@ -115,21 +114,6 @@ def test_trec_files_round_trip(tmp_path):
     (tmp_path / "bad").write_text("q 0 d\n")
     with pytest.raises(ValueError, match="line 1"):
         read_trec_qrels(tmp_path / "bad")
-
-
-def write_beir(folder, corpus, queries, splits):
-    """A BEIR-format folder: corpus {id: (title, text)}, queries {id: text}, splits {name: qrels}."""
-    (folder / "qrels").mkdir(parents=True)
-    with open(folder / "corpus.jsonl", "w") as fh:
-        for i, (title, text) in corpus.items():
-            fh.write(json.dumps({"_id": i, "title": title, "text": text}) + "\n")
-    with open(folder / "queries.jsonl", "w") as fh:
-        for i, text in queries.items():
-            fh.write(json.dumps({"_id": i, "text": text}) + "\n")
-    for name, qrels in splits.items():
-        lines = [f"{q}\t{d}\t{g}" for q, docs in qrels.items() for d, g in docs.items()]
-        (folder / "qrels" / f"{name}.tsv").write_text(
-            "query-id\tcorpus-id\tscore\n" + "\n".join(lines) + "\n")
 
 
 def test_load_beir(tmp_path):
