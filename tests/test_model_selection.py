@@ -134,3 +134,15 @@ def test_validation():
         model.score(["apple", "plum"], [{"0": 1}])
     with pytest.raises(ValueError, match="judgments"):
         model.score(["apple"], None)
+
+
+@pytest.mark.parametrize("check_name", [
+    "check_no_attributes_set_in_init", "check_get_params_invariance", "check_set_params",
+    "check_estimator_repr", "check_estimator_cloneable",
+    "check_do_not_raise_errors_in_init_or_set_params"])
+def test_sklearn_api_checks(check_name):
+    from sklearn.base import clone
+    from sklearn.utils import estimator_checks
+
+    model = _model(["apple pear", "pear plum"], doc_ids=["a", "b"], scoring=["ndcg@5", "map"])
+    getattr(estimator_checks, check_name)("JudgedRetrieval", clone(model))
