@@ -3,9 +3,9 @@
 Data (offline, built by this script into a temporary BEIR-format folder): a
 *known-item* set from the news articles shipped with gensim's tests
 (``lee_background.cor``, 300 articles, and ``lee.cor``, 50 more). From each
-article with at least three sentences one sentence is drawn at random
-(seeded, among those of six words or more) and removed: it is the query, and the rest of the article, the only
-document judged relevant to it (grade 1). Half the queries (random, seeded)
+article with at least three sentences one sentence of six words or more is
+drawn at random (seeded) and removed: it is the query, and the rest of the
+article the only document judged relevant to it (grade 1). Half the queries (random, seeded)
 are the training split, half the test split. This is NOT a BEIR benchmark:
 its numbers are not comparable with published BEIR/pyserini figures.
 

@@ -89,7 +89,8 @@ stop = search.best_params_["pipeline__vec__stop_words"]
 scores = np.empty((len(bs), len(k1s)))
 for params, score in zip(res["params"], res["mean_test_ndcg@10"]):
     if params["pipeline__vec__stop_words"] == stop:
-        scores[bs.index(params["pipeline__bm25__b"]), k1s.index(params["pipeline__bm25__k1"])] = score
+        row, col = bs.index(params["pipeline__bm25__b"]), k1s.index(params["pipeline__bm25__k1"])
+        scores[row, col] = score
 fig, ax = plt.subplots(figsize=(6, 4))
 image = ax.imshow(scores, origin="lower", cmap="viridis")
 ax.set(xticks=range(len(k1s)), xticklabels=k1s, yticks=range(len(bs)), yticklabels=bs,

@@ -4,7 +4,10 @@ import json
 
 
 def write_beir(folder, corpus, queries, splits):
-    """A BEIR-format folder: corpus {id: (title, text)}, queries {id: text}, splits {name: qrels}."""
+    """Write a BEIR-format folder.
+
+    corpus {id: (title, text)}, queries {id: text}, splits {name: {qid: {doc: grade}}}.
+    """
     (folder / "qrels").mkdir(parents=True)
     with open(folder / "corpus.jsonl", "w") as fh:
         for i, (title, text) in corpus.items():

@@ -92,79 +92,122 @@ def _measure(function, qrels, run, k, per_query):
     return float(np.mean(list(values.values())))
 
 
-_DOC = """
+def ndcg_at_k(qrels, run, k=10, *, per_query=False):
+    """Normalised discounted cumulative gain of the first ``k`` documents (graded gains).
+
     Parameters
     ----------
     qrels : Qrels or mapping
-        ``{{query_id: {{doc_id: grade}}}}``, integer grades.
+        ``{query_id: {doc_id: grade}}``, integer grades.
     run : mapping
-        ``{{query_id: {{doc_id: score}}}}``, higher scores first.
-    k : int{k_default}
-        {k_text}
+        ``{query_id: {doc_id: score}}``, higher scores first.
+    k : int, default=10
+        Cut-off.
     per_query : bool, default=False
-        Return ``{{query_id: value}}`` instead of the mean.
+        Return ``{query_id: value}`` instead of the mean.
 
     Returns
     -------
     value : float or dict
         The mean over the judged queries (see the module's conventions).
-"""
 
-
-def ndcg_at_k(qrels, run, k=10, *, per_query=False):
-    return _measure(_ndcg, qrels, run, _check_k(k), per_query)
-
-
-def mrr_at_k(qrels, run, k=10, *, per_query=False):
-    return _measure(_rr, qrels, run, _check_k(k), per_query)
-
-
-def judged_recall_at_k(qrels, run, k=100, *, per_query=False):
-    return _measure(_recall, qrels, run, _check_k(k), per_query)
-
-
-def judged_average_precision(qrels, run, k=None, *, per_query=False):
-    return _measure(_ap, qrels, run, _check_k(k, allow_none=True), per_query)
-
-
-ndcg_at_k.__doc__ = """Normalised discounted cumulative gain of the first ``k`` documents, graded gains.
-""" + _DOC.format(k_default=", default=10", k_text="Cut-off.") + """
     Examples
     --------
     >>> qrels = {"q": {"a": 2, "b": 1}}
     >>> round(ndcg_at_k(qrels, {"q": {"b": 0.9, "a": 0.5, "c": 0.1}}, k=3), 4)
     0.8597
     """
-mrr_at_k.__doc__ = """Reciprocal rank of the first relevant document among the first ``k``.
-""" + _DOC.format(k_default=", default=10", k_text="Cut-off: 0 when no relevant document "
-                  "is among the first k.") + """
+    return _measure(_ndcg, qrels, run, _check_k(k), per_query)
+
+
+def mrr_at_k(qrels, run, k=10, *, per_query=False):
+    """Reciprocal rank of the first relevant document among the first ``k``.
+
+    Parameters
+    ----------
+    qrels : Qrels or mapping
+        ``{query_id: {doc_id: grade}}``, integer grades.
+    run : mapping
+        ``{query_id: {doc_id: score}}``, higher scores first.
+    k : int, default=10
+        Cut-off: 0 when no relevant document is among the first k.
+    per_query : bool, default=False
+        Return ``{query_id: value}`` instead of the mean.
+
+    Returns
+    -------
+    value : float or dict
+        The mean over the judged queries (see the module's conventions).
+
     Examples
     --------
     >>> mrr_at_k({"q": {"a": 1}}, {"q": {"b": 0.9, "a": 0.5}})
     0.5
     """
-judged_recall_at_k.__doc__ = """Fraction of the relevant documents found among the first ``k``.
+    return _measure(_rr, qrels, run, _check_k(k), per_query)
+
+
+def judged_recall_at_k(qrels, run, k=100, *, per_query=False):
+    """Fraction of the relevant documents found among the first ``k``.
 
     Recall against relevance judgments; :func:`recall_at_k` is the recall of
     an approximate index against exact search.
-""" + _DOC.format(k_default=", default=100", k_text="Cut-off.") + """
+
+    Parameters
+    ----------
+    qrels : Qrels or mapping
+        ``{query_id: {doc_id: grade}}``, integer grades.
+    run : mapping
+        ``{query_id: {doc_id: score}}``, higher scores first.
+    k : int, default=100
+        Cut-off.
+    per_query : bool, default=False
+        Return ``{query_id: value}`` instead of the mean.
+
+    Returns
+    -------
+    value : float or dict
+        The mean over the judged queries (see the module's conventions).
+
     Examples
     --------
     >>> judged_recall_at_k({"q": {"a": 1, "b": 1}}, {"q": {"b": 0.9, "c": 0.5}}, k=2)
     0.5
     """
-judged_average_precision.__doc__ = """Average precision over judgments; the mean over queries is MAP.
+    return _measure(_recall, qrels, run, _check_k(k), per_query)
+
+
+def judged_average_precision(qrels, run, k=None, *, per_query=False):
+    """Average precision over judgments; its mean over queries is MAP.
 
     The sum of the precisions at the ranks of the relevant retrieved documents,
     divided by the number of relevant documents judged for the query.
     :func:`average_precision` is the same quantity for one list of booleans.
-""" + _DOC.format(k_default=" or None, default=None",
-                  k_text="Cut-off; the whole run when None.") + """
+
+    Parameters
+    ----------
+    qrels : Qrels or mapping
+        ``{query_id: {doc_id: grade}}``, integer grades.
+    run : mapping
+        ``{query_id: {doc_id: score}}``, higher scores first.
+    k : int or None, default=None
+        Cut-off; the whole run when None.
+    per_query : bool, default=False
+        Return ``{query_id: value}`` instead of the mean.
+
+    Returns
+    -------
+    value : float or dict
+        The mean over the judged queries (see the module's conventions).
+
     Examples
     --------
-    >>> judged_average_precision({"q": {"a": 1, "c": 1}}, {"q": {"a": 0.9, "b": 0.5, "c": 0.1}})
+    >>> qrels = {"q": {"a": 1, "c": 1}}
+    >>> judged_average_precision(qrels, {"q": {"a": 0.9, "b": 0.5, "c": 0.1}})
     0.8333333333333333
     """
+    return _measure(_ap, qrels, run, _check_k(k, allow_none=True), per_query)
+
 
 #: name -> (function, default cut-off), for measure names such as "ndcg@10"
 MEASURES = {
