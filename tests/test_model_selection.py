@@ -146,3 +146,13 @@ def test_sklearn_api_checks(check_name):
 
     model = _model(["apple pear", "pear plum"], doc_ids=["a", "b"], scoring=["ndcg@5", "map"])
     getattr(estimator_checks, check_name)("JudgedRetrieval", clone(model))
+
+
+def test_a_bare_index_on_dense_vectors_ranks_every_query():
+    from skfindkit import ExactIndex
+
+    X = np.eye(4)
+    model = JudgedRetrieval(ExactIndex(metric="euclidean"), X, depth=2).fit()
+    run = model.retrieve([[1.0, 0, 0, 0], [0, 0, 0, 0]])  # a zero vector is a point here
+    assert list(run["0"])[0] == "0" and len(run["1"]) == 2
+    assert model.score([[0, 0.9, 0, 0]], [{"1": 1}]) == 1.0

@@ -15,6 +15,7 @@ from numbers import Integral
 
 import joblib
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
@@ -90,7 +91,7 @@ class JudgedRetrieval(MetaEstimatorMixin, BaseEstimator):
 
     Notes
     -----
-    A query whose features are all zero (e.g. no word of the vocabulary)
+    A query whose sparse features hold no entry (no word of the vocabulary)
     retrieves nothing and scores 0. The measures follow trec_eval's
     conventions (:mod:`skfindkit.metrics`); a document's score in a run is
     minus its distance.
@@ -189,7 +190,7 @@ class JudgedRetrieval(MetaEstimatorMixin, BaseEstimator):
         -------
         run : dict
             ``{query_id: {doc_id: score}}``, score = minus the distance;
-            ``{}`` for a query whose features are all zero.
+            ``{}`` for a query whose sparse features hold no entry.
         """
         check_is_fitted(self, "pipeline_")
         n_queries = _num_samples(X)
@@ -201,7 +202,10 @@ class JudgedRetrieval(MetaEstimatorMixin, BaseEstimator):
         depth = min(depth, len(self.doc_ids_))
         Xt = features_for_index(self.pipeline_, X)
         run = {q: {} for q in query_ids}
-        keep = np.setdiff1d(np.arange(n_queries), empty_rows(Xt))
+        if not sp.issparse(Xt):
+            Xt = np.asarray(Xt)
+        # sparse rows without any entry (no word of the vocabulary) have no ranking
+        keep = np.setdiff1d(np.arange(n_queries), empty_rows(Xt) if sp.issparse(Xt) else [])
         if keep.size:
             dist, ind = index.kneighbors(Xt[keep], n_neighbors=depth)
             for row, d, i in zip(keep, dist, ind):
