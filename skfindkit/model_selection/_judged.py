@@ -202,10 +202,11 @@ class JudgedRetrieval(MetaEstimatorMixin, BaseEstimator):
         depth = min(depth, len(self.doc_ids_))
         Xt = features_for_index(self.pipeline_, X)
         run = {q: {} for q in query_ids}
-        if not sp.issparse(Xt):
+        keep = np.arange(n_queries)
+        if sp.issparse(Xt):  # rows without any entry (no word of the vocabulary): no ranking
+            keep = np.setdiff1d(keep, empty_rows(Xt))
+        else:
             Xt = np.asarray(Xt)
-        # sparse rows without any entry (no word of the vocabulary) have no ranking
-        keep = np.setdiff1d(np.arange(n_queries), empty_rows(Xt) if sp.issparse(Xt) else [])
         if keep.size:
             dist, ind = index.kneighbors(Xt[keep], n_neighbors=depth)
             for row, d, i in zip(keep, dist, ind):
