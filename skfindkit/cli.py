@@ -1,4 +1,4 @@
-"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query`` and ``info``.
+"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query``, ``info`` and ``evaluate``.
 
 Every failure ends in one line on stderr (``skfindkit: error: ...``) and a
 non-zero exit status; ``--debug`` shows the traceback instead.
@@ -45,6 +45,9 @@ def build_parser():
     demo.add_argument("--quiet", action="store_true", help="no progress or tables")
     demo.set_defaults(func=_demo)
     register(sub)  # index, add, query, info
+    from ._cli_evaluate import register as add_evaluate_parser
+
+    add_evaluate_parser(sub)  # evaluate: skfindkit/_cli_evaluate.py
     from .serve import add_parser as add_serve_parser
 
     add_serve_parser(sub)  # serve: skfindkit/serve/

@@ -19,6 +19,7 @@ SCRIPTS = {
     "bench_defaults.py": ("defaults.md", ("skimage", "librosa", "soundfile", "gensim")),
     "bench_exact.py": ("exact.md", ("faiss",)),
     "bench_extractors.py": ("extractors.md", ("keras",)),
+    "bench_judged.py": ("judged.md", ("gensim",)),
     "bench_loaders.py": ("loaders.md", ("librosa", "soundfile", "essentia", "gensim",
                                         "skimage")),
     "bench_memory.py": ("memory.md", ("hnswlib", "faiss", "annoy")),

@@ -1,4 +1,4 @@
-"""Retrieval quality: precision, recall against exact search, average precision.
+"""Label-based retrieval quality: precision, recall against exact search, average precision.
 
 Label-based metrics take the label of each query (``y_true``, shape
 ``(n_queries,)``) and the labels of its retrieved items in rank order
@@ -13,7 +13,7 @@ the ids an approximate index returns with the exact neighbours.
 import numpy as np
 from sklearn.utils.validation import column_or_1d
 
-from .utils import features_for_index, final_index
+from ..utils import features_for_index, final_index
 
 __all__ = [
     "average_precision",
