@@ -15,7 +15,7 @@ from skfindkit.metrics import (
     read_trec_run,
 )
 
-from ._beir import write_beir
+from .._beir import write_beir
 
 
 def _random_case(seed, n_queries=40, n_docs=60):
