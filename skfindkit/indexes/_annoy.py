@@ -4,7 +4,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval
 from ..utils._native_bytes import load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
@@ -33,7 +33,7 @@ def _split_floats(payload, node, n, is_split, first):
 
 
 def _annoy():
-    return import_optional("annoy", "annoy")
+    return AnnoyIndex._requires.load()
 
 
 class AnnoyIndex(BaseIndex):
@@ -126,6 +126,8 @@ class AnnoyIndex(BaseIndex):
     """
 
     _backend = "annoy"
+    _cli_name = "annoy"
+    _requires = Requirement(library="annoy", import_name="annoy", extra="annoy")
     supported_metrics = ("euclidean", "cosine", "inner_product")
     _native_distance = _UNITS
     # annoy's save unloads the index and maps the file it wrote

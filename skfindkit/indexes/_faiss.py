@@ -7,7 +7,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval
 from ._ann_utils import C_INT_MAX, native_seed
@@ -20,7 +20,7 @@ _MIN_POINTS_PER_LIST = 39  # below this, faiss's k-means warns that it is starve
 
 
 def _faiss():
-    return import_optional("faiss", "faiss", package="faiss-cpu")
+    return FaissIndex._requires.load()
 
 
 @contextmanager
@@ -164,6 +164,8 @@ class FaissIndex(BaseIndex):
     """
 
     _backend = "faiss"
+    _cli_name = "faiss"
+    _requires = Requirement(library="faiss-cpu", import_name="faiss", extra="faiss")
     supported_metrics = ("euclidean", "cosine", "inner_product")
 
     @property

@@ -4,7 +4,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval
 from ..utils._persist import CorruptIndexError
 from ._ann_utils import native_seed
@@ -18,7 +18,7 @@ _SPACES = {"euclidean": "l2", "cosine": "l2", "inner_product": "ip"}
 
 
 def _hnswlib():
-    return import_optional("hnswlib", "hnswlib")
+    return HNSWIndex._requires.load()
 
 
 class HNSWIndex(BaseIndex):
@@ -106,6 +106,8 @@ class HNSWIndex(BaseIndex):
     """
 
     _backend = "hnswlib"
+    _cli_name = "hnsw"
+    _requires = Requirement(library="hnswlib", import_name="hnswlib", extra="hnswlib")
     supported_metrics = ("euclidean", "cosine", "inner_product")
     # "l2" returns squared L2, "ip" returns 1 - <x, y>
     _native_distance = {"euclidean": "sqeuclidean", "cosine": "sqeuclidean",

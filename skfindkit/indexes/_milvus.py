@@ -9,6 +9,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from ..utils import import_optional, progress
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._persist import CorruptIndexError
 from . import _milvus_store as store
@@ -144,6 +145,8 @@ class MilvusIndex(BaseIndex):
     """
 
     _backend = "milvus"
+    _requires = (Requirement(library="pymilvus", import_name="pymilvus", extra="milvus"),
+                 Requirement(library="milvus-lite", import_name="milvus_lite", extra="milvus"))
     #: the collection handle's clean-up and "checked against the server" flag
     #: belong to this process: never pickled
     _transient_attrs = ("_finalizer", "_verified")

@@ -4,7 +4,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._native_bytes import file_parts, load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
@@ -21,7 +21,7 @@ _SQUARED_L2 = {"hnsw"}
 
 
 def _nmslib():
-    return import_optional("nmslib", "nmslib")
+    return NMSLibIndex._requires.load()
 
 
 class NMSLibIndex(BaseIndex):
@@ -115,6 +115,8 @@ class NMSLibIndex(BaseIndex):
     """
 
     _backend = "nmslib"
+    _cli_name = "nmslib"
+    _requires = Requirement(library="nmslib", import_name="nmslib", extra="nmslib")
     supported_metrics = ("euclidean", "cosine", "inner_product")
 
     @property
