@@ -266,14 +266,25 @@ FEATURE_SETS = {
 
 DEFAULT_FEATURES = {"image": "hog", "audio": "mel", "text": "tfidf"}
 
-# name -> (class name in skfindkit.indexes, module, extra, PyPI package)
-INDEXES = {
-    "exact": ("ExactIndex", None, None, None),
-    "hnsw": ("HNSWIndex", "hnswlib", "hnswlib", None),
-    "annoy": ("AnnoyIndex", "annoy", "annoy", None),
-    "nmslib": ("NMSLibIndex", "nmslib", "nmslib", None),
-    "faiss": ("FaissIndex", "faiss", "faiss", "faiss-cpu"),
-}
+
+def _indexes():
+    """name -> (class name in skfindkit.indexes, module, extra, PyPI package), from the
+    indexes' own declarations (:func:`skfindkit.utils.discovery.index_backends`)."""
+    from .utils.discovery import index_backends, requirements
+
+    table = {}
+    for name, cls in index_backends().items():
+        first = (*requirements(cls), None)[0]
+        table[name] = (cls.__name__, None, None, None) if first is None else (
+            cls.__name__, first.import_name, first.extra,
+            None if first.library == first.import_name else first.library)
+    return table
+
+
+def __getattr__(name):
+    if name == "INDEXES":  # computed: an index exported by skfindkit.indexes is listed
+        return _indexes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_available(kind, features="default", index="exact"):
@@ -288,10 +299,13 @@ def check_available(kind, features="default", index="exact"):
         Name in ``INDEXES``.
     """
     feature_set = _feature_set(kind, features)
-    _, module, extra, package = INDEXES[index]
-    for module_, extra_, package_ in feature_set.extras + ((module, extra, package),):
-        if module_ is not None:
-            import_optional(module_, extra_, package=package_)
+    from . import indexes
+    from .utils.discovery import requirements
+
+    for module, extra, package in feature_set.extras:
+        import_optional(module, extra, package=package)
+    for requirement in requirements(getattr(indexes, _indexes()[index][0])):
+        requirement.load()
 
 
 def _feature_set(kind, features):
@@ -310,9 +324,10 @@ def build_index(index="exact", *, n_neighbors=10, metric="euclidean"):
     """An unfitted skfindkit index by short name (``INDEXES``)."""
     from . import indexes
 
-    if index not in INDEXES:
-        raise ValueError(f"index must be one of {', '.join(INDEXES)}, got {index!r}")
-    return getattr(indexes, INDEXES[index][0])(n_neighbors=n_neighbors, metric=metric)
+    table = _indexes()
+    if index not in table:
+        raise ValueError(f"index must be one of {', '.join(table)}, got {index!r}")
+    return getattr(indexes, table[index][0])(n_neighbors=n_neighbors, metric=metric)
 
 
 def build_pipeline(kind, features="default", *, n_neighbors=10, metric=None, index="exact",
