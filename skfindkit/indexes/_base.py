@@ -169,9 +169,6 @@ class BaseIndex(
         "metric": [StrOptions(set(METRICS))],
         "mode": [StrOptions({"distance", "connectivity"})],
         "n_jobs": [None, Integer],
-        # approximate backends' exact re-ranking (see KNeighborsQueryMixin._search_complete)
-        "refine": [None, Interval(Integral, 1, None, closed="left")],
-        "keep_vectors": ["boolean"],
     }
 
     def __init__(self, n_neighbors=5, *, metric="euclidean", mode="distance", n_jobs=None):
