@@ -228,7 +228,7 @@ FEATURE_SETS = {
                             partial(_image_descriptor_steps, ("color",)), _IMAGE_EXTRAS),
         "lbp": FeatureSet("local binary pattern texture histograms", "cosine",
                           partial(_image_descriptor_steps, ("lbp",)), _IMAGE_EXTRAS),
-        "pixels": FeatureSet("raw 32x32 RGB pixels (the old default)", "cosine",
+        "pixels": FeatureSet("raw 32x32 RGB pixels (a baseline)", "cosine",
                              _image_pixel_steps, _IMAGE_EXTRAS[:1]),
         "keras": FeatureSet(
             "MobileNetV2 (ImageNet) embeddings from a weights file given with --weights",
@@ -245,7 +245,7 @@ FEATURE_SETS = {
             "cosine", partial(_audio_steps, dict(representation="mfcc", n_mfcc=20, **_LEVEL),
                               False), _AUDIO_EXTRAS),
         "mfcc-segments": FeatureSet(
-            "MFCCs + deltas pooled over 3 time segments, standardised (the old default)",
+            "MFCCs + deltas pooled over 3 time segments, standardised",
             "euclidean", partial(_audio_steps, dict(representation="mfcc", n_mfcc=20,
                                                     normalize="rms", top_db=60, deltas=1,
                                                     n_segments=3), True), _AUDIO_EXTRAS),
@@ -259,7 +259,7 @@ FEATURE_SETS = {
             "TF-IDF of words (sublinear counts, 16384 most frequent words)", "cosine",
             _tfidf_steps),
         "doc2vec": FeatureSet(
-            "Doc2Vec paragraph vectors (64-d, trained on the folder; the old default)",
+            "Doc2Vec paragraph vectors (64-d, trained on the folder)",
             "cosine", _doc2vec_steps, (("gensim", "text", None),), safe=False),
     },
 }
