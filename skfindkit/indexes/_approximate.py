@@ -1,12 +1,11 @@
-"""The base of the approximate indexes: the parameters they share and the fitted state.
+"""The base of the approximate indexes: the parameters they share.
 
 :class:`ApproximateIndex` owns ``random_state``, ``refine`` and
-``keep_vectors`` (their constraints, the ``__init__`` tail and their shared
-documentation) and the one accessor through which a backend reads the
-values its native index was built with, :meth:`ApproximateIndex._fitted`.
-Backend hooks read every constructor parameter through it, except the
-query-time knobs named in ``_query_time_params`` (read live: they apply at
-once); a test scans the backends for any other ``self.<parameter>`` read.
+``keep_vectors``: their constraints, the ``__init__`` tail and their shared
+documentation. Backend hooks read every constructor parameter through
+``BaseIndex._fitted`` (its value at the last ``fit``), except the query-time
+knobs named in ``_query_time_params`` (read live: they apply at once); a test
+scans the backends for any other ``self.<parameter>`` read.
 """
 
 from numbers import Integral
@@ -59,9 +58,8 @@ class ApproximateIndex(BaseIndex):
     """Base class of the approximate indexes (not to be used directly).
 
     Adds to :class:`BaseIndex` the parameters every approximate backend
-    shares -- ``random_state``, ``refine`` and ``keep_vectors``, each where
-    the backend's ``__init__`` takes it -- and :meth:`_fitted`, the values
-    the native index was built with.
+    shares: ``random_state``, ``refine`` and ``keep_vectors``, each where
+    the backend's ``__init__`` takes it.
     """
 
     #: Parameters read live by the query hooks (they apply at the next query).
@@ -88,10 +86,3 @@ class ApproximateIndex(BaseIndex):
                             ("keep_vectors", keep_vectors)):
             if name in taken:  # each backend takes those its library supports
                 setattr(self, name, value)
-
-    def _fitted(self, name):
-        """A parameter's value at the last ``fit`` (``metric``: ``metric_``): what the
-        native index was built with. Before the first fit, the value the next fit uses."""
-        if not hasattr(self, "_fit_params"):
-            return getattr(self, name)
-        return self.metric_ if name == "metric" else self._fit_params[name]
