@@ -19,8 +19,11 @@ from functools import partial
 
 import numpy as np
 
+from .extractors import KerasFeatureExtractor
+from .loaders import Doc2VecLoader, ImageLoader, STFTVectorLoader
 from .utils import import_optional
 from .utils._safe_tree import loadable
+from .utils.discovery import Requirement, requirements
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -206,8 +209,20 @@ class FeatureSet:
     safe: bool = True  # skfindkit.io can save it (False: joblib only)
 
 
-_IMAGE_EXTRAS = (("PIL.Image", "image", "pillow"), ("skimage", "image", "scikit-image"))
-_AUDIO_EXTRAS = (("soundfile", "audio", None), ("librosa", "audio", None))
+def _needs(*sources):
+    """``(module, extra, package)`` of the libraries estimator classes declare
+    (``_requires``) or of requirements given directly."""
+    needed = [r for source in sources
+              for r in ((source,) if isinstance(source, Requirement) else requirements(source))]
+    return tuple(dict.fromkeys(
+        (r.import_name, r.extra, None if r.library == r.import_name else r.library)
+        for r in needed))
+
+
+# the image descriptors' library (the loader decodes, scikit-image describes)
+_SCIKIT_IMAGE = Requirement(library="scikit-image", import_name="skimage", extra="image")
+_IMAGE_EXTRAS = _needs(ImageLoader, _SCIKIT_IMAGE)
+_AUDIO_EXTRAS = _needs(STFTVectorLoader)
 _LEVEL = dict(normalize="rms", top_db=30)
 
 FEATURE_SETS = {
@@ -229,10 +244,10 @@ FEATURE_SETS = {
         "lbp": FeatureSet("local binary pattern texture histograms", "cosine",
                           partial(_image_descriptor_steps, ("lbp",)), _IMAGE_EXTRAS),
         "pixels": FeatureSet("raw 32x32 RGB pixels (a baseline)", "cosine",
-                             _image_pixel_steps, _IMAGE_EXTRAS[:1]),
+                             _image_pixel_steps, _needs(ImageLoader)),
         "keras": FeatureSet(
             "MobileNetV2 (ImageNet) embeddings from a weights file given with --weights",
-            "cosine", _keras_steps, _IMAGE_EXTRAS[:1] + (("keras", "keras", None),)),
+            "cosine", _keras_steps, _needs(ImageLoader, KerasFeatureExtractor)),
     },
     "audio": {
         "mel": FeatureSet(
@@ -260,7 +275,7 @@ FEATURE_SETS = {
             _tfidf_steps),
         "doc2vec": FeatureSet(
             "Doc2Vec paragraph vectors (64-d, trained on the folder)",
-            "cosine", _doc2vec_steps, (("gensim", "text", None),), safe=False),
+            "cosine", _doc2vec_steps, _needs(Doc2VecLoader), safe=False),
     },
 }
 
