@@ -263,7 +263,8 @@ def _common(parser):
 
 def register(subparsers):
     """Add ``index``, ``add``, ``query`` and ``info`` to the ``skfindkit`` parser."""
-    from .features import DEFAULT_FEATURES, FEATURE_SETS, INDEXES
+    from .features import DEFAULT_FEATURES, FEATURE_SETS
+    from .utils.discovery import index_backends, index_metrics
 
     feature_help = "; ".join(
         f"{kind}: {', '.join(FEATURE_SETS[kind])} (default {DEFAULT_FEATURES[kind]})"
@@ -284,9 +285,9 @@ def register(subparsers):
                             "name ending in .joblib writes a pickle instead, trusted use only)")
     index.add_argument("--features", default="default", metavar="NAME",
                        help=f"feature set: {feature_help}; see docs/cli.md")
-    index.add_argument("--metric", choices=("euclidean", "cosine", "inner_product"),
+    index.add_argument("--metric", choices=index_metrics(),
                        help="distance (default: the feature set's)")
-    index.add_argument("--index", default="exact", choices=list(INDEXES),
+    index.add_argument("--index", default="exact", choices=list(index_backends()),
                        help="nearest-neighbour index (default: exact; the others need "
                             "their extra, e.g. skfindkit[hnswlib])")
     index.add_argument("--encoding", default="utf-8", type=_encoding,

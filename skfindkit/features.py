@@ -19,8 +19,11 @@ from functools import partial
 
 import numpy as np
 
+from .extractors import KerasFeatureExtractor
+from .loaders import Doc2VecLoader, ImageLoader, STFTVectorLoader
 from .utils import import_optional
 from .utils._safe_tree import loadable
+from .utils.discovery import Requirement, requirements
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -206,8 +209,20 @@ class FeatureSet:
     safe: bool = True  # skfindkit.io can save it (False: joblib only)
 
 
-_IMAGE_EXTRAS = (("PIL.Image", "image", "pillow"), ("skimage", "image", "scikit-image"))
-_AUDIO_EXTRAS = (("soundfile", "audio", None), ("librosa", "audio", None))
+def _needs(*sources):
+    """``(module, extra, package)`` of the libraries estimator classes declare
+    (``_requires``) or of requirements given directly."""
+    needed = [r for source in sources
+              for r in ((source,) if isinstance(source, Requirement) else requirements(source))]
+    return tuple(dict.fromkeys(
+        (r.import_name, r.extra, None if r.library == r.import_name else r.library)
+        for r in needed))
+
+
+# the image descriptors' library (the loader decodes, scikit-image describes)
+_SCIKIT_IMAGE = Requirement(library="scikit-image", import_name="skimage", extra="image")
+_IMAGE_EXTRAS = _needs(ImageLoader, _SCIKIT_IMAGE)
+_AUDIO_EXTRAS = _needs(STFTVectorLoader)
 _LEVEL = dict(normalize="rms", top_db=30)
 
 FEATURE_SETS = {
@@ -228,11 +243,11 @@ FEATURE_SETS = {
                             partial(_image_descriptor_steps, ("color",)), _IMAGE_EXTRAS),
         "lbp": FeatureSet("local binary pattern texture histograms", "cosine",
                           partial(_image_descriptor_steps, ("lbp",)), _IMAGE_EXTRAS),
-        "pixels": FeatureSet("raw 32x32 RGB pixels (the old default)", "cosine",
-                             _image_pixel_steps, _IMAGE_EXTRAS[:1]),
+        "pixels": FeatureSet("raw 32x32 RGB pixels (a baseline)", "cosine",
+                             _image_pixel_steps, _needs(ImageLoader)),
         "keras": FeatureSet(
             "MobileNetV2 (ImageNet) embeddings from a weights file given with --weights",
-            "cosine", _keras_steps, _IMAGE_EXTRAS[:1] + (("keras", "keras", None),)),
+            "cosine", _keras_steps, _needs(ImageLoader, KerasFeatureExtractor)),
     },
     "audio": {
         "mel": FeatureSet(
@@ -245,7 +260,7 @@ FEATURE_SETS = {
             "cosine", partial(_audio_steps, dict(representation="mfcc", n_mfcc=20, **_LEVEL),
                               False), _AUDIO_EXTRAS),
         "mfcc-segments": FeatureSet(
-            "MFCCs + deltas pooled over 3 time segments, standardised (the old default)",
+            "MFCCs + deltas pooled over 3 time segments, standardised",
             "euclidean", partial(_audio_steps, dict(representation="mfcc", n_mfcc=20,
                                                     normalize="rms", top_db=60, deltas=1,
                                                     n_segments=3), True), _AUDIO_EXTRAS),
@@ -259,21 +274,32 @@ FEATURE_SETS = {
             "TF-IDF of words (sublinear counts, 16384 most frequent words)", "cosine",
             _tfidf_steps),
         "doc2vec": FeatureSet(
-            "Doc2Vec paragraph vectors (64-d, trained on the folder; the old default)",
-            "cosine", _doc2vec_steps, (("gensim", "text", None),), safe=False),
+            "Doc2Vec paragraph vectors (64-d, trained on the folder)",
+            "cosine", _doc2vec_steps, _needs(Doc2VecLoader), safe=False),
     },
 }
 
 DEFAULT_FEATURES = {"image": "hog", "audio": "mel", "text": "tfidf"}
 
-# name -> (class name in skfindkit.indexes, module, extra, PyPI package)
-INDEXES = {
-    "exact": ("ExactIndex", None, None, None),
-    "hnsw": ("HNSWIndex", "hnswlib", "hnswlib", None),
-    "annoy": ("AnnoyIndex", "annoy", "annoy", None),
-    "nmslib": ("NMSLibIndex", "nmslib", "nmslib", None),
-    "faiss": ("FaissIndex", "faiss", "faiss", "faiss-cpu"),
-}
+
+def _indexes():
+    """name -> (class name in skfindkit.indexes, module, extra, PyPI package), from the
+    indexes' own declarations (:func:`skfindkit.utils.discovery.index_backends`)."""
+    from .utils.discovery import index_backends, requirements
+
+    table = {}
+    for name, cls in index_backends().items():
+        first = (*requirements(cls), None)[0]
+        table[name] = (cls.__name__, None, None, None) if first is None else (
+            cls.__name__, first.import_name, first.extra,
+            None if first.library == first.import_name else first.library)
+    return table
+
+
+def __getattr__(name):
+    if name == "INDEXES":  # computed: an index exported by skfindkit.indexes is listed
+        return _indexes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_available(kind, features="default", index="exact"):
@@ -288,10 +314,13 @@ def check_available(kind, features="default", index="exact"):
         Name in ``INDEXES``.
     """
     feature_set = _feature_set(kind, features)
-    _, module, extra, package = INDEXES[index]
-    for module_, extra_, package_ in feature_set.extras + ((module, extra, package),):
-        if module_ is not None:
-            import_optional(module_, extra_, package=package_)
+    from . import indexes
+    from .utils.discovery import requirements
+
+    for module, extra, package in feature_set.extras:
+        import_optional(module, extra, package=package)
+    for requirement in requirements(getattr(indexes, _indexes()[index][0])):
+        requirement.load()
 
 
 def _feature_set(kind, features):
@@ -310,9 +339,10 @@ def build_index(index="exact", *, n_neighbors=10, metric="euclidean"):
     """An unfitted skfindkit index by short name (``INDEXES``)."""
     from . import indexes
 
-    if index not in INDEXES:
-        raise ValueError(f"index must be one of {', '.join(INDEXES)}, got {index!r}")
-    return getattr(indexes, INDEXES[index][0])(n_neighbors=n_neighbors, metric=metric)
+    table = _indexes()
+    if index not in table:
+        raise ValueError(f"index must be one of {', '.join(table)}, got {index!r}")
+    return getattr(indexes, table[index][0])(n_neighbors=n_neighbors, metric=metric)
 
 
 def build_pipeline(kind, features="default", *, n_neighbors=10, metric=None, index="exact",

@@ -6,6 +6,7 @@ import zipfile
 import numpy as np
 
 from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import StrOptions
 from ..utils._native_bytes import load_from_bytes, save_to_bytes
 from ._base import BaseFeatureExtractor, check_model_path
@@ -97,6 +98,8 @@ class KerasFeatureExtractor(BaseFeatureExtractor):
         "preprocess": [callable, None],
         "pooling": [StrOptions({"avg", "max"}), None],
     }
+    _requires = (Requirement(library="keras", import_name="keras", extra="keras"),
+                 Requirement(library="tensorflow-cpu", import_name="tensorflow", extra="keras"))
     _model_attrs = ("model", "model_")
     _transient_attrs = ("_feature_model",)
     _batches_per_call = 32

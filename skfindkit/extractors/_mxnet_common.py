@@ -12,6 +12,7 @@ import zipfile
 from numbers import Integral
 
 
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._native_bytes import load_from_bytes, pack_parts, save_to_bytes, unpack_parts
 from ._base import BaseFeatureExtractor, check_model_path
@@ -131,6 +132,7 @@ class BaseMXNetExtractor(BaseFeatureExtractor):
         "pooling": [StrOptions({"avg", "max"}), None],
         "context": [str],
     }
+    _requires = Requirement(library="mxnet", import_name="mxnet", extra="mxnet")
     _transient_attrs = ("_runner",)
     _batch_dependent_rounding = (
         "MXNet's MKLDNN kernels are batch-position dependent: a row's float32 "

@@ -4,12 +4,12 @@ from numbers import Integral
 
 import numpy as np
 
-from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval
 from ..utils._native_bytes import load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
 from ._ann_utils import C_INT_MAX, native_seed, stack_padded
-from ._base import BaseIndex
+from ._approximate import ApproximateIndex
 
 __all__ = ["AnnoyIndex"]
 
@@ -33,10 +33,10 @@ def _split_floats(payload, node, n, is_split, first):
 
 
 def _annoy():
-    return import_optional("annoy", "annoy")
+    return AnnoyIndex._requires.load()
 
 
-class AnnoyIndex(BaseIndex):
+class AnnoyIndex(ApproximateIndex):
     """Approximate nearest neighbours with annoy's forest of random projection trees.
 
     annoy cannot add items to a built index: :meth:`partial_fit` rebuilds the
@@ -64,26 +64,12 @@ class AnnoyIndex(BaseIndex):
         to find ``k`` items, the missing rows are completed by exact search
         with a warning.
     random_state : int, RandomState instance or None, default=None
-        Seed of the tree construction (``AnnoyIndex.set_seed``); builds are
+        the tree construction (``AnnoyIndex.set_seed``). Builds are
         reproducible for a fixed seed with ``n_jobs=1``.
     refine : int, default=None
-        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
-        native index and return the ``n_neighbors`` nearest of them by exact
-        distance over the stored data (faiss's ``IndexRefine`` idea). None
-        keeps the native ranking. It raises recall where the native ranking
-        is approximate (faiss PQ/SQ codes) or where asking for more items
-        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
-        at the cost of one exact distance per candidate; where the native
-        distances are exact and the search does not grow with ``k`` (faiss
-        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
-        unchanged (measured in ``benchmarks/results/ann.md``).
     keep_vectors : bool, default=True
-        Keep the prepared float32 copy of the indexed rows beside the native
-        index (``4 * n_samples * n_features`` bytes). False drops it: the rows
-        a feature needs -- ``kneighbors(X=None)``, ``refine``, exact
-        completion of short rows, ``exact_kneighbors``, recomputed
-        distances, rebuilding the forest on ``partial_fit`` -- are read back from the native index, with the same
-        answers, slower where many rows are read.
+        annoy cannot grow: :meth:`partial_fit` rebuilds the forest from rows
+        read back.
 
     Attributes
     ----------
@@ -126,17 +112,19 @@ class AnnoyIndex(BaseIndex):
     """
 
     _backend = "annoy"
+    _cli_name = "annoy"
+    _requires = Requirement(library="annoy", import_name="annoy", extra="annoy")
     supported_metrics = ("euclidean", "cosine", "inner_product")
     _native_distance = _UNITS
     # annoy's save unloads the index and maps the file it wrote
     _save_mutates_native = True
 
     _parameter_constraints: dict = {
-        **BaseIndex._parameter_constraints,
+        **ApproximateIndex._parameter_constraints,
         "n_trees": [Interval(Integral, 1, C_INT_MAX, closed="both")],
         "search_k": [None, Interval(Integral, 1, C_INT_MAX, closed="both")],
-        "random_state": ["random_state"],
     }
+    _query_time_params = ("search_k",)
 
     def __init__(
         self,
@@ -151,22 +139,20 @@ class AnnoyIndex(BaseIndex):
         refine=None,
         keep_vectors=True,
     ):
-        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
-        self.refine = refine
-        self.keep_vectors = keep_vectors
+        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
+                         random_state=random_state, refine=refine, keep_vectors=keep_vectors)
         self.n_trees = n_trees
         self.search_k = search_k
-        self.random_state = random_state
 
     def _new(self, n_features):
         return _annoy().AnnoyIndex(n_features, _METRICS[self.metric_])
 
     def _build(self, X):
         index = self._new(X.shape[1])
-        index.set_seed(native_seed(self._fitted_param("random_state")))
+        index.set_seed(native_seed(self._fitted("random_state")))
         for i, row in enumerate(X):
             index.add_item(i, row)
-        index.build(self._fitted_param("n_trees"), n_jobs=self._n_threads())
+        index.build(self._fitted("n_trees"), n_jobs=self._n_threads())
         return index
 
     def _add(self, X):

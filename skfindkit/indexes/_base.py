@@ -169,9 +169,6 @@ class BaseIndex(
         "metric": [StrOptions(set(METRICS))],
         "mode": [StrOptions({"distance", "connectivity"})],
         "n_jobs": [None, Integer],
-        # approximate backends' exact re-ranking (see KNeighborsQueryMixin._search_complete)
-        "refine": [None, Interval(Integral, 1, None, closed="left")],
-        "keep_vectors": ["boolean"],
     }
 
     def __init__(self, n_neighbors=5, *, metric="euclidean", mode="distance", n_jobs=None):
@@ -255,9 +252,12 @@ class BaseIndex(
         process may use: every backend's thread count comes from here."""
         return max(1, min(effective_n_jobs(self.n_jobs), cpu_count()))
 
-    def _fitted_param(self, name):
-        """A parameter's value at the last ``fit``: what the native structure was built with."""
-        return self._fit_params[name]
+    def _fitted(self, name):
+        """A parameter's value at the last ``fit`` (``metric``: ``metric_``): what the
+        native structure was built with. Before the first fit, the value the next fit uses."""
+        if not hasattr(self, "_fit_params"):
+            return getattr(self, name)
+        return self.metric_ if name == "metric" else self._fit_params[name]
 
     def _prepare(self, X, name="X"):
         """float32, C-contiguous, rescaled if needed, unit rows for cosine: what backends index.

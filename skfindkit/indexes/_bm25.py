@@ -222,7 +222,7 @@ class BM25Index(BaseIndex):
         return X
 
     def _build(self, X):
-        return _BM25Matrix(X, self._fitted_param("k1"), self._fitted_param("b"))
+        return _BM25Matrix(X, self._fitted("k1"), self._fitted("b"))
 
     def _search(self, X, k):
         n = self.n_samples_fit_

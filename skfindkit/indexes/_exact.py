@@ -108,6 +108,7 @@ class ExactIndex(BaseIndex):
     """
 
     _backend = "exact"
+    _cli_name = "exact"
     _native_distance = "exact"
     _accepts_sparse = True
 

@@ -7,12 +7,12 @@ from numbers import Integral
 
 import numpy as np
 
-from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval
 from ._ann_utils import C_INT_MAX, native_seed
 from ._faiss_checks import loaded_index_problem
-from ._base import BaseIndex
+from ._approximate import ApproximateIndex
 
 __all__ = ["FaissIndex"]
 
@@ -20,7 +20,7 @@ _MIN_POINTS_PER_LIST = 39  # below this, faiss's k-means warns that it is starve
 
 
 def _faiss():
-    return import_optional("faiss", "faiss", package="faiss-cpu")
+    return FaissIndex._requires.load()
 
 
 @contextmanager
@@ -59,7 +59,7 @@ def fit_factory(factory, n_samples):
     return re.sub(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?(fs)?", pq, out)
 
 
-class FaissIndex(BaseIndex):
+class FaissIndex(ApproximateIndex):
     """Nearest neighbours with any faiss index described by a factory string.
 
     Parameters
@@ -91,19 +91,9 @@ class FaissIndex(BaseIndex):
         faiss's ``efSearch`` (HNSW indexes and HNSW-quantized IVF):
         candidate list size while querying. None keeps faiss's default (16).
     random_state : int, RandomState instance or None, default=None
-        Seed of faiss's k-means (IVF centroids, PQ codebooks).
+        faiss's k-means (IVF centroids, PQ codebooks).
     refine : int, default=None
-        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
-        native index and return the ``n_neighbors`` nearest of them by exact
-        distance over the stored data (faiss's ``IndexRefine`` idea). None
-        keeps the native ranking. It raises recall where the native ranking
-        is approximate (faiss PQ/SQ codes) or where asking for more items
-        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
-        at the cost of one exact distance per candidate; where the native
-        distances are exact and the search does not grow with ``k`` (faiss
-        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
-        unchanged (measured in ``benchmarks/results/ann.md``). Its pairing
-        with faiss's 4-bit fast-scan codes is the fastest measured there at
+        Its pairing with faiss's 4-bit fast-scan codes is the fastest measured there at
         recall@10 >= 0.95: one dimension per sub-quantizer
         (``factory="IVF512,PQ128x4fs"`` for 128 features, ``nprobe=3..12``,
         ``refine=2..3``), or after a PCA where the data's intrinsic dimension
@@ -111,14 +101,9 @@ class FaissIndex(BaseIndex):
         float32 distances are computed by faiss in place; only those that
         can still be among the nearest get exact float64 distances.
     keep_vectors : bool, default=True
-        Keep the prepared float32 copy of the indexed rows beside the native
-        index (``4 * n_samples * n_features`` bytes). False drops it: the rows
-        a feature needs -- ``kneighbors(X=None)``, ``refine``, exact
-        completion of short rows, ``exact_kneighbors``, recomputed
-        distances -- only for factories that store the vectors exactly (``"Flat"``,
+        False only for factories that store the vectors exactly (``"Flat"``,
         ``"IVF<n>,Flat"``, ``"HNSW<M>"``); lossy codes need the copy (an
-        error says so) -- are read back from the native index, with the same
-        answers, slower where many rows are read.
+        error says so).
 
     Attributes
     ----------
@@ -164,6 +149,8 @@ class FaissIndex(BaseIndex):
     """
 
     _backend = "faiss"
+    _cli_name = "faiss"
+    _requires = Requirement(library="faiss-cpu", import_name="faiss", extra="faiss")
     supported_metrics = ("euclidean", "cosine", "inner_product")
 
     @property
@@ -174,19 +161,19 @@ class FaissIndex(BaseIndex):
 
     def _is_exact(self):
         # the fitted factory answers queries, whatever set_params says later
-        return getattr(self, "factory_", self.factory).replace(" ", "") == "Flat"
+        return getattr(self, "factory_", self._fitted("factory")).replace(" ", "") == "Flat"
 
     def _flat_scan_unit(self):
         # faiss's float32 flat scan: proven row by row, exact search where it cannot be
         return "dot" if self.metric_ == "inner_product" else "sqeuclidean"
 
     _parameter_constraints: dict = {
-        **BaseIndex._parameter_constraints,
+        **ApproximateIndex._parameter_constraints,
         "factory": [str],
         "nprobe": [None, Interval(Integral, 1, C_INT_MAX, closed="both")],
         "ef_search": [None, Interval(Integral, 1, C_INT_MAX, closed="both")],
-        "random_state": ["random_state"],
     }
+    _query_time_params = ("nprobe", "ef_search")
 
     def __init__(
         self,
@@ -202,20 +189,19 @@ class FaissIndex(BaseIndex):
         refine=None,
         keep_vectors=True,
     ):
-        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
-        self.refine = refine
-        self.keep_vectors = keep_vectors
+        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
+                         random_state=random_state, refine=refine, keep_vectors=keep_vectors)
         self.factory = factory
         self.nprobe = nprobe
         self.ef_search = ef_search
-        self.random_state = random_state
 
     def _build(self, X):
         faiss = _faiss()
-        self.factory_ = fit_factory(self.factory, X.shape[0])
-        if self.factory_ != self.factory:
+        factory = self._fitted("factory")
+        self.factory_ = fit_factory(factory, X.shape[0])
+        if self.factory_ != factory:
             warnings.warn(
-                f"FaissIndex: factory={self.factory!r} needs more training points than "
+                f"FaissIndex: factory={factory!r} needs more training points than "
                 f"the {X.shape[0]} given; using {self.factory_!r} instead.",
                 UserWarning,
             )
@@ -226,12 +212,12 @@ class FaissIndex(BaseIndex):
             )
         except RuntimeError as exc:
             raise ValueError(
-                f"FaissIndex: faiss cannot build factory={self.factory!r} for "
+                f"FaissIndex: faiss cannot build factory={factory!r} for "
                 f"{X.shape[1]} features: {str(exc).strip().splitlines()[-1]}"
             ) from exc
         if not self._keeps_vectors():
             _read_back_vectors(faiss, index, self.factory_)
-        seed = native_seed(self.random_state)
+        seed = native_seed(self._fitted("random_state"))
         for part in _trained_parts(faiss, index):
             part.cp.seed = seed
         with _omp_threads(faiss, self._n_threads()):
@@ -260,7 +246,7 @@ class FaissIndex(BaseIndex):
             except RuntimeError as exc:
                 raise ValueError(
                     f"FaissIndex: {name}={getattr(self, name)} does not apply to factory="
-                    f"{self.factory!r}; leave {name}=None for this index."
+                    f"{self._fitted('factory')!r}; leave {name}=None for this index."
                 ) from exc
 
     _transient_attrs = ("_loaded_from",)

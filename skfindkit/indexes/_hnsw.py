@@ -4,11 +4,11 @@ from numbers import Integral
 
 import numpy as np
 
-from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval
 from ..utils._persist import CorruptIndexError
 from ._ann_utils import native_seed
-from ._base import BaseIndex
+from ._approximate import ApproximateIndex
 
 __all__ = ["HNSWIndex"]
 
@@ -18,10 +18,10 @@ _SPACES = {"euclidean": "l2", "cosine": "l2", "inner_product": "ip"}
 
 
 def _hnswlib():
-    return import_optional("hnswlib", "hnswlib")
+    return HNSWIndex._requires.load()
 
 
-class HNSWIndex(BaseIndex):
+class HNSWIndex(ApproximateIndex):
     """Approximate nearest neighbours with hnswlib's HNSW graph.
 
     Hierarchical navigable small-world graphs: the fastest index of the
@@ -49,26 +49,10 @@ class HNSWIndex(BaseIndex):
         hnswlib's ``ef``: candidate list size while querying (at least the
         number of neighbours asked for). The recall/speed knob.
     random_state : int, RandomState instance or None, default=None
-        Seed of the level generator. Builds are reproducible for a fixed
-        seed with ``n_jobs=1``.
+        the level generator. Builds are reproducible for a fixed seed with
+        ``n_jobs=1``.
     refine : int, default=None
-        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
-        native index and return the ``n_neighbors`` nearest of them by exact
-        distance over the stored data (faiss's ``IndexRefine`` idea). None
-        keeps the native ranking. It raises recall where the native ranking
-        is approximate (faiss PQ/SQ codes) or where asking for more items
-        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
-        at the cost of one exact distance per candidate; where the native
-        distances are exact and the search does not grow with ``k`` (faiss
-        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
-        unchanged (measured in ``benchmarks/results/ann.md``).
     keep_vectors : bool, default=True
-        Keep the prepared float32 copy of the indexed rows beside the native
-        index (``4 * n_samples * n_features`` bytes). False drops it: the rows
-        a feature needs -- ``kneighbors(X=None)``, ``refine``, exact
-        completion of short rows, ``exact_kneighbors``, recomputed
-        distances -- are read back from the native index, with the same
-        answers, slower where many rows are read.
 
     Attributes
     ----------
@@ -106,18 +90,20 @@ class HNSWIndex(BaseIndex):
     """
 
     _backend = "hnswlib"
+    _cli_name = "hnsw"
+    _requires = Requirement(library="hnswlib", import_name="hnswlib", extra="hnswlib")
     supported_metrics = ("euclidean", "cosine", "inner_product")
     # "l2" returns squared L2, "ip" returns 1 - <x, y>
     _native_distance = {"euclidean": "sqeuclidean", "cosine": "sqeuclidean",
                         "inner_product": "one_minus_dot"}
 
     _parameter_constraints: dict = {
-        **BaseIndex._parameter_constraints,
+        **ApproximateIndex._parameter_constraints,
         "M": [Interval(Integral, 2, None, closed="left")],
         "ef_construction": [Interval(Integral, 1, None, closed="left")],
         "ef_search": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
     }
+    _query_time_params = ("ef_search",)
 
     def __init__(
         self,
@@ -133,21 +119,19 @@ class HNSWIndex(BaseIndex):
         refine=None,
         keep_vectors=True,
     ):
-        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
-        self.refine = refine
-        self.keep_vectors = keep_vectors
+        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
+                         random_state=random_state, refine=refine, keep_vectors=keep_vectors)
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
-        self.random_state = random_state
 
     def _build(self, X):
         index = _hnswlib().Index(space=_SPACES[self.metric_], dim=X.shape[1])
         index.init_index(
             max_elements=X.shape[0],
-            ef_construction=self.ef_construction,
-            M=self.M,
-            random_seed=native_seed(self.random_state),
+            ef_construction=self._fitted("ef_construction"),
+            M=self._fitted("M"),
+            random_seed=native_seed(self._fitted("random_state")),
         )
         index.add_items(X, np.arange(X.shape[0]), num_threads=self._n_threads())
         return index

@@ -9,6 +9,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from ..utils import import_optional, progress
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._persist import CorruptIndexError
 from . import _milvus_store as store
@@ -144,6 +145,8 @@ class MilvusIndex(BaseIndex):
     """
 
     _backend = "milvus"
+    _requires = (Requirement(library="pymilvus", import_name="pymilvus", extra="milvus"),
+                 Requirement(library="milvus-lite", import_name="milvus_lite", extra="milvus"))
     #: the collection handle's clean-up and "checked against the server" flag
     #: belong to this process: never pickled
     _transient_attrs = ("_finalizer", "_verified")
@@ -151,7 +154,7 @@ class MilvusIndex(BaseIndex):
 
     @property
     def _native_distance(self):
-        if self._fitted_param("index_type") == "IVF_SQ8":  # distances of 8-bit codes: recomputed
+        if self._fitted("index_type") == "IVF_SQ8":  # distances of 8-bit codes: recomputed
             return "recompute"  # from the vectors read back by id
         # Milvus's L2 is squared (cosine: L2 on unit rows); its IP score is <x, y>
         return {"euclidean": "sqeuclidean", "cosine": "sqeuclidean", "inner_product": "dot"}
@@ -300,12 +303,12 @@ class MilvusIndex(BaseIndex):
 
     def _search_params(self, k):
         """What the fitted index type takes; ``ef_search``/``nprobe`` apply at once."""
-        index_type = self._fitted_param("index_type")
+        index_type = self._fitted("index_type")
         if index_type == "HNSW":
             # a candidate list longer than the collection is moot (and allocated)
             params = {"ef": max(min(self.ef_search, self.n_samples_fit_), k)}
         elif index_type.startswith("IVF"):
-            params = {"nprobe": min(self.nprobe, self._fitted_param("nlist"))}
+            params = {"nprobe": min(self.nprobe, self._fitted("nlist"))}
         else:
             params = {}
         return {"metric_type": _METRIC_TYPES[self.metric_], "params": params}
@@ -314,7 +317,7 @@ class MilvusIndex(BaseIndex):
         """Queries per request: ``batch_size``, but Milvus Lite's FLAT L2 scan
         holds an ``n_queries x n_items x n_features`` float32 temporary, so
         there a request is kept under 256 MiB of it."""
-        flat = self._fitted_param("index_type") == "FLAT"
+        flat = self._fitted("index_type") == "FLAT"
         if coll.lite and flat and self.metric_ != "inner_product":
             per_query = 4 * self.n_samples_fit_ * self.n_features_in_
             return max(1, min(self.batch_size, (256 << 20) // per_query))

@@ -4,12 +4,12 @@ from numbers import Integral
 
 import numpy as np
 
-from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._native_bytes import file_parts, load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
 from ._ann_utils import C_INT_MAX, stack_padded
-from ._base import BaseIndex
+from ._approximate import ApproximateIndex
 
 __all__ = ["NMSLibIndex"]
 
@@ -21,10 +21,10 @@ _SQUARED_L2 = {"hnsw"}
 
 
 def _nmslib():
-    return import_optional("nmslib", "nmslib")
+    return NMSLibIndex._requires.load()
 
 
-class NMSLibIndex(BaseIndex):
+class NMSLibIndex(ApproximateIndex):
     """Approximate nearest neighbours with nmslib.
 
     nmslib cannot add items to a built index: :meth:`partial_fit` rebuilds it
@@ -58,16 +58,6 @@ class NMSLibIndex(BaseIndex):
     ef_search : int, default=50
         nmslib's ``efSearch``: candidate list size while querying.
     refine : int, default=None
-        Exact re-ranking: fetch ``refine * n_neighbors`` candidates from the
-        native index and return the ``n_neighbors`` nearest of them by exact
-        distance over the stored data (faiss's ``IndexRefine`` idea). None
-        keeps the native ranking. It raises recall where the native ranking
-        is approximate (faiss PQ/SQ codes) or where asking for more items
-        widens the search (hnswlib, faiss HNSW: ``ef = max(ef_search, k)``),
-        at the cost of one exact distance per candidate; where the native
-        distances are exact and the search does not grow with ``k`` (faiss
-        IVF-Flat, annoy with a fixed ``search_k``, nmslib) the answer is
-        unchanged (measured in ``benchmarks/results/ann.md``).
 
     Attributes
     ----------
@@ -115,24 +105,27 @@ class NMSLibIndex(BaseIndex):
     """
 
     _backend = "nmslib"
+    _cli_name = "nmslib"
+    _requires = Requirement(library="nmslib", import_name="nmslib", extra="nmslib")
     supported_metrics = ("euclidean", "cosine", "inner_product")
 
     @property
     def _native_distance(self):
         if self.metric_ == "inner_product":
             return "negdot"  # negdotprod = -<x, y>
-        return "sqeuclidean" if self._fitted_param("method") in _SQUARED_L2 else "euclidean"
+        return "sqeuclidean" if self._fitted("method") in _SQUARED_L2 else "euclidean"
 
     def _is_exact(self):
-        return self.method == "seq_search"
+        return self._fitted("method") == "seq_search"
 
     _parameter_constraints: dict = {
-        **BaseIndex._parameter_constraints,
+        **ApproximateIndex._parameter_constraints,
         "method": [StrOptions({"hnsw", "sw-graph", "seq_search"})],
         "M": [Interval(Integral, 2, C_INT_MAX, closed="both")],
         "ef_construction": [Interval(Integral, 1, C_INT_MAX, closed="both")],
         "ef_search": [Interval(Integral, 1, C_INT_MAX, closed="both")],
     }
+    _query_time_params = ("ef_search",)
 
     def __init__(
         self,
@@ -147,19 +140,19 @@ class NMSLibIndex(BaseIndex):
         ef_search=50,
         refine=None,
     ):
-        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
-        self.refine = refine
+        super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
+                         refine=refine)
         self.method = method
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
 
     def _init(self):
-        return _nmslib().init(method=self._fitted_param("method"), space=_SPACES[self.metric_])
+        return _nmslib().init(method=self._fitted("method"), space=_SPACES[self.metric_])
 
     def _index_params(self):
         threads = {"indexThreadQty": self._n_threads()}
-        method, M, ef = (self._fitted_param(p) for p in ("method", "M", "ef_construction"))
+        method, M, ef = (self._fitted(p) for p in ("method", "M", "ef_construction"))
         if method == "hnsw":
             return {"M": M, "efConstruction": ef, "post": 0, **threads}
         if method == "sw-graph":
@@ -173,7 +166,7 @@ class NMSLibIndex(BaseIndex):
         return index
 
     def _query_params(self):
-        return {} if self._fitted_param("method") == "seq_search" else {"ef_search": self.ef_search}
+        return {} if self._fitted("method") == "seq_search" else {"ef_search": self.ef_search}
 
     def _apply_query_params(self):
         if self._query_params():  # a query-time knob: no rebuild needed
@@ -187,7 +180,7 @@ class NMSLibIndex(BaseIndex):
     _transient_attrs = ("_loaded_from",)
 
     def _serialize(self):
-        if self._fitted_param("method") == "seq_search":  # nothing to save: rebuilt on unpickling
+        if self._fitted("method") == "seq_search":  # nothing to save: rebuilt on unpickling
             return None
         loaded = getattr(self, "_loaded_from", None)
         if loaded is not None and loaded[0] is self._index:
@@ -207,16 +200,16 @@ class NMSLibIndex(BaseIndex):
         return index
 
     def _vectors_in_native(self):
-        return self._fitted_param("method") != "seq_search"  # saved with its data
+        return self._fitted("method") != "seq_search"  # saved with its data
 
     def _check_native_bytes(self, payload):
         """The data file's records, then hnsw's graph file, in numpy (see Notes)."""
         X = self._vectors_from_bytes(payload)
-        if self._fitted_param("method") != "hnsw":
+        if self._fitted("method") != "hnsw":
             return
         dist = 4 if self.metric_ == "inner_product" else (1 if X.shape[1] % 16 == 0 else 2)
         problem = _hnsw_file_problem(file_parts(payload, (".dat",))[0], X,
-                                     int(self._fitted_param("M")), dist)
+                                     int(self._fitted("M")), dist)
         if problem:
             raise CorruptIndexError(
                 f"NMSLibIndex: the nmslib hnsw file is not a graph over the saved "

@@ -5,6 +5,7 @@ from numbers import Integral
 import numpy as np
 
 from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._audio_io import AUDIO_PARAMETER_CONSTRAINTS, read_audio
 from ._base import BaseVectorLoader
@@ -108,6 +109,9 @@ class STFTVectorLoader(BaseVectorLoader):
         "remove_mean": ["boolean"],
     }
     _item_name = "clip"
+    _kind = "audio"
+    _requires = (Requirement(library="librosa", import_name="librosa", extra="audio"),
+                 Requirement(library="soundfile", import_name="soundfile", extra="audio"))
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from numbers import Integral
 import numpy as np
 
 from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval
 from ._audio_io import AUDIO_PARAMETER_CONSTRAINTS, read_audio
 from ._base import BaseVectorLoader
@@ -103,6 +104,9 @@ class EssentiaVectorLoader(BaseVectorLoader):
         "n_segments": [Interval(Integral, 1, None, closed="left")],
     }
     _item_name = "clip"
+    _kind = "audio"
+    _requires = (Requirement(library="essentia", import_name="essentia", extra="essentia"),
+                 Requirement(library="soundfile", import_name="soundfile", extra="essentia"))
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ from numbers import Integral
 import numpy as np
 
 from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import StrOptions
 from ._base import BaseVectorLoader, check_file
 
@@ -96,6 +97,8 @@ class ImageLoader(BaseVectorLoader):
         "dtype": [StrOptions({"float32", "float64"})],
     }
     _item_name = "image"
+    _kind = "image"
+    _requires = Requirement(library="pillow", import_name="PIL", extra="image")
 
     def __init__(
         self,

@@ -1,9 +1,9 @@
 """Parallel plumbing: the loader sent once per worker, and the chunk schedule.
 
-Mapping items in chunks over worker processes used to pickle the whole loader
+Mapping items in chunks over worker processes naively pickles the whole loader
 (for :class:`Doc2VecLoader`, the whole gensim model) into every chunk task and
-rebuild its per-worker state (``_prepare``: essentia algorithm objects, windows,
-filters...) for every chunk. Here the parent pickles the loader once into a
+rebuilds its per-worker state (``_prepare``: essentia algorithm objects, windows,
+filters...) for every chunk. Here, instead, the parent pickles the loader once into a
 payload -- the pickle bytes, or for large loaders the path of a temporary file
 holding them -- tagged with a token unique to one parallel map. A worker
 unpickles the payload and calls ``_prepare`` on its first chunk of that map,

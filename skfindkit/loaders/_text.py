@@ -10,6 +10,7 @@ from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 
 from ..utils import import_optional
+from ..utils._optional import Requirement
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import BaseVectorLoader, check_file
 
@@ -106,6 +107,8 @@ class Doc2VecLoader(BaseVectorLoader):
         "encoding": [str],
     }
     _item_name = "doc"
+    _kind = "text"
+    _requires = Requirement(library="gensim", import_name="gensim", extra="text")
 
     def __init__(
         self,

@@ -1,8 +1,10 @@
 """A readers/writer lock: concurrent searches, exclusive additions.
 
-The base index is getting its own readers/writer lock (``BaseIndex``); until
-then the service serializes ``partial_fit`` against queries with this one.
-Writers are preferred so a stream of searches cannot starve an addition.
+The index guards each of its own calls (``BaseIndex``); the service holds
+this lock around what spans several calls: an addition (``partial_fit`` and
+the item keys re-attached after it) runs alone, so a search never sees new
+items without their keys. Writers are preferred so a stream of searches
+cannot starve an addition.
 """
 
 import threading

@@ -7,12 +7,13 @@ index under that name yet), or run from a source tree without installing.
 """
 
 import importlib
+import importlib.util
 import json
 import os
 import shlex
 from urllib.parse import unquote, urlparse
 
-__all__ = ["import_optional", "install_command"]
+__all__ = ["Requirement", "import_optional", "install_command"]
 
 
 def _checkout_of_this_package():
@@ -101,3 +102,59 @@ def import_optional(module, extra, *, package=None):
             f"{what} is needed here but cannot be imported ({reason}); "
             f"install the '{extra}' extra: {install_command(extra)}"
         ) from exc
+
+
+class Requirement:
+    """An optional library an estimator needs: its PyPI name, import name and extra.
+
+    Estimators declare theirs once, as the class attribute ``_requires`` (one
+    requirement or a tuple); :mod:`skfindkit.utils.discovery` derives every
+    table of backends from these declarations.
+
+    Parameters
+    ----------
+    library : str
+        Distribution name on PyPI, e.g. ``"faiss-cpu"``.
+    import_name : str
+        Module to import, e.g. ``"faiss"``.
+    extra : str
+        The skfindkit extra that installs it, e.g. ``"faiss"``.
+
+    Examples
+    --------
+    >>> from skfindkit.utils.discovery import Requirement
+    >>> Requirement("numpy", "numpy", "numpy").available()
+    True
+    """
+
+    __slots__ = ("library", "import_name", "extra")
+
+    def __init__(self, library, import_name, extra):
+        self.library = library
+        self.import_name = import_name
+        self.extra = extra
+
+    def __repr__(self):
+        return (f"Requirement(library={self.library!r}, import_name={self.import_name!r}, "
+                f"extra={self.extra!r})")
+
+    def __eq__(self, other):
+        return isinstance(other, Requirement) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def _key(self):
+        return (self.library, self.import_name, self.extra)
+
+    def available(self):
+        """Whether the module can be found here (without importing it)."""
+        try:
+            return importlib.util.find_spec(self.import_name) is not None
+        except ImportError:  # a parent package missing
+            return False
+
+    def load(self):
+        """Import the module, or raise :func:`import_optional`'s one-line ImportError."""
+        package = None if self.library == self.import_name else self.library
+        return import_optional(self.import_name, self.extra, package=package)

@@ -1,11 +1,15 @@
 """Every public estimator of skfindkit, as the instances the contract suite checks.
 
-Adding an estimator to skfindkit means adding at least one instance here; the
-suite in ``tests/common/test_estimators.py`` fails when a public estimator is missing.
-Estimators whose optional backend is not installed in the running environment
-are not built by ``available_instances``; ``unavailable_instances`` stands in
-for them so that their checks are reported as skipped, with the reason (the
-MXNet ones run in their own environment, see the README).
+Each class exported by ``skfindkit.indexes``, ``skfindkit.loaders`` or
+``skfindkit.extractors`` (found by :func:`skfindkit.utils.discovery.all_estimators`)
+has one line here: its name -> a function of the class returning its
+instances (defaults and non-default configurations). The suite in
+``tests/common/test_estimators.py`` fails when a public estimator is missing. Estimators
+whose optional library (the class's ``_requires``) is not installed in the
+running environment are not built by ``available_instances``;
+``unavailable_instances`` stands in for them so that their checks are
+reported as skipped, with the reason (the MXNet ones run in their own
+environment, see the README).
 """
 
 import hashlib
@@ -13,219 +17,179 @@ import inspect
 import os
 import tempfile
 
+from skfindkit.utils.discovery import all_estimators, requirements
+
 from .._optional import MXNET_REASON, has as _has
 
 
-def index_instances():
-    from skfindkit import ExactIndex
+def _sharded(cls):
+    from skfindkit import ExactIndex, HNSWIndex
 
-    out = [
-        ExactIndex(),
-        ExactIndex(metric="cosine", mode="connectivity"),
-        ExactIndex(metric="inner_product", batch_size=7),
-    ]
-    # --- approximate indexes (issue 6) are listed below this line ---
-    if _has("annoy"):
-        from skfindkit import AnnoyIndex
-
-        out += [
-            AnnoyIndex(random_state=0),
-            AnnoyIndex(metric="cosine", mode="connectivity", n_trees=5, search_k=200, random_state=0),
-            AnnoyIndex(metric="inner_product", random_state=0),
-        ]
-    if _has("nmslib"):
-        from skfindkit import NMSLibIndex
-
-        out += [
-            NMSLibIndex(),
-            NMSLibIndex(metric="cosine", method="sw-graph", mode="connectivity"),
-            NMSLibIndex(metric="inner_product", method="seq_search"),
-        ]
-    if _has("hnswlib"):
-        from skfindkit import HNSWIndex
-
-        out += [
-            HNSWIndex(random_state=0),
-            HNSWIndex(metric="cosine", mode="connectivity", M=8, ef_search=20, random_state=0),
-            HNSWIndex(metric="inner_product", random_state=0),
-            HNSWIndex(metric="cosine", keep_vectors=False, refine=2, random_state=0),
-        ]
-    # --- sharded indexes (issue 10): exact shards, and approximate ones ---
-    from skfindkit import ShardedIndex
-
-    out += [
-        ShardedIndex(),
-        ShardedIndex(ExactIndex(metric="cosine"), n_shards=3, mode="connectivity", n_jobs=2),
-        ShardedIndex(ExactIndex(metric="inner_product", batch_size=7), n_shards=2),
-    ]
-    if _has("hnswlib"):
-        from skfindkit import HNSWIndex
-
-        out.append(ShardedIndex(HNSWIndex(random_state=0), n_shards=3))
-    if _has("faiss"):
-        from skfindkit import FaissIndex
-
-        out += [
-            FaissIndex(),
-            FaissIndex(factory="IVF1024,Flat", nprobe=4, metric="cosine", random_state=0),
-            FaissIndex(factory="Flat", metric="inner_product", mode="connectivity"),
-            FaissIndex(factory="HNSW16,SQ8", ef_search=32),
-        ]
-    if _has("pymilvus") and _has("milvus_lite"):
-        from skfindkit import MilvusIndex
-
-        out += [  # one embedded Milvus Lite store per process, a collection per fit
-            MilvusIndex(index_type="FLAT"),
-            MilvusIndex(metric="cosine", mode="connectivity", M=8, ef_search=32),
-            MilvusIndex(metric="inner_product", index_type="IVF_FLAT", nlist=8, nprobe=8),
-        ]
+    out = [cls(), cls(ExactIndex(metric="cosine"), n_shards=3, mode="connectivity", n_jobs=2),
+           cls(ExactIndex(metric="inner_product", batch_size=7), n_shards=2)]
+    if not requires_missing_backend(HNSWIndex):
+        out.append(cls(HNSWIndex(random_state=0), n_shards=3))
     return out
+
+
+def _function_loaders(cls):
+    import numpy as np
+
+    return [cls(), cls(np.abs, n_jobs=2, on_error="zeros")]  # a ufunc: stable test ids
+
+
+def _sklearn_extractors(cls):
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    return [cls(PCA(n_components=1)),
+            cls(LogisticRegression(), method="predict_proba", batch_size=7)]
+
+
+# Dense indexes: the index contract tests and scikit-learn's checks.
+INDEX_INSTANCES = {
+    "ExactIndex": lambda cls: [cls(), cls(metric="cosine", mode="connectivity"),
+                               cls(metric="inner_product", batch_size=7)],
+    "AnnoyIndex": lambda cls: [
+        cls(random_state=0),
+        cls(metric="cosine", mode="connectivity", n_trees=5, search_k=200, random_state=0),
+        cls(metric="inner_product", random_state=0)],
+    "NMSLibIndex": lambda cls: [cls(), cls(metric="cosine", method="sw-graph", mode="connectivity"),
+                                cls(metric="inner_product", method="seq_search")],
+    "HNSWIndex": lambda cls: [
+        cls(random_state=0),
+        cls(metric="cosine", mode="connectivity", M=8, ef_search=20, random_state=0),
+        cls(metric="inner_product", random_state=0),
+        cls(metric="cosine", keep_vectors=False, refine=2, random_state=0)],
+    "ShardedIndex": _sharded,
+    "FaissIndex": lambda cls: [
+        cls(), cls(factory="IVF1024,Flat", nprobe=4, metric="cosine", random_state=0),
+        cls(factory="Flat", metric="inner_product", mode="connectivity"),
+        cls(factory="HNSW16,SQ8", ef_search=32)],
+    "MilvusIndex": lambda cls: [  # one embedded Milvus Lite store per process, a collection per fit
+        cls(index_type="FLAT"), cls(metric="cosine", mode="connectivity", M=8, ef_search=32),
+        cls(metric="inner_product", index_type="IVF_FLAT", nlist=8, nprobe=8)],
+}
+# Indexes of term counts (non-negative sparse input): not in the dense contract tests.
+TEXT_INDEX_INSTANCES = {
+    "BM25Index": lambda cls: [cls(), cls(n_neighbors=3, k1=0.9, b=0.4, mode="connectivity",
+                                         batch_size=7)],
+}
+LOADER_INSTANCES = {
+    "FunctionVectorLoader": _function_loaders,
+    "ImageLoader": lambda cls: [cls(), cls((8, 8), color_mode="grayscale", flatten=True, n_jobs=2)],
+    "STFTVectorLoader": lambda cls: [
+        cls(), cls(representation="mfcc", deltas=1, n_segments=3, n_jobs=2)],
+    "EssentiaVectorLoader": lambda cls: [cls(descriptors=["mfcc", "tonal"], pooling="mean")],
+    "Doc2VecLoader": lambda cls: [cls(), cls(dm=0, vector_size=16, n_jobs=2)],
+}
+EXTRACTOR_INSTANCES = {
+    "SklearnFeatureExtractor": _sklearn_extractors,
+    "KerasFeatureExtractor": lambda cls: _keras_instances(cls),
+    "MXNetFeatureExtractor": lambda cls: _mxnet_instances(
+        cls, "any-width-mxnet", _save_mxnet, "tanh", "max"),
+    "GluonFeatureExtractor": lambda cls: _mxnet_instances(
+        cls, "any-width-gluon", _save_gluon, "net_conv0", "avg"),
+}
+
+
+def _instances(family, table, exclude=()):
+    out = []
+    for name, cls in all_estimators(family):
+        if name in table and name not in exclude and not requires_missing_backend(cls):
+            out += table[name](cls)
+    return out
+
+
+def index_instances():
+    return _instances("index", INDEX_INSTANCES, exclude=TEXT_INDEX_INSTANCES)
 
 
 def text_index_instances():
     """Indexes of term counts (non-negative sparse input): not in the dense contract tests."""
-    from skfindkit import BM25Index
-
-    return [BM25Index(), BM25Index(n_neighbors=3, k1=0.9, b=0.4, mode="connectivity", batch_size=7)]
+    return _instances("index", TEXT_INDEX_INSTANCES)
 
 
 def loader_instances():
-    import numpy as np
-
-    from skfindkit import FunctionVectorLoader, ImageLoader
-
-    out = [
-        FunctionVectorLoader(),
-        FunctionVectorLoader(np.abs, n_jobs=2, on_error="zeros"),  # a ufunc: stable test ids
-        ImageLoader(),
-        ImageLoader((8, 8), color_mode="grayscale", flatten=True, n_jobs=2),
-    ]
-    if _has("librosa") and _has("soundfile"):
-        from skfindkit import STFTVectorLoader
-
-        out += [
-            STFTVectorLoader(),
-            STFTVectorLoader(representation="mfcc", deltas=1, n_segments=3, n_jobs=2),
-        ]
-    if _has("essentia") and _has("soundfile"):
-        from skfindkit import EssentiaVectorLoader
-
-        out.append(EssentiaVectorLoader(descriptors=["mfcc", "tonal"], pooling="mean"))
-    if _has("gensim"):
-        from skfindkit import Doc2VecLoader
-
-        out += [Doc2VecLoader(), Doc2VecLoader(dm=0, vector_size=16, n_jobs=2)]
-    # --- loaders (issue 5) are listed below this line ---
-    return out
+    return _instances("loader", LOADER_INSTANCES)
 
 
 def extractor_instances():
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
-
-    from skfindkit import SklearnFeatureExtractor
-
-    out = [
-        SklearnFeatureExtractor(PCA(n_components=1)),
-        SklearnFeatureExtractor(LogisticRegression(), method="predict_proba", batch_size=7),
-    ]
-    # --- extractors (issue 4) are listed below this line ---
-    # Tiny networks that accept any number of features (the checks vary it),
-    # given as files: a path param hashes stably, a model object does not.
-    def saved(name, save, library):  # one file per content, written atomically
-        path = _model_path(name, save, library)
-        if not os.path.exists(path):
-            tmp = f"{path}.{os.getpid()}.tmp"
-            save(tmp)
-            os.replace(tmp, path)
-        return path
-
-    if _has("keras") and _has("tensorflow"):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-
-        from skfindkit import KerasFeatureExtractor
-
-        def save_keras(path):
-            inputs = keras.Input(shape=(None,))
-            x = keras.layers.Reshape((-1, 1))(inputs)
-            x = keras.layers.Conv1D(4, 1, activation="tanh", name="conv")(x)
-            x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
-            keras.Model(inputs, keras.layers.Dense(3, name="dense")(x)).save(path + ".keras")
-            os.replace(path + ".keras", path)
-
-        keras_path = saved("any-width.keras", save_keras, keras)
-        out += [
-            KerasFeatureExtractor(keras_path),
-            KerasFeatureExtractor(keras_path, layer="conv", pooling="max", batch_size=7),
-        ]
-    if _mxnet_works():
-        import numpy as np
-
-        from skfindkit import GluonFeatureExtractor, MXNetFeatureExtractor
-        from skfindkit.extractors import import_mxnet
-
-        mx = import_mxnet()
-
-        def save_mxnet(path):  # data -> conv(k=1) -> tanh -> mean over width -> fc
-            x = mx.sym.expand_dims(mx.sym.var("data"), axis=1)
-            x = mx.sym.Convolution(x, kernel=(1,), num_filter=4, name="conv")
-            x = mx.sym.mean(mx.sym.Activation(x, act_type="tanh", name="tanh"), axis=2)
-            rs = np.random.RandomState(0)
-            shapes = {"conv_weight": (4, 1, 1), "conv_bias": (4,), "fc_weight": (3, 4),
-                      "fc_bias": (3,)}
-            mx.model.save_checkpoint(
-                path, 0, mx.sym.FullyConnected(x, num_hidden=3, name="fc"),
-                {k: mx.nd.array(rs.randn(*v)) for k, v in shapes.items()}, {})
-
-        def save_gluon(path):
-            net = mx.gluon.nn.HybridSequential(prefix="net_")
-            with net.name_scope():
-                net.add(mx.gluon.nn.HybridLambda(lambda F, x: F.expand_dims(x, axis=1)),
-                        mx.gluon.nn.Conv1D(4, 1, activation="tanh"),
-                        mx.gluon.nn.GlobalAvgPool1D(), mx.gluon.nn.Dense(3))
-            mx.random.seed(0)
-            net.initialize(mx.init.Xavier())
-            net.hybridize()
-            net(mx.nd.ones((2, 5)))
-            net.export(path, 0)
-
-        def saved_prefix(name, save):  # checkpoint files <prefix>-symbol.json, -0000.params
-            prefix = _model_path(name, save, mx)
-            if not os.path.exists(f"{prefix}-0000.params"):
-                tmp = f"{prefix}.{os.getpid()}"
-                save(tmp)
-                for suffix in ("-symbol.json", "-0000.params"):  # params last: complete
-                    os.replace(tmp + suffix, prefix + suffix)
-            return prefix
-
-        mx_prefix = saved_prefix("any-width-mxnet", save_mxnet)
-        gluon_prefix = saved_prefix("any-width-gluon", save_gluon)
-        out += [
-            MXNetFeatureExtractor(mx_prefix),
-            MXNetFeatureExtractor(mx_prefix, layer="tanh", pooling="max", batch_size=7),
-            GluonFeatureExtractor(gluon_prefix),
-            GluonFeatureExtractor(gluon_prefix, layer="net_conv0", pooling="avg", batch_size=7),
-        ]
-    return out
+    return _instances("extractor", EXTRACTOR_INSTANCES)
 
 
-# the module each optional estimator needs; the MXNet environment (numpy < 2)
-# installs only mxnet and the image extra, the main one everything else
-_BACKENDS = {
-    "KerasFeatureExtractor": "keras",
-    "MXNetFeatureExtractor": "mxnet",
-    "GluonFeatureExtractor": "mxnet",
-    "AnnoyIndex": "annoy",
-    "NMSLibIndex": "nmslib",
-    "HNSWIndex": "hnswlib",
-    "FaissIndex": "faiss",
-    "MilvusIndex": "milvus_lite",
-    "Doc2VecLoader": "gensim",
-    "EssentiaVectorLoader": "essentia",
-    "STFTVectorLoader": "librosa",
-    "ImageLoader": "PIL",
-}
+def listed_classes():
+    """Names of the estimators that have a line in one of the tables above."""
+    return {*INDEX_INSTANCES, *TEXT_INDEX_INSTANCES, *LOADER_INSTANCES, *EXTRACTOR_INSTANCES}
+
+
+# Tiny networks that accept any number of features (the checks vary it),
+# given as files: a path param hashes stably, a model object does not.
+def _saved(name, save, library):  # one file per content, written atomically
+    path = _model_path(name, save, library)
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        save(tmp)
+        os.replace(tmp, path)
+    return path
+
+
+def _keras_instances(cls):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    def save_keras(path):
+        inputs = keras.Input(shape=(None,))
+        x = keras.layers.Reshape((-1, 1))(inputs)
+        x = keras.layers.Conv1D(4, 1, activation="tanh", name="conv")(x)
+        x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+        keras.Model(inputs, keras.layers.Dense(3, name="dense")(x)).save(path + ".keras")
+        os.replace(path + ".keras", path)
+
+    keras_path = _saved("any-width.keras", save_keras, keras)
+    return [cls(keras_path), cls(keras_path, layer="conv", pooling="max", batch_size=7)]
+
+
+def _save_mxnet(mx, path):  # data -> conv(k=1) -> tanh -> mean over width -> fc
+    import numpy as np
+
+    x = mx.sym.expand_dims(mx.sym.var("data"), axis=1)
+    x = mx.sym.Convolution(x, kernel=(1,), num_filter=4, name="conv")
+    x = mx.sym.mean(mx.sym.Activation(x, act_type="tanh", name="tanh"), axis=2)
+    rs = np.random.RandomState(0)
+    shapes = {"conv_weight": (4, 1, 1), "conv_bias": (4,), "fc_weight": (3, 4),
+              "fc_bias": (3,)}
+    mx.model.save_checkpoint(
+        path, 0, mx.sym.FullyConnected(x, num_hidden=3, name="fc"),
+        {k: mx.nd.array(rs.randn(*v)) for k, v in shapes.items()}, {})
+
+
+def _save_gluon(mx, path):
+    net = mx.gluon.nn.HybridSequential(prefix="net_")
+    with net.name_scope():
+        net.add(mx.gluon.nn.HybridLambda(lambda F, x: F.expand_dims(x, axis=1)),
+                mx.gluon.nn.Conv1D(4, 1, activation="tanh"),
+                mx.gluon.nn.GlobalAvgPool1D(), mx.gluon.nn.Dense(3))
+    mx.random.seed(0)
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    net(mx.nd.ones((2, 5)))
+    net.export(path, 0)
+
+
+def _mxnet_instances(cls, name, save, layer, pooling):
+    """The default and a cut-and-pooled instance over a tiny checkpoint
+    (files ``<prefix>-symbol.json`` and ``<prefix>-0000.params``)."""
+    from skfindkit.extractors import import_mxnet
+
+    mx = import_mxnet()
+    prefix = _model_path(name, save, mx)
+    if not os.path.exists(f"{prefix}-0000.params"):
+        tmp = f"{prefix}.{os.getpid()}"
+        save(mx, tmp)
+        for suffix in ("-symbol.json", "-0000.params"):  # params last: complete
+            os.replace(tmp + suffix, prefix + suffix)
+    return [cls(prefix), cls(prefix, layer=layer, pooling=pooling, batch_size=7)]
 
 
 def _model_path(name, save, library):
@@ -257,21 +221,25 @@ def _mxnet_works():
     return True
 
 
-def _backend_available(module):
-    return _mxnet_works() if module == "mxnet" else _has(module)
+def _missing_requirement(cls):
+    """The first import name of ``cls``'s requirements not usable here, or None."""
+    for requirement in requirements(cls):
+        module = requirement.import_name
+        if not (_mxnet_works() if module == "mxnet" else _has(module)):
+            return module
+    return None
 
 
 def requires_missing_backend(cls):
     """True for estimators whose backend is not installed in this environment."""
-    module = _BACKENDS.get(cls.__name__)
-    return module is not None and not _backend_available(module)
+    return _missing_requirement(cls) is not None
 
 
 def missing_backend_reason(cls):
     """Why instances of ``cls`` cannot be built here (None: they can)."""
-    if not requires_missing_backend(cls):
+    module = _missing_requirement(cls)
+    if module is None:
         return None
-    module = _BACKENDS[cls.__name__]
     if module == "mxnet":
         return MXNET_REASON
     return f"needs {module}: not installed in this environment"
@@ -283,11 +251,8 @@ def unavailable_instances():
     The instance is built from the class alone (``__init__`` imports nothing),
     so scikit-learn can list the checks that are skipped; it is never fitted.
     """
-    import skfindkit
-
     out = []
-    for name in sorted(_BACKENDS):
-        cls = getattr(skfindkit, name)
+    for _, cls in all_estimators():
         reason = missing_backend_reason(cls)
         if reason is None:
             continue

@@ -26,7 +26,7 @@ from .._backends import MODULES as _MODULES
 from .._backends import needs
 from .._backends import param as _param
 
-ANN = [_param(cls, cls) for cls in (AnnoyIndex, NMSLibIndex, HNSWIndex, FaissIndex)]
+ANN = [_param(cls, cls) for cls in _MODULES]  # every named index that needs a library
 METRICS = ["euclidean", "cosine", "inner_product"]
 # configurations covering every documented method / factory string family
 CONFIGS = [_param(c) for c in [
