@@ -171,16 +171,18 @@ def _dense(X):
     return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
 
-def _tfidf_steps(options):
+def _tfidf_steps(options, analyzer=None):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     from .extractors import SklearnFeatureExtractor
+    from .text import TextAnalyzer
 
     vectorizer = TfidfVectorizer(
         input="filename", encoding=options["encoding"], decode_error="strict",
         sublinear_tf=True, max_features=2**14, dtype=np.float32,
+        analyzer=TextAnalyzer(**analyzer) if analyzer is not None else "word",
     )
     densify = FunctionTransformer(_dense, accept_sparse=True)
     return [("extractor", SklearnFeatureExtractor(make_pipeline(vectorizer, densify)))]
@@ -258,6 +260,10 @@ FEATURE_SETS = {
         "tfidf": FeatureSet(
             "TF-IDF of words (sublinear counts, 16384 most frequent words)", "cosine",
             _tfidf_steps),
+        "tfidf-stem": FeatureSet(
+            "TF-IDF of Snowball word stems (English stop words dropped, accents folded)",
+            "cosine", partial(_tfidf_steps, analyzer=dict(stop_words="english", stem=True)),
+            (("Stemmer", "text", "PyStemmer"),)),
         "doc2vec": FeatureSet(
             "Doc2Vec paragraph vectors (64-d, trained on the folder; the old default)",
             "cosine", _doc2vec_steps, (("gensim", "text", None),), safe=False),
