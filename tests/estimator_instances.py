@@ -89,6 +89,23 @@ def text_index_instances():
     return [BM25Index(), BM25Index(n_neighbors=3, k1=0.9, b=0.4, mode="connectivity", batch_size=7)]
 
 
+def fusion_index_instances():
+    """Rank fusion over indexes or pipelines of the same items (dense input in the checks)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skfindkit import ExactIndex, RankFusionIndex
+
+    return [
+        RankFusionIndex([("l2", ExactIndex()), ("cos", ExactIndex(metric="cosine"))]),
+        RankFusionIndex([("scaled", make_pipeline(StandardScaler(), ExactIndex())),
+                         ("ip", ExactIndex(metric="inner_product"))],
+                        method="minmax", weights=[2.0, 1.0], depth=7, mode="connectivity"),
+        RankFusionIndex([("l2", ExactIndex()), ("cos", ExactIndex(metric="cosine"))],
+                        method="zscore", n_neighbors=3, rrf_k=10),
+    ]
+
+
 def loader_instances():
     import numpy as np
 
@@ -298,5 +315,6 @@ def unavailable_instances():
 
 
 def available_instances():
-    return [*index_instances(), *text_index_instances(), *loader_instances(),
+    return [*index_instances(), *text_index_instances(), *fusion_index_instances(),
+            *loader_instances(),
             *extractor_instances()]
