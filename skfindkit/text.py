@@ -186,11 +186,10 @@ class TextAnalyzer(BaseEstimator):
         self.token_pattern = token_pattern
 
     def _analysis(self):
-        params = self.get_params(deep=False)
-        try:
-            key = tuple(sorted(
+        try:  # attributes read directly: get_params inspects the signature (per document)
+            key = tuple(
                 (k, type(v).__name__, tuple(v) if isinstance(v, (list, tuple)) else v)
-                for k, v in params.items()))
+                for k, v in ((k, getattr(self, k)) for k in self._parameter_constraints))
             return _ANALYSES[key]
         except (KeyError, TypeError):
             pass

@@ -128,3 +128,15 @@ def test_grid_search_tunes_the_analyzer_through_the_vectorizer():
     search.fit(docs, labels)
     assert search.best_params_ == {"countvectorizer__analyzer__stem": True}
     np.testing.assert_allclose(search.cv_results_["mean_test_score"], [0.5, 1.0])
+
+
+@pytest.mark.parametrize("check_name", [
+    "check_no_attributes_set_in_init", "check_parameters_default_constructible",
+    "check_get_params_invariance", "check_set_params", "check_estimator_repr",
+    "check_estimator_cloneable", "check_do_not_raise_errors_in_init_or_set_params",
+])
+def test_sklearn_api_checks(check_name):
+    from sklearn.utils import estimator_checks
+
+    for analyzer in (TextAnalyzer(), TextAnalyzer(stop_words=["x"], stem=True, ngram_range=(1, 3))):
+        getattr(estimator_checks, check_name)("TextAnalyzer", clone(analyzer))
