@@ -34,6 +34,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ..utils import features_for_index, final_index
+from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval, StrOptions, _BaseComposition, _fit_context
 from ._graph import NeighborsGraphMixin
 from ._query import KNeighborsQueryMixin
@@ -93,8 +94,9 @@ class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
     **Distances.** ``distance = 1 - fused / top``, clipped at 0, where ``top``
     is the highest fused score possible: ``sum(weights) / (rrf_k + 1)`` for
     ``"rrf"`` (every member ranks the item first), ``sum(weights)`` for
-    ``"minmax"``, ``sum(weights) * sqrt(depth - 1)`` for ``"zscore"`` (the
-    largest z-score among ``depth`` values). Distances are in [0, 1] (up to 2
+    ``"minmax"``, ``sum(weights) * sqrt(m - 1)`` for ``"zscore"`` (the
+    largest z-score among ``m`` values, ``m`` the candidates each member
+    returned: ``depth`` raised to ``n_neighbors``, at most the collection). Distances are in [0, 1] (up to 2
     with ``"zscore"``), 0 for an item every member ranks first (``"rrf"``)
     or scores highest (``"minmax"``), and non-decreasing along each row: the
     order of the fused score, ties by id.
@@ -268,6 +270,29 @@ class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
         self.n_samples_fit_ = next(iter(sizes.values()))
         self._fit_y = None if y is None else column_or_1d(y)
         return self
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "members_" in state:  # fitted: the members must be what fit left
+            self._check_fitted_state()
+
+    def _check_fitted_state(self):
+        """A loaded fitted state: every member a fitted index (or pipeline ending with
+        one) over ``n_samples_fit_`` items, labels as many; refused otherwise."""
+        try:
+            n = self.n_samples_fit_
+            ok = isinstance(n, Integral) and n >= 1 and isinstance(self.members_, list) and (
+                len(self.members_) == len(self.members)) and all(
+                isinstance(m, tuple) and len(m) == 2 and final_index(m[1]).n_samples_fit_ == n
+                for m in self.members_)
+            ok = ok and (self._fit_y is None or (
+                isinstance(self._fit_y, np.ndarray) and self._fit_y.shape == (n,)))
+        except (AttributeError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CorruptIndexError(
+                "RankFusionIndex: the fitted members do not index n_samples_fit_ items each "
+                "(or the state is incomplete)")
 
     @property
     def n_features_in_(self):

@@ -164,3 +164,47 @@ def test_grid_search_tunes_weights_and_member_parameters():
     search.fit(DOCS, LABELS)
     assert set(search.best_params_) == {"weights", "bm25__bm25index__k1"}
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_edge_cases_one_item_duplicates_and_k_equal_n():
+    one = _two_views(n_neighbors=1).fit([[1.0, 2.0]])
+    assert one.kneighbors([[0.0, 0.0]])[1].tolist() == [[0]]
+    with pytest.raises(ValueError, match="n_neighbors < n_samples_fit"):
+        one.kneighbors()
+    same = _two_views(n_neighbors=5, method="zscore").fit(np.ones((5, 2)))
+    dist, ind = same.kneighbors([[1.0, 1.0]])
+    assert ind.tolist() == [[0, 1, 2, 3, 4]] and np.isfinite(dist).all()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises((TypeError, ValueError)):
+            same.kneighbors([[1.0, 1.0]], n_neighbors=bad)
+
+
+def _edit_fitted_state(src, dst, change):
+    from skfindkit.utils._safe_tree import walk
+
+    from .._safe_file_cases import edited_tree_file
+
+    def edit(tree):
+        found = []
+        walk(tree, found)
+        node, = [n for n in found if n.get("class") == "skfindkit.indexes._fusion.RankFusionIndex"]
+        change(node["state"]["items"])
+
+    edited_tree_file(src, dst, edit)
+
+
+@pytest.mark.parametrize("change", ["size", "members"])
+def test_a_file_whose_members_do_not_match_is_refused(tmp_path, change):
+    src = tmp_path / "fused.skf"
+    io.save(_lexical_dense(n_neighbors=2).fit(DOCS), src)
+
+    def edit(items):
+        for item in items:
+            if change == "size" and item[0] == "n_samples_fit_":
+                item[1] = 30
+            if change == "members" and item[0] == "members_":
+                item[1] = item[1][:1]
+
+    _edit_fitted_state(src, tmp_path / "edited.skf", edit)
+    with pytest.raises(io.CorruptFileError):
+        io.load(tmp_path / "edited.skf")
