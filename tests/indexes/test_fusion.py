@@ -208,3 +208,14 @@ def test_a_file_whose_members_do_not_match_is_refused(tmp_path, change):
     _edit_fitted_state(src, tmp_path / "edited.skf", edit)
     with pytest.raises(io.CorruptFileError):
         io.load(tmp_path / "edited.skf")
+
+
+def test_search_and_item_keys_work_on_a_fused_system(tmp_path):
+    from skfindkit import attach_keys, search
+
+    fused = _lexical_dense(n_neighbors=2).fit(DOCS)
+    attach_keys(fused, [f"doc{i}" for i in range(len(DOCS))])
+    io.save(fused, tmp_path / "fused.skf")
+    result = search(io.load(tmp_path / "fused.skf"), ["cat on a mat"])
+    assert result.keys.tolist() == [[f"doc{i}" for i in result.indices[0]]]
+    assert result.indices[0, 0] == 0
