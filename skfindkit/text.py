@@ -12,7 +12,7 @@ the combining marks removed, as scikit-learn's ``strip_accents="unicode"``),
 split into tokens with ``token_pattern``, drop stop words, stem (Snowball,
 through PyStemmer or snowballstemmer: ``pip install 'skfindkit[text]'``),
 then join consecutive terms into word n-grams. Stop words are matched before
-stemming, against the lowercased, accent-folded token.
+stemming; a given stop list is lowercased and accent-folded like the text.
 """
 
 import re
@@ -90,7 +90,7 @@ class _Analysis:
                              f"got {params['token_pattern']!r}")
         stop_words = params["stop_words"]
         self.stop_words = (ENGLISH_STOP_WORDS if stop_words == "english"
-                           else frozenset(stop_words or ()))
+                           else frozenset(self._normalised(w) for w in stop_words or ()))
         self.language = params["language"] if params["stem"] else None
         if self.language is not None and self.language not in stemmer_languages():
             raise ValueError(f"TextAnalyzer: no Snowball stemmer for language "
@@ -100,12 +100,14 @@ class _Analysis:
             raise ValueError(f"ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, "
                              f"got {params['ngram_range']!r}")
 
-    def __call__(self, doc):
+    def _normalised(self, text):
         if self.lowercase:
-            doc = doc.lower()
-        if self.fold_accents:
-            doc = strip_accents_unicode(doc)
-        tokens = [t for t in self.pattern.findall(doc) if t not in self.stop_words]
+            text = text.lower()
+        return strip_accents_unicode(text) if self.fold_accents else text
+
+    def __call__(self, doc):
+        tokens = [t for t in self.pattern.findall(self._normalised(doc))
+                  if t not in self.stop_words]
         if self.language is not None:
             tokens = _stem_words(self.language, tokens)
         if self.max_n == 1:
@@ -128,8 +130,8 @@ class TextAnalyzer(BaseEstimator):
         with combining marks dropped).
     stop_words : "english", list of str or None, default=None
         Words dropped before stemming: scikit-learn's English list
-        (``ENGLISH_STOP_WORDS``), a given list (compared with the lowercased,
-        accent-folded tokens when those options are on), or none.
+        (``ENGLISH_STOP_WORDS``), a given list (lowercased and accent-folded
+        like the tokens when those options are on), or none.
     stem : bool, default=False
         Reduce each token to its Snowball stem in ``language`` (``"running"``
         -> ``"run"``); needs PyStemmer or snowballstemmer (the ``text`` extra).

@@ -36,6 +36,8 @@ def test_lowercase_accents_stop_words_stem_in_that_order():
     assert TextAnalyzer(lowercase=False)("Café") == ["Cafe"]
     assert TextAnalyzer(fold_accents=False)("Café") == ["café"]
     assert TextAnalyzer(stop_words=["cafe"])("Café noir") == ["noir"]  # matched after folding
+    assert TextAnalyzer(stop_words=["Café"])("cafe noir") == ["noir"]  # the list folded too
+    assert TextAnalyzer(stop_words=["Café"], fold_accents=False)("café noir") == ["noir"]
     assert TextAnalyzer(stem=True, language="french")("chantaient") == ["chant"]
 
 
