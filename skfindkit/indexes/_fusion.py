@@ -96,10 +96,11 @@ class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
     ``"rrf"`` (every member ranks the item first), ``sum(weights)`` for
     ``"minmax"``, ``sum(weights) * sqrt(m - 1)`` for ``"zscore"`` (the
     largest z-score among ``m`` values, ``m`` the candidates each member
-    returned: ``depth`` raised to ``n_neighbors``, at most the collection). Distances are in [0, 1] (up to 2
-    with ``"zscore"``), 0 for an item every member ranks first (``"rrf"``)
-    or scores highest (``"minmax"``), and non-decreasing along each row: the
-    order of the fused score, ties by id.
+    returned: ``depth`` raised to ``n_neighbors``, at most the collection).
+    Distances are in [0, 1] (up to 2 with ``"zscore"``), 0 for an item
+    every member ranks first (``"rrf"``) or scores highest (``"minmax"``),
+    and non-decreasing along each row: the order of the fused score, ties
+    by id.
 
     Parameters
     ----------
