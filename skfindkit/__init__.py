@@ -18,7 +18,7 @@ by whoever wrote it: ``joblib.load`` trusted files only.
 
 __version__ = "0.1.0"
 
-from . import extractors, indexes, io, loaders, metrics  # noqa: E402
+from . import extractors, indexes, io, loaders, metrics, text  # noqa: E402
 from .extractors import *  # noqa: E402,F401,F403
 from .indexes import *  # noqa: E402,F401,F403
 from .loaders import *  # noqa: E402,F401,F403
@@ -28,6 +28,7 @@ __all__ = [
     "__version__",
     "metrics",
     "io",
+    "text",
     "search",
     "attach_keys",
     "SearchResult",

@@ -162,7 +162,7 @@ def _guess_kind(pipeline):
     text = repr(pipeline.steps[0][1]).lower()
     if "stft" in names or "essentia" in names:
         return "audio"
-    if "doc2vec" in names or "tfidf" in text:
+    if "doc2vec" in names or "vectorizer" in text:  # Count- and TfidfVectorizer
         return "text"
     return "image"
 

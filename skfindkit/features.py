@@ -174,19 +174,28 @@ def _dense(X):
     return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
 
-def _tfidf_steps(options):
-    from sklearn.feature_extraction.text import TfidfVectorizer
+def _text_steps(options, analyzer=None, bm25=False):
+    """Word counts (``bm25``) or sublinear TF-IDF of the 16384 most frequent terms, dense."""
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     from .extractors import SklearnFeatureExtractor
+    from .text import TextAnalyzer
 
-    vectorizer = TfidfVectorizer(
+    vectorizer = (CountVectorizer if bm25 else partial(TfidfVectorizer, sublinear_tf=True))(
         input="filename", encoding=options["encoding"], decode_error="strict",
-        sublinear_tf=True, max_features=2**14, dtype=np.float32,
+        max_features=2**14, dtype=np.float32,
+        analyzer=TextAnalyzer(**analyzer) if analyzer is not None else "word",
     )
     densify = FunctionTransformer(_dense, accept_sparse=True)
     return [("extractor", SklearnFeatureExtractor(make_pipeline(vectorizer, densify)))]
+
+
+def _bm25_index(n_neighbors):
+    from .indexes import BM25Index
+
+    return BM25Index(n_neighbors=n_neighbors)
 
 
 def _doc2vec_steps(options):
@@ -207,6 +216,7 @@ class FeatureSet:
     steps: object  # callable(options) -> list of (name, estimator)
     extras: tuple = field(default=())  # (module, extra, package) that must import
     safe: bool = True  # skfindkit.io can save it (False: joblib only)
+    index: object = None  # callable(n_neighbors) -> its own index (None: --index, --metric)
 
 
 def _needs(*sources):
@@ -224,6 +234,8 @@ _SCIKIT_IMAGE = Requirement(library="scikit-image", import_name="skimage", extra
 _IMAGE_EXTRAS = _needs(ImageLoader, _SCIKIT_IMAGE)
 _AUDIO_EXTRAS = _needs(STFTVectorLoader)
 _LEVEL = dict(normalize="rms", top_db=30)
+_STEMMED = dict(stop_words="english", stem=True)
+_STEMMER_EXTRAS = (("Stemmer", "text", "PyStemmer"),)
 
 FEATURE_SETS = {
     "image": {
@@ -272,7 +284,15 @@ FEATURE_SETS = {
     "text": {
         "tfidf": FeatureSet(
             "TF-IDF of words (sublinear counts, 16384 most frequent words)", "cosine",
-            _tfidf_steps),
+            _text_steps),
+        "tfidf-stem": FeatureSet(
+            "TF-IDF of Snowball word stems (English stop words dropped, accents folded)",
+            "cosine", partial(_text_steps, analyzer=_STEMMED), _STEMMER_EXTRAS),
+        "bm25-stem": FeatureSet(
+            "BM25 ranking (k1=1.5, b=0.75) of Snowball word stems (English stop words "
+            "dropped, accents folded; its own index: --index and --metric do not apply)",
+            "bm25", partial(_text_steps, analyzer=_STEMMED, bm25=True), _STEMMER_EXTRAS,
+            index=_bm25_index),
         "doc2vec": FeatureSet(
             "Doc2Vec paragraph vectors (64-d, trained on the folder)",
             "cosine", _doc2vec_steps, _needs(Doc2VecLoader), safe=False),
@@ -360,7 +380,9 @@ def build_pipeline(kind, features="default", *, n_neighbors=10, metric=None, ind
     metric : {"euclidean", "cosine", "inner_product"}, default=None
         Distance; ``None`` uses the feature set's own choice.
     index : {"exact", "hnsw", "annoy", "nmslib", "faiss"}, default="exact"
-        Nearest-neighbour index (all but ``"exact"`` need their extra).
+        Nearest-neighbour index (all but ``"exact"`` need their extra). A feature
+        set that ranks with its own index (``"bm25-stem"``) takes neither
+        ``index`` nor ``metric``: ``ValueError``.
     encoding : str, default="utf-8"
         Encoding of text files.
     weights : str, default=None
@@ -385,6 +407,13 @@ def build_pipeline(kind, features="default", *, n_neighbors=10, metric=None, ind
     options = {"encoding": encoding, "weights": weights,
                "loader": dict(n_jobs=n_jobs, verbose=verbose, on_error=on_error)}
     steps = feature_set.steps(options)
-    steps.append(("index", build_index(index, n_neighbors=n_neighbors,
-                                       metric=metric or feature_set.metric)))
+    if feature_set.index is not None:  # a set that ranks with its own index
+        if index != "exact" or metric not in (None, feature_set.metric):
+            raise ValueError(
+                f"the {kind} feature set {features!r} ranks with its own "
+                f"{feature_set.metric} index: --index and --metric do not apply to it")
+        steps.append(("index", feature_set.index(n_neighbors)))
+    else:
+        steps.append(("index", build_index(index, n_neighbors=n_neighbors,
+                                           metric=metric or feature_set.metric)))
     return Pipeline(steps)

@@ -9,6 +9,7 @@ from ._base import METRICS, BaseIndex
 from ._bm25 import BM25Index
 from ._exact import ExactIndex
 from ._faiss import FaissIndex
+from ._fusion import RankFusionIndex
 from ._hnsw import HNSWIndex
 from ._milvus import MilvusIndex
 from ._nmslib import NMSLibIndex
@@ -24,5 +25,6 @@ __all__ = [
     "METRICS",
     "MilvusIndex",
     "NMSLibIndex",
+    "RankFusionIndex",
     "ShardedIndex",
 ]

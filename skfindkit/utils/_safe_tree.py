@@ -36,7 +36,8 @@ _LOADABLE = "__skfindkit_loadable__"
 
 #: skfindkit's modules that hold estimators and loadable functions.
 _SKFINDKIT_PACKAGES = frozenset({"indexes", "loaders", "extractors"})
-_SKFINDKIT_MODULES = frozenset({"skfindkit.features", "skfindkit.utils._persist"})
+_SKFINDKIT_MODULES = frozenset({"skfindkit.features", "skfindkit.text",
+                                "skfindkit.utils._persist"})
 #: scikit-learn's estimator packages (``sklearn.<package>`` and its modules).
 _SKLEARN_PACKAGES = frozenset({
     "calibration", "cluster", "compose", "covariance", "cross_decomposition",
@@ -57,7 +58,8 @@ def allowed_module(module):
     """Whether a file may name ``module`` without the caller trusting it (a string check).
 
     skfindkit's estimator modules (``skfindkit.indexes``, ``.loaders``,
-    ``.extractors``, ``skfindkit.features``, ``skfindkit.utils._persist``) and
+    ``.extractors``, ``skfindkit.features``, ``skfindkit.text``,
+    ``skfindkit.utils._persist``) and
     scikit-learn's estimator packages; never a test module, ``conftest`` or
     ``sklearn.experimental`` (modules whose import has side effects).
     """

@@ -11,6 +11,7 @@ from numbers import Integral
 
 from sklearn.base import _fit_context
 from sklearn.utils import _safe_indexing
+from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils._param_validation import HasMethods, StrOptions, validate_parameter_constraints
 from sklearn.utils._param_validation import Interval as _Interval
 from sklearn.utils.validation import _check_feature_names_in, _num_samples
@@ -20,6 +21,7 @@ __all__ = [
     "Integer",
     "Interval",
     "StrOptions",
+    "_BaseComposition",
     "_check_feature_names_in",
     "_fit_context",
     "_num_samples",

@@ -71,6 +71,26 @@ INDEX_INSTANCES = {
         cls(metric="inner_product", index_type="IVF_FLAT", nlist=8, nprobe=8)],
 }
 # Indexes of term counts (non-negative sparse input): not in the dense contract tests.
+def _fusion(cls):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skfindkit import ExactIndex
+
+    return [
+        cls([("l2", ExactIndex()), ("cos", ExactIndex(metric="cosine"))]),
+        cls([("scaled", make_pipeline(StandardScaler(), ExactIndex())),
+             ("ip", ExactIndex(metric="inner_product"))],
+            method="minmax", weights=[2.0, 1.0], depth=7, mode="connectivity"),
+        cls([("l2", ExactIndex()), ("cos", ExactIndex(metric="cosine"))],
+            method="zscore", n_neighbors=3, rrf_k=10),
+    ]
+
+
+# Meta-indexes whose answers are not one metric's neighbours (fused rankings):
+# scikit-learn's checks, not the KNeighborsTransformer-equivalence tests.
+FUSION_INDEX_INSTANCES = {"RankFusionIndex": _fusion}
+
 TEXT_INDEX_INSTANCES = {
     "BM25Index": lambda cls: [cls(), cls(n_neighbors=3, k1=0.9, b=0.4, mode="connectivity",
                                          batch_size=7)],
@@ -105,6 +125,10 @@ def index_instances():
     return _instances("index", INDEX_INSTANCES, exclude=TEXT_INDEX_INSTANCES)
 
 
+def fusion_index_instances():
+    return _instances("index", FUSION_INDEX_INSTANCES)
+
+
 def text_index_instances():
     """Indexes of term counts (non-negative sparse input): not in the dense contract tests."""
     return _instances("index", TEXT_INDEX_INSTANCES)
@@ -120,7 +144,8 @@ def extractor_instances():
 
 def listed_classes():
     """Names of the estimators that have a line in one of the tables above."""
-    return {*INDEX_INSTANCES, *TEXT_INDEX_INSTANCES, *LOADER_INSTANCES, *EXTRACTOR_INSTANCES}
+    return {*INDEX_INSTANCES, *TEXT_INDEX_INSTANCES, *FUSION_INDEX_INSTANCES, *LOADER_INSTANCES,
+            *EXTRACTOR_INSTANCES}
 
 
 # Tiny networks that accept any number of features (the checks vary it),
@@ -263,5 +288,5 @@ def unavailable_instances():
 
 
 def available_instances():
-    return [*index_instances(), *text_index_instances(), *loader_instances(),
-            *extractor_instances()]
+    return [*index_instances(), *text_index_instances(), *fusion_index_instances(),
+            *loader_instances(), *extractor_instances()]
