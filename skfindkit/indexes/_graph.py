@@ -32,7 +32,8 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
         Returns
         -------
         A : sparse matrix of shape (n_queries, n_samples_fit)
-            CSR graph, each row sorted by distance.
+            CSR graph, each row sorted by distance; columns are ids, removed
+            items' columns are empty, and with ``X=None`` so are their rows.
         """
         check_is_fitted(self)
         with self._reading():  # ids and n_samples_fit_ of the same fitted state
@@ -53,10 +54,11 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
                 f'or "distance" but got "{mode}" instead'
             )
         n_queries = A_ind.shape[0]
-        n_nonzero = n_queries * n_neighbors
-        A_indptr = np.arange(0, n_nonzero + 1, n_neighbors)
+        found = A_ind >= 0  # slots no allowed item filled (removed rows, filters) are left out
+        A_indptr = np.concatenate([[0], np.cumsum(found.sum(axis=1))])
         return csr_matrix(
-            (A_data, A_ind.ravel(), A_indptr), shape=(n_queries, self.n_samples_fit_)
+            (np.reshape(A_data, A_ind.shape)[found], A_ind[found], A_indptr),
+            shape=(n_queries, self.n_samples_fit_),
         )
 
     def transform(self, X):

@@ -195,9 +195,9 @@ class ShardedIndex(BaseIndex):
     def _fit_X(self, value):  # BaseIndex.fit stores the prepared rows here
         self.__dict__["_pending_X"] = value
 
-    def _kneighbors(self, X, n_neighbors, return_distance, search):
+    def _kneighbors(self, X, n_neighbors, return_distance, search, filter=None):
         if X is not None:
-            return super()._kneighbors(X, n_neighbors, return_distance, search)
+            return super()._kneighbors(X, n_neighbors, return_distance, search, filter)
         # the indexed rows are the queries: assemble them once for this call
         rows = getattr(_ASSEMBLED, "rows", None)
         if rows is None:
@@ -205,7 +205,7 @@ class ShardedIndex(BaseIndex):
         self._check_fitted()
         rows[id(self)] = self._index.assemble(self.n_samples_fit_, self.n_features_in_)
         try:
-            return super()._kneighbors(X, n_neighbors, return_distance, search)
+            return super()._kneighbors(X, n_neighbors, return_distance, search, filter)
         finally:
             del rows[id(self)]
 
