@@ -376,13 +376,15 @@ class KNeighborsQueryMixin:
             dist, ind = drop_self(dist, ind, first_id)
         return dist, ind
 
-    def _search_complete(self, X, k, warn=True):
+    def _search_complete(self, X, k, warn=True, mask=None):
         """Run the backend and guarantee k valid, sorted results per row.
 
         With ``refine`` (approximate backends), the backend is asked for
         ``refine * k`` candidates, re-ranked by exact distance over the
         stored data. ``warn``: say when the backend left rows short (not for
         a filtered search's over-fetch, which asks for more than ``k``).
+        ``mask``: the allowed items, for a backend with a native filter
+        (``_search_masked``); rows it leaves short are searched exactly among them.
         """
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
@@ -390,8 +392,19 @@ class KNeighborsQueryMixin:
         flat = self._flat_scan_unit() if self._is_exact() and refine is None else None
         if flat is not None:  # another library's flat scan: proven, or searched exactly
             return self._verified_flat_search(X, k, flat)
-        native, ind = self._search(X, k if refine is None else min(self.n_samples_fit_, refine * k))
+        fetch = k if refine is None else min(self.n_samples_fit_, refine * k)
+        if mask is None:
+            native, ind = self._search(X, fetch)
+            exact_search = self._exact_search
+        else:
+            native, ind = self._search_masked(X, fetch, mask)
+            allowed = np.flatnonzero(mask)
+
+            def exact_search(Q, kk):
+                return self._search_among(Q, kk, allowed)
         ind = _valid_ids(ind, self.n_samples_fit_)
+        if mask is not None:  # what the native filter let through, checked
+            ind = np.where(mask[np.maximum(ind, 0)], ind, -1)
         # an exact backend (its own float64 distances) never overflows float32
         overflowed = (np.zeros(X.shape[0], dtype=bool) if self._native_unit() == "exact"
                       else _overflowed(native, ind, X))
@@ -415,7 +428,7 @@ class KNeighborsQueryMixin:
             )
         redo = missing | overflowed  # the backend's float32 distances overflowed: exact
         if redo.any():
-            dist[redo], ind[redo] = self._exact_search(X[redo], k)
+            dist[redo], ind[redo] = exact_search(X[redo], k)
         if (dist[:, 1:] < dist[:, :-1]).any():
             order = np.argsort(dist, axis=1, kind="stable")
             dist = np.take_along_axis(dist, order, axis=1)

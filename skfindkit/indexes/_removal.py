@@ -116,6 +116,10 @@ def search_allowed(index, search, X, k, mask, exact):
         return dist, ind
     fetch = min(n, int(np.ceil(1.25 * k * n / allowed.size)) + k)
     todo = np.arange(n_q)
+    if not exact and fetch < allowed.size and hasattr(index, "_search_masked"):
+        # the backend filters natively: k allowed items, short rows searched exactly
+        dist[:, :m], ind[:, :m] = index._search_complete(X, m, warn=False, mask=mask)
+        return dist, ind
     while todo.size:
         if exact or fetch >= allowed.size or fetch >= n:  # scanning the allowed rows is cheaper
             dist[todo, :m], ind[todo, :m] = index._search_among(X[todo], m, allowed)
