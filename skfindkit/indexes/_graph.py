@@ -16,7 +16,7 @@ __all__ = ["NeighborsGraphMixin"]
 class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
     """Graph outputs over ``kneighbors`` (mixed into :class:`BaseIndex`)."""
 
-    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity", *, filter=None):
         """Sparse graph of the k nearest neighbours of each query.
 
         Parameters
@@ -28,6 +28,8 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
             Number of neighbours; defaults to the constructor's value.
         mode : {"connectivity", "distance"}, default="connectivity"
             Ones, or distances in the metric's units.
+        filter : array-like or list of array-like, default=None
+            Items each query may return, as in :meth:`kneighbors`.
 
         Returns
         -------
@@ -37,16 +39,16 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
         """
         check_is_fitted(self)
         with self._reading():  # ids and n_samples_fit_ of the same fitted state
-            return self._graph(X, n_neighbors, mode)
+            return self._graph(X, n_neighbors, mode, filter)
 
-    def _graph(self, X, n_neighbors, mode):
+    def _graph(self, X, n_neighbors, mode, filter=None):
         if n_neighbors is None:
             n_neighbors = self._default_n_neighbors()
         if mode == "connectivity":
-            A_ind = self.kneighbors(X, n_neighbors, return_distance=False)
+            A_ind = self.kneighbors(X, n_neighbors, return_distance=False, filter=filter)
             A_data = np.ones(A_ind.size)
         elif mode == "distance":
-            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True)
+            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True, filter=filter)
             A_data = np.ravel(A_data)
         else:
             raise ValueError(
