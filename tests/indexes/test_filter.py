@@ -19,8 +19,9 @@ def filtered_truth(index, X, Q, k, allowed):
     m = min(k, allowed.size)
     dist = np.full((Q.shape[0], k), np.inf)
     ind = np.full((Q.shape[0], k), -1)
-    d, i = ExactIndex(metric=index.metric_).fit(X[allowed]).kneighbors(Q, m)
-    dist[:, :m], ind[:, :m] = d, allowed[i]
+    if m:
+        d, i = ExactIndex(metric=index.metric_).fit(X[allowed]).kneighbors(Q, m)
+        dist[:, :m], ind[:, :m] = d, allowed[i]
     return dist, ind
 
 
@@ -63,7 +64,8 @@ def test_per_query_filters_and_removals_combine(index, data):
     X, Q = data
     index = fitted(index, X)
     index.remove(np.arange(0, 400, 2))
-    filters = [np.arange(r, 400, 10) for r in range(10)]  # query r: ids r, r+10, ...
+    # query r: ids r, r+10, ...: nothing left for even r, whose rows stay unfilled
+    filters = [np.arange(r, 400, 10) for r in range(10)]
     ind = index.kneighbors(Q, 4, return_distance=False, filter=filters)
     for r, (row, allowed) in enumerate(zip(ind, filters)):
         live = allowed[allowed % 2 == 1]

