@@ -10,11 +10,13 @@ of two ways (:func:`search_allowed`):
 * **pre-filter**: exact searches (exact indexes, ``exact_kneighbors``) and
   small allowed sets compute distances to the allowed rows only
   (``_search_among``), so a 1 % filter costs about 1 % of a full scan;
-* **adaptive over-fetch**: an approximate search asks the backend for about
-  ``k / share`` candidates (``share``: the allowed fraction of the ids) and
-  doubles that for the queries that found fewer than ``k`` allowed items,
-  until they have ``k`` or fetching would cost as much as scanning the allowed
-  rows, which then answers them exactly.
+* **native filter**: hnswlib's own filtered graph walk (removed items are
+  marked deleted in its graph), rows it leaves short answered exactly;
+* **adaptive over-fetch**: the other approximate searches ask the backend for
+  ``OVERFETCH * k / share + k`` candidates (``share``: the allowed fraction of
+  the ids) and double that for the queries that found fewer than ``k``
+  allowed items, until they have ``k`` or fetching would cost as much as
+  scanning the allowed rows, which then answers them exactly.
 
 A query row gets fewer than ``k`` results only when fewer than ``k`` items
 pass its filter; the missing slots hold id ``-1`` at distance ``inf`` (the
@@ -33,6 +35,8 @@ __all__ = ["DEFAULT_TOMBSTONE_SHARE", "RemovalMixin", "UnknownItemError", "searc
 
 #: Share of removed ids past which an approximate index compacts by default.
 DEFAULT_TOMBSTONE_SHARE = 0.2
+#: A filtered approximate search first fetches ``OVERFETCH * k / share + k`` candidates.
+OVERFETCH = 3.0
 
 
 class UnknownItemError(ValueError):
@@ -114,7 +118,7 @@ def search_allowed(index, search, X, k, mask, exact):
     if allowed.size == n:
         dist[:], ind[:] = search(X, k)
         return dist, ind
-    fetch = min(n, int(np.ceil(1.25 * k * n / allowed.size)) + k)
+    fetch = min(n, int(np.ceil(OVERFETCH * k * n / allowed.size)) + k)
     todo = np.arange(n_q)
     if not exact and fetch < allowed.size and hasattr(index, "_search_masked"):
         # the backend filters natively: k allowed items, short rows searched exactly

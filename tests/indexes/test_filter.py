@@ -116,3 +116,15 @@ def test_exact_filtered_search_scans_only_the_allowed_rows(data, monkeypatch):
     monkeypatch.setattr(_removal, "brute_force_kneighbors", counting)
     index.kneighbors(Q, 3, filter=np.arange(0, 400, 100))
     assert scanned == [4]
+
+
+def test_search_passes_the_filter_and_leaves_unfilled_keys_empty(data):
+    from skfindkit.search import attach_keys, search
+
+    X, Q = data
+    index = attach_keys(ExactIndex(n_neighbors=3).fit(X), [f"item{i}" for i in range(400)])
+    result = search(index, Q[:2], filter=[[5, 9], [7]])
+    assert result.keys.tolist() == [[result.keys[0][0], result.keys[0][1], None],
+                                    ["item7", None, None]]
+    assert set(result.keys[0][:2]) == {"item5", "item9"}
+    assert result.indices[1].tolist() == [7, -1, -1] and np.isinf(result.distances[1, 1:]).all()
