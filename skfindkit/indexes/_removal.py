@@ -152,8 +152,11 @@ class RemovalMixin:
     def n_items_(self):
         """Number of live items (indexed and not removed)."""
         check_is_fitted(self, "n_samples_fit_")
+        return self._n_live()
+
+    def _n_live(self):
         removed = self._removed_mask()
-        return self.n_samples_fit_ - (0 if removed is None else int(removed.sum()))
+        return self.n_samples_fit_ - (0 if removed is None else int(np.count_nonzero(removed)))
 
     @property
     def live_mask_(self):
