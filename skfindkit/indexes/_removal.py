@@ -37,6 +37,9 @@ __all__ = ["DEFAULT_TOMBSTONE_SHARE", "RemovalMixin", "UnknownItemError", "searc
 DEFAULT_TOMBSTONE_SHARE = 0.2
 #: A filtered approximate search first fetches ``OVERFETCH * k / share + k`` candidates.
 OVERFETCH = 3.0
+#: An exact search that leaves out at most this many items (and at most 1/8 of them)
+#: scans everything and drops them, instead of gathering the allowed rows.
+FEW_EXCLUDED = 1024
 
 
 class UnknownItemError(ValueError):
@@ -117,6 +120,13 @@ def search_allowed(index, search, X, k, mask, exact):
         return dist, ind
     if allowed.size == n:
         dist[:], ind[:] = search(X, k)
+        return dist, ind
+    if exact and n - allowed.size <= min(FEW_EXCLUDED, n // 8):
+        # a few items left out (removals): the full scan's first k + few hold the answer,
+        # cheaper than gathering the allowed rows
+        d, i = search(X, min(n, k + n - allowed.size))
+        ok = (i >= 0) & mask[np.maximum(i, 0)]
+        dist[:, :m], ind[:, :m] = _take_allowed(d, i, ok, m)
         return dist, ind
     fetch = min(n, int(np.ceil(OVERFETCH * k * n / allowed.size)) + k)
     todo = np.arange(n_q)
