@@ -260,3 +260,17 @@ def test_removal_addition_and_search_from_threads_equal_a_serial_run(make):
     if index._is_exact():
         np.testing.assert_array_equal(index.kneighbors(Q), serial.kneighbors(Q))
     assert index.is_live(index.kneighbors(Q, return_distance=False)).all()
+
+
+@needs_mark(HNSWIndex)
+def test_hnswlib_marks_removed_items_deleted_and_filters_natively(data):
+    X, Q = data
+    index = HNSWIndex(random_state=0).fit(X)
+    gone = index.kneighbors(Q, 3, return_distance=False).ravel()
+    index.remove(np.unique(gone))
+    labels, _ = index._index.knn_query(Q, k=20)  # hnswlib's own walk skips them
+    assert not np.isin(labels, gone).any()
+    mask = np.zeros(240, dtype=bool)
+    mask[::5] = True
+    _, labels = index._search_masked(Q, 5, mask)  # hnswlib's filter, no over-fetch
+    assert mask[labels].all()
