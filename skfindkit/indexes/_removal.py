@@ -247,7 +247,8 @@ class RemovalMixin:
             self._removed = removed
             self._removed_items(uniq)
             self._changed_native_index()
-            if removed.mean() > self._tombstone_share():
+            held = self._held_tombstones()
+            if held and held > self._tombstone_share() * (held + self._n_live()):
                 self._compact()
         return self
 
@@ -259,6 +260,11 @@ class RemovalMixin:
         if share is not None:
             return share
         return 0.0 if self._is_exact() else DEFAULT_TOMBSTONE_SHARE
+
+    def _held_tombstones(self):
+        """Removed items the native structure still holds (all of them, unless the
+        backend's ``_compact`` drops them)."""
+        return int(np.count_nonzero(self._removed_mask()))
 
     def _removed_items(self, ids):
         """Backend hook: ``ids`` were just marked removed (e.g. hnswlib's ``mark_deleted``)."""
