@@ -274,3 +274,29 @@ def test_hnswlib_marks_removed_items_deleted_and_filters_natively(data):
     mask[::5] = True
     _, labels = index._search_masked(Q, 5, mask)  # hnswlib's filter, no over-fetch
     assert mask[labels].all()
+
+
+@needs_mark(HNSWIndex)
+@pytest.mark.parametrize("keep_vectors", [True, False])
+def test_hnswlib_compaction_drops_removed_items_and_keeps_ids(keep_vectors, data, tmp_path):
+    X, Q = data
+    index = HNSWIndex(keep_vectors=keep_vectors, random_state=0).fit(X)
+    index.remove(np.arange(0, 40))  # 1/6 of the items: below the default share of 0.2
+    assert index._index.get_current_count() == 240
+    index.remove(np.arange(40, 60))  # past it: compacted automatically
+    assert index._index.get_current_count() == 180
+    index.remove([60, 61])  # kept as tombstones (marked deleted) until the share is reached
+    assert index._index.get_current_count() == 180
+    new = clustered(5, seed=9)
+    index.partial_fit(new)
+    live = index.live_mask_
+    for copy in (index, pickle.loads(pickle.dumps(index))):
+        ind = copy.kneighbors(Q, 5, return_distance=False)
+        truth = live_truth(copy, np.vstack([X, new]), Q, 5, live)[1]
+        assert live[ind].all()
+        assert np.mean([len(set(a) & set(b)) for a, b in zip(ind, truth)]) >= 4.5
+        np.testing.assert_array_equal(copy.kneighbors(new, 1, return_distance=False).ravel(),
+                                      np.arange(240, 245))
+    save(index.compact(), tmp_path / "index.skf")
+    loaded = load(tmp_path / "index.skf")
+    assert loaded._index.get_current_count() == loaded.n_items_ == 183
