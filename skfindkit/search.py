@@ -80,7 +80,7 @@ def attach_keys(pipeline, keys):
     return pipeline
 
 
-def search(pipeline, queries, n_neighbors=None, *, keys=None):
+def search(pipeline, queries, n_neighbors=None, *, keys=None, filter=None):
     """Retrieve the nearest indexed items of raw queries.
 
     Parameters
@@ -96,6 +96,11 @@ def search(pipeline, queries, n_neighbors=None, *, keys=None):
     keys : array-like of shape (n_samples_fit,), default=None
         Keys of the indexed items; defaults to those attached with
         :func:`attach_keys`, else the ids themselves.
+    filter : array-like or list of array-like, default=None
+        Items each query may return, as the index's ``kneighbors`` takes it: a
+        boolean mask over ids, an array of allowed ids, or one of those per
+        query. Slots that fewer allowed items could fill have index -1,
+        distance ``inf`` and key None.
 
     Returns
     -------
@@ -115,7 +120,7 @@ def search(pipeline, queries, n_neighbors=None, *, keys=None):
     """
     index = final_index(pipeline)
     features = features_for_index(pipeline, queries)
-    dist, ind = index.kneighbors(features, n_neighbors=n_neighbors)
+    dist, ind = index.kneighbors(features, n_neighbors=n_neighbors, filter=filter)
     if keys is None:
         keys = getattr(index, "item_keys_", None)
     if keys is None:
@@ -126,5 +131,8 @@ def search(pipeline, queries, n_neighbors=None, *, keys=None):
             raise ValueError(
                 f"keys has {keys.shape[0]} entries, the index holds {index.n_samples_fit_} items."
             )
-        found = keys[ind]
+        found = keys[np.maximum(ind, 0)]
+        if (ind < 0).any():  # slots no allowed item filled
+            found = found.astype(object)
+            found[ind < 0] = None
     return SearchResult(indices=ind, distances=dist, keys=found)

@@ -13,6 +13,7 @@ from ._fusion import RankFusionIndex
 from ._hnsw import HNSWIndex
 from ._milvus import MilvusIndex
 from ._nmslib import NMSLibIndex
+from ._removal import UnknownItemError
 from ._sharded import ShardedIndex
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "NMSLibIndex",
     "RankFusionIndex",
     "ShardedIndex",
+    "UnknownItemError",
 ]
