@@ -29,6 +29,8 @@ Examples
 import importlib
 import inspect
 
+from sklearn.base import BaseEstimator
+
 from ._optional import Requirement
 
 __all__ = ["Requirement", "all_estimators", "index_backends", "index_metrics",
@@ -53,9 +55,10 @@ def all_estimators(type_filter=None):
     Returns
     -------
     estimators : list of (str, type)
-        ``(name, class)`` pairs sorted by name, one per class exported in
-        the family's package ``__all__`` that subclasses its base class and
-        is not abstract.
+        ``(name, class)`` pairs sorted by name, one per concrete
+        scikit-learn estimator class exported in the family's package
+        ``__all__`` (the family's ``Base*`` classes excluded, meta-estimators
+        such as ``RankFusionIndex`` included).
     """
     if type_filter is None:
         families = list(_FAMILIES)
@@ -71,7 +74,9 @@ def all_estimators(type_filter=None):
         base = getattr(package, base_name)
         for name in package.__all__:
             obj = getattr(package, name)
-            if inspect.isclass(obj) and issubclass(obj, base) and not inspect.isabstract(obj):
+            # the family's base, or a meta-estimator of the family (RankFusionIndex)
+            if (inspect.isclass(obj) and issubclass(obj, BaseEstimator) and obj is not base
+                    and not inspect.isabstract(obj) and not name.startswith("Base")):
                 found[name] = obj
     return sorted(found.items())
 

@@ -5,7 +5,7 @@ import pytest
 
 from skfindkit import ExactIndex
 
-from ..estimator_instances import index_instances
+from ..common.estimator_instances import index_instances
 from .test_remove import clustered, fitted
 
 INDEXES = index_instances()

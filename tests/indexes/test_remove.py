@@ -17,7 +17,7 @@ from skfindkit.indexes import UnknownItemError
 from skfindkit.io import load, save
 
 from .._backends import needs_mark
-from ..estimator_instances import index_instances, text_index_instances
+from ..common.estimator_instances import index_instances, text_index_instances
 
 INDEXES = index_instances()
 IDS = [repr(i) for i in INDEXES]
