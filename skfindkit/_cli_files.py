@@ -8,8 +8,10 @@ import time
 
 import numpy as np
 
+from ._app.arguments import positive_int
+from ._app.kinds import KINDS, describe_pipeline
 from .utils import final_index
-from ._cli_io import (EXTENSIONS, PIPELINE_SUFFIX, TRUST_PICKLE_HELP, check_output_path,
+from ._cli_io import (PIPELINE_SUFFIX, TRUST_PICKLE_HELP, check_output_path,
                       effective_jobs, list_files, load_pipeline, load_rows,
                       pipeline_file_kind, quiet_native_stderr, save_pipeline, wants_pickle,
                       write_json)
@@ -125,7 +127,7 @@ def _add(args):
     if args.failures:
         check_output_path(args.failures)
     index = final_index(pipeline)
-    kind = _guess_kind(pipeline)
+    kind = describe_pipeline(pipeline).kind
     old_keys = list(getattr(index, "item_keys_", range(index.n_samples_fit_)))
     known = set(map(str, old_keys))
     files = [f for f in list_files(args.paths, kind) if f not in known]
@@ -157,16 +159,6 @@ def _loader_options(pipeline, args, n_files):
     return options
 
 
-def _guess_kind(pipeline):
-    names = " ".join(type(step).__name__ for _, step in pipeline.steps).lower()
-    text = repr(pipeline.steps[0][1]).lower()
-    if "stft" in names or "essentia" in names:
-        return "audio"
-    if "doc2vec" in names or "tfidf" in text:
-        return "text"
-    return "image"
-
-
 def _query(args):
     from ._cli_output import print_results, write_gallery
     from .search import search
@@ -187,17 +179,17 @@ def _query(args):
         result = search(pipeline, queries, n_neighbors=k)
     print_results(queries, result, args.format)
     if args.gallery:
-        kind = _guess_kind(pipeline)
+        kind = describe_pipeline(pipeline).kind
         write_gallery(args.gallery, kind, queries, result)
         print(f"gallery written to {os.path.abspath(args.gallery)}", file=sys.stderr)
     return 0
 
 
 def _info(args):
-    from ._cli_output import describe_pipeline
+    from ._cli_output import pipeline_info
 
     pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
-    info = describe_pipeline(pipeline, args.pipeline, kind=_guess_kind(pipeline))
+    info = pipeline_info(pipeline, args.pipeline, kind=describe_pipeline(pipeline).kind)
     if args.format == "json":
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -212,22 +204,6 @@ def _info(args):
 
 
 # -------------------------------------------------------------------- parser
-def positive_int(name):
-    """argparse type: an int >= 1, with an error that names the option."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = positive_int("the value")  # a plain type for other subcommands (serve)
 
 
 def _jobs(text):
@@ -276,7 +252,7 @@ def register(subparsers):
     )
     index.add_argument("paths", nargs="+", metavar="FOLDER_OR_FILE",
                        help="folders (searched recursively) or files")
-    index.add_argument("--kind", required=True, choices=sorted(EXTENSIONS),
+    index.add_argument("--kind", required=True, choices=KINDS,
                        help="kind of files to index")
     index.add_argument("--out", default="pipeline" + PIPELINE_SUFFIX,
                        help="where to save the fitted pipeline (default: %(default)s, "

@@ -13,17 +13,13 @@ import warnings
 
 import numpy as np
 
-from .utils import final_index
+from ._app.pipeline_files import (PIPELINE_SUFFIX, TRUST_PICKLE_HELP, load_pipeline,
+                                  pipeline_file_kind, save_pipeline, wants_pickle)
+from ._app.kinds import TEXT_ENDINGS, file_endings
 
-__all__ = ["EXTENSIONS", "PIPELINE_SUFFIX", "TRUST_PICKLE_HELP", "check_output_path",
+__all__ = ["describe_skipped", "PIPELINE_SUFFIX", "TRUST_PICKLE_HELP", "check_output_path",
            "list_files", "load_pipeline", "load_rows", "pipeline_file_kind",
            "quiet_native_stderr", "save_pipeline", "wants_pickle", "write_json"]
-
-EXTENSIONS = {
-    "audio": (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au"),
-    "image": (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"),
-    "text": (".txt", ".md", ".rst", ".text"),
-}
 
 # below this many files per worker, starting worker processes costs more than it saves
 # (an 8-file folder took 2-3x longer with --n-jobs 2 than with one job)
@@ -31,8 +27,14 @@ MIN_FILES_PER_WORKER = 64
 
 
 def list_files(paths, kind):
-    """Files of ``kind`` in ``paths`` (files, or folders searched recursively), sorted."""
-    found = []
+    """Files of ``kind`` in ``paths`` (files, or folders searched recursively), sorted.
+
+    Returns ``(files, skipped)``: absolute paths, and ``{reason: count}`` of the
+    files in the folders that are not of ``kind`` (by their ending) or hidden.
+    Files named one by one are always taken.
+    """
+    endings = file_endings(kind)
+    found, skipped = [], {}
     for path in paths:
         if os.path.isfile(path):
             found.append(os.path.abspath(path))
@@ -42,12 +44,36 @@ def list_files(paths, kind):
         for root, dirs, files in os.walk(path):
             dirs.sort()
             for name in sorted(files):
-                if name.lower().endswith(EXTENSIONS[kind]) and not name.startswith("."):
+                if name.startswith("."):
+                    reason = "hidden files"
+                elif name.lower().endswith(endings):
                     found.append(os.path.abspath(os.path.join(root, name)))
+                    continue
+                else:
+                    ending = os.path.splitext(name)[1].lower() or "no ending"
+                    reason = f"not {kind} files ({ending})"
+                skipped[reason] = skipped.get(reason, 0) + 1
     if not found:
-        raise ValueError(f"no {kind} files ({', '.join(EXTENSIONS[kind])}) found in "
-                         + ", ".join(repr(p) for p in paths))
-    return found
+        what = (f"{kind} files (endings {KIND_HINTS[kind]})" if kind in KIND_HINTS
+                else f"{kind} files")
+        raise ValueError(f"no {what} found in " + ", ".join(repr(p) for p in paths)
+                         + (f" ({describe_skipped(skipped)})" if skipped else ""))
+    return found, skipped
+
+
+KIND_HINTS = {"image": "that Pillow opens: .png, .jpg, .pgm, .tif, .webp...",
+              "audio": "that libsndfile reads, and .mp3: .wav, .flac, .ogg, .aiff...",
+              "text": ", ".join(TEXT_ENDINGS)}
+
+
+def describe_skipped(skipped):
+    """``{reason: count}`` as one phrase: "skipped 3 files: 2 not image files (.csv)..."."""
+    total = sum(skipped.values())
+    parts = [f"{count} {reason}" for reason, count in
+             sorted(skipped.items(), key=lambda item: (-item[1], item[0]))[:6]]
+    more = len(skipped) - len(parts)
+    return (f"skipped {total} file{'s' * (total != 1)}: " + ", ".join(parts)
+            + (f" and {more} other kinds" if more > 0 else ""))
 
 
 def effective_jobs(n_jobs, n_files):
@@ -90,95 +116,6 @@ def check_output_path(path, *, overwrite_ok=True):
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise ValueError(f"--out {path!r} exists and is not writable")
     return path
-
-
-# ---------------------------------------------------------- pipeline files
-# Pipeline files are in skfindkit's safe format (skfindkit.io: runs no code when
-# loaded) unless the user asks for a pickle by its name (.joblib/.pkl/.pickle):
-# those are written on request and read only with --trust-pickle.
-PIPELINE_SUFFIX = ".skfk"
-PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
-TRUST_PICKLE_HELP = ("also load a pickle/joblib pipeline file: pickles run code when "
-                     "loaded, so only for files you trust (you wrote yourself)")
-
-
-def wants_pickle(path):
-    """Whether an output name asks for a pickle (``.joblib``, ``.pkl``, ``.pickle``)."""
-    return os.fspath(path).lower().endswith(PICKLE_SUFFIXES)
-
-
-def save_pipeline(pipeline, path, kind=None):
-    """Write ``pipeline`` to ``path`` atomically (temporary file, fsync, rename).
-
-    ``kind``: ``"safe"`` (:func:`skfindkit.io.save`) or ``"pickle"`` (joblib);
-    None chooses by the file name (a pickle only for ``PICKLE_SUFFIXES``).
-    """
-    from . import io as skio
-
-    if kind is None:
-        kind = "pickle" if wants_pickle(path) else "safe"
-    if kind == "safe":
-        skio.save(pipeline, path)
-        return
-    import joblib
-
-    with skio.atomic_write(path) as handle:
-        joblib.dump(pipeline, handle)
-
-
-def pipeline_file_kind(path):
-    """``"safe"`` or ``"pickle"``: what the existing pipeline file at ``path`` is."""
-    from . import io as skio
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such pipeline file: {path!r}")
-    kind = skio.file_kind(path)
-    if kind is None:
-        raise ValueError(f"{path!r} is not a skfindkit pipeline file (neither skfindkit's "
-                         "safe format nor a joblib file)")
-    return kind
-
-
-def load_pipeline(path, *, trust_pickle=False, check=True):
-    """Read a pipeline saved by ``skfindkit index`` (the safe format; pickles if trusted).
-
-    ``check``: refuse anything but a fitted Pipeline ending with a skfindkit index.
-    """
-    from . import io as skio
-
-    path = os.fspath(path)
-    if pipeline_file_kind(path) == "pickle":
-        if not trust_pickle:
-            raise ValueError(
-                f"{path!r} is a pickle/joblib file, which can run any code when loaded: "
-                "skfindkit loads it only with --trust-pickle (for files you trust), or save "
-                "it once in the safe format: skfindkit.io.save(joblib.load(PATH), "
-                f"'pipeline{PIPELINE_SUFFIX}')"
-            )
-        import joblib
-
-        try:
-            pipeline = joblib.load(path)
-        except Exception as exc:  # any unpickling failure: say what the file is not
-            raise ValueError(f"{path!r} is not a readable skfindkit pipeline file "
-                             f"({type(exc).__name__}: {exc})") from exc
-    else:
-        try:
-            pipeline = skio.load(path)
-        except skio.UntrustedTypeError as exc:
-            raise ValueError(f"{exc} (skfindkit's command loads only skfindkit and "
-                             "scikit-learn estimators)") from exc
-    if not check:
-        return pipeline
-    try:
-        fitted = hasattr(pipeline, "steps") and hasattr(final_index(pipeline), "n_samples_fit_")
-    except (TypeError, ValueError, AttributeError):  # not an index, or not fitted
-        fitted = False
-    if not fitted:
-        raise ValueError(f"{path!r} holds a {type(pipeline).__name__}, not a fitted pipeline "
-                         "ending with an skfindkit index (make one with 'skfindkit index')")
-    return pipeline
 
 
 # ------------------------------------------------------------- loading files

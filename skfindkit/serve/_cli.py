@@ -5,8 +5,9 @@ import os
 import sys
 from pathlib import Path
 
-from .._cli_files import _positive_int
-from .._cli_io import TRUST_PICKLE_HELP
+from .._app.arguments import positive_float as _positive_float
+from .._app.arguments import positive_int
+from .._app.pipeline_files import TRUST_PICKLE_HELP
 from ._limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS
 
 __all__ = ["add_parser", "main"]
@@ -15,14 +16,7 @@ TOKEN_ENV = "SKFINDKIT_SERVE_TOKEN"
 READ_TOKEN_ENV = "SKFINDKIT_SERVE_READ_TOKEN"
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_positive_int = positive_int()
 
 
 def add_parser(subparsers):
@@ -70,12 +64,11 @@ def add_parser(subparsers):
 
 def main(args):
     """Run the server for parsed ``args``; 2 with a one-line message if it cannot start."""
+    from .._app.pipeline_files import load_pipeline, pipeline_file_kind
     from ._app import create_app
-    from .._cli_io import pipeline_file_kind
-    from ._files import _load_pipeline
 
     # ValueError/FileNotFoundError: one line, exit 2
-    pipeline = _load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
+    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle, check="index")
     import uvicorn
 
     path = Path(args.pipeline).resolve()
