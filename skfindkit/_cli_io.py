@@ -50,8 +50,8 @@ def list_files(paths, kind):
                     found.append(os.path.abspath(os.path.join(root, name)))
                     continue
                 else:
-                    ending = os.path.splitext(name)[1].lower() or "no ending"
-                    reason = f"not {kind} files ({ending})"
+                    ending = os.path.splitext(name)[1].lower() or "without ending"
+                    reason = f"{ending} (not {kind})"
                 skipped[reason] = skipped.get(reason, 0) + 1
     if not found:
         what = (f"{kind} files (endings {KIND_HINTS[kind]})" if kind in KIND_HINTS
@@ -119,32 +119,6 @@ def check_output_path(path, *, overwrite_ok=True):
 
 
 # ------------------------------------------------------------- loading files
-_WARNING = re.compile(r"could not load item (\d+) \((.*?)\): (.*?)\. It is replaced by", re.S)
-_NESTED = re.compile(r"^(?:ItemLoadError: )?\w+ could not load item \d+ \(.*?\): ")
-
-
-_UNDECODABLE = re.compile(r"cannot decode '.*' as audio: (.*?) \(fallback decoder: (\w+): ?(.*)\)$",
-                          re.S)
-
-
-def _reason(message):
-    """The innermost reason of a (possibly nested) loader message, in plain words."""
-    previous = None
-    while previous != message:
-        previous, message = message, _NESTED.sub("", message)
-    message = re.sub(r"^ValueError: ", "", message.strip())
-    match = _UNDECODABLE.search(message)
-    if match:  # soundfile's and audioread's messages say little to a person
-        first = re.sub(r"Error opening '.*?': ", "", match.group(1))
-        first = first.replace("File does not exist or is not a regular file (possibly a pipe?).",
-                              "unsupported or corrupt data.")
-        second = ("no installed backend can decode it" if match.group(2) == "NoBackendError"
-                  else f"{match.group(2)}: {match.group(3)}".rstrip(": "))
-        message = (f"not a readable audio file (libsndfile: {first.rstrip('.')}; "
-                   f"fallback decoder: {second})")
-    return message
-
-
 def _check_text(path, encoding):
     """Raise a clear error for a file that is not text in ``encoding``."""
     with open(path, "rb") as handle:
@@ -197,7 +171,7 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
     items = [files[p] for p in candidates]
     if "on_error" in first.get_params():
         first.set_params(on_error="nan")
-    from .loaders import ItemLoadError
+    from .loaders import ItemLoadError, ItemLoadWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -207,11 +181,8 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
             if exc.position is not None:  # one item's own error (on_error unsupported)
                 raise
             X = np.full((len(items), 1), np.nan)  # every item failed: no output shape
-    messages = {}
-    for w in caught:
-        match = _WARNING.search(str(w.message))
-        if match:
-            messages[int(match.group(1))] = _reason(match.group(3))
+    messages = {w.message.position: w.message.reason for w in caught
+                if isinstance(w.message, ItemLoadWarning)}
     if "on_error" in first.get_params():
         first.set_params(on_error="raise")  # queries: a bad query file is an error
     ok = np.isfinite(X.reshape(len(items), -1)).all(axis=1)

@@ -35,9 +35,14 @@ def _decode(path, soundfile):
                 warnings.simplefilter("ignore")  # audioread deprecation chatter
                 return librosa.load(path, sr=None, mono=True)
         except Exception as exc:
+            first = getattr(sf_exc, "error_string", None) or str(sf_exc)
+            if first.startswith("File does not exist or is not a regular file"):
+                first = "unsupported or corrupt data"  # libsndfile's words for unknown formats
+            second = ("no installed backend can decode it" if type(exc).__name__ ==
+                      "NoBackendError" else f"{type(exc).__name__}: {exc}".rstrip(": "))
             raise ValueError(
-                f"cannot decode {path!r} as audio: {sf_exc} (fallback decoder: "
-                f"{type(exc).__name__}: {exc})"
+                f"not a readable audio file (libsndfile: {first.rstrip('.')}; "
+                f"fallback decoder: {second})"
             ) from sf_exc
 
 

@@ -35,8 +35,9 @@ def add_parser(subparsers):
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.add_argument("--items-dir", default=None,
-                       help="folder the indexed items' keys are relative to "
-                            "(default: the pipeline file's folder)")
+                       help="folder the indexed items' keys are relative to (default: "
+                            "the folder 'skfindkit index' indexed, else the pipeline "
+                            "file's folder)")
     serve.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                        help=f"enable POST /items for requests bearing this token (or set "
                             f"{TOKEN_ENV}); additions are saved back to the pipeline file. "
@@ -64,6 +65,7 @@ def add_parser(subparsers):
 
 def main(args):
     """Run the server for parsed ``args``; 2 with a one-line message if it cannot start."""
+    from .._app.items import items_root
     from .._app.pipeline_files import load_pipeline, pipeline_file_kind
     from ._app import create_app
 
@@ -72,7 +74,10 @@ def main(args):
     import uvicorn
 
     path = Path(args.pipeline).resolve()
-    items_dir = args.items_dir if args.items_dir is not None else path.parent
+    items_dir = args.items_dir
+    if items_dir is None:  # where 'skfindkit index' found the files, if it is still there
+        root = items_root(pipeline)
+        items_dir = root if root is not None and os.path.isdir(root) else path.parent
     if not os.path.isdir(items_dir):
         raise FileNotFoundError(f"--items-dir {items_dir!r} is not a directory")
     app = create_app(
