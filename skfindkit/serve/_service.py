@@ -2,13 +2,14 @@
 
 import hashlib
 import os
-import warnings
 from contextlib import nullcontext
 
 import numpy as np
 
 from .._app.pipeline_files import check_pipeline, save_pipeline
+from .._app.items import add_items
 from .._app.kinds import describe_pipeline
+from ..loaders._base import failure_reason
 from ..io import atomic_write
 from ..search import search
 from ._items import ItemStore, key_to_json
@@ -75,7 +76,7 @@ class Service:
         try:
             with self._decoding(names), self.lock.read():
                 result = _readable_errors(lambda: search(self.pipeline, items, n_neighbors=k),
-                                          names, "query")
+                                          names, "query", self.spec.kind)
         finally:
             remove_files(names)
         hits = []
@@ -118,7 +119,8 @@ class Service:
                 if stored:
                     items = [self._keep(path) for path in items]
                 with self.lock.read():
-                    features = _readable_errors(lambda: self._features(items), names, "item")
+                    features = _readable_errors(lambda: self._features(items), names, "item",
+                                                self.spec.kind)
         finally:
             remove_files(names)
         features = np.asarray(features, dtype=np.float64)
@@ -126,19 +128,14 @@ class Service:
             raise ApiError(422, "the new items give non-finite features; nothing was added")
         with self.lock.write():
             first = self.n_items
-            new_keys = (items if stored else query.keys
-                        or [f"added #{first + i}" for i in range(len(features))])
-            old_keys = [key_to_json(k) for k in self.keys().tolist()]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # keys: re-attached below
-                _readable_errors(lambda: self.index.partial_fit(features), {}, "items")
-            self.index.item_keys_ = np.asarray(old_keys + [key_to_json(k) for k in new_keys],
-                                               dtype=object)
+            new_keys = [key_to_json(k) for k in (
+                items if stored else query.keys
+                or [f"added #{first + i}" for i in range(len(features))])]
+            _readable_errors(lambda: add_items(self.pipeline, features, new_keys), {}, "items")
             if self.save_path is not None:
                 save_pipeline(self.pipeline, self.save_path, kind=self.save_kind)
-            return {"added": [{"id": first + i, "key": key_to_json(k)}
-                              for i, k in enumerate(new_keys)], "items": self.n_items,
-                    "saved": self.save_path is not None}
+            return {"added": [{"id": first + i, "key": k} for i, k in enumerate(new_keys)],
+                    "items": self.n_items, "saved": self.save_path is not None}
 
     def _keep(self, path):
         """Copy an uploaded file into ``added_dir`` (content-addressed); its path."""
@@ -153,12 +150,22 @@ class Service:
         return target
 
 
-def _readable_errors(call, names, what):
-    """Run ``call``; a failure of the input becomes a 422 naming the upload, not a temp path."""
+def _readable_errors(call, names, what, kind=None):
+    """Run ``call``; a failure of the input becomes a 422 in one sentence naming the
+    upload (never a temporary path)."""
     try:
         return call()
     except (ValueError, TypeError, OSError) as exc:
-        message = str(exc)
+        message = failure_reason(exc)
+        upload = names.get(os.fspath(exc.item)) if isinstance(
+            getattr(exc, "item", None), (str, os.PathLike)) else None
         for path, name in names.items():
             message = message.replace(repr(path), repr(name)).replace(path, name)
+        if upload is not None:
+            raise ApiError(422, f"could not read {upload!r} as {_a(kind)}: "
+                                f"{message.rstrip('.')}.") from exc
         raise ApiError(422, f"could not use the {what}: {message}") from exc
+
+
+def _a(what):
+    return {"image": "an image", "audio": "a sound", "text": "a text"}.get(what, "a query")
