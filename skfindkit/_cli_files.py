@@ -37,11 +37,13 @@ def _announce_slow_start(args, kind):
 def _fit_collection(pipeline, files, args, kind, *, fitted=False):
     """Rows of the good files through every step but the index; failures listed."""
     with quiet_native_stderr(not args.debug) as suppressed:
-        X, good, failures = load_rows(pipeline, files, kind=kind, encoding=args.encoding,
-                                      fitted=fitted)
+        X, good, failures, notes = load_rows(pipeline, files, kind=kind,
+                                             encoding=args.encoding, fitted=fitted)
         if len(good) and len(pipeline.steps) > 2:
             middle = pipeline[1:-1]
             X = middle.transform(X) if fitted else middle.fit_transform(X)
+    for note in notes:
+        _say(args, f"  warning: {note}")
     if suppressed and suppressed[0]:
         _say(args, f"({suppressed[0]} lines of decoder messages hidden; --debug shows them)")
     return X, good, failures

@@ -149,9 +149,10 @@ def _looks_like_text(path):
 def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
     """Fit the pipeline's first step (unless ``fitted``) and compute its output.
 
-    Files that fail are reported, not indexed: returns ``(X, good, failures)``
-    with ``X`` the rows of the good files only, ``good`` their positions in
-    ``files`` and ``failures`` a list of ``{"file", "reason"}``.
+    Files that fail are reported, not indexed: returns ``(X, good, failures,
+    notes)`` with ``X`` the rows of the good files only, ``good`` their
+    positions in ``files``, ``failures`` a list of ``{"file", "reason"}`` and
+    ``notes`` the loaders' other warnings (e.g. a truncated sound file).
     """
     failures = {}
     candidates = []
@@ -166,7 +167,7 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
             failures[position] = str(exc) if not isinstance(exc, OSError) else (
                 exc.strerror or str(exc))
     if not candidates:
-        return None, np.array([], dtype=int), _as_list(files, failures)
+        return None, np.array([], dtype=int), _as_list(files, failures), []
     first = pipeline.steps[0][1]
     items = [files[p] for p in candidates]
     if "on_error" in first.get_params():
@@ -183,6 +184,9 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
             X = np.full((len(items), 1), np.nan)  # every item failed: no output shape
     messages = {w.message.position: w.message.reason for w in caught
                 if isinstance(w.message, ItemLoadWarning)}
+    notes = list(dict.fromkeys(str(w.message) for w in caught  # e.g. a truncated sound
+                               if isinstance(w.message, UserWarning)
+                               and not isinstance(w.message, ItemLoadWarning)))
     if "on_error" in first.get_params():
         first.set_params(on_error="raise")  # queries: a bad query file is an error
     ok = np.isfinite(X.reshape(len(items), -1)).all(axis=1)
@@ -192,7 +196,7 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
             reason = "it is a text file, not audio"
         failures[candidates[i]] = reason
     good = np.asarray(candidates)[ok]
-    return X[ok], good, _as_list(files, failures)
+    return X[ok], good, _as_list(files, failures), notes
 
 
 def write_json(path, data):
