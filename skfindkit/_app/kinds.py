@@ -20,6 +20,8 @@ _AUDIO_ALIASES = {"aiff": (".aif", ".aiff", ".aifc"), "ogg": (".ogg", ".oga", ".
                   "ircam": (".sf",), "svx": (".iff", ".8svx"), "nist": (".nist", ".sph"),
                   "wavex": (".wav",), "mpc2k": (".mpc",), "mp3": (".mp3",)}
 _NOT_FILES = {"raw", "mat4", "mat5"}  # header-less samples, Matlab data: not sound files
+# Pillow formats it does not decode itself: EPS runs Ghostscript, MPEG is only identified
+_NOT_DECODED = {"EPS", "MPEG"}
 
 
 @functools.cache
@@ -30,7 +32,8 @@ def _image_endings():
         return ()
     Image.init()
     readable = {name for name, (factory, _) in Image.OPEN.items()
-                if not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))}
+                if name not in _NOT_DECODED and not (
+                    isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))}
     return tuple(sorted(ending for ending, name in Image.registered_extensions().items()
                         if name in readable))
 
