@@ -10,7 +10,7 @@ from .._app.arguments import positive_int
 from .._app.pipeline_files import TRUST_PICKLE_HELP
 from ._limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser", "default_items_dir", "main"]
 
 TOKEN_ENV = "SKFINDKIT_SERVE_TOKEN"
 READ_TOKEN_ENV = "SKFINDKIT_SERVE_READ_TOKEN"
@@ -63,9 +63,17 @@ def add_parser(subparsers):
     return serve
 
 
+def default_items_dir(pipeline, path):
+    """The folder 'skfindkit index' indexed (keys are relative to it) if it is still
+    there, else the folder of the pipeline file at ``path``."""
+    from .._app.items import items_root
+
+    root = items_root(pipeline)
+    return root if root is not None and os.path.isdir(root) else Path(path).resolve().parent
+
+
 def main(args):
     """Run the server for parsed ``args``; 2 with a one-line message if it cannot start."""
-    from .._app.items import items_root
     from .._app.pipeline_files import load_pipeline, pipeline_file_kind
     from ._app import create_app
 
@@ -74,10 +82,8 @@ def main(args):
     import uvicorn
 
     path = Path(args.pipeline).resolve()
-    items_dir = args.items_dir
-    if items_dir is None:  # where 'skfindkit index' found the files, if it is still there
-        root = items_root(pipeline)
-        items_dir = root if root is not None and os.path.isdir(root) else path.parent
+    items_dir = args.items_dir if args.items_dir is not None else default_items_dir(
+        pipeline, path)
     if not os.path.isdir(items_dir):
         raise FileNotFoundError(f"--items-dir {items_dir!r} is not a directory")
     app = create_app(
