@@ -11,7 +11,6 @@ the driver is, so nothing is downloaded)::
 """
 
 import argparse
-import os
 import shutil
 import socket
 import subprocess

@@ -1,6 +1,7 @@
-"""What the ``skfindkit`` file commands share: file lists, output checks, pipeline
-files, loading a collection file by file (failures reported, never indexed), and
-keeping native libraries' stderr chatter off the terminal.
+"""What the ``skfindkit`` file commands share: file lists (skipped files counted),
+output checks, loading a collection file by file (failures reported, never
+indexed), and keeping native libraries' stderr chatter off the terminal.
+Pipeline files are :mod:`skfindkit._app.pipeline_files`' (re-exported here).
 """
 
 import contextlib

@@ -1,6 +1,5 @@
 """The ``skfindkit serve`` subcommand: load a pipeline once and run uvicorn."""
 
-import argparse
 import os
 import sys
 from pathlib import Path

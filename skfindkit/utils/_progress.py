@@ -48,8 +48,8 @@ def _after_warmup(tqdm, iterable, desc, total, unit):
         first = next(items)
     except StopIteration:
         return
-    setup = tqdm(total=total, desc=f"{desc}: first {unit}, with one-time setup (imports, compiling)",
-                 unit=unit, leave=False, bar_format="{desc} {elapsed}")
+    setup = tqdm(total=total, unit=unit, leave=False, bar_format="{desc} {elapsed}",
+                 desc=f"{desc}: first {unit}, with one-time setup (imports, compiling)")
     try:
         yield first  # the caller works on it before asking for the next one
     finally:
