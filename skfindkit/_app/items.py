@@ -44,6 +44,11 @@ def key_path(key, root):
     return key if os.path.isabs(key) or root is None else os.path.join(root, key)
 
 
+def _plain(key):
+    """A numpy scalar key as the Python value (str, int...) it holds."""
+    return key.item() if isinstance(key, np.generic) else key
+
+
 def add_items(pipeline, X, keys):
     """Append rows to a fitted pipeline's index, with their keys.
 
@@ -65,13 +70,13 @@ def add_items(pipeline, X, keys):
         The new items' ids.
     """
     index = final_index(pipeline)
-    keys = list(keys)
+    keys = [_plain(key) for key in keys]
     if len(keys) != len(X):
         raise ValueError(f"add_items: {len(X)} rows but {len(keys)} keys")
     with index._writing():
         first = index.n_samples_fit_
         old = getattr(index, "item_keys_", None)
-        old = list(old) if old is not None else list(range(first))
+        old = [_plain(key) for key in old] if old is not None else list(range(first))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="partial_fit added items")  # set below
             index.partial_fit(X)

@@ -59,15 +59,19 @@ def test_a_failure_moved_to_its_place_in_a_collection_keeps_its_data(images):
     assert str(moved).startswith("partition 3: ImageLoader could not load item 101 (")
 
 
-def test_add_items_appends_rows_and_keys_together():
+def test_add_items_appends_rows_and_keys_together(tmp_path):
+    from skfindkit import io as skio
+
     index = ExactIndex(n_neighbors=1).fit(np.eye(3))
-    index.item_keys_ = np.array(["a", "b", "c"], dtype=object)
+    index.item_keys_ = np.array(["a", "b", "c"])  # a str array: numpy scalars, not str
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "keys were removed" on the way
         ids = add_items(index, np.array([[0.0, 0.0, 2.0], [5.0, 5.0, 5.0]]), ["d", "e"])
     assert list(ids) == [3, 4]
     assert index.item_keys_.tolist() == ["a", "b", "c", "d", "e"]
     assert search(index, np.array([[5.0, 5.0, 5.1]])).keys[0].tolist() == ["e"]
+    skio.save(index, tmp_path / "added.skfk")  # saved and read back, keys and all
+    assert skio.load(tmp_path / "added.skfk").item_keys_.tolist() == ["a", "b", "c", "d", "e"]
     with pytest.raises(ValueError, match="2 rows but 1 keys"):
         add_items(index, np.ones((2, 3)), ["f"])
 
