@@ -8,8 +8,12 @@ import time
 
 import numpy as np
 
+from ._app.arguments import positive_int
+from ._app.kinds import KINDS, describe_pipeline
+from ._app.items import add_items, common_folder, items_root, key_path, relative_keys
+from .search import attach_keys
 from .utils import final_index
-from ._cli_io import (EXTENSIONS, PIPELINE_SUFFIX, TRUST_PICKLE_HELP, check_output_path,
+from ._cli_io import (PIPELINE_SUFFIX, TRUST_PICKLE_HELP, check_output_path, describe_skipped,
                       effective_jobs, list_files, load_pipeline, load_rows,
                       pipeline_file_kind, quiet_native_stderr, save_pipeline, wants_pickle,
                       write_json)
@@ -33,11 +37,13 @@ def _announce_slow_start(args, kind):
 def _fit_collection(pipeline, files, args, kind, *, fitted=False):
     """Rows of the good files through every step but the index; failures listed."""
     with quiet_native_stderr(not args.debug) as suppressed:
-        X, good, failures = load_rows(pipeline, files, kind=kind, encoding=args.encoding,
-                                      fitted=fitted)
+        X, good, failures, notes = load_rows(pipeline, files, kind=kind,
+                                             encoding=args.encoding, fitted=fitted)
         if len(good) and len(pipeline.steps) > 2:
             middle = pipeline[1:-1]
             X = middle.transform(X) if fitted else middle.fit_transform(X)
+    for note in notes:
+        _say(args, f"  warning: {note}")
     if suppressed and suppressed[0]:
         _say(args, f"({suppressed[0]} lines of decoder messages hidden; --debug shows them)")
     return X, good, failures
@@ -71,7 +77,9 @@ def _index(args):
         check_output_path(args.failures)
     check_available(args.kind, args.features, args.index)  # names and extras first
     _check_format(args)
-    files = list_files(args.paths, args.kind)
+    files, skipped = list_files(args.paths, args.kind)
+    if skipped:
+        _say(args, describe_skipped(skipped) + " (name files one by one to index them anyway)")
     _announce_slow_start(args, args.kind)
     pipeline = build_pipeline(
         args.kind, args.features, n_neighbors=args.n_neighbors, metric=args.metric,
@@ -84,7 +92,10 @@ def _index(args):
         index = pipeline[-1]  # not fitted yet: the last step being built
         index.set_params(n_neighbors=min(args.n_neighbors, len(good)))
         index.fit(X)
-        _set_keys(pipeline, [files[i] for i in good])
+        root = common_folder(args.paths)
+        attach_keys(pipeline, np.asarray(relative_keys([files[i] for i in good], root),
+                                         dtype=object))
+        index.items_root_ = root
         pipeline.steps[0][1].set_params(verbose=0)
         save_pipeline(pipeline, args.out)
     _report(args, f"indexed {len(good)} of {len(files)} {args.kind} files in "
@@ -110,39 +121,31 @@ def _check_format(args):
                    f"with --trust-pickle (the default {PIPELINE_SUFFIX} format runs no code)")
 
 
-def _set_keys(pipeline, keys):
-    from .search import attach_keys
-
-    attach_keys(pipeline, np.asarray(keys, dtype=object))
-
-
 def _add(args):
-    import warnings
-
     file_kind = pipeline_file_kind(args.pipeline)  # saved back in the format it has
     pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
     check_output_path(args.pipeline)
     if args.failures:
         check_output_path(args.failures)
     index = final_index(pipeline)
-    kind = _guess_kind(pipeline)
-    old_keys = list(getattr(index, "item_keys_", range(index.n_samples_fit_)))
-    known = set(map(str, old_keys))
-    files = [f for f in list_files(args.paths, kind) if f not in known]
+    kind = describe_pipeline(pipeline).kind
+    root = items_root(pipeline)
+    keys = getattr(index, "item_keys_", None)
+    known = set() if keys is None else {os.path.abspath(key_path(k, root)) for k in keys}
+    files, skipped = list_files(args.paths, kind)
+    if skipped:
+        _say(args, describe_skipped(skipped))
+    files = [f for f in files if f not in known]
     if not files:
         _say(args, "nothing to add: every file is already indexed")
         return 0
     _announce_slow_start(args, kind)
     pipeline.steps[0][1].set_params(**_loader_options(pipeline, args, len(files)))
-    # text files are read in the encoding the pipeline was built with
-    args.encoding = next((v for k, v in pipeline.get_params().items()
-                          if k.endswith("encoding") and isinstance(v, str)), "utf-8")
+    args.encoding = _pipeline_encoding(pipeline)  # text files: as when it was built
     X, good, failures = _fit_collection(pipeline, files, args, kind, fitted=True)
     if len(good):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="partial_fit added items")
-            index.partial_fit(X)
-        _set_keys(pipeline, old_keys + [files[i] for i in good])
+        new = [files[i] for i in good]
+        add_items(pipeline, X, relative_keys(new, root) if root is not None else new)
         pipeline.steps[0][1].set_params(verbose=0)
         save_pipeline(pipeline, args.pipeline, kind=file_kind)
     _report(args, f"added {len(good)} of {len(files)} files; the index holds "
@@ -152,22 +155,21 @@ def _add(args):
 
 def _loader_options(pipeline, args, n_files):
     params = pipeline.steps[0][1].get_params()
-    options = {k: v for k, v in (("n_jobs", effective_jobs(args.n_jobs, n_files)),
+    options = {k: v for k, v in (("n_jobs", effective_jobs(getattr(args, "n_jobs", None),
+                                                           n_files)),
                                  ("verbose", int(not args.quiet))) if k in params}
     return options
 
 
-def _guess_kind(pipeline):
-    names = " ".join(type(step).__name__ for _, step in pipeline.steps).lower()
-    text = repr(pipeline.steps[0][1]).lower()
-    if "stft" in names or "essentia" in names:
-        return "audio"
-    if "doc2vec" in names or "vectorizer" in text:  # Count- and TfidfVectorizer
-        return "text"
-    return "image"
+def _pipeline_encoding(pipeline):
+    """The text encoding the pipeline was built with (files are read in it)."""
+    return next((v for k, v in pipeline.get_params().items()
+                 if k.endswith("encoding") and isinstance(v, str)), "utf-8")
 
 
 def _query(args):
+    from dataclasses import replace
+
     from ._cli_output import print_results, write_gallery
     from .search import search
 
@@ -177,27 +179,46 @@ def _query(args):
 
         check_output_path(args.gallery)
         import_optional("matplotlib", "plot")
+    kind = describe_pipeline(pipeline).kind
+    if kind == "vector":
+        raise ValueError(f"{args.pipeline!r} searches feature vectors, not files: query it "
+                         "from Python (skfindkit.search) or over HTTP (skfindkit serve)")
     index = final_index(pipeline)
     k = min(args.k, index.n_items_)  # live items: removed ones are never returned
     queries = [os.path.abspath(f) for f in args.files]
     for query in queries:
         if not os.path.isfile(query):
             raise FileNotFoundError(f"no such query file: {query!r}")
-    with quiet_native_stderr(not args.debug):
-        result = search(pipeline, queries, n_neighbors=k)
+    pipeline.steps[0][1].set_params(**_loader_options(pipeline, args, len(queries)))
+    args.encoding = _pipeline_encoding(pipeline)
+    X, good, failures = _fit_collection(pipeline, queries, args, kind, fitted=True)
+    for failure in failures:
+        _say(args, f"  failed: {failure['file']}: {failure['reason']}")
+    if failures:
+        _say(args, f"{len(failures)} of {len(queries)} query files could not be read "
+                   "(listed above); the others are answered")
+        if args.failures:
+            write_json(args.failures, failures)
+    if not len(good):
+        return _exit_status(args, 0, failures)
+    queries = [queries[i] for i in good]
+    result = search(index, X, n_neighbors=k)
+    root = items_root(pipeline)
+    paths = np.array([[key_path(key, root) for key in row] for row in result.keys.tolist()],
+                     dtype=object).reshape(result.keys.shape)
+    result = replace(result, keys=paths)
     print_results(queries, result, args.format)
     if args.gallery:
-        kind = _guess_kind(pipeline)
         write_gallery(args.gallery, kind, queries, result)
         print(f"gallery written to {os.path.abspath(args.gallery)}", file=sys.stderr)
-    return 0
+    return _exit_status(args, len(good), failures)
 
 
 def _info(args):
-    from ._cli_output import describe_pipeline
+    from ._cli_output import pipeline_info
 
     pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
-    info = describe_pipeline(pipeline, args.pipeline, kind=_guess_kind(pipeline))
+    info = pipeline_info(pipeline, args.pipeline, kind=describe_pipeline(pipeline).kind)
     if args.format == "json":
         print(json.dumps(info, indent=2, default=str))
     else:
@@ -212,22 +233,6 @@ def _info(args):
 
 
 # -------------------------------------------------------------------- parser
-def positive_int(name):
-    """argparse type: an int >= 1, with an error that names the option."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = positive_int("the value")  # a plain type for other subcommands (serve)
 
 
 def _jobs(text):
@@ -277,7 +282,7 @@ def register(subparsers):
     )
     index.add_argument("paths", nargs="+", metavar="FOLDER_OR_FILE",
                        help="folders (searched recursively) or files")
-    index.add_argument("--kind", required=True, choices=sorted(EXTENSIONS),
+    index.add_argument("--kind", required=True, choices=KINDS,
                        help="kind of files to index")
     index.add_argument("--out", default="pipeline" + PIPELINE_SUFFIX,
                        help="where to save the fitted pipeline (default: %(default)s, "
@@ -317,6 +322,12 @@ def register(subparsers):
                        help="results per query (default: %(default)s)")
     query.add_argument("--format", choices=("table", "json", "csv"), default="table",
                        help="output format (default: %(default)s)")
+    query.add_argument("--failures", metavar="JSON",
+                       help="also write the query files that failed, with reasons, as JSON")
+    query.add_argument("--strict", action="store_true",
+                       help="exit with status 1 when any query file failed (default: only "
+                            "when none could be read)")
+    query.add_argument("--quiet", action="store_true", help="no progress bar")
     query.add_argument("--gallery", metavar="PNG",
                        help="also draw the queries and their results (images: thumbnails, "
                             "audio: spectrograms, text: snippets); needs matplotlib")

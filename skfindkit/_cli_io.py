@@ -1,6 +1,7 @@
-"""What the ``skfindkit`` file commands share: file lists, output checks, pipeline
-files, loading a collection file by file (failures reported, never indexed), and
-keeping native libraries' stderr chatter off the terminal.
+"""What the ``skfindkit`` file commands share: file lists (skipped files counted),
+output checks, loading a collection file by file (failures reported, never
+indexed), and keeping native libraries' stderr chatter off the terminal.
+Pipeline files are :mod:`skfindkit._app.pipeline_files`' (re-exported here).
 """
 
 import contextlib
@@ -13,17 +14,13 @@ import warnings
 
 import numpy as np
 
-from .utils import final_index
+from ._app.pipeline_files import (PIPELINE_SUFFIX, TRUST_PICKLE_HELP, load_pipeline,
+                                  pipeline_file_kind, save_pipeline, wants_pickle)
+from ._app.kinds import TEXT_ENDINGS, file_endings
 
-__all__ = ["EXTENSIONS", "PIPELINE_SUFFIX", "TRUST_PICKLE_HELP", "check_output_path",
+__all__ = ["describe_skipped", "PIPELINE_SUFFIX", "TRUST_PICKLE_HELP", "check_output_path",
            "list_files", "load_pipeline", "load_rows", "pipeline_file_kind",
            "quiet_native_stderr", "save_pipeline", "wants_pickle", "write_json"]
-
-EXTENSIONS = {
-    "audio": (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au"),
-    "image": (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"),
-    "text": (".txt", ".md", ".rst", ".text"),
-}
 
 # below this many files per worker, starting worker processes costs more than it saves
 # (an 8-file folder took 2-3x longer with --n-jobs 2 than with one job)
@@ -31,8 +28,14 @@ MIN_FILES_PER_WORKER = 64
 
 
 def list_files(paths, kind):
-    """Files of ``kind`` in ``paths`` (files, or folders searched recursively), sorted."""
-    found = []
+    """Files of ``kind`` in ``paths`` (files, or folders searched recursively), sorted.
+
+    Returns ``(files, skipped)``: absolute paths, and ``{reason: count}`` of the
+    files in the folders that are not of ``kind`` (by their ending) or hidden.
+    Files named one by one are always taken.
+    """
+    endings = file_endings(kind)
+    found, skipped = [], {}
     for path in paths:
         if os.path.isfile(path):
             found.append(os.path.abspath(path))
@@ -42,12 +45,36 @@ def list_files(paths, kind):
         for root, dirs, files in os.walk(path):
             dirs.sort()
             for name in sorted(files):
-                if name.lower().endswith(EXTENSIONS[kind]) and not name.startswith("."):
+                if name.startswith("."):
+                    reason = "hidden files"
+                elif name.lower().endswith(endings):
                     found.append(os.path.abspath(os.path.join(root, name)))
+                    continue
+                else:
+                    ending = os.path.splitext(name)[1].lower() or "without ending"
+                    reason = f"{ending} (not {kind})"
+                skipped[reason] = skipped.get(reason, 0) + 1
     if not found:
-        raise ValueError(f"no {kind} files ({', '.join(EXTENSIONS[kind])}) found in "
-                         + ", ".join(repr(p) for p in paths))
-    return found
+        what = (f"{kind} files (endings {KIND_HINTS[kind]})" if kind in KIND_HINTS
+                else f"{kind} files")
+        raise ValueError(f"no {what} found in " + ", ".join(repr(p) for p in paths)
+                         + (f" ({describe_skipped(skipped)})" if skipped else ""))
+    return found, skipped
+
+
+KIND_HINTS = {"image": "that Pillow opens: .png, .jpg, .pgm, .tif, .webp...",
+              "audio": "that libsndfile reads, and .mp3: .wav, .flac, .ogg, .aiff...",
+              "text": ", ".join(TEXT_ENDINGS)}
+
+
+def describe_skipped(skipped):
+    """``{reason: count}`` as one phrase: "skipped 3 files: 2 not image files (.csv)..."."""
+    total = sum(skipped.values())
+    parts = [f"{count} {reason}" for reason, count in
+             sorted(skipped.items(), key=lambda item: (-item[1], item[0]))[:6]]
+    more = len(skipped) - len(parts)
+    return (f"skipped {total} file{'s' * (total != 1)}: " + ", ".join(parts)
+            + (f" and {more} other kinds" if more > 0 else ""))
 
 
 def effective_jobs(n_jobs, n_files):
@@ -92,122 +119,7 @@ def check_output_path(path, *, overwrite_ok=True):
     return path
 
 
-# ---------------------------------------------------------- pipeline files
-# Pipeline files are in skfindkit's safe format (skfindkit.io: runs no code when
-# loaded) unless the user asks for a pickle by its name (.joblib/.pkl/.pickle):
-# those are written on request and read only with --trust-pickle.
-PIPELINE_SUFFIX = ".skfk"
-PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
-TRUST_PICKLE_HELP = ("also load a pickle/joblib pipeline file: pickles run code when "
-                     "loaded, so only for files you trust (you wrote yourself)")
-
-
-def wants_pickle(path):
-    """Whether an output name asks for a pickle (``.joblib``, ``.pkl``, ``.pickle``)."""
-    return os.fspath(path).lower().endswith(PICKLE_SUFFIXES)
-
-
-def save_pipeline(pipeline, path, kind=None):
-    """Write ``pipeline`` to ``path`` atomically (temporary file, fsync, rename).
-
-    ``kind``: ``"safe"`` (:func:`skfindkit.io.save`) or ``"pickle"`` (joblib);
-    None chooses by the file name (a pickle only for ``PICKLE_SUFFIXES``).
-    """
-    from . import io as skio
-
-    if kind is None:
-        kind = "pickle" if wants_pickle(path) else "safe"
-    if kind == "safe":
-        skio.save(pipeline, path)
-        return
-    import joblib
-
-    with skio.atomic_write(path) as handle:
-        joblib.dump(pipeline, handle)
-
-
-def pipeline_file_kind(path):
-    """``"safe"`` or ``"pickle"``: what the existing pipeline file at ``path`` is."""
-    from . import io as skio
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such pipeline file: {path!r}")
-    kind = skio.file_kind(path)
-    if kind is None:
-        raise ValueError(f"{path!r} is not a skfindkit pipeline file (neither skfindkit's "
-                         "safe format nor a joblib file)")
-    return kind
-
-
-def load_pipeline(path, *, trust_pickle=False, check=True):
-    """Read a pipeline saved by ``skfindkit index`` (the safe format; pickles if trusted).
-
-    ``check``: refuse anything but a fitted Pipeline ending with a skfindkit index.
-    """
-    from . import io as skio
-
-    path = os.fspath(path)
-    if pipeline_file_kind(path) == "pickle":
-        if not trust_pickle:
-            raise ValueError(
-                f"{path!r} is a pickle/joblib file, which can run any code when loaded: "
-                "skfindkit loads it only with --trust-pickle (for files you trust), or save "
-                "it once in the safe format: skfindkit.io.save(joblib.load(PATH), "
-                f"'pipeline{PIPELINE_SUFFIX}')"
-            )
-        import joblib
-
-        try:
-            pipeline = joblib.load(path)
-        except Exception as exc:  # any unpickling failure: say what the file is not
-            raise ValueError(f"{path!r} is not a readable skfindkit pipeline file "
-                             f"({type(exc).__name__}: {exc})") from exc
-    else:
-        try:
-            pipeline = skio.load(path)
-        except skio.UntrustedTypeError as exc:
-            raise ValueError(f"{exc} (skfindkit's command loads only skfindkit and "
-                             "scikit-learn estimators)") from exc
-    if not check:
-        return pipeline
-    try:
-        fitted = hasattr(pipeline, "steps") and hasattr(final_index(pipeline), "n_samples_fit_")
-    except (TypeError, ValueError, AttributeError):  # not an index, or not fitted
-        fitted = False
-    if not fitted:
-        raise ValueError(f"{path!r} holds a {type(pipeline).__name__}, not a fitted pipeline "
-                         "ending with an skfindkit index (make one with 'skfindkit index')")
-    return pipeline
-
-
 # ------------------------------------------------------------- loading files
-_WARNING = re.compile(r"could not load item (\d+) \((.*?)\): (.*?)\. It is replaced by", re.S)
-_NESTED = re.compile(r"^(?:ItemLoadError: )?\w+ could not load item \d+ \(.*?\): ")
-
-
-_UNDECODABLE = re.compile(r"cannot decode '.*' as audio: (.*?) \(fallback decoder: (\w+): ?(.*)\)$",
-                          re.S)
-
-
-def _reason(message):
-    """The innermost reason of a (possibly nested) loader message, in plain words."""
-    previous = None
-    while previous != message:
-        previous, message = message, _NESTED.sub("", message)
-    message = re.sub(r"^ValueError: ", "", message.strip())
-    match = _UNDECODABLE.search(message)
-    if match:  # soundfile's and audioread's messages say little to a person
-        first = re.sub(r"Error opening '.*?': ", "", match.group(1))
-        first = first.replace("File does not exist or is not a regular file (possibly a pipe?).",
-                              "unsupported or corrupt data.")
-        second = ("no installed backend can decode it" if match.group(2) == "NoBackendError"
-                  else f"{match.group(2)}: {match.group(3)}".rstrip(": "))
-        message = (f"not a readable audio file (libsndfile: {first.rstrip('.')}; "
-                   f"fallback decoder: {second})")
-    return message
-
-
 def _check_text(path, encoding):
     """Raise a clear error for a file that is not text in ``encoding``."""
     with open(path, "rb") as handle:
@@ -238,9 +150,10 @@ def _looks_like_text(path):
 def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
     """Fit the pipeline's first step (unless ``fitted``) and compute its output.
 
-    Files that fail are reported, not indexed: returns ``(X, good, failures)``
-    with ``X`` the rows of the good files only, ``good`` their positions in
-    ``files`` and ``failures`` a list of ``{"file", "reason"}``.
+    Files that fail are reported, not indexed: returns ``(X, good, failures,
+    notes)`` with ``X`` the rows of the good files only, ``good`` their
+    positions in ``files``, ``failures`` a list of ``{"file", "reason"}`` and
+    ``notes`` the loaders' other warnings (e.g. a truncated sound file).
     """
     failures = {}
     candidates = []
@@ -255,12 +168,12 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
             failures[position] = str(exc) if not isinstance(exc, OSError) else (
                 exc.strerror or str(exc))
     if not candidates:
-        return None, np.array([], dtype=int), _as_list(files, failures)
+        return None, np.array([], dtype=int), _as_list(files, failures), []
     first = pipeline.steps[0][1]
     items = [files[p] for p in candidates]
     if "on_error" in first.get_params():
         first.set_params(on_error="nan")
-    from .loaders import ItemLoadError
+    from .loaders import ItemLoadError, ItemLoadWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -270,11 +183,11 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
             if exc.position is not None:  # one item's own error (on_error unsupported)
                 raise
             X = np.full((len(items), 1), np.nan)  # every item failed: no output shape
-    messages = {}
-    for w in caught:
-        match = _WARNING.search(str(w.message))
-        if match:
-            messages[int(match.group(1))] = _reason(match.group(3))
+    messages = {w.message.position: w.message.reason for w in caught
+                if isinstance(w.message, ItemLoadWarning)}
+    notes = list(dict.fromkeys(str(w.message) for w in caught  # e.g. a truncated sound
+                               if isinstance(w.message, UserWarning)
+                               and not isinstance(w.message, ItemLoadWarning)))
     if "on_error" in first.get_params():
         first.set_params(on_error="raise")  # queries: a bad query file is an error
     ok = np.isfinite(X.reshape(len(items), -1)).all(axis=1)
@@ -284,7 +197,7 @@ def load_rows(pipeline, files, *, kind, encoding="utf-8", fitted=False):
             reason = "it is a text file, not audio"
         failures[candidates[i]] = reason
     good = np.asarray(candidates)[ok]
-    return X[ok], good, _as_list(files, failures)
+    return X[ok], good, _as_list(files, failures), notes
 
 
 def write_json(path, data):

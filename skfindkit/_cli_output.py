@@ -8,9 +8,9 @@ import textwrap
 
 import numpy as np
 
-from ._cli_io import final_index
+from .utils import final_index
 
-__all__ = ["describe_pipeline", "print_results", "write_gallery"]
+__all__ = ["pipeline_info", "print_results", "write_gallery"]
 
 
 def _rows(queries, result):
@@ -104,7 +104,7 @@ def _short(path, width=18):
 
 
 # --------------------------------------------------------------------- info
-def describe_pipeline(pipeline, path, kind):
+def pipeline_info(pipeline, path, kind):
     """What a saved pipeline holds, as a dict of printable values."""
     from .io import file_kind
 

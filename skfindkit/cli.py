@@ -7,7 +7,7 @@ Pipeline files are written and read in skfindkit's safe format
 (:mod:`skfindkit.io`, ``.skfk``), which runs no code when loaded. A
 pickle/joblib file runs code when loaded: ``index --out NAME.joblib`` still
 writes one (with a note), and ``add``/``query``/``info``/``serve`` read one
-only with ``--trust-pickle`` (see ``skfindkit._cli_io``).
+only with ``--trust-pickle`` (see ``skfindkit._app.pipeline_files``).
 """
 
 import argparse
@@ -26,7 +26,8 @@ def _demo(args):
 def build_parser():
     """The argument parser of the ``skfindkit`` command."""
     from . import __version__
-    from ._cli_files import positive_int, register
+    from ._app.arguments import positive_int
+    from ._cli_files import register
 
     parser = argparse.ArgumentParser(
         prog="skfindkit", description="Content-based retrieval as scikit-learn pipelines."

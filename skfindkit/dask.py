@@ -25,7 +25,6 @@ in errors and re-emit worker warnings. See ``docs/scaling.md``.
 """
 
 import functools
-import re
 import threading
 from concurrent.futures import CancelledError
 import traceback
@@ -151,7 +150,7 @@ class _Done:
     n_items: int
     output: object = None
     warnings: list = field(default_factory=list)
-    failure: tuple = None  # (position in partition, item, message)
+    failure: BaseException = None  # an ItemLoadError (its position: in the partition)
     error: BaseException = None  # any other exception, re-raised by the client
     worker_traceback: str = ""
 
@@ -162,10 +161,11 @@ def _run_partition(func, estimator, items):
         try:
             done = _Done(len(items), output=func(estimator, items))
         except ItemLoadError as exc:
-            done = _Done(len(items), failure=(exc.position, exc.item, str(exc)))
+            done = _Done(len(items), failure=exc)
         except Exception as exc:  # returned, so that the warnings before it come too
             done = _Done(len(items), error=exc, worker_traceback=traceback.format_exc())
-    done.warnings = [(w.category, str(w.message)) for w in caught]
+    done.warnings = [(w.category, w.message if isinstance(w.message, ItemLoadWarning)
+                      else str(w.message)) for w in caught]
     return done
 
 
@@ -221,15 +221,6 @@ def _run(func, estimator, collection, scheduler, timeout, npartitions, verbose, 
             client.close()
 
 
-# the loaders' wording (skfindkit.loaders._base): "<Loader> could not load item <n> ("
-_ITEM_POSITION = re.compile(r"(could not load item )(\d+)( \()")
-
-
-def _global_position(message, start):
-    """A loader's message with the item's position in the whole collection."""
-    return _ITEM_POSITION.sub(lambda m: f"{m[1]}{start + int(m[2])}{m[3]}", message, count=1)
-
-
 def _lost_partitions(futures, lengths, desc):
     """PartitionLostError naming every partition the cluster could not compute, or None."""
     distributed = _distributed()
@@ -271,20 +262,16 @@ def _collect(futures, lengths, desc):
         where = f"partition {i} of {len(futures)} (collection items from {start})"
         done = future.result()
         for category, message in done.warnings:
-            if issubclass(category, ItemLoadWarning):
-                message = _global_position(message, start)
-            warnings.warn(f"{where}: {message}", category, stacklevel=3)
+            if isinstance(message, ItemLoadWarning):  # its position in the whole collection
+                warnings.warn(message.shifted(start, where), stacklevel=3)
+            else:
+                warnings.warn(f"{where}: {message}", category, stacklevel=3)
         if done.error is not None:
             if hasattr(done.error, "add_note"):  # Python >= 3.11
                 done.error.add_note(f"Raised in {where}; worker traceback:\n{done.worker_traceback}")
             raise done.error
         if done.failure is not None:
-            position, item, message = done.failure
-            raise ItemLoadError(
-                f"{where}: {_global_position(message, start)}",
-                None if position is None else start + position,
-                item,
-            )
+            raise done.failure.shifted(start, where)
         outputs.append(done.output)
         start += done.n_items
     return _concatenate(outputs)

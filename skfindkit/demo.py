@@ -104,7 +104,7 @@ def run_demo(out_dir, k=10, n_queries=4, verbose=1, seed=0):
     from . import ExactIndex, ImageLoader, SklearnFeatureExtractor, search
     from .metrics import make_retrieval_scorer, precision_at_k
     from .plotting import plot_retrieval_gallery
-    from ._cli_io import load_pipeline, save_pipeline
+    from ._app.pipeline_files import load_pipeline, save_pipeline
     from .search import attach_keys
 
     out_dir = Path(out_dir)

@@ -107,3 +107,32 @@ def text_file_pipeline(folder):
         ("loader", Doc2VecLoader(input="filename", min_count=1, vector_size=16, epochs=20)),
         ("index", ExactIndex(n_neighbors=3, metric="cosine")),
     ]).fit([str(p) for p in paths]), [p.name for p in paths])
+
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def browser():
+    """Headless chromium driven through Debian's chromedriver (selenium-manager never
+    runs, so nothing is downloaded); skips, saying why, where either is missing."""
+    import os
+    import shutil
+
+    import pytest
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None or not os.path.exists(CHROMEDRIVER):
+        pytest.skip("chromium or chromedriver not found (apt-get install chromium "
+                    "chromium-driver; .ci/run does)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1100,900", "--force-device-scale-factor=1"):
+        options.add_argument(flag)
+    try:
+        return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    except WebDriverException as exc:
+        pytest.skip(f"chromium could not start: {exc.msg.splitlines()[0] if exc.msg else exc}")

@@ -7,6 +7,7 @@ error policy (``on_error``).
 
 from ._audio import STFTVectorLoader
 from ._base import BaseVectorLoader, ItemLoadError, ItemLoadWarning
+from ._descriptors import ImageDescriptors
 from ._essentia import EssentiaVectorLoader
 from ._function import FunctionVectorLoader
 from ._text import Doc2VecLoader
@@ -17,6 +18,7 @@ __all__ = [
     "Doc2VecLoader",
     "EssentiaVectorLoader",
     "FunctionVectorLoader",
+    "ImageDescriptors",
     "ImageLoader",
     "ItemLoadError",
     "ItemLoadWarning",

@@ -10,7 +10,7 @@ from ..utils import import_optional
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import check_file
 
-__all__ = ["AUDIO_PARAMETER_CONSTRAINTS", "read_audio"]
+__all__ = ["AUDIO_PARAMETER_CONSTRAINTS", "TruncatedAudioWarning", "read_audio"]
 
 SILENCE_PEAK = 1e-6
 
@@ -21,10 +21,49 @@ AUDIO_PARAMETER_CONSTRAINTS = {
 }
 
 
+class TruncatedAudioWarning(UserWarning):
+    """A sound file holds fewer samples than its header announces (a cut download or
+    copy); the samples it holds are used."""
+
+
+def _declared_frames(path):
+    """The frames a RIFF/WAVE file's header announces, or None (another format, a
+    streamed file whose header gives no size, an unreadable header)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        align = None
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"fmt ":
+                fmt = handle.read(size + (size & 1))
+                if len(fmt) < 14:
+                    return None
+                align = int.from_bytes(fmt[12:14], "little")  # bytes per frame
+            elif name == b"data":
+                return size // align if align and 0 < size < 0xFFFFFFFF else None
+            else:
+                handle.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _warn_if_truncated(path, n_frames, rate):
+    declared = _declared_frames(path)
+    if declared is not None and declared > n_frames:
+        warnings.warn(TruncatedAudioWarning(
+            f"{path!r} is truncated: its header announces {declared / rate:.3g} s of sound "
+            f"but the file holds {n_frames / rate:.3g} s; the shorter clip is used"),
+            stacklevel=2)
+
+
 def _decode(path, soundfile):
     """Decode a file with soundfile, falling back to librosa (audioread) for MP3 & co."""
     try:
         samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        _warn_if_truncated(path, samples.shape[0], rate)
         if samples.shape[1] == 1:  # mono: the column itself (a mean would copy it)
             return samples[:, 0], rate
         return samples.mean(axis=1), rate
@@ -35,9 +74,14 @@ def _decode(path, soundfile):
                 warnings.simplefilter("ignore")  # audioread deprecation chatter
                 return librosa.load(path, sr=None, mono=True)
         except Exception as exc:
+            first = getattr(sf_exc, "error_string", None) or str(sf_exc)
+            if first.startswith("File does not exist or is not a regular file"):
+                first = "unsupported or corrupt data"  # libsndfile's words for unknown formats
+            second = ("no installed backend can decode it" if type(exc).__name__ ==
+                      "NoBackendError" else f"{type(exc).__name__}: {exc}".rstrip(": "))
             raise ValueError(
-                f"cannot decode {path!r} as audio: {sf_exc} (fallback decoder: "
-                f"{type(exc).__name__}: {exc})"
+                f"not a readable audio file (libsndfile: {first.rstrip('.')}; "
+                f"fallback decoder: {second})"
             ) from sf_exc
 
 

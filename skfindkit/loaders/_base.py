@@ -35,7 +35,33 @@ from ._shared import SharedLoader, chunk_bounds, worker_state
 __all__ = ["BaseVectorLoader", "ItemLoadError", "ItemLoadWarning"]
 
 
-class ItemLoadError(ValueError):
+class _ItemFailure:
+    """What :class:`ItemLoadError` and :class:`ItemLoadWarning` carry besides their text."""
+
+    def __init__(self, message, position=None, item=None, reason=None):
+        super().__init__(message)
+        self.position = position
+        self.item = item
+        self.reason = message if reason is None else reason
+
+    def __reduce__(self):  # keep attributes through pickling (joblib workers)
+        return type(self), (self.args[0], self.position, self.item, self.reason)
+
+    def shifted(self, offset, where=None):
+        """The same failure with ``position`` moved by ``offset`` (a chunk's start in a
+        whole collection), its message saying so, prefixed by ``where``."""
+        message = self.args[0]
+        position = self.position
+        if position is not None:
+            position += offset
+            message = message.replace(f" could not load item {self.position} (",
+                                      f" could not load item {position} (", 1)
+        if where:
+            message = f"{where}: {message}"
+        return type(self)(message, position, self.item, self.reason)
+
+
+class ItemLoadError(_ItemFailure, ValueError):
     """An item could not be turned into a vector.
 
     The message names the item and its position in the input; the original
@@ -43,23 +69,36 @@ class ItemLoadError(ValueError):
 
     Attributes
     ----------
-    position : int
-        Index of the failing item in the input sequence.
+    position : int or None
+        Index of the failing item in the input sequence (None: no single item).
     item : object
         The failing item itself.
+    reason : str
+        Why, in plain words, without the loader's and the item's names (for a
+        loader that calls another loader, the innermost reason).
     """
 
-    def __init__(self, message, position=None, item=None):
-        super().__init__(message)
-        self.position = position
-        self.item = item
 
-    def __reduce__(self):  # keep attributes through pickling (joblib workers)
-        return type(self), (self.args[0], self.position, self.item)
+class ItemLoadWarning(_ItemFailure, UserWarning):
+    """An item failed and was replaced by a placeholder row (``on_error != "raise"``).
+
+    Attributes
+    ----------
+    position, item, reason
+        As for :class:`ItemLoadError`.
+    """
 
 
-class ItemLoadWarning(UserWarning):
-    """An item failed and was replaced by a placeholder row (``on_error != "raise"``)."""
+def failure_reason(exc):
+    """Why ``exc`` happened, in plain words (an ItemLoadError's own reason)."""
+    if isinstance(exc, _ItemFailure):
+        return exc.reason
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename!r}" if exc.filename else "")
+    if not text:
+        return type(exc).__name__
+    return text if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {text}"
 
 
 def describe_item(item, limit=80):
@@ -237,7 +276,7 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         desc = f"{type(self).__name__}"
         if n_workers == 1:
             results = _load_items(self, self._prepare(), 0, progress(
-                items, verbose=self.verbose, desc=desc, unit=self._item_name
+                items, verbose=self.verbose, desc=desc, unit=self._item_name, warmup=True
             ))
             return self._stack(items, results)
         # cheap chunks (the loader travels once per worker process, see
@@ -253,7 +292,7 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             results = []
             for chunk in progress(
                 parallel(tasks), verbose=self.verbose, desc=desc, total=len(bounds),
-                unit="chunk",
+                unit="chunk", warmup=True,
             ):
                 results.extend(chunk)
         return self._stack(items, results)
@@ -263,12 +302,14 @@ class BaseVectorLoader(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
             f"{type(self).__name__} could not load item {position} "
             f"({describe_item(item)}): {type(exc).__name__}: {exc}"
         )
+        reason = failure_reason(exc)
         if self.on_error == "raise":
-            raise ItemLoadError(message, position, item) from exc
+            raise ItemLoadError(message, position, item, reason) from exc
         warnings.warn(
-            f"{message}. It is replaced by a row of "
-            f"{'NaN' if self.on_error == 'nan' else 'zeros'} (on_error={self.on_error!r}).",
-            ItemLoadWarning,
+            ItemLoadWarning(
+                f"{message}. It is replaced by a row of "
+                f"{'NaN' if self.on_error == 'nan' else 'zeros'} (on_error={self.on_error!r}).",
+                position, item, reason),
             stacklevel=4,
         )
 

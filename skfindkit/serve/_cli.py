@@ -1,28 +1,21 @@
 """The ``skfindkit serve`` subcommand: load a pipeline once and run uvicorn."""
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from .._cli_files import _positive_int
-from .._cli_io import TRUST_PICKLE_HELP
+from .._app.arguments import positive_float as _positive_float
+from .._app.arguments import positive_int
+from .._app.pipeline_files import TRUST_PICKLE_HELP
 from ._limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser", "default_items_dir", "main"]
 
 TOKEN_ENV = "SKFINDKIT_SERVE_TOKEN"
 READ_TOKEN_ENV = "SKFINDKIT_SERVE_READ_TOKEN"
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_positive_int = positive_int()
 
 
 def add_parser(subparsers):
@@ -41,8 +34,9 @@ def add_parser(subparsers):
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     serve.add_argument("--items-dir", default=None,
-                       help="folder the indexed items' keys are relative to "
-                            "(default: the pipeline file's folder)")
+                       help="folder the indexed items' keys are relative to (default: "
+                            "the folder 'skfindkit index' indexed, else the pipeline "
+                            "file's folder)")
     serve.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                        help=f"enable POST /items for requests bearing this token (or set "
                             f"{TOKEN_ENV}); additions are saved back to the pipeline file. "
@@ -68,18 +62,27 @@ def add_parser(subparsers):
     return serve
 
 
+def default_items_dir(pipeline, path):
+    """The folder 'skfindkit index' indexed (keys are relative to it) if it is still
+    there, else the folder of the pipeline file at ``path``."""
+    from .._app.items import items_root
+
+    root = items_root(pipeline)
+    return root if root is not None and os.path.isdir(root) else Path(path).resolve().parent
+
+
 def main(args):
     """Run the server for parsed ``args``; 2 with a one-line message if it cannot start."""
+    from .._app.pipeline_files import load_pipeline, pipeline_file_kind
     from ._app import create_app
-    from .._cli_io import pipeline_file_kind
-    from ._files import _load_pipeline
 
     # ValueError/FileNotFoundError: one line, exit 2
-    pipeline = _load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
+    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle, check="index")
     import uvicorn
 
     path = Path(args.pipeline).resolve()
-    items_dir = args.items_dir if args.items_dir is not None else path.parent
+    items_dir = args.items_dir if args.items_dir is not None else default_items_dir(
+        pipeline, path)
     if not os.path.isdir(items_dir):
         raise FileNotFoundError(f"--items-dir {items_dir!r} is not a directory")
     app = create_app(

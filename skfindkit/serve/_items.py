@@ -18,79 +18,21 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from urllib.parse import unquote
 
 import numpy as np
 
-from .._cli_files import EXTENSIONS
+from .._app.kinds import kind_of_file
 from ._limits import check_pixels
 from ._requests import ApiError
 
-__all__ = ["PipelineSpec", "ItemStore", "describe_pipeline", "UnknownItem"]
+__all__ = ["ItemStore", "UnknownItem", "key_to_json"]
 
 _ID = re.compile(r"[0-9]{1,12}")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 THUMBNAIL_SIDE = 256
 TEXT_LIMIT = 1 << 20  # bytes of an indexed text served by /items/{id}
-
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """How a pipeline is queried.
-
-    Attributes
-    ----------
-    kind : {"image", "audio", "text", "file", "vector"}
-        What the indexed items are ("file": a loader of unknown files).
-    query : {"file", "text", "vector"}
-        The request body /search takes: a multipart upload, JSON text or a
-        JSON vector.
-    extensions : tuple of str
-        File name endings accepted for uploads (empty: any).
-    text_input : {"content", "filename", None}
-        For text pipelines, whether the loader reads texts or text files.
-    n_features : int or None
-        Length of a vector query.
-    """
-
-    kind: str
-    query: str
-    extensions: tuple
-    text_input: object = None
-    n_features: object = None
-
-
-def _first_step(pipeline):
-    return pipeline.steps[0][1] if hasattr(pipeline, "steps") else pipeline
-
-
-def describe_pipeline(pipeline):
-    """The :class:`PipelineSpec` of a fitted pipeline, from its first step."""
-    from ..loaders import (BaseVectorLoader, Doc2VecLoader, EssentiaVectorLoader,
-                           ImageLoader, STFTVectorLoader)
-
-    first = _first_step(pipeline)
-    if isinstance(first, ImageLoader):
-        return PipelineSpec("image", "file", EXTENSIONS["image"])
-    if isinstance(first, (STFTVectorLoader, EssentiaVectorLoader)):
-        return PipelineSpec("audio", "file", EXTENSIONS["audio"])
-    if isinstance(first, Doc2VecLoader):
-        return PipelineSpec("text", "text", EXTENSIONS["text"], text_input=first.input)
-    if isinstance(first, BaseVectorLoader):
-        return PipelineSpec("file", "file", ())
-    n_features = getattr(pipeline, "n_features_in_", None)
-    return PipelineSpec("vector", "vector", (), n_features=n_features)
-
-
-def kind_of_file(path):
-    """``"image"``, ``"audio"``, ``"text"`` or ``"file"`` from a file name."""
-    name = str(path).lower()
-    for kind, endings in EXTENSIONS.items():
-        if name.endswith(endings):
-            return kind
-    return "file"
 
 
 class UnknownItem(LookupError):

@@ -7,11 +7,15 @@ compresses to almost nothing). Images are refused beyond ``max_pixels``
 ``max_seconds`` (frames and sampling rate from the file's header, read by
 soundfile); at most ``max_decodes`` uploads are decoded at once. Pillow
 picks its decoder from the bytes, not the name: an image upload is decoded
-only in one of the formats of the accepted file endings (not, say, EPS, which
-Pillow hands to Ghostscript).
+only in one of the common web formats (whatever its name says: a ``.jpg``
+holding PNG bytes is fine) or in the format Pillow registers for its name's
+ending (a ``.pgm`` is decoded as PPM, a ``.png`` holding PPM bytes is refused),
+and only for the endings the service accepts (not, say, EPS, which Pillow
+hands to Ghostscript).
 """
 
 import math
+import os
 import threading
 import warnings
 from contextlib import contextmanager
@@ -25,9 +29,18 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SECONDS = 300.0
 SAMPLES_PER_SECOND = 2 * 48_000  # the sample budget of one second: 48 kHz stereo
 DECODE_WAIT_S = 30.0  # how long a request waits for a decode slot before a 503
-# Pillow's names of the formats of the image endings the service accepts (MPO: JPEG
-# files with several pictures, as phone cameras write them)
+# Pillow's names of the common web formats, decoded whatever the upload's name says
+# (MPO: JPEG files with several pictures, as phone cameras write them)
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP")
+
+
+def _formats_of(path):
+    """Pillow's names of the formats a file named like ``path`` may hold."""
+    from PIL import Image
+
+    ending = os.path.splitext(path)[1].lower()
+    fmt = Image.registered_extensions().get(ending)
+    return () if fmt is None else (fmt,)
 
 
 def check_limits(*, max_pixels, max_seconds, max_decodes):
@@ -62,9 +75,10 @@ def _check_image(path, name, max_pixels):
                             f"(max_pixels={max_pixels:,}, --max-pixels): {exc}") from exc
     except Exception:  # not an image Pillow reads: the loader's error names it (422)
         return
-    if fmt not in IMAGE_FORMATS:
+    if fmt not in IMAGE_FORMATS + _formats_of(path):
         raise ApiError(415, f"{name} is a {fmt} image; the server decodes "
-                            f"{', '.join(IMAGE_FORMATS)} images")
+                            f"{', '.join(IMAGE_FORMATS)} images, or the format "
+                            "its name says")
     check_pixels(size, name, max_pixels)
 
 

@@ -86,10 +86,23 @@ def _import_named(name, trusted):
         return None
 
 
-def loadable(obj):
-    """Mark a skfindkit module-level function, or a plain class, as safe to name in a file."""
+def loadable(obj=None, *, former=()):
+    """Mark a skfindkit module-level function, or a plain class, as safe to name in a file.
+
+    ``former``: the qualified names it had in earlier releases (files written
+    then name it so); used as ``@loadable(former=("skfindkit.old.Name",))``.
+    """
+    if obj is None:
+        return lambda target: loadable(target, former=former)
     setattr(obj, _LOADABLE, qualified(obj))
+    obj.__skfindkit_former_names__ = tuple(former)
     return obj
+
+
+def _known_as(obj, name):
+    """Whether ``name`` is ``obj``'s qualified name, or one it had before (see ``loadable``)."""
+    return qualified(obj) == name or (
+        _is_loadable(obj) and name in obj.__dict__.get("__skfindkit_former_names__", ()))
 
 
 def _is_loadable(obj):
@@ -241,8 +254,8 @@ def resolve(name, trusted):
         return None
     if name in trusted:
         return cls
-    ok = qualified(cls) == name and (issubclass(cls, BaseEstimator) or cls is NativeBlob
-                                     or _is_loadable(cls))
+    ok = _known_as(cls, name) and (issubclass(cls, BaseEstimator) or cls is NativeBlob
+                                   or _is_loadable(cls))
     return cls if ok else None
 
 

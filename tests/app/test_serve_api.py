@@ -19,11 +19,15 @@ from skfindkit import ExactIndex, HNSWIndex, attach_keys, search  # noqa: E402
 from skfindkit import io as skio  # noqa: E402
 from skfindkit.cli import main as cli_main  # noqa: E402
 from skfindkit.serve import create_app  # noqa: E402
-from skfindkit.serve._files import _load_pipeline  # noqa: E402
+from skfindkit._app.pipeline_files import load_pipeline  # noqa: E402
 from skfindkit.serve._locks import ReadWriteLock  # noqa: E402
 
 from .._serve_fixtures import (DOCS, ServeProcess, digit_image_pipeline,  # noqa: E402
                               free_port, text_file_pipeline, write_digit_pngs)
+
+
+def _load_pipeline(path, trust_pickle=False):
+    return load_pipeline(path, trust_pickle=trust_pickle, check="index")
 
 TOKEN = "s3cret-token"
 

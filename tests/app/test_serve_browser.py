@@ -8,7 +8,6 @@ cannot start. Set ``SKFINDKIT_SCREENSHOT_DIR`` to keep the screenshot.
 
 import base64
 import os
-import shutil
 
 import joblib
 import pytest
@@ -19,32 +18,10 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 
 from skfindkit import io as skio  # noqa: E402
 
-from .._serve_fixtures import (DOCS, ServeProcess, digit_image_pipeline,  # noqa: E402
-                              text_file_pipeline, write_digit_pngs)
+from .._serve_fixtures import (DOCS, ServeProcess, browser as _browser,  # noqa: E402
+                              digit_image_pipeline, text_file_pipeline, write_digit_pngs)
 
 pytestmark = pytest.mark.slow  # a real browser against a served subprocess
-
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def _browser():
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
-
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None or not os.path.exists(CHROMEDRIVER):
-        pytest.skip("chromium or chromedriver not found (apt-get install chromium "
-                    "chromium-driver; .ci/run does)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1100,900", "--force-device-scale-factor=1"):
-        options.add_argument(flag)
-    try:
-        return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    except WebDriverException as exc:
-        pytest.skip(f"chromium could not start: {exc.msg.splitlines()[0] if exc.msg else exc}")
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

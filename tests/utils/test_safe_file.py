@@ -81,7 +81,7 @@ _PICKLE_LOADS = {("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"
 _ALLOWED_PICKLE_LOADS = {
     # `skfindkit` / `skfindkit serve` read a pickle/joblib pipeline only when
     # given --trust-pickle, after pipeline_file_kind named it a pickle
-    "skfindkit/_cli_io.py": 1,
+    "skfindkit/_app/pipeline_files.py": 1,
     # a parallel loader's worker process reads back the loader that this
     # process pickled for it a moment before (its own bytes, never a file's)
     "skfindkit/loaders/_shared.py": 1,

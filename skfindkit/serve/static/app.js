@@ -49,7 +49,14 @@
     preview.textContent = "";
     if (!file) return;
     var url = URL.createObjectURL(file);
-    if (config.kind === "image") preview.appendChild(el("img", {src: url, alt: "query: " + file.name}));
+    if (config.kind === "image") {
+      var image = el("img", {src: url, alt: "query: " + file.name});
+      image.addEventListener("error", function () {  // a format the browser cannot show, or not an image
+        preview.textContent = "";
+        preview.appendChild(el("p", {"class": "nopreview", text: "query: " + file.name + " (no preview in this browser)"}));
+      });
+      preview.appendChild(image);
+    }
     else if (config.kind === "audio") preview.appendChild(el("audio", {src: url, controls: "", "aria-label": "query: " + file.name}));
     else preview.appendChild(el("p", {text: "query: " + file.name}));
   }
@@ -70,10 +77,28 @@
     return {body: form, headers: {}};
   }
 
+  // a key as two lines that break only between words: its folder, then its name
+  function caption(key) {
+    var text = String(key);
+    var cut = text.replace(/\\/g, "/").lastIndexOf("/");
+    var folder = cut > 0 ? text.slice(0, cut + 1) : "";
+    var name = cut >= 0 ? text.slice(cut + 1) : text;
+    return el("span", {"class": "key", title: text}, [
+      folder ? el("span", {"class": "folder", text: folder}) : null,
+      el("span", {"class": "name", text: name})
+    ]);
+  }
+
   function media(hit) {
     var label = "result " + hit.rank + ": " + hit.key + ", distance " + hit.distance.toPrecision(4);
     if (!hit.url) return el("div", {"class": "nofile", text: "no file for this key"});
-    if (config.kind === "image") return el("img", {src: hit.url, alt: label, loading: "lazy"});
+    if (config.kind === "image") {
+      var image = el("img", {src: hit.url, alt: label, loading: "lazy"});
+      image.addEventListener("error", function () {  // the file changed or cannot be read
+        image.replaceWith(el("div", {"class": "nofile", text: "cannot show this file"}));
+      });
+      return image;
+    }
     if (config.kind === "audio") return el("audio", {src: hit.url, controls: "", preload: "none", "aria-label": label});
     if (config.kind === "text") {
       var snippet = el("p", {"class": "snippet", text: "…"});
@@ -92,8 +117,7 @@
     data.results.forEach(function (hit) {
       var meta = el("div", {"class": "meta"}, [
         el("span", {"class": "rank", text: "#" + hit.rank + " "}),
-        el("span", {"class": "key", text: String(hit.key)}),
-        el("br"),
+        caption(hit.key),
         el("span", {"class": "distance", text: "distance " + hit.distance.toPrecision(4)})
       ]);
       var link = el("a", {href: hit.url || "#", "class": "hit-link", "data-id": hit.id}, [

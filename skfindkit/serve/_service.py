@@ -1,0 +1,171 @@
+"""What the service does with requests: search, serve an item, add items (in worker threads)."""
+
+import hashlib
+import os
+from contextlib import nullcontext
+
+import numpy as np
+
+from .._app.pipeline_files import check_pipeline, save_pipeline
+from .._app.items import add_items
+from .._app.kinds import describe_pipeline
+from ..loaders._base import failure_reason
+from ..io import atomic_write
+from ..search import search
+from ._items import ItemStore, key_to_json
+from ._limits import DecodeSlots, check_uploads
+from ._locks import ReadWriteLock
+from ._requests import ApiError, remove_files, write_uploads
+
+__all__ = ["Service"]
+
+
+class Service:
+    """The loaded pipeline and everything that touches it (called from worker threads)."""
+
+    def __init__(self, pipeline, items_dir, access, save_path, added_dir, max_k, upload_dir,
+                 save_kind, limits):
+        self.pipeline = pipeline
+        self.save_kind = save_kind
+        self.upload_dir = upload_dir
+        self.index = check_pipeline(pipeline)
+        self.spec = describe_pipeline(pipeline)
+        self.limits = limits
+        self.store = ItemStore(self.spec, items_dir, also=[added_dir],
+                               max_pixels=limits["max_pixels"])
+        self.access = access
+        self.save_path = save_path
+        self.added_dir = added_dir
+        self.max_k = max_k
+        self.lock = ReadWriteLock()
+        self.decodes = DecodeSlots(limits["max_decodes"])
+
+    def _decoding(self, names):
+        """Check the uploads' headers, then hold a decode slot (none needed for texts)."""
+        if self.spec.query != "file":
+            return nullcontext()
+        check_uploads(names, self.spec.kind, self.limits["max_pixels"],
+                      self.limits["max_seconds"])
+        return self.decodes.hold()
+
+    @property
+    def n_items(self):
+        return self.index.n_samples_fit_
+
+    def keys(self):
+        keys = getattr(self.index, "item_keys_", None)
+        return keys if keys is not None else np.arange(self.n_items)
+
+    def check_k(self, k):
+        n = self.n_items
+        if k is None:
+            return min(self.index.n_neighbors, n, self.max_k)
+        top = min(n, self.max_k)
+        if not 1 <= k <= top:
+            raise ApiError(422, f"k must be between 1 and {top} (the index holds {n} items, "
+                                f"the server returns at most {self.max_k}), got {k}")
+        return k
+
+    def _features(self, items):
+        if hasattr(self.pipeline, "steps") and len(self.pipeline.steps) > 1:
+            return self.pipeline[:-1].transform(items)
+        return items
+
+    def search(self, query, k):
+        items, names = write_uploads(query, self.spec, self.upload_dir)
+        try:
+            with self._decoding(names), self.lock.read():
+                result = _readable_errors(lambda: search(self.pipeline, items, n_neighbors=k),
+                                          names, "query", self.spec.kind)
+        finally:
+            remove_files(names)
+        hits = []
+        for rank, (i, key, dist) in enumerate(zip(result.indices[0].tolist(),
+                                                   result.keys[0].tolist(),
+                                                   result.distances[0].tolist()), start=1):
+            key = key_to_json(key)
+            url = f"/items/{i}" if self.store.has_file(key) else None
+            hits.append({"rank": rank, "id": i, "key": key, "distance": dist, "url": url})
+        return hits
+
+    def item(self, item_id):
+        with self.lock.read():
+            n, keys = self.n_items, self.keys()
+            number = self.store.parse_id(item_id, n)
+            key = key_to_json(keys[number])
+        path = self.store.path_of(key)
+        if path is None:
+            raise ApiError(404, f"item {number} (key {key!r}) has no file to show: keys name "
+                                "files relative to the server's items folder (--items-dir)")
+        kind = self.store.item_kind(path)
+        with self.decodes.hold() if kind == "image" else nullcontext():
+            try:
+                return self.store.content(number, path)
+            except (OSError, ValueError) as exc:  # an unreadable file in the items folder
+                raise ApiError(422, f"item {number} could not be read as {kind} "
+                                    f"({type(exc).__name__})") from exc
+
+    def add(self, query):
+        stored = self.spec.query == "file" or (self.spec.query == "text"
+                                               and self.spec.text_input == "filename")
+        if stored and query.keys is not None:
+            raise ApiError(422, "added files are keyed by where the server stores them; "
+                                "'key' is only for texts and vectors")
+        for key in query.keys or ():
+            self.store.check_key(key)
+        items, names = write_uploads(query, self.spec, self.upload_dir)
+        try:
+            with self._decoding(names):
+                if stored:
+                    items = [self._keep(path) for path in items]
+                with self.lock.read():
+                    features = _readable_errors(lambda: self._features(items), names, "item",
+                                                self.spec.kind)
+        finally:
+            remove_files(names)
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or not np.isfinite(features).all():
+            raise ApiError(422, "the new items give non-finite features; nothing was added")
+        with self.lock.write():
+            first = self.n_items
+            new_keys = [key_to_json(k) for k in (
+                items if stored else query.keys
+                or [f"added #{first + i}" for i in range(len(features))])]
+            _readable_errors(lambda: add_items(self.pipeline, features, new_keys), {}, "items")
+            if self.save_path is not None:
+                save_pipeline(self.pipeline, self.save_path, kind=self.save_kind)
+            return {"added": [{"id": first + i, "key": k} for i, k in enumerate(new_keys)],
+                    "items": self.n_items, "saved": self.save_path is not None}
+
+    def _keep(self, path):
+        """Copy an uploaded file into ``added_dir`` (content-addressed); its path."""
+        with open(path, "rb") as handle:
+            data = handle.read()
+        os.makedirs(self.added_dir, exist_ok=True)
+        target = os.path.join(os.path.abspath(self.added_dir),
+                              hashlib.sha256(data).hexdigest()[:24] + os.path.splitext(path)[1])
+        if not os.path.exists(target):
+            with atomic_write(target) as handle:
+                handle.write(data)
+        return target
+
+
+def _readable_errors(call, names, what, kind=None):
+    """Run ``call``; a failure of the input becomes a 422 in one sentence naming the
+    upload (never a temporary path)."""
+    try:
+        return call()
+    except (ValueError, TypeError, OSError) as exc:
+        message = failure_reason(exc)
+        upload = names.get(os.fspath(exc.item)) if isinstance(
+            getattr(exc, "item", None), (str, os.PathLike)) else None
+        for path, name in names.items():
+            message = message.replace(repr(path), repr(name)).replace(path, name)
+        if upload is not None:
+            raise ApiError(422, f"could not read {upload!r} as {_a(kind)}: "
+                                f"{message.rstrip('.')}.") from exc
+        raise ApiError(422, f"could not use the {what}: {message}") from exc
+
+
+def _a(what):
+    return {"image": "an image", "audio": "a sound", "text": "a text"}.get(what, "a query")
