@@ -128,22 +128,31 @@ def new_hash(data=b""):
     return xxhash.xxh3_128(data)
 
 
-def _feed(h, value):
-    """Hash ``value`` into ``h`` (type-tagged, so that 1, 1.0 and "1" differ)."""
-    if isinstance(value, np.ndarray) and value.dtype != object:
+def _feed(h, value, legacy=False):
+    """Hash ``value`` into ``h`` (type-tagged, so that 1, 1.0 and "1" differ).
+
+    Object arrays are hashed item by item (numpy scalars among their items
+    pickle differently once loaded). ``legacy=True``: as files written before
+    this rule hashed them, through pickle; :func:`verify_state` accepts both.
+    """
+    if isinstance(value, np.ndarray) and value.dtype == object and not legacy:
+        h.update(b"O%s" % repr(value.shape).encode())
+        for item in value.ravel():
+            _feed(h, item)
+    elif isinstance(value, np.ndarray) and value.dtype != object:
         h.update(b"A%s%s" % (value.dtype.str.encode(), repr(value.shape).encode()))
         h.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
     elif sp.issparse(value) and value.format in ("csr", "csc"):
         # by content (a pickle of the same matrix differs once loaded as memmaps)
         h.update(b"Z%s%s" % (value.format.encode(), repr(value.shape).encode()))
         for part in (value.data, value.indices, value.indptr):
-            _feed(h, np.asarray(part))
+            _feed(h, np.asarray(part), legacy)
     elif isinstance(value, (bytes, bytearray, memoryview)):
         h.update(b"B%d:" % len(value))
         h.update(value)
     elif isinstance(value, NativeBlob):
         h.update(b"N%s:%d:" % (str(value.kind).encode(), value.version))
-        _feed(h, value.payload)
+        _feed(h, value.payload, legacy)
     elif isinstance(value, str):
         data = value.encode("utf-8", "surrogatepass")
         h.update(b"S%d:" % len(data))
@@ -156,29 +165,33 @@ def _feed(h, value):
     elif isinstance(value, (list, tuple)):
         h.update(b"L%s%d:" % (type(value).__name__.encode(), len(value)))
         for item in value:
-            _feed(h, item)
+            _feed(h, item, legacy)
     elif isinstance(value, dict):
         h.update(b"D%d:" % len(value))
         for key, item in value.items():
-            _feed(h, key)
-            _feed(h, item)
+            _feed(h, key, legacy)
+            _feed(h, item, legacy)
     elif type(value) is np.random.RandomState:
         h.update(b"RS")
-        _feed(h, value.get_state())
+        _feed(h, value.get_state(), legacy)
     elif isinstance(value, BaseEstimator):
         # estimators (e.g. a fitted PCA inside an extractor): their state
         cls, state = type(value), value.__getstate__()
         h.update(b"O%s.%s:" % (cls.__module__.encode(), cls.__qualname__.encode()))
-        _feed(h, state)
+        _feed(h, state, legacy)
     else:  # anything else pickle can write (RandomState, functions by name...)
         h.update(b"P")
         h.update(pickle.dumps(value, protocol=4))
 
 
-def _digest(value):
+def _digest(value, legacy=False):
     h = new_hash()
-    _feed(h, value)
+    _feed(h, value, legacy)
     return h.digest()
+
+
+def _matches(value, digest):
+    return _digest(value) == digest or _digest(value, legacy=True) == digest
 
 
 def _combined(fields):
@@ -205,7 +218,7 @@ def seal_state(state, detach=()):
 
 def matches_digest(value, digest):
     """Whether ``value`` has the field digest ``digest`` recorded by :func:`seal_state`."""
-    return _digest(value) == digest
+    return _matches(value, digest)
 
 
 def _what(key):
@@ -253,7 +266,7 @@ def verify_state(state, owner, error=CorruptIndexError, detached=None):
             + ", ".join([f"{_what(k)} is missing" for k in missing]
                         + [f"{_what(k)} was added" for k in extra]) + "."
         )
-    altered = [key for key, value in state.items() if _digest(value) != fields[key]]
+    altered = [key for key, value in state.items() if not _matches(value, fields[key])]
     if altered:
         raise error(
             f"{owner}: {', '.join(_what(k) for k in altered)} failed the {CHECKSUM_NAME} checksum: "

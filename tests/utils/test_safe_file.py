@@ -357,3 +357,23 @@ def test_every_public_skfindkit_estimator_and_sklearn_pipeline_loads_by_name():
     for cls in [*estimators, Pipeline, FunctionTransformer, TfidfVectorizer]:
         name = f"{cls.__module__}.{cls.__qualname__}"
         assert resolve(name, set()) is cls, name
+
+
+@pytest.mark.parametrize("values", [
+    [np.str_("a"), np.str_("bb"), np.str_("c")],
+    ["a", np.str_("bb"), np.int64(3)],
+    [np.bytes_(b"x"), np.float32(1.5), None],
+], ids=["numpy-str", "mixed", "bytes-float-none"])
+def test_object_arrays_of_numpy_scalars_load_as_saved(values, tmp_path):
+    """Keys held as numpy scalars in an object array: what saves must load, equal."""
+    index = ExactIndex(n_neighbors=2).fit(np.random.RandomState(0).rand(3, 4))
+    keys = np.empty(3, dtype=object)
+    keys[:] = values
+    index.item_keys_ = keys
+    path = tmp_path / "keys.skfk"
+    skio.save(index, path)
+    loaded = skio.load(path).item_keys_
+    assert list(loaded) == list(values)
+    # numpy strings come back as Python strings (equal); other scalars keep their type
+    assert [type(v) for v in loaded] == [str if isinstance(v, str) else type(v) for v in values]
+    assert list(pickle.loads(pickle.dumps(index)).item_keys_) == list(values)
