@@ -140,10 +140,11 @@ def pipeline_file_kind(path):
     return kind
 
 
-def load_pipeline(path, *, trust_pickle=False, check=True):
+def load_pipeline(path, *, trust_pickle=False, check=True, mmap_mode=None):
     """Read a pipeline saved by ``skfindkit index`` (the safe format; pickles if trusted).
 
-    ``check``: refuse anything but a fitted Pipeline ending with a skfindkit index.
+    ``check``: refuse anything but a fitted Pipeline ending with a skfindkit index;
+    ``mmap_mode``: passed to :func:`skfindkit.io.load` (and ``joblib.load``).
     """
     from . import io as skio
 
@@ -159,13 +160,13 @@ def load_pipeline(path, *, trust_pickle=False, check=True):
         import joblib
 
         try:
-            pipeline = joblib.load(path)
+            pipeline = joblib.load(path, mmap_mode=mmap_mode)
         except Exception as exc:  # any unpickling failure: say what the file is not
             raise ValueError(f"{path!r} is not a readable skfindkit pipeline file "
                              f"({type(exc).__name__}: {exc})") from exc
     else:
         try:
-            pipeline = skio.load(path)
+            pipeline = skio.load(path, mmap_mode=mmap_mode)
         except skio.UntrustedTypeError as exc:
             raise ValueError(f"{exc} (skfindkit's command loads only skfindkit and "
                              "scikit-learn estimators)") from exc

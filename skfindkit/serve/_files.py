@@ -16,14 +16,14 @@ from ..utils import final_index
 __all__ = ["_load_pipeline", "_save_pipeline", "check_pipeline"]
 
 
-def _load_pipeline(path, *, trust_pickle=False):
+def _load_pipeline(path, *, trust_pickle=False, mmap_mode=None):
     """The fitted skfindkit pipeline (or index) saved at ``path``.
 
     Raises FileNotFoundError or a one-line ValueError saying what the file is not
     (a pickle without ``trust_pickle``, a corrupt file, not a skfindkit pipeline).
     """
     path = os.fspath(path)
-    pipeline = load_pipeline(path, trust_pickle=trust_pickle, check=False)
+    pipeline = load_pipeline(path, trust_pickle=trust_pickle, check=False, mmap_mode=mmap_mode)
     check_pipeline(pipeline, repr(path))
     return pipeline
 
