@@ -19,6 +19,7 @@ SCRIPTS = {
     "bench_defaults.py": ("defaults.md", ("skimage", "librosa", "soundfile", "gensim")),
     "bench_exact.py": ("exact.md", ("faiss",)),
     "bench_extractors.py": ("extractors.md", ("keras",)),
+    "bench_lifecycle.py": ("lifecycle.md", ("annoy", "nmslib", "hnswlib", "faiss")),
     "bench_loaders.py": ("loaders.md", ("librosa", "soundfile", "essentia", "gensim",
                                         "skimage")),
     "bench_memory.py": ("memory.md", ("hnswlib", "faiss", "annoy")),

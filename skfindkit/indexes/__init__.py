@@ -12,6 +12,7 @@ from ._faiss import FaissIndex
 from ._hnsw import HNSWIndex
 from ._milvus import MilvusIndex
 from ._nmslib import NMSLibIndex
+from ._removal import UnknownItemError
 from ._sharded import ShardedIndex
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "MilvusIndex",
     "NMSLibIndex",
     "ShardedIndex",
+    "UnknownItemError",
 ]

@@ -66,6 +66,7 @@ from ._graph import NeighborsGraphMixin
 from ._lock import runtime_state
 from ._prepared import PreparedSearchMixin
 from ._query import KNeighborsQueryMixin
+from ._removal import RemovalMixin
 from ._self import row_keys
 
 __all__ = ["BaseIndex", "METRICS"]
@@ -75,8 +76,8 @@ METRICS = ("euclidean", "cosine", "inner_product")
 
 
 class BaseIndex(
-    SealedIndexState, KNeighborsQueryMixin, PreparedSearchMixin, NeighborsGraphMixin,
-    TransformerMixin, BaseEstimator,
+    SealedIndexState, RemovalMixin, KNeighborsQueryMixin, PreparedSearchMixin,
+    NeighborsGraphMixin, TransformerMixin, BaseEstimator,
     metaclass=ABCMeta,
 ):
     """Base class of all skfindkit indexes (not to be used directly).
@@ -117,7 +118,11 @@ class BaseIndex(
         is built with) takes effect at the next ``fit``; query-time knobs
         (``ef_search``, ``nprobe``, ``search_k``) apply at once.
     n_samples_fit_ : int
-        Number of indexed items.
+        Number of ids assigned: indexed items, removed ones included.
+    n_items_ : int
+        Number of live items (``n_samples_fit_`` minus the removed ones).
+    live_mask_ : ndarray of bool of shape (n_samples_fit_,)
+        True for the ids of live items.
 
     Notes
     -----
@@ -300,6 +305,7 @@ class BaseIndex(
         state.row_lookup = None
         state.max_norm = None
         state.brute_matrix = None
+        state.allowed_rows = None
 
     def _data_scale(self, X):
         """The power of two the data are multiplied by (1 for sparse rows, kept float64)."""
@@ -367,6 +373,8 @@ class BaseIndex(
             self._fit_keys = None if keep else row_keys(Xp)
             self.n_samples_fit_ = Xp.shape[0]
             self._zero_rows = _sparse.empty_rows(Xp)
+            self._removed = None
+            runtime_state(self).owns_rows = False
             self._index = self._build(Xp)
             self._changed_native_index()
         return self
@@ -375,7 +383,7 @@ class BaseIndex(
         """Add items to the index (fit it if it is not fitted yet).
 
         New items get ids ``n_samples_fit_, n_samples_fit_ + 1, ...`` after
-        the existing ones. Backends that can grow natively do so; the others
+        the existing ones (and after removed ones: ids are never reused). Backends that can grow natively do so; the others
         rebuild from all items (documented per backend).
 
         Parameters
@@ -416,6 +424,7 @@ class BaseIndex(
         self._zero_rows = np.concatenate(
             [self._zero_rows, self.n_samples_fit_ + _sparse.empty_rows(Xp)]
         )
+        self._grow_removed(Xp.shape[0])
         self._append(Xp)
         if hasattr(self, "item_keys_"):
             warnings.warn(

@@ -53,17 +53,19 @@ def _top_k_lowest_ids(S, k):
     return cand
 
 
-def bm25_document_weights(counts, k1, b):
+def bm25_document_weights(counts, k1, b, n_docs=None):
     """BM25 weights of indexed term counts (CSR in, CSR out).
 
     ``w(t, d) = idf(t) * tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl))`` with
-    ``idf(t) = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))``.
+    ``idf(t) = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))``; ``N`` (``n_docs``,
+    default: the rows) is the number of live documents, and ``avgdl`` their
+    mean length: removed documents are empty rows that count in neither.
     """
-    n_docs = counts.shape[0]
+    n_docs = counts.shape[0] if n_docs is None else n_docs
     df = np.bincount(counts.indices, minlength=counts.shape[1])
     idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
     length = np.asarray(counts.sum(axis=1)).ravel()
-    avgdl = length.mean() if length.mean() > 0 else 1.0
+    avgdl = length.sum() / n_docs if length.sum() > 0 else 1.0
     norm = k1 * (1.0 - b + b * length / avgdl)  # per document
     tf = counts.data
     row_norm = np.repeat(norm, np.diff(counts.indptr))
@@ -75,8 +77,8 @@ def bm25_document_weights(counts, k1, b):
 class _BM25Matrix:
     """The weighted collection, term-major for the query products."""
 
-    def __init__(self, counts, k1, b):
-        self.weights_t = bm25_document_weights(counts, k1, b).T.tocsr()
+    def __init__(self, counts, k1, b, n_docs=None):
+        self.weights_t = bm25_document_weights(counts, k1, b, n_docs).T.tocsr()
 
     def scores(self, queries, out):
         out[:] = 0.0
@@ -222,22 +224,36 @@ class BM25Index(BaseIndex):
         return X
 
     def _build(self, X):
-        return _BM25Matrix(X, self._fitted_param("k1"), self._fitted_param("b"))
+        removed = self._removed_mask()
+        if removed is not None and X is self._fit_X:  # removed documents leave the statistics
+            self._erase_removed()
+            X = self._fit_X
+        n_docs = None if removed is None else int((~removed).sum())
+        return _BM25Matrix(X, self._fitted_param("k1"), self._fitted_param("b"), n_docs)
+
+    def _compact(self):
+        self._index = self._build(self._fit_X)
 
     def _search(self, X, k):
+        return self._search_among(X, k, None)
+
+    def _search_among(self, X, k, allowed):
+        """The ``k`` best-scored documents among ``allowed`` (None: all), ties by id."""
         n = self.n_samples_fit_
-        m = min(n, k)
         step = self.batch_size or _default_batch_size(X.shape[0], n)
         dist = np.empty((X.shape[0], k))
         ind = np.empty((X.shape[0], k), dtype=np.intp)
         buffer = np.empty((min(step, max(X.shape[0], 1)), n))
         for start in range(0, X.shape[0], step):
             S = self._index.scores(X[start:start + step], buffer[: min(step, X.shape[0] - start)])
-            cand = _top_k_lowest_ids(S, m)
+            if allowed is not None:
+                S = S[:, allowed]
+            cand = _top_k_lowest_ids(S, min(S.shape[1], k))
             d = 1.0 / (1.0 + np.take_along_axis(S, cand, axis=1))
             order = np.lexsort((cand, d), axis=1)[:, :k]  # by distance, then id
             dist[start:start + step] = np.take_along_axis(d, order, axis=1)
-            ind[start:start + step] = np.take_along_axis(cand, order, axis=1)
+            cand = np.take_along_axis(cand, order, axis=1)
+            ind[start:start + step] = cand if allowed is None else allowed[cand]
         return dist, ind
 
     def _exact_search(self, X, k):

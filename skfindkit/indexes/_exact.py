@@ -132,3 +132,8 @@ class ExactIndex(BaseIndex):
 
     def _search(self, X, k):
         return self._exact_search(X, k)  # the base's brute force, on the kept matrix
+
+    def _compact(self):
+        # removal is real: the rows are erased and searches skip their columns
+        self._erase_removed()
+        self._index = self._build(self._fit_X)

@@ -16,7 +16,7 @@ __all__ = ["NeighborsGraphMixin"]
 class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
     """Graph outputs over ``kneighbors`` (mixed into :class:`BaseIndex`)."""
 
-    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity", *, filter=None):
         """Sparse graph of the k nearest neighbours of each query.
 
         Parameters
@@ -28,24 +28,27 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
             Number of neighbours; defaults to the constructor's value.
         mode : {"connectivity", "distance"}, default="connectivity"
             Ones, or distances in the metric's units.
+        filter : array-like or list of array-like, default=None
+            Items each query may return, as in :meth:`kneighbors`.
 
         Returns
         -------
         A : sparse matrix of shape (n_queries, n_samples_fit)
-            CSR graph, each row sorted by distance.
+            CSR graph, each row sorted by distance; columns are ids, removed
+            items' columns are empty, and with ``X=None`` so are their rows.
         """
         check_is_fitted(self)
         with self._reading():  # ids and n_samples_fit_ of the same fitted state
-            return self._graph(X, n_neighbors, mode)
+            return self._graph(X, n_neighbors, mode, filter)
 
-    def _graph(self, X, n_neighbors, mode):
+    def _graph(self, X, n_neighbors, mode, filter=None):
         if n_neighbors is None:
             n_neighbors = self._default_n_neighbors()
         if mode == "connectivity":
-            A_ind = self.kneighbors(X, n_neighbors, return_distance=False)
+            A_ind = self.kneighbors(X, n_neighbors, return_distance=False, filter=filter)
             A_data = np.ones(A_ind.size)
         elif mode == "distance":
-            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True)
+            A_data, A_ind = self.kneighbors(X, n_neighbors, return_distance=True, filter=filter)
             A_data = np.ravel(A_data)
         else:
             raise ValueError(
@@ -53,10 +56,11 @@ class NeighborsGraphMixin(ClassNamePrefixFeaturesOutMixin):
                 f'or "distance" but got "{mode}" instead'
             )
         n_queries = A_ind.shape[0]
-        n_nonzero = n_queries * n_neighbors
-        A_indptr = np.arange(0, n_nonzero + 1, n_neighbors)
+        found = A_ind >= 0  # slots no allowed item filled (removed rows, filters) are left out
+        A_indptr = np.concatenate([[0], np.cumsum(found.sum(axis=1))])
         return csr_matrix(
-            (A_data, A_ind.ravel(), A_indptr), shape=(n_queries, self.n_samples_fit_)
+            (np.reshape(A_data, A_ind.shape)[found], A_ind[found], A_indptr),
+            shape=(n_queries, self.n_samples_fit_),
         )
 
     def transform(self, X):

@@ -164,15 +164,37 @@ class HNSWIndex(BaseIndex):
         self._index.resize_index(self.n_samples_fit_)
         self._index.add_items(X, np.arange(start, self.n_samples_fit_), num_threads=self._n_threads())
 
-    def _search(self, X, k):
+    def _search(self, X, k, filter=None):
         try:
-            labels, native = self._index.knn_query(X, k=k, num_threads=self._n_threads())
+            labels, native = self._index.knn_query(X, k=k, num_threads=self._n_threads(),
+                                                   filter=filter)
         except RuntimeError:  # the graph walk found fewer than k items
             return np.full((X.shape[0], k), np.inf), np.full((X.shape[0], k), -1)
         return native, labels
 
     def _get_vectors(self, ids):
-        return np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32)
+        removed = self._removed_mask()
+        if removed is None or not removed[ids].any():
+            return np.asarray(self._index.get_items(ids, return_type="numpy"), dtype=np.float32)
+        # hnswlib refuses to read marked-deleted items: zeros (never a result) stand in
+        rows = np.zeros((len(ids), self.n_features_in_), dtype=np.float32)
+        live = ~removed[ids]
+        if live.any():
+            rows[live] = self._get_vectors(np.asarray(ids)[live])
+        return rows
+
+    def _removed_items(self, ids):
+        for i in ids:  # the graph walk skips them from now on
+            self._index.mark_deleted(int(i))
+
+    def _search_masked(self, X, k, mask):
+        """hnswlib's own filter (a callable on each candidate's label, hnswlib >= 0.8);
+        removed items are marked deleted, so a mask of the live items needs none."""
+        removed = self._removed_mask()
+        if removed is not None and np.array_equal(mask, ~removed):
+            return self._search(X, k)
+        allowed = mask.tolist()  # list lookups: the cheapest callable for hnswlib to call
+        return self._search(X, k, lambda label: allowed[label])
 
     def _serialize(self):
         # hnswlib's own state: a dict of its arrays (one copy, no file round trip)
@@ -208,9 +230,10 @@ class HNSWIndex(BaseIndex):
         consistent = (
             state["ser_version"] == 1
             and state["space"] == _SPACES[self.metric_]
-            # scalars hnswlib trusts as they are: a fitted index, no deletions
+            # scalars hnswlib trusts as they are: a fitted index, deletions only of removed items
             and all(isinstance(state[f], (bool, np.bool_)) for f in flags)
-            and state["index_inited"] and state["ep_added"] and not state["has_deletions"]
+            and state["index_inited"] and state["ep_added"] and not state["allow_replace_deleted"]
+            and bool(state["has_deletions"]) == (self._removed_mask() is not None)
             and bool(state["normalize"]) == (state["space"] == "cosine")
             and 1 <= int(state["num_threads"]) <= 4096
             and 1 <= int(state["ef"]) < 2**63  # size_t in hnswlib; a query bounds it by the items
@@ -251,6 +274,18 @@ class HNSWIndex(BaseIndex):
                 raise CorruptIndexError(
                     f"HNSWIndex: the hnswlib graph ({where}) links to items that do not "
                     f"exist; nothing was passed to hnswlib.")
+        self._check_deleted_marks(level0, state["label_lookup_external"], internal)
+
+    def _check_deleted_marks(self, level0, labels, internal):
+        """The items hnswlib marks deleted (a flag beside each level-0 link count)
+        are exactly the removed items."""
+        deleted = np.zeros(self.n_samples_fit_, dtype=bool)
+        marked = (level0[:, 2].view(np.uint8) & 1).astype(bool)
+        deleted[labels[marked[internal]].astype(np.intp) % self.n_samples_fit_] = True
+        removed = self._removed_mask()
+        if not np.array_equal(deleted, np.zeros_like(deleted) if removed is None else removed):
+            raise CorruptIndexError(
+                "HNSWIndex: the items hnswlib marks deleted are not the removed items.")
 
     def _vectors_in_native(self):
         return True  # spaces "l2" and "ip" keep the rows as given (cosine: unit rows, "l2")

@@ -87,6 +87,8 @@ class _RuntimeState:
         self.row_lookup = None  # identical-row finder over the stored data (lazy)
         self.max_norm = None  # largest norm of a stored row (lazy; bounds flat scans)
         self.brute_matrix = None  # the exact path's search matrix of the stored rows (lazy)
+        self.allowed_rows = None  # (ids, rows, matrix) of the last pre-filtered search
+        self.owns_rows = False  # whether _fit_X is a copy this index may overwrite
 
 
 _STATES = weakref.WeakKeyDictionary()

@@ -165,6 +165,11 @@ class SealedIndexState:
                 not isinstance(zero, np.ndarray) or zero.dtype.kind not in "iu"
                 or (zero.size and (zero.min() < 0 or zero.max() >= self.n_samples_fit_))):
             problems.append("the stored zero rows are not item ids")
+        removed = vars(self).get("_removed")
+        if removed is not None and (
+                not isinstance(removed, np.ndarray) or removed.dtype != bool
+                or removed.shape != (self.n_samples_fit_,) or removed.all()):
+            problems.append("the removed items are not a mask over the items with one live")
         data = vars(self).get("_fit_X")
         if data_stored and data is not None and not _finite_data(data, self._nonnegative_data):
             problems.append("the stored data are not finite float values"

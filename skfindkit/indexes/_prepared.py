@@ -95,7 +95,7 @@ class PreparedSearchMixin:
         with self._reading():
             return self._row_lookup().find(Q)
 
-    def kneighbors_prepared(self, Q, n_neighbors, *, exact=False, own_ids=None):
+    def kneighbors_prepared(self, Q, n_neighbors, *, exact=False, own_ids=None, allowed=None):
         """The nearest indexed items of queries already in :meth:`prepare_queries`' form.
 
         No validation, no ``X=None`` self-exclusion: what a composite asks of
@@ -114,6 +114,9 @@ class PreparedSearchMixin:
             Each query's own indexed item (-1: none), put in its row at its
             exact distance where the search missed it (as ``kneighbors``
             does for the indexed items themselves).
+        allowed : ndarray of int, default=None
+            The only items that may be returned (sorted ids), None for all live
+            items; slots fewer allowed items could fill hold -1 at ``inf``.
 
         Returns
         -------
@@ -122,7 +125,13 @@ class PreparedSearchMixin:
         """
         with self._reading():  # applies changed query-time parameters first
             search = self._exact_search if exact else self._search_complete
-            dist, ind = search(Q, n_neighbors)
+            masks = self._allowed_masks(allowed, Q.shape[0])
+            if masks is None:
+                dist, ind = search(Q, n_neighbors)
+            else:
+                dist, ind = self._search_allowed(search, Q, n_neighbors, masks)
+                if own_ids is not None:  # an item not allowed is not put in
+                    own_ids = np.where(masks[np.maximum(own_ids, 0)], own_ids, -1)
             if own_ids is not None:
                 dist, ind = insert_self(Q, self._data, dist, ind, own_ids, self.metric_)
         return _distances.unscale(dist, self._scale, self.metric_), ind

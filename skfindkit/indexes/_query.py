@@ -198,7 +198,7 @@ class KNeighborsQueryMixin:
         if not hasattr(self, "n_samples_fit_"):  # cheap in the fitted case
             check_is_fitted(self)
 
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True, *, filter=None):
         """Find the nearest indexed items of each query.
 
         Parameters
@@ -210,19 +210,28 @@ class KNeighborsQueryMixin:
             Number of neighbours; defaults to the constructor's value.
         return_distance : bool, default=True
             Whether to return distances.
+        filter : array-like or list of array-like, default=None
+            Items each query may return: a boolean mask over ids (length
+            ``n_samples_fit_``), an array of allowed ids, or a list of those
+            with one entry per query row. Removed items are never returned,
+            filter or not.
 
         Returns
         -------
         neigh_dist : ndarray of shape (n_queries, n_neighbors)
             Distances in the metric's true units, ascending; only if
-            ``return_distance=True``.
+            ``return_distance=True``. ``inf`` in the slots of a row that fewer
+            than ``n_neighbors`` allowed items could fill.
         neigh_ind : ndarray of shape (n_queries, n_neighbors)
-            Ids (row numbers in the fitted data) of the neighbours.
+            Ids (row numbers in the fitted data) of the neighbours; ``-1`` in
+            unfilled slots. With ``X=None``, the rows of removed items are
+            all unfilled.
         """
         with self._reading():
-            return self._kneighbors(X, n_neighbors, return_distance, self._search_complete)
+            return self._kneighbors(X, n_neighbors, return_distance, self._search_complete,
+                                    filter)
 
-    def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+    def exact_kneighbors(self, X=None, n_neighbors=None, return_distance=True, *, filter=None):
         """The exact nearest indexed items, by brute force over the stored data.
 
         The same contract as :meth:`kneighbors` (validation, units,
@@ -240,6 +249,11 @@ class KNeighborsQueryMixin:
             Number of neighbours; defaults to the constructor's value.
         return_distance : bool, default=True
             Whether to return distances.
+        filter : array-like or list of array-like, default=None
+            Items each query may return: a boolean mask over ids (length
+            ``n_samples_fit_``), an array of allowed ids, or a list of those
+            with one entry per query row. Removed items are never returned,
+            filter or not.
 
         Returns
         -------
@@ -258,7 +272,7 @@ class KNeighborsQueryMixin:
         array([[0, 1]])
         """
         with self._reading():
-            return self._kneighbors(X, n_neighbors, return_distance, self._exact_search)
+            return self._kneighbors(X, n_neighbors, return_distance, self._exact_search, filter)
 
     def labels_of(self, ind):
         """Labels given to :meth:`fit` (``y``) of the indexed items ``ind``.
@@ -300,7 +314,7 @@ class KNeighborsQueryMixin:
             raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
         return int(n_neighbors)
 
-    def _kneighbors(self, X, n_neighbors, return_distance, search):
+    def _kneighbors(self, X, n_neighbors, return_distance, search, filter=None):
         """``kneighbors`` with ``search(prepared_X, k) -> (dist, ind)``."""
         self._check_fitted()
         n_neighbors = self._checked_n_neighbors(n_neighbors)
@@ -310,8 +324,10 @@ class KNeighborsQueryMixin:
             n_neighbors += 1
         else:
             X = self._check_query(X)
+        n_items = self.n_items_
+        masks = self._allowed_masks(filter, self.n_samples_fit_ if query_is_train else X.shape[0])
 
-        if n_neighbors > self.n_samples_fit_:
+        if n_neighbors > n_items:
             if query_is_train:
                 n_neighbors -= 1
                 inequality_str = "n_neighbors < n_samples_fit"
@@ -319,37 +335,56 @@ class KNeighborsQueryMixin:
                 inequality_str = "n_neighbors <= n_samples_fit"
             raise ValueError(
                 f"Expected {inequality_str}, but n_neighbors = {n_neighbors}, "
-                f"n_samples_fit = {self.n_samples_fit_}, "
-                f"n_samples = {self.n_samples_fit_ if query_is_train else X.shape[0]}"
+                f"n_samples_fit = {n_items}, "
+                f"n_samples = {n_items if query_is_train else X.shape[0]}"
+                + ("" if n_items == self.n_samples_fit_ else " (live items)")
             )
 
         if query_is_train:  # the indexed rows, block by block where the backend stores them
-            parts = [self._search_with_self(rows, n_neighbors, search, True, start, True)
-                     for start, rows in self._vector_blocks()]
+            parts = [self._search_with_self(
+                rows, n_neighbors, search, True, start, True,
+                masks if masks is None or masks.ndim == 1 else masks[start:start + rows.shape[0]])
+                for start, rows in self._vector_blocks()]
             dist, ind = (np.concatenate(p) for p in zip(*parts))
+            removed = self._removed_mask()
+            if removed is not None:  # a removed item has no row of neighbours
+                dist[removed], ind[removed] = np.inf, -1
         else:
             # the query set is the indexed set: each row's own item must be in
             # it (as sklearn's brute force finds it), which a graph search may miss
-            dist, ind = self._search_with_self(X, n_neighbors, search, self._is_fit_X(X))
+            dist, ind = self._search_with_self(X, n_neighbors, search, self._is_fit_X(X),
+                                               masks=masks)
         dist = _distances.unscale(dist, self._scale, self.metric_)
         return (dist, ind) if return_distance else ind
 
-    def _search_with_self(self, X, k, search, is_fit_X, first_id=0, drop=False):
-        """``search``, with each query's own item put in (and dropped if ``drop``)."""
-        dist, ind = search(X, k)
+    def _search_with_self(self, X, k, search, is_fit_X, first_id=0, drop=False, masks=None):
+        """``search``, with each query's own item put in (and dropped if ``drop``);
+        ``masks``: the allowed items (see ``_allowed_masks``), None for all."""
+        if masks is None:
+            dist, ind = search(X, k)
+        else:
+            dist, ind = self._search_allowed(search, X, k, masks)
         own = self._own_items(X, is_fit_X, first_id, exact=search == self._exact_search)
+        if own is not None and masks is not None:  # an item not allowed is not put in
+            ok = own >= 0
+            allowed = masks[np.maximum(own, 0)] if masks.ndim == 1 else (
+                masks[np.arange(own.size), np.maximum(own, 0)])
+            own = np.where(ok & allowed, own, -1)
         if own is not None:
             dist, ind = insert_self(X, self._data, dist, ind, own, self.metric_)
         if drop:
             dist, ind = drop_self(dist, ind, first_id)
         return dist, ind
 
-    def _search_complete(self, X, k):
+    def _search_complete(self, X, k, warn=True, mask=None):
         """Run the backend and guarantee k valid, sorted results per row.
 
         With ``refine`` (approximate backends), the backend is asked for
         ``refine * k`` candidates, re-ranked by exact distance over the
-        stored data.
+        stored data. ``warn``: say when the backend left rows short (not for
+        a filtered search's over-fetch, which asks for more than ``k``).
+        ``mask``: the allowed items, for a backend with a native filter
+        (``_search_masked``); rows it leaves short are searched exactly among them.
         """
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
@@ -357,8 +392,19 @@ class KNeighborsQueryMixin:
         flat = self._flat_scan_unit() if self._is_exact() and refine is None else None
         if flat is not None:  # another library's flat scan: proven, or searched exactly
             return self._verified_flat_search(X, k, flat)
-        native, ind = self._search(X, k if refine is None else min(self.n_samples_fit_, refine * k))
+        fetch = k if refine is None else min(self.n_samples_fit_, refine * k)
+        if mask is None:
+            native, ind = self._search(X, fetch)
+            exact_search = self._exact_search
+        else:
+            native, ind = self._search_masked(X, fetch, mask)
+            allowed = np.flatnonzero(mask)
+
+            def exact_search(Q, kk):
+                return self._search_among(Q, kk, allowed)
         ind = _valid_ids(ind, self.n_samples_fit_)
+        if mask is not None:  # what the native filter let through, checked
+            ind = np.where(mask[np.maximum(ind, 0)], ind, -1)
         # an exact backend (its own float64 distances) never overflows float32
         overflowed = (np.zeros(X.shape[0], dtype=bool) if self._native_unit() == "exact"
                       else _overflowed(native, ind, X))
@@ -372,7 +418,7 @@ class KNeighborsQueryMixin:
         if self.metric_ == "cosine" and not sp.issparse(X):  # sparse search does it itself
             _distances.zero_vectors_at_distance_one(dist, ind, X, self._zero_rows)
         missing = (ind < 0).any(axis=1) & ~overflowed
-        if missing.any():
+        if missing.any() and warn:
             warnings.warn(
                 f"{type(self).__name__}: the {self._backend} search returned fewer "
                 f"than {k} neighbours for {int(missing.sum())} of {X.shape[0]} "
@@ -382,7 +428,7 @@ class KNeighborsQueryMixin:
             )
         redo = missing | overflowed  # the backend's float32 distances overflowed: exact
         if redo.any():
-            dist[redo], ind[redo] = self._exact_search(X[redo], k)
+            dist[redo], ind[redo] = exact_search(X[redo], k)
         if (dist[:, 1:] < dist[:, :-1]).any():
             order = np.argsort(dist, axis=1, kind="stable")
             dist = np.take_along_axis(dist, order, axis=1)

@@ -195,9 +195,9 @@ class ShardedIndex(BaseIndex):
     def _fit_X(self, value):  # BaseIndex.fit stores the prepared rows here
         self.__dict__["_pending_X"] = value
 
-    def _kneighbors(self, X, n_neighbors, return_distance, search):
+    def _kneighbors(self, X, n_neighbors, return_distance, search, filter=None):
         if X is not None:
-            return super()._kneighbors(X, n_neighbors, return_distance, search)
+            return super()._kneighbors(X, n_neighbors, return_distance, search, filter)
         # the indexed rows are the queries: assemble them once for this call
         rows = getattr(_ASSEMBLED, "rows", None)
         if rows is None:
@@ -205,7 +205,7 @@ class ShardedIndex(BaseIndex):
         self._check_fitted()
         rows[id(self)] = self._index.assemble(self.n_samples_fit_, self.n_features_in_)
         try:
-            return super()._kneighbors(X, n_neighbors, return_distance, search)
+            return super()._kneighbors(X, n_neighbors, return_distance, search, filter)
         finally:
             del rows[id(self)]
 
@@ -296,23 +296,31 @@ class ShardedIndex(BaseIndex):
     def _exact_search(self, X, k):
         return self._merge(X, k, exact=True)
 
-    def _merge(self, X, k, exact):
-        """Every shard's k nearest, merged by (distance, own item first, global id)."""
+    def _search_among(self, X, k, allowed):
+        # each shard searches its own allowed rows (pre-filtered where it is exact)
+        return self._merge(X, k, exact=True, allowed=allowed)
+
+    def _merge(self, X, k, exact, allowed=None):
+        """Every shard's k nearest, merged by (distance, own item first, global id);
+        ``allowed``: the only global ids that may be returned."""
         shards = self._index
         # the shards' own rows (kneighbors(X=None)) are prepared already
         prepared = isinstance(X, _StoredRows)
         queries = [shard.prepare_queries(X.view(np.ndarray) if prepared else X, prepared=prepared)
                    for shard in shards.indexes]
         own = self._own_global_ids(X, queries)
+        local = [None if allowed is None else np.flatnonzero(np.isin(ids, allowed))
+                 for ids in shards.ids]
         found = self._map(
             (delayed(shard.kneighbors_prepared)(  # local ids, each query's own item put in
-                Q, min(k, shard.n_samples_fit_), exact=exact,
+                Q, min(k, shard.n_samples_fit_), exact=exact, allowed=allowed_here,
                 own_ids=None if own is None else _local_ids(own, ids))
-             for shard, Q, ids in zip(shards.indexes, queries, shards.ids)),
+             for shard, Q, ids, allowed_here in zip(shards.indexes, queries, shards.ids, local)),
             backend="threading",
         )
         dist = np.concatenate([d for d, _ in found], axis=1)
-        ind = np.concatenate([ids[i] for (_, i), ids in zip(found, shards.ids)], axis=1)
+        ind = np.concatenate([np.where(i >= 0, ids[np.maximum(i, 0)], -1)
+                              for (_, i), ids in zip(found, shards.ids)], axis=1)
         keys = (ind, dist) if own is None else (ind, ind != own[:, None], dist)
         order = np.lexsort(keys, axis=1)[:, :k]
         return np.take_along_axis(dist, order, axis=1), np.take_along_axis(ind, order, axis=1)

@@ -61,6 +61,7 @@ _FIELD_NAMES = {
     "n_features_in_": "the number of features",
     "n_samples_fit_": "the number of items",
     "_zero_rows": "the list of all-zero rows",
+    "_removed": "the removed items",
     "metric": "the metric",
 }
 

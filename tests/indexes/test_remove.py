@@ -1,0 +1,246 @@
+"""Removal on every index: removed items never come back, ids never change.
+
+Parametrized over every index instance of the contract suite
+(``estimator_instances.index_instances``) and BM25 for the lexical case.
+"""
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+
+from skfindkit import BM25Index, ExactIndex, ShardedIndex
+from skfindkit.indexes import UnknownItemError
+from skfindkit.io import load, save
+
+from ..estimator_instances import index_instances, text_index_instances
+
+INDEXES = index_instances()
+IDS = [repr(i) for i in INDEXES]
+
+
+def clustered(n, d=8, seed=0):
+    rng = np.random.RandomState(seed)
+    centers = rng.randn(6, d) * 3
+    return (centers[rng.randint(6, size=n)] + rng.randn(n, d)).astype(np.float32)
+
+
+def fitted(index, X):
+    index = clone(index)
+    if "random_state" in index.get_params():
+        index.set_params(random_state=0)
+    return index.fit(X)
+
+
+def live_truth(index, X, Q, k, live):
+    """Exact neighbours among the live rows, as ids of the whole collection."""
+    ids = np.flatnonzero(live)
+    dist, ind = ExactIndex(metric=index.metric_).fit(X[ids]).kneighbors(Q, k)
+    return dist, ids[ind]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return clustered(240), clustered(12, seed=1)
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=IDS)
+def test_removed_items_are_never_returned_and_k_is_filled(index, data):
+    X, Q = data
+    index = fitted(index, X)
+    k = 5
+    _, first = index.kneighbors(Q, k)
+    gone = np.unique(first[:, :3])  # the nearest items of every query
+    index.remove(gone)
+    assert index.n_items_ == X.shape[0] - gone.size == index.live_mask_.sum()
+    assert not index.is_live(gone).any() and index.is_live(np.setdiff1d(np.arange(240), gone)).all()
+
+    dist, ind = index.kneighbors(Q, k)
+    assert ind.shape == (12, k) and (ind >= 0).all() and not np.isin(ind, gone).any()
+    true_dist, true_ind = live_truth(index, X, Q, k, index.live_mask_)
+    if index._is_exact():
+        np.testing.assert_array_equal(ind, true_ind)
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(ind, true_ind)]) / k >= 0.8
+
+    graph = index.transform(Q)
+    assert graph.shape == (12, 240) and graph[:, gone].nnz == 0
+    assert (np.diff(graph.indptr) == k + (index.mode == "distance")).all()
+    # the indexed items' own neighbours: removed items have no row and are nobody's neighbour
+    dist_all, ind_all = index.kneighbors(n_neighbors=k)
+    assert (ind_all[gone] == -1).all() and np.isinf(dist_all[gone]).all()
+    live_rows = np.setdiff1d(np.arange(240), gone)
+    assert (ind_all[live_rows] >= 0).all() and not np.isin(ind_all, gone).any()
+    assert not (ind_all[live_rows] == live_rows[:, None]).any()  # each item excludes itself
+    graph = index.kneighbors_graph(n_neighbors=k)
+    assert np.diff(graph.indptr)[gone].sum() == 0 and graph[:, gone].nnz == 0
+    exact = index.exact_kneighbors(Q, k, return_distance=False)
+    np.testing.assert_array_equal(exact, true_ind)
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=IDS)
+def test_ids_are_stable_and_never_reused(index, data):
+    X, Q = data
+    index = fitted(index, X[:200])
+    index.remove([0, 5, 199])
+    index.partial_fit(X[200:])
+    assert index.n_samples_fit_ == 240 and index.n_items_ == 237
+    if index.metric_ != "inner_product":  # where each item is its own nearest neighbour:
+        # each new item finds itself under the id it was given after the largest one ever assigned
+        ind = index.kneighbors(X[200:], 1, return_distance=False)
+        np.testing.assert_array_equal(ind[:, 0], np.arange(200, 240))
+        ind = index.kneighbors(X[[1, 6, 198]], 1, return_distance=False)
+        np.testing.assert_array_equal(ind[:, 0], [1, 6, 198])
+    np.testing.assert_array_equal(index.live_mask_, ~np.isin(np.arange(240), [0, 5, 199]))
+    index.remove([200])
+    assert not np.isin(index.kneighbors(X[200:201], 3, return_distance=False), [0, 5, 199, 200]).any()
+
+
+@pytest.mark.parametrize("index", INDEXES, ids=IDS)
+def test_saved_state_keeps_removals(index, data, tmp_path):
+    X, Q = data
+    index = fitted(index, X)
+    index.remove(np.arange(0, 240, 3))
+    expected = index.kneighbors(Q, 4)
+    path = tmp_path / "index.skf"
+    save(index, path)
+    for copy in (pickle.loads(pickle.dumps(index)), load(path)):
+        assert copy.n_items_ == index.n_items_
+        np.testing.assert_array_equal(copy.live_mask_, index.live_mask_)
+        ind = copy.kneighbors(Q, 4)[1]
+        assert not np.isin(ind, np.arange(0, 240, 3)).any()
+        if index._is_exact():  # graphs may walk differently once reloaded (nmslib sw-graph)
+            np.testing.assert_array_equal(ind, expected[1])
+        with pytest.raises(UnknownItemError, match="already removed"):
+            copy.remove([3])
+
+
+@pytest.mark.parametrize("index", [i for i in INDEXES if i._is_exact()],
+                         ids=[repr(i) for i in INDEXES if i._is_exact()])
+def test_exact_index_after_removal_equals_a_fresh_fit_on_the_live_items(index, data):
+    X, Q = data
+    index = fitted(index, X)
+    rng = np.random.RandomState(0)
+    gone = rng.choice(240, 60, replace=False)
+    index.remove(gone[:30]).remove(gone[30:]).compact()
+    live = np.setdiff1d(np.arange(240), gone)
+    fresh = fitted(index, X[live])
+    for q in (Q, X[live[:5]]):
+        d1, i1 = index.kneighbors(q, 6)
+        d2, i2 = fresh.kneighbors(q, 6)
+        np.testing.assert_array_equal(i1, live[i2])
+        np.testing.assert_allclose(d1, d2, rtol=1e-6, atol=1e-6)
+
+
+def test_exact_index_erases_removed_rows_but_not_the_callers_array(data):
+    X, _ = data
+    X = X.copy()
+    index = ExactIndex().fit(X)
+    index.remove([1, 2])
+    assert not index._fit_X[[1, 2]].any()  # the data of removed items are gone
+    assert X[[1, 2]].any()  # the caller's array is never written
+    Xs = sp.csr_matrix(X)
+    sparse = ExactIndex().fit(Xs).remove([4])
+    assert sparse._fit_X[4].nnz == 0 and Xs[4].nnz
+
+
+def counts(n_docs=60, n_terms=30, seed=0):
+    rng = np.random.RandomState(seed)
+    return sp.csr_matrix(rng.poisson(0.3, size=(n_docs, n_terms)).astype(float))
+
+
+@pytest.mark.parametrize("index", text_index_instances(), ids=repr)
+def test_bm25_statistics_follow_removals(index):
+    C = counts()
+    Q = counts(8, seed=1)
+    Q = Q[np.asarray(Q.sum(axis=1)).ravel() > 0]
+    index = clone(index).fit(C)
+    gone = np.arange(0, 60, 4)
+    index.remove(gone)
+    live = np.setdiff1d(np.arange(60), gone)
+    fresh = clone(index).fit(C[live])  # document frequencies and avgdl of the live documents
+    d1, i1 = index.kneighbors(Q, 3)
+    d2, i2 = fresh.kneighbors(Q, 3)
+    np.testing.assert_array_equal(i1, live[i2])
+    np.testing.assert_allclose(d1, d2, rtol=1e-12)
+    d3, i3 = pickle.loads(pickle.dumps(index)).kneighbors(Q, 3)
+    np.testing.assert_array_equal(i3, i1)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    ([240], UnknownItemError, "unknown item ids \\[240\\]"),
+    ([-1], UnknownItemError, "unknown item ids \\[-1\\]"),
+    ([3, 3], UnknownItemError, "more than once: \\[3\\]"),
+    ([0.5], ValueError, "integer item ids"),
+    ([[1, 2]], ValueError, "1-D"),
+])
+def test_remove_refuses_unknown_ids_and_changes_nothing(bad, error, match, data):
+    X, _ = data
+    index = ExactIndex().fit(X)
+    with pytest.raises(error, match=match):
+        index.remove(bad)
+    assert index.n_items_ == 240
+
+
+def test_remove_refuses_removed_ids_and_removing_everything(data):
+    X, _ = data
+    index = ExactIndex().fit(X[:10]).remove([2])
+    with pytest.raises(UnknownItemError, match="already removed: \\[2\\]"):
+        index.remove([1, 2])
+    assert index.n_items_ == 9  # nothing removed by the refused call
+    with pytest.raises(ValueError, match="empty"):
+        index.remove([i for i in range(10) if i != 2])
+    assert index.n_items_ == 9
+    with pytest.raises(ValueError, match="n_neighbors <= n_samples_fit"):
+        index.kneighbors(X[:1], 10)  # more neighbours than live items
+
+
+@pytest.mark.parametrize("make", [lambda: ExactIndex(n_neighbors=3),
+                                  lambda: ShardedIndex(ExactIndex(n_neighbors=3), n_shards=2)])
+def test_removal_addition_and_search_from_threads_equal_a_serial_run(make):
+    X = clustered(400, seed=3)
+    Q = clustered(10, seed=4)
+    removals = [np.arange(i, 200, 20) for i in range(10)]  # half of the first 200
+    additions = [X[200 + 10 * i: 210 + 10 * i] for i in range(20)]
+
+    serial = make().fit(X[:200])
+    for add in additions:
+        serial.partial_fit(add)
+    for rem in removals:
+        serial.remove(rem)
+
+    index = make().fit(X[:200])
+    errors, seen = [], []
+
+    def remover():
+        for rem in removals:
+            index.remove(rem)
+
+    def adder():
+        for add in additions:
+            index.partial_fit(add)
+
+    def reader():
+        for _ in range(30):
+            ind = index.kneighbors(Q, return_distance=False)
+            seen.append(ind)
+
+    def guarded(fn):
+        def run():
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+        return run
+
+    threads = [threading.Thread(target=guarded(f)) for f in (remover, adder, reader, reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert all((ind >= 0).all() and ind.shape == (10, 3) for ind in seen)
+    np.testing.assert_array_equal(index.live_mask_, serial.live_mask_)
+    np.testing.assert_array_equal(index.kneighbors(Q), serial.kneighbors(Q))
