@@ -184,6 +184,11 @@ class SealedIndexState:
             value = getattr(self, name, None)
             if value is not None and len(value) != self.n_samples_fit_:
                 problems.append(f"{name} has {len(value)} entries")
+        metadata = vars(self).get("item_metadata_")
+        if metadata is not None and not (isinstance(metadata, dict) and all(
+                isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biufU"
+                and v.shape == (self.n_samples_fit_,) for k, v in metadata.items())):
+            problems.append("the item metadata are not columns of one value per item")
         if problems:
             raise CorruptIndexError(
                 f"{owner}: {'; '.join(problems)}, but the saved state has "
