@@ -8,6 +8,8 @@ collection's own keys (file paths, document ids) were attached with
 attached with :func:`attach_metadata`. Keys and metadata attached to the index
 travel with the pipeline through :func:`skfindkit.io.save` (and joblib:
 loading a joblib/pickle file runs code, so trusted files only).
+:func:`upsert` adds items by key (the same key again replaces the item) and
+:func:`remove_keys` removes them by key (:mod:`skfindkit._keys`).
 
 A search can be restricted to some items: ``filter=`` (a boolean mask over
 ids, an array of allowed ids, or one of those per query, as the index's
@@ -22,12 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._keys import ids_of_keys, remove_keys, upsert
 from ._metadata import checked_columns, rows_of
 from ._where import where_mask
 from .indexes._removal import parse_filter
 from .utils import features_for_index, final_index
 
-__all__ = ["SearchResult", "attach_keys", "attach_metadata", "search"]
+__all__ = ["SearchResult", "attach_keys", "attach_metadata", "ids_of_keys", "remove_keys",
+           "search", "upsert"]
 
 
 @dataclass(frozen=True)
