@@ -178,13 +178,13 @@ def _query(args):
         check_output_path(args.gallery)
         import_optional("matplotlib", "plot")
     index = final_index(pipeline)
-    k = min(args.k, index.n_samples_fit_)
+    k = min(args.k, index.n_items_)
     queries = [os.path.abspath(f) for f in args.files]
     for query in queries:
         if not os.path.isfile(query):
             raise FileNotFoundError(f"no such query file: {query!r}")
     with quiet_native_stderr(not args.debug):
-        result = search(pipeline, queries, n_neighbors=k)
+        result = search(pipeline, queries, n_neighbors=k, where=getattr(args, "where", None))
     print_results(queries, result, args.format)
     if args.gallery:
         kind = _guess_kind(pipeline)
@@ -319,6 +319,9 @@ def register(subparsers):
     query.add_argument("--gallery", metavar="PNG",
                        help="also draw the queries and their results (images: thumbnails, "
                             "audio: spectrograms, text: snippets); needs matplotlib")
+    query.add_argument("--where", metavar="CONDITION",
+                       help="only items whose metadata meet the condition, e.g. "
+                            "\"shop == 'a' and year >= 2020\" (see docs/metadata.md)")
     query.set_defaults(func=_query)
 
     info = subparsers.add_parser("info", help="what a saved pipeline holds (without running it)")

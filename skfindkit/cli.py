@@ -48,6 +48,9 @@ def build_parser():
     from .serve import add_parser as add_serve_parser
 
     add_serve_parser(sub)  # serve: skfindkit/serve/
+    from ._cli_remove import add_parser as add_remove_parser
+
+    add_remove_parser(sub)  # remove: _cli_remove.py
     for command in sub.choices.values():  # --debug also after the subcommand
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks and native libraries' messages")

@@ -61,9 +61,10 @@ class SearchResult:
         return self.indices.shape[0]
 
     def __iter__(self):
-        """Per query, a list of ``(key, distance)`` pairs, nearest first."""
-        for keys, dists in zip(self.keys, self.distances):
-            yield list(zip(keys.tolist(), dists.tolist()))
+        """Per query, a list of ``(key, distance)`` pairs, nearest first (empty slots left out)."""
+        for ids, keys, dists in zip(self.indices, self.keys, self.distances):
+            yield [(key, dist) for i, key, dist in zip(ids.tolist(), keys.tolist(),
+                                                       dists.tolist()) if i >= 0]
 
     def to_records(self):
         """Flat rows ``{"query", "rank", "index", "key", "distance"}`` and the
