@@ -19,6 +19,7 @@ from .._cli_io import wants_pickle
 from ._auth import Access, ReadGuard, authorization
 from ._files import _save_pipeline, check_pipeline
 from ._items import ItemStore, UnknownItem, describe_pipeline, key_to_json
+from ._lifecycle import check_restriction, live_id, replaced_ids, restriction
 from ._limits import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, DecodeSlots, check_limits,
                       check_uploads)
 from ._locks import ReadWriteLock
@@ -60,11 +61,11 @@ class _Service:
 
     @property
     def n_items(self):
-        return self.index.n_samples_fit_
+        return self.index.n_items_
 
     def keys(self):
         keys = getattr(self.index, "item_keys_", None)
-        return keys if keys is not None else np.arange(self.n_items)
+        return keys if keys is not None else np.arange(self.index.n_samples_fit_)
 
     def check_k(self, k):
         n = self.n_items
@@ -85,14 +86,18 @@ class _Service:
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
             with self._decoding(names), self.lock.read():
-                result = _readable_errors(lambda: search(self.pipeline, items, n_neighbors=k),
-                                          names, "query")
+                restrict = restriction(self.index, query.where, query.filter)
+                result = _readable_errors(
+                    lambda: search(self.pipeline, items, n_neighbors=k, **restrict),
+                    names, "query")
         finally:
             remove_files(names)
         hits = []
         for rank, (i, key, dist) in enumerate(zip(result.indices[0].tolist(),
                                                    result.keys[0].tolist(),
                                                    result.distances[0].tolist()), start=1):
+            if i < 0:  # fewer items pass the condition than k
+                break
             key = key_to_json(key)
             url = f"/items/{i}" if self.store.has_file(key) else None
             hits.append({"rank": rank, "id": i, "key": key, "distance": dist, "url": url})
@@ -100,9 +105,8 @@ class _Service:
 
     def item(self, item_id):
         with self.lock.read():
-            n, keys = self.n_items, self.keys()
-            number = self.store.parse_id(item_id, n)
-            key = key_to_json(keys[number])
+            number = live_id(self.store, self.index, item_id)
+            key = key_to_json(self.keys()[number])
         path = self.store.path_of(key)
         if path is None:
             raise ApiError(404, f"item {number} (key {key!r}) has no file to show: keys name "
@@ -123,6 +127,9 @@ class _Service:
                                 "'key' is only for texts and vectors")
         for key in query.keys or ():
             self.store.check_key(key)
+        if getattr(self.index, "item_metadata_", None) is not None:
+            raise ApiError(422, "the index has metadata columns: add items with "
+                                "skfindkit.search.upsert, which takes their metadata")
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
             with self._decoding(names):
@@ -136,7 +143,8 @@ class _Service:
         if features.ndim != 2 or not np.isfinite(features).all():
             raise ApiError(422, "the new items give non-finite features; nothing was added")
         with self.lock.write():
-            first = self.n_items
+            first = self.index.n_samples_fit_
+            replaced = replaced_ids(self.index, query.keys)  # upsert: same key, new item
             new_keys = (items if stored else query.keys
                         or [f"added #{first + i}" for i in range(len(features))])
             old_keys = [key_to_json(k) for k in self.keys().tolist()]
@@ -145,10 +153,24 @@ class _Service:
                 _readable_errors(lambda: self.index.partial_fit(features), {}, "items")
             self.index.item_keys_ = np.asarray(old_keys + [key_to_json(k) for k in new_keys],
                                                dtype=object)
+            if replaced.size:
+                self.index.remove(replaced)
             if self.save_path is not None:
                 _save_pipeline(self.pipeline, self.save_path, kind=self.save_kind)
             return {"added": [{"id": first + i, "key": key_to_json(k)}
                               for i, k in enumerate(new_keys)], "items": self.n_items,
+                    "replaced": replaced.tolist(), "saved": self.save_path is not None}
+
+    def remove(self, item_id):
+        """Remove one live item (``DELETE /items/{id}``) and save the pipeline."""
+        with self.lock.write():
+            number = live_id(self.store, self.index, item_id)
+            if self.n_items == 1:
+                raise ApiError(409, "the index holds one item: removing it would leave it empty")
+            self.index.remove([number])
+            if self.save_path is not None:
+                _save_pipeline(self.pipeline, self.save_path, kind=self.save_kind)
+            return {"removed": number, "items": self.n_items,
                     "saved": self.save_path is not None}
 
     def _keep(self, path):
@@ -331,9 +353,13 @@ def create_app(pipeline, *, items_dir=".", token=None, read_token=None,
         return await info()
 
     @app.post("/search")
-    async def search_items(request: Request, k: int | None = None):
+    async def search_items(request: Request, k: int | None = None, where: str | None = None,
+                           filter: str | None = None):
         k = service.check_k(k)
         query = await parse_body(request, service.spec)
+        query.where, query.filter = check_restriction(
+            where if where is not None else query.where,
+            filter if filter is not None else query.filter)
         started = time.perf_counter()
         hits = await run(service.search, query, k)
         return {"k": k, "kind": service.spec.kind, "results": hits,
@@ -352,6 +378,11 @@ def create_app(pipeline, *, items_dir=".", token=None, read_token=None,
         access.check_write(authorization(request.scope))
         query = await parse_body(request, service.spec, many=True)
         return await run(service.add, query)
+
+    @app.delete("/items/{item_id}")
+    async def delete_item(request: Request, item_id: str):
+        access.check_write(authorization(request.scope))
+        return await run(service.remove, item_id)
 
     @app.get("/", include_in_schema=False)
     async def page():
