@@ -19,7 +19,7 @@ from .._cli_io import wants_pickle
 from ._auth import Access, ReadGuard, authorization
 from ._files import _save_pipeline, check_pipeline
 from ._items import ItemStore, UnknownItem, describe_pipeline, key_to_json
-from ._lifecycle import check_restriction, live_id, replaced_ids, restriction
+from ._lifecycle import check_restriction, hit_metadata, live_id, replaced_ids, restriction
 from ._limits import (DEFAULT_MAX_PIXELS, DEFAULT_MAX_SECONDS, DecodeSlots, check_limits,
                       check_uploads)
 from ._locks import ReadWriteLock
@@ -100,7 +100,9 @@ class _Service:
                 break
             key = key_to_json(key)
             url = f"/items/{i}" if self.store.has_file(key) else None
-            hits.append({"rank": rank, "id": i, "key": key, "distance": dist, "url": url})
+            hits.append({"rank": rank, "id": i, "key": key, "distance": dist, "url": url,
+                         **({"metadata": hit_metadata(result, rank - 1)} if result.metadata
+                            else {})})
         return hits
 
     def item(self, item_id):

@@ -11,7 +11,7 @@ import numpy as np
 from ._items import UnknownItem
 from ._requests import ApiError
 
-__all__ = ["check_restriction", "live_id", "replaced_ids", "restriction"]
+__all__ = ["check_restriction", "hit_metadata", "live_id", "replaced_ids", "restriction"]
 
 _MAX_FILTER_IDS = 100_000
 
@@ -67,3 +67,13 @@ def replaced_ids(index, keys):
     wanted = {str(k) for k in keys}
     found = np.fromiter((k in wanted for k in attached), dtype=bool, count=len(attached))
     return np.flatnonzero(found & index.live_mask_)
+
+
+def _json_value(value):
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+def hit_metadata(result, rank):
+    """The metadata columns of the first query's hit at ``rank`` (0-based), JSON-ready."""
+    return {name: _json_value(values[0, rank]) for name, values in result.metadata.items()}

@@ -44,6 +44,8 @@ def test_where_and_filter_restrict_a_search_as_json_or_query_parameters():
                     {"filter": "x"}, {"where": 3}):
             response = client.post("/search", json={**body, **bad})
             assert response.status_code == 422, (bad, response.text)
+        hit = client.post("/search?k=1", json=body).json()["results"][0]
+        assert hit["metadata"] == {"shop": "a", "year": 2000}
         assert "unknown column 'colour'" in client.post(
             "/search", json={**body, "where": "colour == 1"}).json()["detail"]
 

@@ -169,3 +169,16 @@ def test_map_blocks_gives_read_only_views_at_the_blocks_offsets(tmp_path):
         assert a.dtype == b.dtype and a.shape == b.shape and not b.flags.writeable
         np.testing.assert_array_equal(a, b)
 
+
+
+def test_removal_from_a_mapped_index_copies_and_leaves_the_file_alone(tmp_path):
+    X = _dense(200)
+    path = _saved(ExactIndex(n_neighbors=4).fit(X), tmp_path)
+    before = path.read_bytes()
+    mapped, loaded = skio.load(path, mmap_mode="r"), skio.load(path)
+    for index in (mapped, loaded):
+        index.remove([1, 2, 50])
+    for a, b in zip(mapped.kneighbors(X[:10]), loaded.kneighbors(X[:10])):
+        np.testing.assert_array_equal(a, b)
+    assert not np.isin([1, 2, 50], mapped.kneighbors(X[:10])[1]).any()
+    assert path.read_bytes() == before
