@@ -96,7 +96,8 @@ def main():
         "# Removal and filtered search",
         "",
         f"Command: `python benchmarks/bench_lifecycle.py --n {args.n} --d {args.d} "
-        f"--queries {args.queries} --repeats {args.repeats}`" + (" (--quick)" if args.quick else ""),
+        f"--queries {args.queries} --repeats {args.repeats}`"
+        + (" (--quick)" if args.quick else ""),
         "",
         f"Machine: {machine_text('hnswlib', 'annoy', 'nmslib', 'faiss-cpu')}",
         "",

@@ -178,7 +178,7 @@ def _query(args):
         check_output_path(args.gallery)
         import_optional("matplotlib", "plot")
     index = final_index(pipeline)
-    k = min(args.k, index.n_items_)
+    k = min(args.k, index.n_items_)  # live items: removed ones are never returned
     queries = [os.path.abspath(f) for f in args.files]
     for query in queries:
         if not os.path.isfile(query):

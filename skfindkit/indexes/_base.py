@@ -383,8 +383,9 @@ class BaseIndex(
         """Add items to the index (fit it if it is not fitted yet).
 
         New items get ids ``n_samples_fit_, n_samples_fit_ + 1, ...`` after
-        the existing ones (and after removed ones: ids are never reused). Backends that can grow natively do so; the others
-        rebuild from all items (documented per backend).
+        the existing ones (and after removed ones: ids are never reused).
+        Backends that can grow natively do so; the others rebuild from all
+        items (documented per backend).
 
         Parameters
         ----------

@@ -141,7 +141,8 @@ class HNSWIndex(BaseIndex):
         self.ef_search = ef_search
         self.random_state = random_state
 
-    def _build(self, X):
+    def _build(self, X, ids=None):
+        """A graph of rows ``X`` labelled ``ids`` (default: 0, 1, ...)."""
         index = _hnswlib().Index(space=_SPACES[self.metric_], dim=X.shape[1])
         index.init_index(
             max_elements=X.shape[0],
@@ -149,8 +150,20 @@ class HNSWIndex(BaseIndex):
             M=self.M,
             random_seed=native_seed(self.random_state),
         )
-        index.add_items(X, np.arange(X.shape[0]), num_threads=self._n_threads())
+        index.add_items(X, np.arange(X.shape[0]) if ids is None else ids,
+                        num_threads=self._n_threads())
         return index
+
+    def _compact(self):
+        """A new graph of the live items under their ids: the removed ones leave it."""
+        live = np.flatnonzero(~self._removed_mask())
+        if self._keeps_vectors():
+            self._erase_removed()  # the saved rows are read back from the graph: zeros
+            rows = self._fit_X[live]
+        else:
+            rows = self._get_vectors(live)
+        self._index = self._build(rows, live)
+        self._changed_native_index()
 
     def _query_params(self):
         return {"ef_search": self.ef_search}
@@ -161,7 +174,7 @@ class HNSWIndex(BaseIndex):
     def _add(self, X):
         """Native growth: resize the graph and insert the new rows."""
         start = self.n_samples_fit_ - X.shape[0]
-        self._index.resize_index(self.n_samples_fit_)
+        self._index.resize_index(self._index.get_current_count() + X.shape[0])
         self._index.add_items(X, np.arange(start, self.n_samples_fit_), num_threads=self._n_threads())
 
     def _search(self, X, k, filter=None):
@@ -182,6 +195,9 @@ class HNSWIndex(BaseIndex):
         if live.any():
             rows[live] = self._get_vectors(np.asarray(ids)[live])
         return rows
+
+    def _held_tombstones(self):
+        return self._index.get_current_count() - self._n_live()
 
     def _removed_items(self, ids):
         for i in ids:  # the graph walk skips them from now on
@@ -212,7 +228,11 @@ class HNSWIndex(BaseIndex):
 
     def _check_hnswlib_state(self, state):
         count, dim = int(state["cur_element_count"]), int(state["dim"])
-        if count != self.n_samples_fit_ or dim != self.n_features_in_:
+        removed = self._removed_mask()
+        n_removed = 0 if removed is None else int(removed.sum())
+        # a compacted graph holds the live items and some removed ones (marked deleted)
+        if not self.n_samples_fit_ - n_removed <= count <= self.n_samples_fit_ or (
+                dim != self.n_features_in_):
             raise CorruptIndexError(
                 f"HNSWIndex: the hnswlib index holds {count} items of {dim} features but "
                 f"the saved state has {self.n_samples_fit_} of {self.n_features_in_}; "
@@ -233,7 +253,7 @@ class HNSWIndex(BaseIndex):
             # scalars hnswlib trusts as they are: a fitted index, deletions only of removed items
             and all(isinstance(state[f], (bool, np.bool_)) for f in flags)
             and state["index_inited"] and state["ep_added"] and not state["allow_replace_deleted"]
-            and bool(state["has_deletions"]) == (self._removed_mask() is not None)
+            and (removed is not None or not state["has_deletions"])
             and bool(state["normalize"]) == (state["space"] == "cosine")
             and 1 <= int(state["num_threads"]) <= 4096
             and 1 <= int(state["ef"]) < 2**63  # size_t in hnswlib; a query bounds it by the items
@@ -277,15 +297,23 @@ class HNSWIndex(BaseIndex):
         self._check_deleted_marks(level0, state["label_lookup_external"], internal)
 
     def _check_deleted_marks(self, level0, labels, internal):
-        """The items hnswlib marks deleted (a flag beside each level-0 link count)
-        are exactly the removed items."""
-        deleted = np.zeros(self.n_samples_fit_, dtype=bool)
-        marked = (level0[:, 2].view(np.uint8) & 1).astype(bool)
-        deleted[labels[marked[internal]].astype(np.intp) % self.n_samples_fit_] = True
+        """The graph holds every live item, and marks deleted (a flag beside each
+        level-0 link count) exactly the removed items it still holds."""
+        n = self.n_samples_fit_
+        labels = labels.astype(np.uint64)
+        if (labels >= n).any() or np.unique(labels).size != labels.size:
+            raise CorruptIndexError("HNSWIndex: the hnswlib labels are not the item ids.")
+        labels = labels.astype(np.intp)
+        present = np.zeros(n, dtype=bool)
+        present[labels] = True
+        marked = np.zeros(n, dtype=bool)
+        marked[labels[(level0[:, 2].view(np.uint8) & 1).astype(bool)[internal]]] = True
         removed = self._removed_mask()
-        if not np.array_equal(deleted, np.zeros_like(deleted) if removed is None else removed):
+        removed = np.zeros(n, dtype=bool) if removed is None else removed
+        if (~present & ~removed).any() or not np.array_equal(marked, removed & present):
             raise CorruptIndexError(
-                "HNSWIndex: the items hnswlib marks deleted are not the removed items.")
+                "HNSWIndex: the items hnswlib holds and marks deleted are not the "
+                "live and removed items.")
 
     def _vectors_in_native(self):
         return True  # spaces "l2" and "ip" keep the rows as given (cosine: unit rows, "l2")
@@ -296,9 +324,10 @@ class HNSWIndex(BaseIndex):
         elements = state["data_level0"].reshape(int(state["max_elements"]), -1)[:count]
         data, label = int(state["offset_data"]), int(state["label_offset"])
         labels = elements[:, label:label + 8].copy().view("<u8").ravel()
-        if not np.array_equal(np.sort(labels), np.arange(count, dtype=np.uint64)):
+        n = self.n_samples_fit_
+        if (labels >= n).any() or np.unique(labels).size != count:
             raise CorruptIndexError("HNSWIndex: the hnswlib labels are not the item ids.")
-        X = np.empty((count, dim), dtype=np.float32)
+        X = np.zeros((n, dim), dtype=np.float32)  # removed items compacted away: zeros
         X[labels.astype(np.intp)] = elements[:, data:data + 4 * dim].view(np.float32)
         return X
 
@@ -308,4 +337,6 @@ class HNSWIndex(BaseIndex):
         return index
 
     def _native_shape(self, index):
-        return index.get_current_count(), index.dim
+        # after compaction the graph holds fewer items than ids (checked in the state)
+        count = index.get_current_count() if self._removed_mask() is None else None
+        return count, index.dim

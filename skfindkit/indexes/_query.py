@@ -324,7 +324,7 @@ class KNeighborsQueryMixin:
             n_neighbors += 1
         else:
             X = self._check_query(X)
-        n_items = self.n_items_
+        n_items = self._n_live()
         masks = self._allowed_masks(filter, self.n_samples_fit_ if query_is_train else X.shape[0])
 
         if n_neighbors > n_items:

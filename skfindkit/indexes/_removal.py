@@ -10,11 +10,13 @@ of two ways (:func:`search_allowed`):
 * **pre-filter**: exact searches (exact indexes, ``exact_kneighbors``) and
   small allowed sets compute distances to the allowed rows only
   (``_search_among``), so a 1 % filter costs about 1 % of a full scan;
-* **adaptive over-fetch**: an approximate search asks the backend for about
-  ``k / share`` candidates (``share``: the allowed fraction of the ids) and
-  doubles that for the queries that found fewer than ``k`` allowed items,
-  until they have ``k`` or fetching would cost as much as scanning the allowed
-  rows, which then answers them exactly.
+* **native filter**: hnswlib's own filtered graph walk (removed items are
+  marked deleted in its graph), rows it leaves short answered exactly;
+* **adaptive over-fetch**: the other approximate searches ask the backend for
+  ``OVERFETCH * k / share + k`` candidates (``share``: the allowed fraction of
+  the ids) and double that for the queries that found fewer than ``k``
+  allowed items, until they have ``k`` or fetching would cost as much as
+  scanning the allowed rows, which then answers them exactly.
 
 A query row gets fewer than ``k`` results only when fewer than ``k`` items
 pass its filter; the missing slots hold id ``-1`` at distance ``inf`` (the
@@ -33,6 +35,11 @@ __all__ = ["DEFAULT_TOMBSTONE_SHARE", "RemovalMixin", "UnknownItemError", "searc
 
 #: Share of removed ids past which an approximate index compacts by default.
 DEFAULT_TOMBSTONE_SHARE = 0.2
+#: A filtered approximate search first fetches ``OVERFETCH * k / share + k`` candidates.
+OVERFETCH = 3.0
+#: An exact search that leaves out at most this many items (and at most 1/8 of them)
+#: scans everything and drops them, instead of gathering the allowed rows.
+FEW_EXCLUDED = 1024
 
 
 class UnknownItemError(ValueError):
@@ -114,7 +121,14 @@ def search_allowed(index, search, X, k, mask, exact):
     if allowed.size == n:
         dist[:], ind[:] = search(X, k)
         return dist, ind
-    fetch = min(n, int(np.ceil(1.25 * k * n / allowed.size)) + k)
+    if exact and n - allowed.size <= min(FEW_EXCLUDED, n // 8):
+        # a few items left out (removals): the full scan's first k + few hold the answer,
+        # cheaper than gathering the allowed rows
+        d, i = search(X, min(n, k + n - allowed.size))
+        ok = (i >= 0) & mask[np.maximum(i, 0)]
+        dist[:, :m], ind[:, :m] = _take_allowed(d, i, ok, m)
+        return dist, ind
+    fetch = min(n, int(np.ceil(OVERFETCH * k * n / allowed.size)) + k)
     todo = np.arange(n_q)
     if not exact and fetch < allowed.size and hasattr(index, "_search_masked"):
         # the backend filters natively: k allowed items, short rows searched exactly
@@ -148,8 +162,11 @@ class RemovalMixin:
     def n_items_(self):
         """Number of live items (indexed and not removed)."""
         check_is_fitted(self, "n_samples_fit_")
+        return self._n_live()
+
+    def _n_live(self):
         removed = self._removed_mask()
-        return self.n_samples_fit_ - (0 if removed is None else int(removed.sum()))
+        return self.n_samples_fit_ - (0 if removed is None else int(np.count_nonzero(removed)))
 
     @property
     def live_mask_(self):
@@ -230,7 +247,8 @@ class RemovalMixin:
             self._removed = removed
             self._removed_items(uniq)
             self._changed_native_index()
-            if removed.mean() > self._tombstone_share():
+            held = self._held_tombstones()
+            if held and held > self._tombstone_share() * (held + self._n_live()):
                 self._compact()
         return self
 
@@ -242,6 +260,11 @@ class RemovalMixin:
         if share is not None:
             return share
         return 0.0 if self._is_exact() else DEFAULT_TOMBSTONE_SHARE
+
+    def _held_tombstones(self):
+        """Removed items the native structure still holds (all of them, unless the
+        backend's ``_compact`` drops them)."""
+        return int(np.count_nonzero(self._removed_mask()))
 
     def _removed_items(self, ids):
         """Backend hook: ``ids`` were just marked removed (e.g. hnswlib's ``mark_deleted``)."""

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from sklearn.base import clone
 
 from skfindkit import ExactIndex
 
@@ -116,3 +115,28 @@ def test_exact_filtered_search_scans_only_the_allowed_rows(data, monkeypatch):
     monkeypatch.setattr(_removal, "brute_force_kneighbors", counting)
     index.kneighbors(Q, 3, filter=np.arange(0, 400, 100))
     assert scanned == [4]
+
+
+def test_search_passes_the_filter_and_leaves_unfilled_keys_empty(data):
+    from skfindkit.search import attach_keys, search
+
+    X, Q = data
+    index = attach_keys(ExactIndex(n_neighbors=3).fit(X), [f"item{i}" for i in range(400)])
+    result = search(index, Q[:2], filter=[[5, 9], [7]])
+    assert result.keys.tolist() == [[result.keys[0][0], result.keys[0][1], None],
+                                    ["item7", None, None]]
+    assert set(result.keys[0][:2]) == {"item5", "item9"}
+    assert result.indices[1].tolist() == [7, -1, -1] and np.isinf(result.distances[1, 1:]).all()
+
+
+def test_filters_of_the_indexed_items_own_neighbours(data):
+    X, _ = data
+    index = ExactIndex(n_neighbors=2).fit(X[:40])
+    filters = [np.arange(r % 4, 40, 4) for r in range(40)]  # item r: same residue mod 4
+    ind = index.kneighbors(filter=filters, return_distance=False)
+    assert ((ind % 4) == (np.arange(40) % 4)[:, None]).all()
+    assert not (ind == np.arange(40)[:, None]).any()  # each item still excludes itself
+    truth = [ExactIndex(n_neighbors=3).fit(X[f]).kneighbors(X[r:r + 1], return_distance=False)
+             for r, f in enumerate(filters)]
+    expected = [[i for i in filters[r][t[0]] if i != r][:2] for r, t in enumerate(truth)]
+    np.testing.assert_array_equal(ind, expected)
