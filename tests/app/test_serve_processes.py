@@ -62,3 +62,14 @@ def test_processes_refuse_additions(pipeline_file, capsys):
     assert cli_main(["serve", str(path), "--port", "1", "--processes", "2",
                      "--token", "secret"]) == 2
     assert "--processes" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_one_mapped_process_serves_with_mmap(pipeline_file):
+    path, paths = pipeline_file
+    with ServeProcess(path, "--mmap") as served:
+        assert _maps(served.process.pid, path.resolve())
+        with open(paths[2], "rb") as handle:
+            response = httpx.post(served.url + "/search?k=1",
+                                  files={"file": ("q.png", handle.read(), "image/png")})
+        assert response.json()["results"][0]["key"] == os.path.basename(paths[2])
