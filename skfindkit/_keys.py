@@ -76,11 +76,12 @@ def remove_keys(pipeline, keys):
     """
     index = final_index(pipeline)
     keys = np.asarray(keys).ravel()
-    ids = ids_of_keys(index, keys)
-    missing = np.setdiff1d(keys, _attached_keys(index)[ids])
-    if missing.size:
-        raise UnknownItemError(f"no live item has the keys {missing[:10].tolist()}")
-    index.remove(ids)
+    with index._writing():  # keys looked up and removed in one step
+        ids = ids_of_keys(index, keys)
+        missing = np.setdiff1d(keys, _attached_keys(index)[ids])
+        if missing.size:
+            raise UnknownItemError(f"no live item has the keys {missing[:10].tolist()}")
+        index.remove(ids)
     return ids
 
 
@@ -126,19 +127,22 @@ def upsert(pipeline, items, keys, *, y=None, metadata=None):
         The new items' ids.
     """
     index = final_index(pipeline)
-    old_keys = _attached_keys(index)
+    _attached_keys(index)
     features = features_for_index(pipeline, items)
     n_new = features.shape[0] if hasattr(features, "shape") else len(features)
     keys = _new_keys(keys, n_new)
-    columns = _extended_metadata(index, metadata, n_new)
-    replaced = ids_of_keys(index, keys)
-    first = index.n_samples_fit_
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="partial_fit added items")
-        index.partial_fit(features, y)
-    index.item_keys_ = np.concatenate([old_keys, keys])
-    if columns is not None:
-        index.item_metadata_ = columns
-    if replaced.size:
-        index.remove(replaced)
-    return np.arange(first, index.n_samples_fit_)
+    # one step for queries and other writers: they see the old items or the new ones
+    with index._writing():
+        old_keys = _attached_keys(index)
+        columns = _extended_metadata(index, metadata, n_new)
+        replaced = ids_of_keys(index, keys)
+        first = index.n_samples_fit_
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="partial_fit added items")
+            index.partial_fit(features, y)
+        index.item_keys_ = np.concatenate([old_keys, keys])
+        if columns is not None:
+            index.item_metadata_ = columns
+        if replaced.size:
+            index.remove(replaced)
+        return np.arange(first, index.n_samples_fit_)

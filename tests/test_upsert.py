@@ -99,3 +99,24 @@ def test_keys_stay_aligned_through_compaction_of_an_approximate_index():
     index.compact()
     hit = search(index, X[5:6] + 10.0, n_neighbors=1)
     assert hit.keys[0, 0] == "k5" and hit.metadata["n"][0, 0] == 1005
+
+
+def test_concurrent_upserts_of_the_same_keys_leave_one_live_item_per_key():
+    from concurrent.futures import ThreadPoolExecutor
+
+    index, X = _index()
+    keys = [f"k{i}" for i in range(5)]
+
+    def work(seed):
+        rng = np.random.RandomState(seed)
+        for _ in range(5):
+            rows = rng.rand(len(keys), D).astype(np.float32)
+            upsert(index, rows, keys, metadata={"n": np.full(len(keys), seed)})
+            search(index, rows[:1])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+    assert index.n_items_ == N and index.n_samples_fit_ == N + 4 * 5 * len(keys)
+    _consistent(index)
+    assert sorted(index.item_keys_[index.live_mask_].tolist()) == sorted(
+        f"k{i}" for i in range(N))
