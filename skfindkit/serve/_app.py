@@ -146,9 +146,9 @@ class _Service:
             raise ApiError(422, "the new items give non-finite features; nothing was added")
         with self.lock.write():
             first = self.index.n_samples_fit_
-            replaced = replaced_ids(self.index, query.keys)  # upsert: same key, new item
             new_keys = (items if stored else query.keys
                         or [f"added #{first + i}" for i in range(len(features))])
+            replaced = replaced_ids(self.index, [key_to_json(k) for k in new_keys])  # upsert
             old_keys = [key_to_json(k) for k in self.keys().tolist()]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # keys: re-attached below
