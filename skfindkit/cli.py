@@ -1,4 +1,4 @@
-"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query`` and ``info``.
+"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query``, ``remove``, ``info`` and ``serve``.
 
 Every failure ends in one line on stderr (``skfindkit: error: ...``) and a
 non-zero exit status; ``--debug`` shows the traceback instead.
@@ -6,7 +6,7 @@ non-zero exit status; ``--debug`` shows the traceback instead.
 Pipeline files are written and read in skfindkit's safe format
 (:mod:`skfindkit.io`, ``.skfk``), which runs no code when loaded. A
 pickle/joblib file runs code when loaded: ``index --out NAME.joblib`` still
-writes one (with a note), and ``add``/``query``/``info``/``serve`` read one
+writes one (with a note), and ``add``/``query``/``remove``/``info``/``serve`` read one
 only with ``--trust-pickle`` (see ``skfindkit._cli_io``).
 """
 
