@@ -1,4 +1,4 @@
-"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query``, ``remove``, ``info`` and ``serve``.
+"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query``, ``remove``, ``info``, ``serve``.
 
 Every failure ends in one line on stderr (``skfindkit: error: ...``) and a
 non-zero exit status; ``--debug`` shows the traceback instead.
