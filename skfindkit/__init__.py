@@ -22,7 +22,7 @@ from . import extractors, indexes, io, loaders, metrics, text  # noqa: E402
 from .extractors import *  # noqa: E402,F401,F403
 from .indexes import *  # noqa: E402,F401,F403
 from .loaders import *  # noqa: E402,F401,F403
-from .search import SearchResult, attach_keys, search  # noqa: E402
+from .search import SearchResult, attach_keys, attach_metadata, search  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -31,6 +31,7 @@ __all__ = [
     "text",
     "search",
     "attach_keys",
+    "attach_metadata",
     "SearchResult",
     *indexes.__all__,
     *loaders.__all__,

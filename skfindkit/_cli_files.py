@@ -202,7 +202,7 @@ def _query(args):
     if not len(good):
         return _exit_status(args, 0, failures)
     queries = [queries[i] for i in good]
-    result = search(index, X, n_neighbors=k)
+    result = search(index, X, n_neighbors=k, where=getattr(args, "where", None))
     root = items_root(pipeline)
     paths = np.array([[key_path(key, root) for key in row] for row in result.keys.tolist()],
                      dtype=object).reshape(result.keys.shape)
@@ -331,6 +331,9 @@ def register(subparsers):
     query.add_argument("--gallery", metavar="PNG",
                        help="also draw the queries and their results (images: thumbnails, "
                             "audio: spectrograms, text: snippets); needs matplotlib")
+    query.add_argument("--where", metavar="CONDITION",
+                       help="only items whose metadata meet the condition, e.g. "
+                            "\"shop == 'a' and year >= 2020\" (see docs/metadata.md)")
     query.set_defaults(func=_query)
 
     info = subparsers.add_parser("info", help="what a saved pipeline holds (without running it)")

@@ -1,4 +1,4 @@
-"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query``, ``info`` and ``evaluate``.
+"""Command line: ``skfindkit demo``, ``index``, ``add``, ``query``, ``remove``, ``info``, ``serve`` and ``evaluate``.
 
 Every failure ends in one line on stderr (``skfindkit: error: ...``) and a
 non-zero exit status; ``--debug`` shows the traceback instead.
@@ -6,7 +6,7 @@ non-zero exit status; ``--debug`` shows the traceback instead.
 Pipeline files are written and read in skfindkit's safe format
 (:mod:`skfindkit.io`, ``.skfk``), which runs no code when loaded. A
 pickle/joblib file runs code when loaded: ``index --out NAME.joblib`` still
-writes one (with a note), and ``add``/``query``/``info``/``serve`` read one
+writes one (with a note), and ``add``/``query``/``remove``/``info``/``serve`` read one
 only with ``--trust-pickle`` (see ``skfindkit._app.pipeline_files``).
 """
 
@@ -52,6 +52,9 @@ def build_parser():
     from .serve import add_parser as add_serve_parser
 
     add_serve_parser(sub)  # serve: skfindkit/serve/
+    from ._cli_remove import add_parser as add_remove_parser
+
+    add_remove_parser(sub)  # remove: _cli_remove.py
     for command in sub.choices.values():  # --debug also after the subcommand
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks and native libraries' messages")

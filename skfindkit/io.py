@@ -71,8 +71,10 @@ import tempfile
 from contextlib import contextmanager
 
 from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
+from .utils._mapped import verified_mappings
 from .utils._safe_file import (_CHUNK, _DIGEST, _HEADER, MAGIC, VERSION,  # noqa: F401 (layout)
-                               _aligned, _is_pickle, block_specs, read_blocks, read_checked)
+                               _aligned, _is_pickle, block_specs, map_blocks, read_blocks,
+                               read_checked)
 from .utils._safe_tree import Decoder, Encoder, qualified, resolve_names, walk
 
 __all__ = [
@@ -257,7 +259,7 @@ def file_kind(path):
     return "pickle" if _is_pickle(head) else None
 
 
-def load(path, *, trusted=None):
+def load(path, *, trusted=None, mmap_mode=None):
     """Load an estimator or pipeline written by :func:`save`; runs no code from the file.
 
     Parameters
@@ -270,6 +272,21 @@ def load(path, *, trusted=None):
         ``"module.name"`` or the object itself (e.g. your own estimator).
         Classes are built by setting their attributes, without calling
         ``__init__``; functions are imported by name.
+    mmap_mode : {None, "r"}, default=None
+        ``"r"`` maps the file's arrays (an index's stored data, BM25's
+        counts, sparse matrices, native bytes) read-only instead of reading
+        them: :class:`numpy.memmap` views of the file, read from disk when a
+        query first touches them and shared by every process that maps the
+        same file. The checksum of the whole file is verified once, in one
+        streaming pass of plain reads before anything is mapped (it costs
+        reading the file once; the pages read stay in the page cache, not in
+        the process), and the values are checked (finite, counts >= 0) in a
+        pass whose pages are handed back; the mapped data are not hashed a
+        second time. The file must not be changed in place while mapped
+        (:func:`save` replaces files by renaming, which leaves a mapping
+        intact). Writing to a mapped index (``partial_fit``) makes its own
+        copy first; native libraries that cannot read from a mapping copy
+        their bytes as in a normal load. See ``docs/mmap.md``.
 
     Returns
     -------
@@ -286,6 +303,8 @@ def load(path, *, trusted=None):
         If the file names classes or functions that are not trusted (listed);
         their modules are not imported.
     """
+    if mmap_mode not in (None, "r"):
+        raise ValueError(f"mmap_mode: expected None or 'r', got {mmap_mode!r}.")
     trusted = _names(trusted)
     where = repr(os.fspath(path))
     try:
@@ -303,7 +322,11 @@ def load(path, *, trusted=None):
                 "Nothing was loaded or imported. If you trust this file, pass them as "
                 "load(path, trusted=[...])."
             )
-        return Decoder(read_blocks(checked, specs), classes, functions).decode(root)
+        if mmap_mode is None:
+            return Decoder(read_blocks(checked, specs), classes, functions).decode(root)
+        blocks = map_blocks(checked, specs)
+        with verified_mappings(blocks):  # covered by the file's checksum
+            return Decoder(blocks, classes, functions).decode(root)
     except UntrustedTypeError:
         raise
     except CorruptFileError as exc:

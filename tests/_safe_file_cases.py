@@ -79,9 +79,9 @@ def edited_tree_file(src, dst, edit):
         fh.write(join(header, tree, blocks))
 
 
-def outcome(path):
+def outcome(path, mmap_mode=None):
     try:
-        skio.load(path)
+        skio.load(path, mmap_mode=mmap_mode)
     except skio.UntrustedTypeError:
         return "untrusted"
     except skio.CorruptFileError as exc:
@@ -91,18 +91,18 @@ def outcome(path):
     return "loaded"
 
 
-def outcomes_of(cases, tmp_dir):
+def outcomes_of(cases, tmp_dir, mmap_mode=None):
     """``{outcome: [case names]}`` of ``(name, bytes)`` cases, each loaded from a file."""
     found = {}
     path = os.path.join(tmp_dir, "case.skfk")
     for name, data in cases:
         with open(path, "wb") as fh:
             fh.write(data)
-        found.setdefault(outcome(path), []).append(name)
+        found.setdefault(outcome(path, mmap_mode), []).append(name)
     return found
 
 
-def byte_cases(tmp_dir, n_sampled=300, seed=0):
+def byte_cases(tmp_dir, n_sampled=300, seed=0, mmap_mode=None):
     """Byte flips, truncations at every block boundary, appended bytes."""
     path = sample_file(os.path.join(tmp_dir, "sample.skfk"))
     with open(path, "rb") as fh:
@@ -122,7 +122,7 @@ def byte_cases(tmp_dir, n_sampled=300, seed=0):
     cases += [(f"cut {c}-1", data[:c - 1]) for c in sorted(bounds) if 0 < c < len(data)]
     cases += [("appended 1", data + b"\0"), ("appended 64", data + bytes(64)),
               ("appended junk", data + b"junk" * 100)]
-    return outcomes_of(cases, tmp_dir)
+    return outcomes_of(cases, tmp_dir, mmap_mode)
 
 
 def structural_edits(tree):
@@ -172,7 +172,7 @@ def _apply(tree, edit):
             nodes[i][key] = value
 
 
-def tree_cases(tmp_dir):
+def tree_cases(tmp_dir, mmap_mode=None):
     """Every structural edit of the tree, checksums recomputed; plus header edits."""
     path = sample_file(os.path.join(tmp_dir, "sample.skfk"))
     with open(path, "rb") as fh:
@@ -196,4 +196,4 @@ def tree_cases(tmp_dir):
     skio._HEADER.pack_into(body, 0, header[0], header[1], header[2], 2**62)
     cases.append(("header: huge tree length", bytes(body[:-skio._DIGEST])
                   + new_hash(bytes(body[:-skio._DIGEST])).digest()))
-    return outcomes_of(cases, tmp_dir)
+    return outcomes_of(cases, tmp_dir, mmap_mode)

@@ -25,6 +25,7 @@ SCRIPTS = {
                                         "skimage")),
     "bench_memory.py": ("memory.md", ("hnswlib", "faiss", "annoy")),
     "bench_milvus.py": ("milvus.md", ("hnswlib", "pymilvus", "milvus_lite")),
+    "bench_mmap.py": ("mmap.md", ()),
     "bench_persistence.py": ("persistence.md", ("annoy", "nmslib", "hnswlib", "faiss")),
     "bench_serve.py": ("serve.md", ("hnswlib", "fastapi", "uvicorn", "httpx")),
     "bench_sharded.py": ("sharded.md", ("hnswlib", "faiss")),

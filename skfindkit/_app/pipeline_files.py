@@ -79,7 +79,7 @@ def check_pipeline(pipeline, name="the pipeline"):
     return index
 
 
-def load_pipeline(path, *, trust_pickle=False, check="pipeline"):
+def load_pipeline(path, *, trust_pickle=False, check="pipeline", mmap_mode=None):
     """Read a pipeline file (the safe format; a pickle only with ``trust_pickle``).
 
     Parameters
@@ -91,6 +91,9 @@ def load_pipeline(path, *, trust_pickle=False, check="pipeline"):
         ``"pipeline"``: refuse anything but a fitted Pipeline ending with a
         skfindkit index; ``"index"``: also accept a bare fitted index; None:
         no check.
+    mmap_mode : {None, "r"}, default=None
+        Passed to :func:`skfindkit.io.load` (and ``joblib.load``): ``"r"`` maps
+        the large arrays read-only instead of reading them.
 
     Raises
     ------
@@ -110,13 +113,13 @@ def load_pipeline(path, *, trust_pickle=False, check="pipeline"):
         import joblib
 
         try:
-            pipeline = joblib.load(path)
+            pipeline = joblib.load(path, mmap_mode=mmap_mode)
         except Exception as exc:  # any unpickling failure: say what the file is not
             raise ValueError(f"{path!r} is not a readable skfindkit pipeline file "
                              f"({type(exc).__name__}: {exc})") from exc
     else:
         try:
-            pipeline = skio.load(path)
+            pipeline = skio.load(path, mmap_mode=mmap_mode)
         except skio.UntrustedTypeError as exc:
             raise ValueError(f"{exc} (skfindkit's command loads only skfindkit and "
                              "scikit-learn estimators)") from exc

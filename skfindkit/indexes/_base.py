@@ -435,6 +435,14 @@ class BaseIndex(
                 UserWarning,
             )
             del self.item_keys_
+        if hasattr(self, "item_metadata_"):
+            warnings.warn(
+                "partial_fit added items: the metadata attached with "
+                "skfindkit.search.attach_metadata no longer match and were removed; "
+                "attach all rows again.",
+                UserWarning,
+            )
+            del self.item_metadata_
 
     def _append(self, Xp):
         """Store prepared new rows after the fitted ones and add them to the index.

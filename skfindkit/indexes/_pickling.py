@@ -43,6 +43,7 @@ import copy
 import numpy as np
 
 from ._lock import runtime_state
+from ..utils._mapped import scan
 from ..utils._persist import (
     CorruptIndexError,
     NativeBlob,
@@ -183,6 +184,11 @@ class SealedIndexState:
             value = getattr(self, name, None)
             if value is not None and len(value) != self.n_samples_fit_:
                 problems.append(f"{name} has {len(value)} entries")
+        metadata = vars(self).get("item_metadata_")
+        if metadata is not None and not (isinstance(metadata, dict) and all(
+                isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biufU"
+                and v.shape == (self.n_samples_fit_,) for k, v in metadata.items())):
+            problems.append("the item metadata are not columns of one value per item")
         if problems:
             raise CorruptIndexError(
                 f"{owner}: {'; '.join(problems)}, but the saved state has "
@@ -271,12 +277,15 @@ def _snapshot(children):
 
 
 def _finite_data(data, nonnegative):
-    """Stored rows (dense float32, or sparse) hold finite values (>= 0 for counts)."""
+    """Stored rows (dense float32, or sparse) hold finite values (>= 0 for counts).
+
+    Checked in pieces (:func:`~skfindkit.utils._mapped.scan`): bounded
+    temporaries, and a mapped file's pages are not left resident.
+    """
     values = data.data if hasattr(data, "tocsr") else data
     if not isinstance(values, np.ndarray) or values.dtype.kind != "f":
         return False
-    if hasattr(data, "tocsr"):
-        ok = np.isfinite(values).all()
-    else:
-        ok = values.dtype == np.float32 and np.isfinite(values).all()
-    return bool(ok and (not nonnegative or not (values < 0).any()))
+    if not hasattr(data, "tocsr") and values.dtype != np.float32:
+        return False
+    return scan(values, lambda piece: bool(np.isfinite(piece).all() and (
+        not nonnegative or not (piece < 0).any())))

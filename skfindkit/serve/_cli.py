@@ -58,6 +58,13 @@ def add_parser(subparsers):
                        help="uploads decoded at once; more wait (default: %(default)s)")
     serve.add_argument("--workers", type=_positive_int, default=4,
                        help="threads running the pipeline at once (default: %(default)s)")
+    serve.add_argument("--mmap", action="store_true",
+                       help="map the pipeline file's arrays instead of reading them into "
+                            "memory (skfindkit.io.load(..., mmap_mode='r'); safe format only)")
+    serve.add_argument("--processes", type=_positive_int, default=1,
+                       help="server processes forked after loading the pipeline once, mapped "
+                            "(implies --mmap; they share one copy of the data); not with "
+                            "--token (default: %(default)s)")
     serve.set_defaults(func=main)
     return serve
 
@@ -76,8 +83,14 @@ def main(args):
     from .._app.pipeline_files import load_pipeline, pipeline_file_kind
     from ._app import create_app
 
+    processes = getattr(args, "processes", 1)
+    if processes > 1 and args.token:
+        raise ValueError("--processes: additions (--token) need one process, which saves "
+                         "them; serve a read-only pipeline with several processes")
+    mapped = getattr(args, "mmap", False) or processes > 1
     # ValueError/FileNotFoundError: one line, exit 2
-    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle, check="index")
+    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle, check="index",
+                             mmap_mode="r" if mapped else None)
     import uvicorn
 
     path = Path(args.pipeline).resolve()
@@ -97,5 +110,9 @@ def main(args):
     spec = app.state.service.spec
     print(f"skfindkit serve: {app.state.service.n_items} {spec.kind} items from {path.name}; "
           f"open http://{args.host}:{args.port}/  (Ctrl+C stops)", file=sys.stderr, flush=True)
+    if processes > 1:
+        from ._prefork import serve_forked
+
+        return serve_forked(app, host=args.host, port=args.port, processes=processes)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

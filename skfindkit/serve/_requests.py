@@ -94,6 +94,8 @@ class Query:
     texts: list = field(default_factory=list)
     vectors: object = None
     keys: list = None
+    where: str = None  # /search: a condition on the metadata columns
+    filter: object = None  # /search: allowed item ids
 
     def __len__(self):
         if self.vectors is not None:
@@ -216,7 +218,8 @@ def _check_unicode(strings, field):
 def _parse_json_object(body, spec, many):
     if not isinstance(body, dict):
         raise ApiError(400, 'the JSON body must be an object: {"text": ...} or {"vector": [...]}')
-    allowed = {"text", "vector"} | ({"texts", "vectors", "key", "keys"} if many else set())
+    allowed = {"text", "vector"} | ({"texts", "vectors", "key", "keys"} if many
+                                    else {"where", "filter"})
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ApiError(400, f"unknown field(s) {unknown} in the JSON body; expected one of "
@@ -248,6 +251,7 @@ def _parse_json_object(body, spec, many):
         raise ApiError(422, "'key'/'keys' must be strings or 64-bit integers")
     _check_unicode(keys or (), "keys" if "keys" in body else "key")
     query.keys = keys
+    query.where, query.filter = body.get("where"), body.get("filter")
     return query
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ._auth import authorization
 from ._items import UnknownItem
+from ._lifecycle import check_restriction
 from ._requests import ApiError, parse_body
 
 __all__ = ["add_error_handlers", "add_routes"]
@@ -82,9 +83,13 @@ def add_routes(app, service, run, settings):
         return await info()
 
     @app.post("/search")
-    async def search_items(request: Request, k: int | None = None):
+    async def search_items(request: Request, k: int | None = None, where: str | None = None,
+                           filter: str | None = None):
         k = service.check_k(k)
         query = await parse_body(request, service.spec)
+        query.where, query.filter = check_restriction(
+            where if where is not None else query.where,
+            filter if filter is not None else query.filter)
         started = time.perf_counter()
         hits = await run(service.search, query, k)
         return {"k": k, "kind": service.spec.kind, "results": hits,
@@ -103,6 +108,11 @@ def add_routes(app, service, run, settings):
         access.check_write(authorization(request.scope))
         query = await parse_body(request, service.spec, many=True)
         return await run(service.add, query)
+
+    @app.delete("/items/{item_id}")
+    async def delete_item(request: Request, item_id: str):
+        access.check_write(authorization(request.scope))
+        return await run(service.remove, item_id)
 
     @app.get("/", include_in_schema=False)
     async def page():

@@ -13,6 +13,7 @@ from ..loaders._base import failure_reason
 from ..io import atomic_write
 from ..search import search
 from ._items import ItemStore, key_to_json
+from ._lifecycle import hit_metadata, live_id, replaced_ids, restriction
 from ._limits import DecodeSlots, check_uploads
 from ._locks import ReadWriteLock
 from ._requests import ApiError, remove_files, write_uploads
@@ -50,11 +51,11 @@ class Service:
 
     @property
     def n_items(self):
-        return self.index.n_samples_fit_
+        return self.index.n_items_
 
     def keys(self):
         keys = getattr(self.index, "item_keys_", None)
-        return keys if keys is not None else np.arange(self.n_items)
+        return keys if keys is not None else np.arange(self.index.n_samples_fit_)
 
     def check_k(self, k):
         n = self.n_items
@@ -75,24 +76,29 @@ class Service:
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
             with self._decoding(names), self.lock.read():
-                result = _readable_errors(lambda: search(self.pipeline, items, n_neighbors=k),
-                                          names, "query", self.spec.kind)
+                restrict = restriction(self.index, query.where, query.filter)
+                result = _readable_errors(
+                    lambda: search(self.pipeline, items, n_neighbors=k, **restrict),
+                    names, "query", self.spec.kind)
         finally:
             remove_files(names)
         hits = []
         for rank, (i, key, dist) in enumerate(zip(result.indices[0].tolist(),
                                                    result.keys[0].tolist(),
                                                    result.distances[0].tolist()), start=1):
+            if i < 0:  # fewer items pass the condition than k
+                break
             key = key_to_json(key)
             url = f"/items/{i}" if self.store.has_file(key) else None
-            hits.append({"rank": rank, "id": i, "key": key, "distance": dist, "url": url})
+            hits.append({"rank": rank, "id": i, "key": key, "distance": dist, "url": url,
+                         **({"metadata": hit_metadata(result, rank - 1)} if result.metadata
+                            else {})})
         return hits
 
     def item(self, item_id):
         with self.lock.read():
-            n, keys = self.n_items, self.keys()
-            number = self.store.parse_id(item_id, n)
-            key = key_to_json(keys[number])
+            number = live_id(self.store, self.index, item_id)
+            key = key_to_json(self.keys()[number])
         path = self.store.path_of(key)
         if path is None:
             raise ApiError(404, f"item {number} (key {key!r}) has no file to show: keys name "
@@ -113,6 +119,9 @@ class Service:
                                 "'key' is only for texts and vectors")
         for key in query.keys or ():
             self.store.check_key(key)
+        if getattr(self.index, "item_metadata_", None) is not None:
+            raise ApiError(422, "the index has metadata columns: add items with "
+                                "skfindkit.search.upsert, which takes their metadata")
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
             with self._decoding(names):
@@ -127,15 +136,31 @@ class Service:
         if features.ndim != 2 or not np.isfinite(features).all():
             raise ApiError(422, "the new items give non-finite features; nothing was added")
         with self.lock.write():
-            first = self.n_items
+            first = self.index.n_samples_fit_
             new_keys = [key_to_json(k) for k in (
                 items if stored else query.keys
                 or [f"added #{first + i}" for i in range(len(features))])]
+            replaced = replaced_ids(self.index, new_keys)  # the same key again: an update
             _readable_errors(lambda: add_items(self.pipeline, features, new_keys), {}, "items")
+            if replaced.size:
+                self.index.remove(replaced)
             if self.save_path is not None:
                 save_pipeline(self.pipeline, self.save_path, kind=self.save_kind)
             return {"added": [{"id": first + i, "key": k} for i, k in enumerate(new_keys)],
-                    "items": self.n_items, "saved": self.save_path is not None}
+                    "items": self.n_items, "replaced": replaced.tolist(),
+                    "saved": self.save_path is not None}
+
+    def remove(self, item_id):
+        """Remove one live item (``DELETE /items/{id}``) and save the pipeline."""
+        with self.lock.write():
+            number = live_id(self.store, self.index, item_id)
+            if self.n_items == 1:
+                raise ApiError(409, "the index holds one item: removing it would leave it empty")
+            self.index.remove([number])
+            if self.save_path is not None:
+                save_pipeline(self.pipeline, self.save_path, kind=self.save_kind)
+            return {"removed": number, "items": self.n_items,
+                    "saved": self.save_path is not None}
 
     def _keep(self, path):
         """Copy an uploaded file into ``added_dir`` (content-addressed); its path."""

@@ -36,6 +36,8 @@ import scipy.sparse as sp
 import xxhash
 from sklearn.base import BaseEstimator
 
+from ._mapped import is_verified
+
 __all__ = [
     "CorruptFileError",
     "CorruptIndexError",
@@ -221,6 +223,17 @@ def matches_digest(value, digest):
     return _matches(value, digest)
 
 
+def _in_checked_file(value):
+    """Whether ``value``'s bytes all lie in a file mapping whose checksum was just
+    verified (:func:`skfindkit.io.load` with ``mmap_mode``): hashing it again would
+    read the whole mapping into memory."""
+    if isinstance(value, NativeBlob):
+        value = value.payload
+    if sp.issparse(value):
+        value = [value.data, value.indices, value.indptr]
+    return is_verified(value)
+
+
 def _what(key):
     return f"{key!r} ({_FIELD_NAMES[key]})" if key in _FIELD_NAMES else repr(key)
 
@@ -266,7 +279,8 @@ def verify_state(state, owner, error=CorruptIndexError, detached=None):
             + ", ".join([f"{_what(k)} is missing" for k in missing]
                         + [f"{_what(k)} was added" for k in extra]) + "."
         )
-    altered = [key for key, value in state.items() if not _matches(value, fields[key])]
+    altered = [key for key, value in state.items()
+               if not _in_checked_file(value) and not _matches(value, fields[key])]
     if altered:
         raise error(
             f"{owner}: {', '.join(_what(k) for k in altered)} failed the {CHECKSUM_NAME} checksum: "

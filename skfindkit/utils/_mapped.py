@@ -1,0 +1,89 @@
+"""Arrays mapped from a file: which mapping holds them, and scans that leave no pages resident.
+
+:func:`skfindkit.io.load` with ``mmap_mode="r"`` returns arrays that are
+:class:`numpy.memmap` views of the file. Touching a mapped page makes it
+resident in the process (it counts in its RSS, shared with every process that
+maps the same file); :func:`scan` checks such an array in pieces and hands
+each piece's pages back (``madvise(MADV_DONTNEED)``: they stay in the page
+cache, a later access maps them again), so that a check of every value at
+load leaves the process as small as before.
+
+:func:`verified_mappings` marks the mappings whose bytes a file checksum has
+just covered: :func:`~skfindkit.utils._persist.verify_state` does not hash
+them a second time (that would read, and make resident, all the data).
+"""
+
+import contextvars
+import mmap
+from contextlib import contextmanager
+
+import numpy as np
+
+__all__ = ["mapping_of", "scan", "verified_mappings", "is_verified"]
+
+_VERIFIED = contextvars.ContextVar("skfindkit_verified_mappings", default=frozenset())
+_SCAN_BYTES = 1 << 24
+
+
+def mapping_of(array):
+    """The :class:`mmap.mmap` that ``array``'s memory lies in, or None."""
+    while isinstance(array, np.ndarray):
+        if isinstance(array, np.memmap) and isinstance(getattr(array, "_mmap", None),
+                                                       mmap.mmap):
+            return array._mmap
+        array = array.base
+    if isinstance(array, memoryview):
+        array = array.obj
+    return array if isinstance(array, mmap.mmap) else None
+
+
+@contextmanager
+def verified_mappings(arrays):
+    """Within the block, the mappings of ``arrays`` count as checked (see the module docstring)."""
+    found = {id(m) for m in map(mapping_of, arrays) if m is not None}
+    token = _VERIFIED.set(_VERIFIED.get() | found)
+    try:
+        yield
+    finally:
+        _VERIFIED.reset(token)
+
+
+def is_verified(value):
+    """Whether every array of ``value`` (an array, or a list of them) lies in a checked mapping."""
+    verified = _VERIFIED.get()
+    if not verified:
+        return False
+    arrays = value if isinstance(value, (list, tuple)) else [value]
+    return bool(arrays) and all(
+        isinstance(a, np.ndarray) and id(mapping_of(a)) in verified for a in arrays)
+
+
+def _release(piece, mm):
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    start = piece.ctypes.data - base
+    first = start - start % mmap.PAGESIZE
+    end = min(start + piece.nbytes, len(mm))
+    if end > first:
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, first, end - first)
+        except (AttributeError, OSError, ValueError):  # no madvise here: pages stay mapped
+            pass
+
+
+def scan(values, check):
+    """Whether ``check(piece)`` holds for every piece of the flat ``values``.
+
+    Pieces of 16 MiB (bounded temporaries); a mapped array's pages are handed
+    back after each piece.
+    """
+    flat = values.reshape(-1)
+    mm = mapping_of(values)
+    step = max(1, _SCAN_BYTES // max(flat.itemsize, 1))
+    for start in range(0, flat.size, step):
+        piece = flat[start:start + step]
+        ok = check(piece)
+        if mm is not None and piece.size and piece.flags.c_contiguous:
+            _release(piece, mm)
+        if not ok:
+            return False
+    return True

@@ -1,0 +1,88 @@
+"""The service's item lifecycle: DELETE /items/{id}, upsert by key, where/filter in /search."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from skfindkit import ExactIndex, attach_keys, attach_metadata, io  # noqa: E402
+from skfindkit.serve import create_app  # noqa: E402
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+N = 30
+
+
+def _index(metadata=True):
+    X = np.random.RandomState(0).rand(N, 4)
+    index = ExactIndex(n_neighbors=3).fit(X)
+    attach_keys(index, [f"k{i}" for i in range(N)])
+    if metadata:
+        attach_metadata(index, {"shop": np.array(["a", "b"])[np.arange(N) % 2],
+                                "year": 2000 + np.arange(N)})
+    return index, X
+
+
+def _ids(response):
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["results"]]
+
+
+def test_where_and_filter_restrict_a_search_as_json_or_query_parameters():
+    index, X = _index()
+    with TestClient(create_app(index)) as client:
+        body = {"vector": X[0].tolist()}
+        assert set(_ids(client.post("/search", json={**body, "where": "shop == 'b'"}))) <= set(
+            range(1, N, 2))
+        assert _ids(client.post("/search?where=year%20%3E%3D%202028", json=body)) in (
+            [28, 29], [29, 28])  # two items pass: two results, not k
+        assert set(_ids(client.post("/search", json={**body, "filter": [5, 6, 7]}))) == {5, 6, 7}
+        assert set(_ids(client.post("/search?filter=5,6", json=body))) == {5, 6}
+        for bad in ({"where": "colour == 1"}, {"where": "shop =="}, {"filter": [N + 5]},
+                    {"filter": "x"}, {"where": 3}):
+            response = client.post("/search", json={**body, **bad})
+            assert response.status_code == 422, (bad, response.text)
+        hit = client.post("/search?k=1", json=body).json()["results"][0]
+        assert hit["metadata"] == {"shop": "a", "year": 2000}
+        assert "unknown column 'colour'" in client.post(
+            "/search", json={**body, "where": "colour == 1"}).json()["detail"]
+
+
+def test_delete_removes_an_item_for_good_and_saves(tmp_path):
+    index, X = _index()
+    path = tmp_path / "p.skfk"
+    io.save(index, path)
+    with TestClient(create_app(index, token=TOKEN, save_path=path)) as client:
+        assert client.delete("/items/4").status_code == 401
+        response = client.delete("/items/4", headers=AUTH)
+        assert response.status_code == 200 and response.json()["items"] == N - 1
+        assert 4 not in _ids(client.post("/search", json={"vector": X[4].tolist()}))
+        assert client.delete("/items/4", headers=AUTH).status_code == 404
+        assert client.get("/items/4").status_code == 404
+        assert client.get("/info").json()["items"] == N - 1
+    assert not io.load(path).is_live(4)
+    with TestClient(create_app(_index()[0])) as client:  # no token: read-only
+        assert client.delete("/items/1", headers=AUTH).status_code == 403
+
+
+def test_posting_a_known_key_replaces_the_item():
+    index, X = _index(metadata=False)
+    with TestClient(create_app(index, token=TOKEN)) as client:
+        moved = (X[3] + 5.0).tolist()
+        response = client.post("/items", json={"vector": moved, "key": "k3"}, headers=AUTH)
+        assert response.status_code == 201, response.text
+        assert response.json()["replaced"] == [3] and response.json()["added"][0]["id"] == N
+        hits = client.post("/search?k=1", json={"vector": moved}).json()["results"]
+        assert hits[0]["id"] == N and hits[0]["key"] == "k3"
+        assert 3 not in _ids(client.post("/search", json={"vector": X[3].tolist()}))
+        assert client.get("/info").json()["items"] == N
+
+
+def test_additions_to_an_index_with_metadata_are_refused_clearly():
+    index, X = _index()
+    with TestClient(create_app(index, token=TOKEN)) as client:
+        response = client.post("/items", json={"vector": X[0].tolist(), "key": "new"},
+                               headers=AUTH)
+        assert response.status_code == 422 and "upsert" in response.json()["detail"]
