@@ -336,8 +336,9 @@ def create_app(pipeline, *, items_dir=".", token=None, read_token=None,
         query = await parse_body(request, service.spec)
         started = time.perf_counter()
         hits = await run(service.search, query, k)
-        return {"k": k, "kind": service.spec.kind, "results": hits,
-                "took_ms": round(1000 * (time.perf_counter() - started), 3)}
+        # plain JSON types already: answered as is, not walked by FastAPI's generic encoder
+        return JSONResponse({"k": k, "kind": service.spec.kind, "results": hits,
+                             "took_ms": round(1000 * (time.perf_counter() - started), 3)})
 
     @app.get("/items/{item_id:path}")
     async def get_item(item_id: str):
