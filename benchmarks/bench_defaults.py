@@ -329,7 +329,7 @@ def write_text(root, n_groups=None, n_distractors=None):
 
 
 # ----------------------------------------------------------------- measure
-OLD_DEFAULTS = {"image": "pixels", "audio": "mfcc-segments", "text": "doc2vec"}
+OLD_DEFAULTS = {"image": "hog", "audio": "mel", "text": "doc2vec"}
 # kind -> family -> writer(root, n_groups) -> (paths, groups: < 0 for distractors, notes)
 FAMILIES = {
     "image": {"edits": write_edits, "objects": write_objects, "faces": write_faces,

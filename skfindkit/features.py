@@ -264,7 +264,7 @@ FEATURE_SETS = {
     },
 }
 
-DEFAULT_FEATURES = {"image": "hog", "audio": "mel", "text": "tfidf"}
+DEFAULT_FEATURES = {"image": "color-lbp-hog", "audio": "mfcc", "text": "tfidf"}
 
 # name -> (class name in skfindkit.indexes, module, extra, PyPI package)
 INDEXES = {
