@@ -12,7 +12,10 @@ answer is checked against the in-process result (ids must be identical) and
 every non-200 counts as an error. The same queries through
 ``skfindkit.search`` in-process with 1, 4 and 16 threads give the baseline.
 File queries (multipart PNG uploads to a digits ``ImageLoader`` pipeline) are
-measured the same way at 1 and 4 clients.
+measured the same way at 1 and 4 clients. With one client, ``POST /search`` is
+set against ``GET /health`` (the HTTP floor) and the in-process search: its
+p50 against 1.5 x /health's p50 + the in-process p50, its requests/s against
+60 % of /health's.
 
 Usage::
 
