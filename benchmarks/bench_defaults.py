@@ -9,9 +9,10 @@ mean P@k over each kind's families, on which the CLI's default is chosen:
 
 * images: photos under edits (20 ``skimage.data`` pictures, each mirrored,
   cropped, noisy, brighter, slightly rotated), objects under rotation (16
-  ``skimage.data`` pictures turned by 0-180 degrees), faces (``skimage.data.lfw_subset()`` under photographic
-  changes, with face and non-face distractors), textures and scenes (tiles of
-  10 ``skimage.data`` surfaces);
+  ``skimage.data`` pictures turned by 0-180 degrees), faces
+  (``skimage.data.lfw_subset()`` under photographic changes, with face and
+  non-face distractors), textures and scenes (tiles of 10 ``skimage.data``
+  surfaces);
 * audio: the same 12 words from 5 espeak-ng voices (skipped, with a note,
   when espeak-ng is not installed), and 9 classes of environmental sounds
   synthesized with numpy, 6 random instances each;

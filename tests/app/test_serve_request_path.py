@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
-pytest.importorskip("python_multipart", reason="the serve extra (python-multipart) is not installed")
+pytest.importorskip("python_multipart",
+                    reason="the serve extra (python-multipart) is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from skfindkit import ExactIndex, attach_keys, search  # noqa: E402
