@@ -215,7 +215,7 @@ FEATURE_SETS = {
     },
 }
 
-DEFAULT_FEATURES = {"image": "hog", "audio": "mel", "text": "tfidf"}
+DEFAULT_FEATURES = {"image": "color-lbp-hog", "audio": "mfcc", "text": "tfidf"}
 
 
 def _indexes():

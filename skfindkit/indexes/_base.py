@@ -255,7 +255,9 @@ class BaseIndex(
     def _n_threads(self):
         """Threads ``n_jobs`` asks for (joblib's convention), at most the CPUs this
         process may use: every backend's thread count comes from here."""
-        return max(1, min(effective_n_jobs(self.n_jobs), cpu_count()))
+        n_jobs = effective_n_jobs(self.n_jobs)
+        # one thread needs no CPU count (joblib reads cgroup files for it, on every call)
+        return 1 if n_jobs == 1 else max(1, min(n_jobs, cpu_count()))
 
     def _fitted(self, name):
         """A parameter's value at the last ``fit`` (``metric``: ``metric_``): what the

@@ -115,14 +115,26 @@ class ItemStore:
         return path if path is not None and path.is_file() else None
 
     def has_file(self, key):
-        """Whether ``key`` names a file (cached: /items/{id} checks again)."""
+        """Whether ``key`` names a file (cached: /items/{id} checks again).
+
+        A key with no file at its plain reading under the items folder is told
+        apart by one ``stat``: :meth:`path_of` ends with that same check on the
+        resolved path, so only keys naming existing files pay for resolving.
+        """
         try:
             return self._has_file[key]
         except KeyError:
             pass
         except TypeError:  # unhashable key
             return False
-        found = self.path_of(key) is not None
+        if not isinstance(key, (str, os.PathLike)):
+            return False
+        text = os.fspath(key)
+        if not isinstance(text, str) or not os.path.isfile(
+                os.path.join(self.root, text.replace("\\", "/"))):
+            found = False  # path_of would find no file either
+        else:
+            found = self.path_of(key) is not None
         if len(self._has_file) < 1_000_000:
             self._has_file[key] = found
         return found

@@ -21,6 +21,7 @@ __all__ = ["ApiError", "BodyLimit", "BodyTooLarge", "Query", "parse_body", "remo
 logger = logging.getLogger("skfindkit.serve")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 INT64 = 2**63
+_NUMBER_TYPES = {int, float}  # what JSON numbers parse to (bool, a subclass of int, is not)
 
 
 class BodyTooLarge(Exception):
@@ -179,9 +180,7 @@ def _vector_rows(values, spec, plural):
                        else "'vector' must be a list of numbers")
     names = [f"vectors[{r}]" if plural else "vector" for r in range(len(rows))]
     for name, row in zip(names, rows):
-        if not isinstance(row, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in row
-        ):
+        if not isinstance(row, list) or not set(map(type, row)) <= _NUMBER_TYPES:
             raise ApiError(422, f"a vector must be a JSON list of numbers ({name} is not)")
         if spec.n_features is not None and len(row) != spec.n_features:
             raise ApiError(422, f"a vector must have {spec.n_features} numbers "

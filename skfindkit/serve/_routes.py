@@ -60,7 +60,7 @@ def add_routes(app, service, run, settings):
     what ``/info`` reports (``adding``, ``max_upload_bytes`` and the limits).
     """
     from fastapi import Request
-    from fastapi.responses import FileResponse, Response
+    from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
 
     from .. import __version__
@@ -92,8 +92,9 @@ def add_routes(app, service, run, settings):
             filter if filter is not None else query.filter)
         started = time.perf_counter()
         hits = await run(service.search, query, k)
-        return {"k": k, "kind": service.spec.kind, "results": hits,
-                "took_ms": round(1000 * (time.perf_counter() - started), 3)}
+        # plain JSON types already: answered as is, not walked by FastAPI's generic encoder
+        return JSONResponse({"k": k, "kind": service.spec.kind, "results": hits,
+                             "took_ms": round(1000 * (time.perf_counter() - started), 3)})
 
     @app.get("/items/{item_id:path}")
     async def get_item(item_id: str):
