@@ -11,11 +11,11 @@ from .._app.items import add_items
 from .._app.kinds import describe_pipeline
 from ..loaders._base import failure_reason
 from ..io import atomic_write
+from ..indexes._lock import runtime_state
 from ..search import search
 from ._items import ItemStore, key_to_json
 from ._lifecycle import hit_metadata, live_id, replaced_ids, restriction
 from ._limits import DecodeSlots, check_uploads
-from ._locks import ReadWriteLock
 from ._requests import ApiError, remove_files, write_uploads
 
 __all__ = ["Service"]
@@ -38,7 +38,9 @@ class Service:
         self.save_path = save_path
         self.added_dir = added_dir
         self.max_k = max_k
-        self.lock = ReadWriteLock()
+        # the index's own readers/writer lock: searches run together, additions and
+        # removals alone (the same lock the library's own calls take)
+        self.lock = runtime_state(self.index).lock
         self.decodes = DecodeSlots(limits["max_decodes"])
 
     def _decoding(self, names):

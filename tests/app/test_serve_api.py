@@ -20,7 +20,6 @@ from skfindkit import io as skio  # noqa: E402
 from skfindkit.cli import main as cli_main  # noqa: E402
 from skfindkit.serve import create_app  # noqa: E402
 from skfindkit._app.pipeline_files import load_pipeline  # noqa: E402
-from skfindkit.serve._locks import ReadWriteLock  # noqa: E402
 
 from .._serve_fixtures import (DOCS, ServeProcess, digit_image_pipeline,  # noqa: E402
                               free_port, text_file_pipeline, write_digit_pngs)
@@ -360,17 +359,6 @@ def test_concurrent_queries_match_serial_even_while_adding(vectors):
         assert [h["id"] for h in hits] == serial_ind[i].tolist()
         np.testing.assert_allclose([h["distance"] for h in hits], serial_dist[i])
     assert hnsw.n_samples_fit_ == 1504
-
-
-def test_read_write_lock_excludes_writers_from_readers():
-    lock, events = ReadWriteLock(), []
-    with lock.read():
-        writer = threading.Thread(target=lambda: lock.write().__enter__() or events.append("w"))
-        writer.start()
-        time.sleep(0.05)
-        assert events == []  # the writer waits for the reader
-    writer.join(5)
-    assert events == ["w"]
 
 
 @pytest.mark.parametrize("content, message, args", [
