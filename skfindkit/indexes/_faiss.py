@@ -12,7 +12,7 @@ from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval
 from ._ann_utils import C_INT_MAX, native_seed
 from ._faiss_checks import loaded_index_problem
-from ._approximate import ApproximateIndex
+from ._approximate import ApproximateIndex, NativeIdMap
 
 __all__ = ["FaissIndex"]
 
@@ -59,7 +59,7 @@ def fit_factory(factory, n_samples):
     return re.sub(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?(fs)?", pq, out)
 
 
-class FaissIndex(ApproximateIndex):
+class FaissIndex(NativeIdMap, ApproximateIndex):
     """Nearest neighbours with any faiss index described by a factory string.
 
     Parameters
@@ -251,12 +251,17 @@ class FaissIndex(ApproximateIndex):
 
     _transient_attrs = ("_loaded_from",)
 
-    def _add(self, X):
-        faiss = _faiss()
+    def _own_arrays(self):
+        """A zero-copy loaded index's arrays are views that add/remove cannot resize:
+        read it again into memory of its own."""
         if getattr(self, "_loaded_from", None) is not None:
-            # loaded without a copy: its arrays are views that add cannot grow
+            faiss = _faiss()
             self._index = faiss.read_index(_buffer_reader(faiss, self._loaded_from))
             self._loaded_from = None
+
+    def _add(self, X):
+        faiss = _faiss()
+        self._own_arrays()
         with _omp_threads(faiss, self._n_threads()):
             self._index.add(X)
 
@@ -270,7 +275,8 @@ class FaissIndex(ApproximateIndex):
         faiss = _faiss()
         with _omp_threads(faiss, self._n_threads()):
             try:
-                return self._index.search(X, k)
+                dist, ind = self._index.search(X, k)
+                return dist, self._to_ids(ind)
             except RuntimeError as exc:  # a faiss assertion (e.g. PQ<M>x2 with 2 dims a code)
                 raise ValueError(
                     f"FaissIndex: faiss cannot search factory={self.factory_!r}: "
@@ -288,7 +294,21 @@ class FaissIndex(ApproximateIndex):
         return scores, (self._fit_X.shape[1] + 2) * 2.0**-24
 
     def _get_vectors(self, ids):
-        return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+        return self._native_rows(
+            ids, lambda pos: self._index.reconstruct_batch(np.asarray(pos, dtype=np.int64)))
+
+    def _compact(self):
+        """Flat: faiss's ``remove_ids`` (the others keep their order, as the id map
+        says); the other factories are rebuilt (trained again) from the live rows."""
+        if not self._is_exact():
+            return self._rebuild_native()
+        self._own_arrays()
+        held = self._held_ids()
+        gone = np.flatnonzero(self._removed_mask()[held])
+        self._index.remove_ids(_faiss().IDSelectorBatch(gone.astype(np.int64)))
+        if self._keeps_vectors():
+            self._erase_removed()
+        self._install_native(self._index, np.delete(held, gone))
 
     def _serialize(self):
         return _write_to_buffer(_faiss(), self._index)
@@ -306,7 +326,7 @@ class FaissIndex(ApproximateIndex):
         """The loaded index against the saved state, walked in numpy (``_faiss_checks``)."""
         faiss = _faiss()
         metric = faiss.METRIC_INNER_PRODUCT if self.metric_ == "inner_product" else faiss.METRIC_L2
-        problem = loaded_index_problem(faiss, index, self.n_features_in_, self.n_samples_fit_,
+        problem = loaded_index_problem(faiss, index, self.n_features_in_, self._n_native(),
                                        metric)
         if problem:
             raise CorruptIndexError(
@@ -325,8 +345,9 @@ class FaissIndex(ApproximateIndex):
         if isinstance(flat, faiss.IndexFlat):  # Flat and HNSW-Flat: one array, copied at once
             # (reconstruct_n goes vector by vector: 5x slower on 100k x 128)
             rows = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d)
-            return rows.reshape(flat.ntotal, flat.d).copy()
-        return index.reconstruct_n(0, index.ntotal)  # IVF-Flat: rows live in their lists
+            return self._rows_by_id(rows.reshape(flat.ntotal, flat.d).copy())
+        # IVF-Flat: rows live in their lists
+        return self._rows_by_id(index.reconstruct_n(0, index.ntotal))
 
     def _native_shape(self, index):
         return index.ntotal, index.d
