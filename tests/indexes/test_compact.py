@@ -35,7 +35,10 @@ def data():
 
 def _row_bytes(index, X, i):
     """The stored (prepared float32) bytes of row ``i``: what a saved file would hold."""
-    return np.ascontiguousarray(index._prepare(X[i:i + 1]), dtype=np.float32).tobytes()
+    row = index._prepare(X[i:i + 1])
+    for shard in getattr(index, "shards_", [])[:1]:  # the shards prepare rows for the metric
+        row = shard._prepare(row)
+    return np.ascontiguousarray(row, dtype=np.float32).tobytes()
 
 
 @pytest.mark.parametrize("index", INDEXES, ids=IDS)
