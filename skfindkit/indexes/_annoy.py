@@ -70,6 +70,7 @@ class AnnoyIndex(NativeIdMap, ApproximateIndex):
     keep_vectors : bool, default=True
         annoy cannot grow: :meth:`partial_fit` rebuilds the forest from rows
         read back.
+    max_tombstone_share : float, default=None
 
     Attributes
     ----------
@@ -138,9 +139,11 @@ class AnnoyIndex(NativeIdMap, ApproximateIndex):
         random_state=None,
         refine=None,
         keep_vectors=True,
+        max_tombstone_share=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
-                         random_state=random_state, refine=refine, keep_vectors=keep_vectors)
+                         random_state=random_state, refine=refine, keep_vectors=keep_vectors,
+                         max_tombstone_share=max_tombstone_share)
         self.n_trees = n_trees
         self.search_k = search_k
 

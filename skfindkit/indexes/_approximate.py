@@ -9,7 +9,7 @@ knobs named in ``_query_time_params`` (read live: they apply at once); a test
 scans the backends for any other ``self.<parameter>`` read.
 """
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -42,6 +42,12 @@ completion of short rows, ``exact_kneighbors``, recomputed
 distances, a rebuild where the library cannot grow -- are read back
 from the native index, with the same answers, slower where many rows
 are read.""",
+    "max_tombstone_share": """\
+Share of the items the native structure holds that may be removed
+items (tombstones) before ``remove`` compacts it (rebuilds it
+without them, see :meth:`compact`); None: 0.2, or 0 (compact at
+every removal) for an exact configuration. Its value at the last
+``fit`` applies.""",
 }
 
 
@@ -62,8 +68,8 @@ class ApproximateIndex(BaseIndex):
     """Base class of the approximate indexes (not to be used directly).
 
     Adds to :class:`BaseIndex` the parameters every approximate backend
-    shares: ``random_state``, ``refine`` and ``keep_vectors``, each where
-    the backend's ``__init__`` takes it.
+    shares: ``random_state``, ``refine``, ``keep_vectors`` and
+    ``max_tombstone_share``, each where the backend's ``__init__`` takes it.
     """
 
     #: Parameters read live by the query hooks (they apply at the next query).
@@ -75,6 +81,7 @@ class ApproximateIndex(BaseIndex):
         # exact re-ranking of refine * k candidates (KNeighborsQueryMixin._search_complete)
         "refine": [None, Interval(Integral, 1, None, closed="left")],
         "keep_vectors": ["boolean"],
+        "max_tombstone_share": [None, Interval(Real, 0, 1, closed="both")],
     }
 
     def __init_subclass__(cls, **kwargs):
@@ -83,11 +90,12 @@ class ApproximateIndex(BaseIndex):
             cls.__doc__ = _with_shared_doc(cls.__doc__, set(_SHARED_DOC))
 
     def __init__(self, n_neighbors=5, *, metric="euclidean", mode="distance", n_jobs=None,
-                 random_state=None, refine=None, keep_vectors=True):
+                 random_state=None, refine=None, keep_vectors=True, max_tombstone_share=None):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs)
         taken = self._get_param_names()
         for name, value in (("random_state", random_state), ("refine", refine),
-                            ("keep_vectors", keep_vectors)):
+                            ("keep_vectors", keep_vectors),
+                            ("max_tombstone_share", max_tombstone_share)):
             if name in taken:  # each backend takes those its library supports
                 setattr(self, name, value)
 

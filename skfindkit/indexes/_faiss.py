@@ -104,6 +104,7 @@ class FaissIndex(NativeIdMap, ApproximateIndex):
         False only for factories that store the vectors exactly (``"Flat"``,
         ``"IVF<n>,Flat"``, ``"HNSW<M>"``); lossy codes need the copy (an
         error says so).
+    max_tombstone_share : float, default=None
 
     Attributes
     ----------
@@ -188,9 +189,11 @@ class FaissIndex(NativeIdMap, ApproximateIndex):
         random_state=None,
         refine=None,
         keep_vectors=True,
+        max_tombstone_share=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
-                         random_state=random_state, refine=refine, keep_vectors=keep_vectors)
+                         random_state=random_state, refine=refine, keep_vectors=keep_vectors,
+                         max_tombstone_share=max_tombstone_share)
         self.factory = factory
         self.nprobe = nprobe
         self.ef_search = ef_search

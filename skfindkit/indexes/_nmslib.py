@@ -58,6 +58,7 @@ class NMSLibIndex(NativeIdMap, ApproximateIndex):
     ef_search : int, default=50
         nmslib's ``efSearch``: candidate list size while querying.
     refine : int, default=None
+    max_tombstone_share : float, default=None
 
     Attributes
     ----------
@@ -139,9 +140,10 @@ class NMSLibIndex(NativeIdMap, ApproximateIndex):
         ef_construction=200,
         ef_search=50,
         refine=None,
+        max_tombstone_share=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
-                         refine=refine)
+                         refine=refine, max_tombstone_share=max_tombstone_share)
         self.method = method
         self.M = M
         self.ef_construction = ef_construction

@@ -11,7 +11,7 @@ import pickle
 import numpy as np
 import pytest
 
-from skfindkit import AnnoyIndex, FaissIndex, NMSLibIndex
+from skfindkit import AnnoyIndex, FaissIndex, HNSWIndex, NMSLibIndex
 from skfindkit.io import load, save
 from skfindkit.utils._persist import CorruptFileError
 
@@ -137,3 +137,17 @@ def test_a_tampered_id_map_is_refused(make, bad, data, tmp_path):
     save_state(type(index), resealed(index.__getstate__(), _native_ids=bad), path)
     with pytest.raises(CorruptFileError, match="tampered.skfk"):
         load(path)
+
+
+@pytest.mark.parametrize("cls", [
+    pytest.param(cls, marks=needs_mark(cls), id=cls.__name__)
+    for cls in (AnnoyIndex, NMSLibIndex, FaissIndex, HNSWIndex)])
+def test_max_tombstone_share_sets_when_remove_compacts(cls, data):
+    X, _ = data
+    every = cls(max_tombstone_share=0.0).fit(X).remove([1])
+    assert every._held_tombstones() == 0
+    never = cls(max_tombstone_share=1.0).fit(X).remove(np.arange(200))
+    assert never._held_tombstones() == 200
+    assert never.compact()._held_tombstones() == 0
+    with pytest.raises(ValueError, match="max_tombstone_share"):
+        cls(max_tombstone_share=1.5).fit(X)
