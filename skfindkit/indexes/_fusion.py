@@ -36,66 +36,11 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from ..utils import features_for_index, final_index
 from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval, StrOptions, _BaseComposition, _fit_context
+from ._fusion_scores import member_scores, normalised, top_by_score
 from ._graph import NeighborsGraphMixin
 from ._query import KNeighborsQueryMixin
 
 __all__ = ["RankFusionIndex"]
-
-
-def _member_scores(index, dist):
-    """A member's similarity (higher is better) from its distances."""
-    if getattr(index, "metric", None) == "bm25":
-        return 1.0 / dist - 1.0  # BM25Index reports 1 / (1 + score)
-    return -dist
-
-
-def _normalised(scores, method, valid):
-    """Per-query normalised scores of one member over its ``valid`` candidates (slots
-    it filled), and the value a missing candidate gets."""
-    count = valid.sum(axis=1, keepdims=True)
-    if method == "minmax":
-        low = np.where(valid, scores, np.inf).min(axis=1, keepdims=True)
-        high = np.where(valid, scores, -np.inf).max(axis=1, keepdims=True)
-        span = np.where(count > 0, high - low, 0.0)
-        out = np.divide(scores - low, span, out=np.ones_like(scores), where=span > 0)
-        return np.where(valid, out, 0.0), np.zeros((scores.shape[0], 1))
-    filled = np.where(valid, scores, 0.0)
-    mean = filled.sum(axis=1, keepdims=True) / np.maximum(count, 1)
-    std = np.sqrt((np.where(valid, scores - mean, 0.0) ** 2).sum(axis=1, keepdims=True)
-                  / np.maximum(count, 1))
-    out = np.divide(filled - mean, std, out=np.zeros_like(scores), where=std > 0)
-    out = np.where(valid, out, 0.0)
-    floor = np.where(valid, out, np.inf).min(axis=1, keepdims=True)
-    return out, np.where(count > 0, floor, 0.0)
-
-
-def _top_by_score(ids, contrib, base, n_items, k):
-    """Each row's ``k`` candidates of highest summed contribution (ties: lower id).
-
-    ``ids``, ``contrib``: (n_queries, n_candidates), a candidate repeated
-    where several members returned it, ``-1`` where a member filled no slot;
-    ``base``: (n_queries,) added to every candidate's sum. Returns ``(fused
-    scores, ids)``, each (n_queries, k): ``-inf`` and ``-1`` in the slots of a
-    row with fewer than ``k`` candidates.
-    """
-    n_queries, width = ids.shape[0], n_items + 1  # n_items stands for "no candidate"
-    keys = np.arange(n_queries, dtype=np.int64)[:, None] * width + np.where(
-        ids >= 0, ids, n_items)
-    unique, inverse = np.unique(keys.ravel(), return_inverse=True)
-    sums = np.bincount(inverse, weights=contrib.ravel(), minlength=unique.size)
-    rows, docs = unique // width, unique % width
-    real = docs != n_items
-    sums, rows, docs = sums[real], rows[real], docs[real]
-    order = np.lexsort((docs, -sums, rows))  # by row, best score first, then id
-    counts = np.bincount(rows, minlength=n_queries)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slots = np.arange(k)
-    filled = slots < counts[:, None]
-    if not order.size:
-        return np.full((n_queries, k), -np.inf), np.full((n_queries, k), -1)
-    take = order[np.minimum(starts[:, None] + slots, order.size - 1)]
-    return (np.where(filled, sums[take] + base[:, None], -np.inf),
-            np.where(filled, docs[take], -1))
 
 
 class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
@@ -438,15 +383,15 @@ class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
             if self.method == "rrf":
                 part = np.where(valid, weight / (self.rrf_k + np.arange(1.0, depth + 1)), 0.0)
             else:
-                scores = _member_scores(index, np.where(valid, dist, 1.0))
-                scores, floor = _normalised(scores, self.method, valid)
+                scores = member_scores(index, np.where(valid, dist, 1.0))
+                scores, floor = normalised(scores, self.method, valid)
                 part = np.where(valid, weight * (scores - floor), 0.0)
                 base = base + weight * floor
             ids.append(ind)
             contrib.append(part)
         ids, contrib = np.hstack(ids), np.hstack(contrib)
         base = np.broadcast_to(np.ravel(base), (ids.shape[0],))
-        fused, ind = _top_by_score(ids, contrib, base, self.n_samples_fit_, k)
+        fused, ind = top_by_score(ids, contrib, base, self.n_samples_fit_, k)
         if not return_distance:
             return ind
         top = {"rrf": 1.0 / (self.rrf_k + 1.0), "minmax": 1.0,
