@@ -119,6 +119,13 @@ def test_compaction_without_a_copy_reads_the_live_rows_back(make, data, tmp_path
     loaded = load(tmp_path / "index.skf")
     np.testing.assert_array_equal(loaded.kneighbors(X[60:70], 1, return_distance=False).ravel(),
                                   np.arange(60, 70))
+    new = clustered(5, seed=9)
+    for grown in (index, loaded):  # new items after the largest id, read back by id
+        grown.partial_fit(new)
+        np.testing.assert_array_equal(grown.kneighbors(new, 1, return_distance=False).ravel(),
+                                      np.arange(240, 245))
+        np.testing.assert_array_equal(grown._get_vectors([59, 60, 244]),
+                                      np.vstack([np.zeros((1, X.shape[1])), X[60], new[4]]))
 
 
 @pytest.mark.parametrize("make", [
