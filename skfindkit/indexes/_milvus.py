@@ -310,6 +310,15 @@ class MilvusIndex(BaseIndex):
     def _held_tombstones(self):
         return int(np.count_nonzero(self._removed_mask())) - self._n_dropped
 
+    def _check_native_ids(self):
+        """A loaded count of dropped items: at most the removed ones."""
+        dropped, removed = vars(self).get("_n_dropped", 0), self._removed_mask()
+        n_removed = 0 if removed is None else int(np.count_nonzero(removed))
+        if not (isinstance(dropped, (int, np.integer)) and not isinstance(dropped, bool)
+                and 0 <= dropped <= n_removed):
+            raise CorruptIndexError(
+                f"MilvusIndex: the saved state drops {dropped!r} items but removed {n_removed}.")
+
     def _compact(self):
         """Removed items leave the collection. A Lite collection is rebuilt from the
         live rows under their ids (primary keys): Milvus Lite keeps deleted rows in

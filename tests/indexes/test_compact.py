@@ -11,7 +11,7 @@ import pickle
 import numpy as np
 import pytest
 
-from skfindkit import AnnoyIndex, FaissIndex, HNSWIndex, NMSLibIndex
+from skfindkit import AnnoyIndex, FaissIndex, HNSWIndex, MilvusIndex, NMSLibIndex
 from skfindkit.io import load, save
 from skfindkit.utils._persist import CorruptFileError
 
@@ -158,3 +158,30 @@ def test_max_tombstone_share_sets_when_remove_compacts(cls, data):
     assert never.compact()._held_tombstones() == 0
     with pytest.raises(ValueError, match="max_tombstone_share"):
         cls(max_tombstone_share=1.5).fit(X)
+
+
+@needs_mark(MilvusIndex)
+def test_milvus_collection_loses_removed_items_past_the_share(data, tmp_path):
+    X, Q = data
+    index = MilvusIndex(M=8, ef_search=64).fit(X)  # HNSW: compacts past 0.2
+
+    def rows():
+        coll = index._attached()
+        return coll.client.get_collection_stats(coll.name)["row_count"]
+
+    index.remove(np.arange(40))
+    assert rows() == 240 and index._held_tombstones() == 40
+    index.remove(np.arange(40, 60))
+    assert rows() == 180 and index._held_tombstones() == 0
+    ind = index.kneighbors(X[60:70], 1, return_distance=False).ravel()
+    np.testing.assert_array_equal(ind, np.arange(60, 70))  # ids are the primary keys
+    state = index.__getstate__()
+    path = str(tmp_path / "tampered.skfk")
+    save_state(MilvusIndex, resealed(state, _n_dropped=100), path)
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        load(path)
+    save(index, tmp_path / "milvus.skf")
+    loaded = load(tmp_path / "milvus.skf")
+    assert loaded._held_tombstones() == 0
+    np.testing.assert_array_equal(loaded.kneighbors(Q, 3, return_distance=False),
+                                  index.kneighbors(Q, 3, return_distance=False))
