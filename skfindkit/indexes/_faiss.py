@@ -301,14 +301,24 @@ class FaissIndex(NativeIdMap, ApproximateIndex):
             ids, lambda pos: self._index.reconstruct_batch(np.asarray(pos, dtype=np.int64)))
 
     def _compact(self):
-        """Flat: faiss's ``remove_ids`` (the others keep their order, as the id map
-        says); the other factories are rebuilt (trained again) from the live rows."""
-        if not self._is_exact():
+        """Flat and IVF-Flat: faiss's ``remove_ids`` (the others keep their order, as
+        the id map says; IVF keeps its trained centroids); the other factories are
+        rebuilt (trained again, same ``random_state``) from the live rows."""
+        faiss = _faiss()
+        ivf = isinstance(faiss.downcast_index(self._index), faiss.IndexIVFFlat)
+        if not (self._is_exact() or ivf):
             return self._rebuild_native()
         self._own_arrays()
+        native = faiss.downcast_index(self._index)
         held = self._held_ids()
         gone = np.flatnonzero(self._removed_mask()[held])
-        self._index.remove_ids(_faiss().IDSelectorBatch(gone.astype(np.int64)))
+        if ivf:  # the direct map (keep_vectors=False) is rebuilt from the lists below
+            direct = native.direct_map.type
+            native.set_direct_map_type(faiss.DirectMap.NoMap)
+        native.remove_ids(faiss.IDSelectorBatch(gone.astype(np.int64)))
+        if ivf:
+            _renumber_lists(faiss, native, np.delete(np.arange(held.size), gone))
+            native.set_direct_map_type(direct)
         if self._keeps_vectors():
             self._erase_removed()
         self._install_native(self._index, np.delete(held, gone))
@@ -374,6 +384,17 @@ def _stored_rows_scorer(faiss, data, metric):
         return out
 
     return scores
+
+
+def _renumber_lists(faiss, ivf, kept):
+    """After ``remove_ids``, an IVF's lists still name the old positions ``kept``:
+    renumber them 0, 1, ... (what ``add`` continues from, and the id map's order)."""
+    lists = ivf.invlists
+    for number in range(ivf.nlist):
+        size = lists.list_size(number)
+        if size:
+            ids = faiss.rev_swig_ptr(lists.get_ids(number), size)
+            ids[:] = np.searchsorted(kept, ids)
 
 
 def _trained_parts(faiss, index):

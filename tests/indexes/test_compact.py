@@ -185,3 +185,29 @@ def test_milvus_collection_loses_removed_items_past_the_share(data, tmp_path):
     assert loaded._held_tombstones() == 0
     np.testing.assert_array_equal(loaded.kneighbors(Q, 3, return_distance=False),
                                   index.kneighbors(Q, 3, return_distance=False))
+
+
+@needs_mark(FaissIndex)
+@pytest.mark.parametrize("keep_vectors", [True, False])
+def test_faiss_ivf_flat_removes_natively_and_keeps_its_centroids(keep_vectors, data, tmp_path):
+    import faiss
+
+    X, Q = data
+    index = FaissIndex(factory="IVF4,Flat", nprobe=2, keep_vectors=keep_vectors,
+                       random_state=0).fit(X)
+    centroids = faiss.downcast_index(index._index).quantizer.reconstruct_n(0, 4)
+    index.remove(np.arange(0, 240, 7))  # below the share: tombstones, over-fetched
+    tombstoned = index.kneighbors(Q, 5)
+    index.compact()
+    assert index._index.ntotal == index.n_items_
+    np.testing.assert_array_equal(
+        faiss.downcast_index(index._index).quantizer.reconstruct_n(0, 4), centroids)
+    for copy in (index, pickle.loads(pickle.dumps(index))):  # the same lists, the same answers
+        dist, ind = copy.kneighbors(Q, 5)
+        np.testing.assert_array_equal(ind, tombstoned[1])
+        np.testing.assert_allclose(dist, tombstoned[0], rtol=1e-6)
+    np.testing.assert_array_equal(index._data[[7, 8]], np.vstack([np.zeros(8), X[8]]))
+    new = clustered(5, seed=9)
+    index.partial_fit(new)
+    np.testing.assert_array_equal(index.kneighbors(new, 1, return_distance=False).ravel(),
+                                  np.arange(240, 245))
