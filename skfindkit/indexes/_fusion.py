@@ -39,6 +39,7 @@ from ..utils._sklearn_compat import Interval, StrOptions, _BaseComposition, _fit
 from ._fusion_scores import member_scores, normalised, top_by_score
 from ._graph import NeighborsGraphMixin
 from ._query import KNeighborsQueryMixin
+from ._removal import RemovalMixin
 
 __all__ = ["RankFusionIndex"]
 
@@ -289,19 +290,10 @@ class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
         """Boolean mask over ids (``n_samples_fit_`` entries): True for live items."""
         return self._indexes()[0].live_mask_
 
-    def is_live(self, ids):
-        """Whether each of ``ids`` is a live item (False for removed ids).
-
-        Parameters
-        ----------
-        ids : array-like of int
-            Item ids (as returned by ``kneighbors``).
-
-        Returns
-        -------
-        live : ndarray of bool of the same shape
-        """
+    def is_live(self, ids):  # the members agree: the first one answers
         return self._indexes()[0].is_live(ids)
+
+    is_live.__doc__ = RemovalMixin.is_live.__doc__
 
     def remove(self, ids):
         """Remove items from every member's index; the other items keep their ids.
