@@ -17,7 +17,11 @@ import numpy as np
 
 from . import _corruption
 
-BACKENDS = ("annoy", "nmslib", "hnswlib", "faiss-hnsw", "faiss-flat", "faiss-ivf", "faiss-pca")
+BACKENDS = ("annoy", "nmslib", "hnswlib", "faiss-hnsw", "faiss-flat", "faiss-ivf", "faiss-pca",
+            "annoy-compacted", "nmslib-compacted", "faiss-hnsw-compacted")
+# a third of the items removed and compacted away: the native structure holds fewer
+# items than ids, under an id map (annoy, nmslib, faiss)
+_COMPACTED = "-compacted"
 _FAISS_FACTORIES = {"faiss-ivf": "IVF4,Flat", "faiss-pca": "PCA4,IVF4,Flat"}
 _OTHER_METRIC = {"euclidean": ["inner_product", "cosine"], "cosine": ["inner_product", "euclidean"],
                  "inner_product": ["euclidean", "cosine"]}
@@ -25,6 +29,9 @@ _OTHER_METRIC = {"euclidean": ["inner_product", "cosine"], "cosine": ["inner_pro
 
 def fitted(backend, n=120, d=8, metric="euclidean"):
     """A small fitted index of ``backend`` and queries."""
+    if backend.endswith(_COMPACTED):
+        index, Q = fitted(backend[:-len(_COMPACTED)], n, d, metric)
+        return index.remove(np.arange(0, n, 3)).compact(), Q
     if backend in _FAISS_FACTORIES:
         from skfindkit import FaissIndex
 

@@ -9,7 +9,7 @@ from ..utils._sklearn_compat import Interval
 from ..utils._native_bytes import load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
 from ._ann_utils import C_INT_MAX, native_seed, stack_padded
-from ._approximate import ApproximateIndex
+from ._approximate import ApproximateIndex, NativeIdMap
 
 __all__ = ["AnnoyIndex"]
 
@@ -36,7 +36,7 @@ def _annoy():
     return AnnoyIndex._requires.load()
 
 
-class AnnoyIndex(ApproximateIndex):
+class AnnoyIndex(NativeIdMap, ApproximateIndex):
     """Approximate nearest neighbours with annoy's forest of random projection trees.
 
     annoy cannot add items to a built index: :meth:`partial_fit` rebuilds the
@@ -70,6 +70,7 @@ class AnnoyIndex(ApproximateIndex):
     keep_vectors : bool, default=True
         annoy cannot grow: :meth:`partial_fit` rebuilds the forest from rows
         read back.
+    max_tombstone_share : float, default=None
 
     Attributes
     ----------
@@ -138,9 +139,11 @@ class AnnoyIndex(ApproximateIndex):
         random_state=None,
         refine=None,
         keep_vectors=True,
+        max_tombstone_share=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
-                         random_state=random_state, refine=refine, keep_vectors=keep_vectors)
+                         random_state=random_state, refine=refine, keep_vectors=keep_vectors,
+                         max_tombstone_share=max_tombstone_share)
         self.n_trees = n_trees
         self.search_k = search_k
 
@@ -156,23 +159,20 @@ class AnnoyIndex(ApproximateIndex):
         return index
 
     def _add(self, X):
-        """annoy cannot grow: rebuild from every row (read back if no copy is kept)."""
-        if self._keeps_vectors():
-            rows = self._fit_X
-        else:
-            rows = np.vstack([self._get_vectors(np.arange(self.n_samples_fit_ - len(X))), X])
-        self._index = self._build(rows)
+        """annoy cannot grow: rebuild from the live rows (read back if no copy is kept)."""
+        self._rebuild_native(X)
 
     def _get_vectors(self, ids):
         get = self._index.get_item_vector
-        return np.array([get(int(i)) for i in ids], dtype=np.float32).reshape(
-            len(ids), self.n_features_in_)
+        return self._native_rows(ids, lambda pos: np.array(
+            [get(int(i)) for i in pos], dtype=np.float32).reshape(len(pos), self.n_features_in_))
 
     def _search(self, X, k):
         search_k = -1 if self.search_k is None else self.search_k
         query = self._index.get_nns_by_vector
         ids, dists = zip(*[query(row, k, search_k, True) for row in X])
-        return stack_padded(ids, dists, k)
+        dist, ind = stack_padded(ids, dists, k)
+        return dist, self._to_ids(ind)
 
     def _serialize(self):
         return save_to_bytes(self._index.save)
@@ -186,12 +186,12 @@ class AnnoyIndex(ApproximateIndex):
         """annoy's forest as annoy will walk it, checked in numpy before annoy reads it.
 
         The file is whole nodes of the fitted metric's layout; the first
-        ``n_samples_fit_`` are the items (one descendant each), the last is a
+        ``_n_native()`` (the items it holds) are the items (one descendant each), the last is a
         root over all of them; every other node is a leaf bucket whose item
         ids are below ``n_samples_fit_`` or a split whose two children come
         before it (annoy writes children first: no cycle, no id out of range).
         """
-        n, d = self.n_samples_fit_, self.n_features_in_
+        n, d = self._n_native(), self.n_features_in_
         node = 16 + 4 * d
         if payload.size < (n + 1) * node or payload.size % node:
             raise CorruptIndexError(
@@ -238,15 +238,16 @@ class AnnoyIndex(ApproximateIndex):
 
     def _vectors_from_bytes(self, payload):
         """The indexed rows: annoy's first nodes are the items, in id order, each a
-        16-byte header (descendants, children, offset or dot factor) and the row."""
-        n, d = self.n_samples_fit_, self.n_features_in_
+        16-byte header (descendants, children, offset or dot factor) and the row
+        (zeros for items compacted away)."""
+        n, d = self._n_native(), self.n_features_in_
         node = 16 + 4 * d
         if payload.size < n * node or payload.size % node:
             raise CorruptIndexError(
                 f"AnnoyIndex: the annoy index has {payload.size} bytes, not whole nodes of "
                 f"{node} bytes for {n} items of {d} features."
             )
-        return payload[:n * node].reshape(n, node)[:, 16:].copy().view(np.float32)
+        return self._rows_by_id(payload[:n * node].reshape(n, node)[:, 16:].copy().view(np.float32))
 
     def _native_shape(self, index):
         return index.get_n_items(), index.f

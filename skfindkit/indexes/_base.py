@@ -376,6 +376,7 @@ class BaseIndex(
             self.n_samples_fit_ = Xp.shape[0]
             self._zero_rows = _sparse.empty_rows(Xp)
             self._removed = None
+            vars(self).pop("_native_ids", None)  # positions are the ids again
             runtime_state(self).owns_rows = False
             self._index = self._build(Xp)
             self._changed_native_index()

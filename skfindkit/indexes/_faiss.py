@@ -12,7 +12,7 @@ from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval
 from ._ann_utils import C_INT_MAX, native_seed
 from ._faiss_checks import loaded_index_problem
-from ._approximate import ApproximateIndex
+from ._approximate import ApproximateIndex, NativeIdMap
 
 __all__ = ["FaissIndex"]
 
@@ -59,7 +59,7 @@ def fit_factory(factory, n_samples):
     return re.sub(r"(?<![A-Za-z])PQ(\d+)(?:x(\d+))?(fs)?", pq, out)
 
 
-class FaissIndex(ApproximateIndex):
+class FaissIndex(NativeIdMap, ApproximateIndex):
     """Nearest neighbours with any faiss index described by a factory string.
 
     Parameters
@@ -104,6 +104,7 @@ class FaissIndex(ApproximateIndex):
         False only for factories that store the vectors exactly (``"Flat"``,
         ``"IVF<n>,Flat"``, ``"HNSW<M>"``); lossy codes need the copy (an
         error says so).
+    max_tombstone_share : float, default=None
 
     Attributes
     ----------
@@ -188,9 +189,11 @@ class FaissIndex(ApproximateIndex):
         random_state=None,
         refine=None,
         keep_vectors=True,
+        max_tombstone_share=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
-                         random_state=random_state, refine=refine, keep_vectors=keep_vectors)
+                         random_state=random_state, refine=refine, keep_vectors=keep_vectors,
+                         max_tombstone_share=max_tombstone_share)
         self.factory = factory
         self.nprobe = nprobe
         self.ef_search = ef_search
@@ -251,12 +254,17 @@ class FaissIndex(ApproximateIndex):
 
     _transient_attrs = ("_loaded_from",)
 
-    def _add(self, X):
-        faiss = _faiss()
+    def _own_arrays(self):
+        """A zero-copy loaded index's arrays are views that add/remove cannot resize:
+        read it again into memory of its own."""
         if getattr(self, "_loaded_from", None) is not None:
-            # loaded without a copy: its arrays are views that add cannot grow
+            faiss = _faiss()
             self._index = faiss.read_index(_buffer_reader(faiss, self._loaded_from))
             self._loaded_from = None
+
+    def _add(self, X):
+        faiss = _faiss()
+        self._own_arrays()
         with _omp_threads(faiss, self._n_threads()):
             self._index.add(X)
 
@@ -270,7 +278,8 @@ class FaissIndex(ApproximateIndex):
         faiss = _faiss()
         with _omp_threads(faiss, self._n_threads()):
             try:
-                return self._index.search(X, k)
+                dist, ind = self._index.search(X, k)
+                return dist, self._to_ids(ind)
             except RuntimeError as exc:  # a faiss assertion (e.g. PQ<M>x2 with 2 dims a code)
                 raise ValueError(
                     f"FaissIndex: faiss cannot search factory={self.factory_!r}: "
@@ -288,7 +297,31 @@ class FaissIndex(ApproximateIndex):
         return scores, (self._fit_X.shape[1] + 2) * 2.0**-24
 
     def _get_vectors(self, ids):
-        return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+        return self._native_rows(
+            ids, lambda pos: self._index.reconstruct_batch(np.asarray(pos, dtype=np.int64)))
+
+    def _compact(self):
+        """Flat and IVF-Flat: faiss's ``remove_ids`` (the others keep their order, as
+        the id map says; IVF keeps its trained centroids); the other factories are
+        rebuilt (trained again, same ``random_state``) from the live rows."""
+        faiss = _faiss()
+        ivf = isinstance(faiss.downcast_index(self._index), faiss.IndexIVFFlat)
+        if not (self._is_exact() or ivf):
+            return self._rebuild_native()
+        self._own_arrays()
+        native = faiss.downcast_index(self._index)
+        held = self._held_ids()
+        gone = np.flatnonzero(self._removed_mask()[held])
+        if ivf:  # the direct map (keep_vectors=False) is rebuilt from the lists below
+            direct = native.direct_map.type
+            native.set_direct_map_type(faiss.DirectMap.NoMap)
+        native.remove_ids(faiss.IDSelectorBatch(gone.astype(np.int64)))
+        if ivf:
+            _renumber_lists(faiss, native, np.delete(np.arange(held.size), gone))
+            native.set_direct_map_type(direct)
+        if self._keeps_vectors():
+            self._erase_removed()
+        self._install_native(self._index, np.delete(held, gone))
 
     def _serialize(self):
         return _write_to_buffer(_faiss(), self._index)
@@ -306,7 +339,7 @@ class FaissIndex(ApproximateIndex):
         """The loaded index against the saved state, walked in numpy (``_faiss_checks``)."""
         faiss = _faiss()
         metric = faiss.METRIC_INNER_PRODUCT if self.metric_ == "inner_product" else faiss.METRIC_L2
-        problem = loaded_index_problem(faiss, index, self.n_features_in_, self.n_samples_fit_,
+        problem = loaded_index_problem(faiss, index, self.n_features_in_, self._n_native(),
                                        metric)
         if problem:
             raise CorruptIndexError(
@@ -325,8 +358,9 @@ class FaissIndex(ApproximateIndex):
         if isinstance(flat, faiss.IndexFlat):  # Flat and HNSW-Flat: one array, copied at once
             # (reconstruct_n goes vector by vector: 5x slower on 100k x 128)
             rows = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d)
-            return rows.reshape(flat.ntotal, flat.d).copy()
-        return index.reconstruct_n(0, index.ntotal)  # IVF-Flat: rows live in their lists
+            return self._rows_by_id(rows.reshape(flat.ntotal, flat.d).copy())
+        # IVF-Flat: rows live in their lists
+        return self._rows_by_id(index.reconstruct_n(0, index.ntotal))
 
     def _native_shape(self, index):
         return index.ntotal, index.d
@@ -350,6 +384,17 @@ def _stored_rows_scorer(faiss, data, metric):
         return out
 
     return scores
+
+
+def _renumber_lists(faiss, ivf, kept):
+    """After ``remove_ids``, an IVF's lists still name the old positions ``kept``:
+    renumber them 0, 1, ... (what ``add`` continues from, and the id map's order)."""
+    lists = ivf.invlists
+    for number in range(ivf.nlist):
+        size = lists.list_size(number)
+        if size:
+            ids = faiss.rev_swig_ptr(lists.get_ids(number), size)
+            ids[:] = np.searchsorted(kept, ids)
 
 
 def _trained_parts(faiss, index):

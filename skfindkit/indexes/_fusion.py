@@ -36,47 +36,12 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from ..utils import features_for_index, final_index
 from ..utils._persist import CorruptIndexError
 from ..utils._sklearn_compat import Interval, StrOptions, _BaseComposition, _fit_context
+from ._fusion_scores import member_scores, normalised, top_by_score
 from ._graph import NeighborsGraphMixin
 from ._query import KNeighborsQueryMixin
+from ._removal import RemovalMixin
 
 __all__ = ["RankFusionIndex"]
-
-
-def _member_scores(index, dist):
-    """A member's similarity (higher is better) from its distances."""
-    if getattr(index, "metric", None) == "bm25":
-        return 1.0 / dist - 1.0  # BM25Index reports 1 / (1 + score)
-    return -dist
-
-
-def _normalised(scores, method):
-    """Per-query normalised scores of one member, and the value a missing candidate gets."""
-    if method == "minmax":
-        low, high = scores.min(axis=1, keepdims=True), scores.max(axis=1, keepdims=True)
-        span = high - low
-        out = np.divide(scores - low, span, out=np.ones_like(scores), where=span > 0)
-        return out, np.zeros((scores.shape[0], 1))
-    mean, std = scores.mean(axis=1, keepdims=True), scores.std(axis=1, keepdims=True)
-    out = np.divide(scores - mean, std, out=np.zeros_like(scores), where=std > 0)
-    return out, out.min(axis=1, keepdims=True)
-
-
-def _top_by_score(ids, contrib, base, n_items, k):
-    """Each row's ``k`` candidates of highest summed contribution (ties: lower id).
-
-    ``ids``, ``contrib``: (n_queries, n_candidates), a candidate repeated
-    where several members returned it; ``base``: (n_queries,) added to every
-    candidate's sum. Returns ``(fused scores, ids)``, each (n_queries, k).
-    """
-    n_queries = ids.shape[0]
-    keys = np.arange(n_queries, dtype=np.int64)[:, None] * n_items + ids
-    unique, inverse = np.unique(keys.ravel(), return_inverse=True)
-    sums = np.bincount(inverse, weights=contrib.ravel(), minlength=unique.size)
-    rows, docs = unique // n_items, unique % n_items
-    order = np.lexsort((docs, -sums, rows))  # by row, best score first, then id
-    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_queries))[:-1]])
-    take = order[starts[:, None] + np.arange(k)]
-    return sums[take] + base[:, None], docs[take]
 
 
 class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
@@ -309,7 +274,61 @@ class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
 
     _checked_n_neighbors = KNeighborsQueryMixin._checked_n_neighbors
 
-    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+    # ----------------------------------------------------------- removal
+    def _indexes(self):
+        """The fitted members' final indexes."""
+        check_is_fitted(self)
+        return [final_index(member) for _, member in self.members_]
+
+    @property
+    def n_items_(self):
+        """Number of live items (indexed and not removed)."""
+        return self._indexes()[0].n_items_
+
+    @property
+    def live_mask_(self):
+        """Boolean mask over ids (``n_samples_fit_`` entries): True for live items."""
+        return self._indexes()[0].live_mask_
+
+    def is_live(self, ids):  # the members agree: the first one answers
+        return self._indexes()[0].is_live(ids)
+
+    is_live.__doc__ = RemovalMixin.is_live.__doc__
+
+    def remove(self, ids):
+        """Remove items from every member's index; the other items keep their ids.
+
+        The first member checks ``ids`` (and refuses, changing nothing, what
+        :meth:`skfindkit.indexes.BaseIndex.remove` refuses); every member then
+        removes them, so all members keep the same live items.
+
+        Parameters
+        ----------
+        ids : int or array-like of int
+            Ids of live items, as returned by :meth:`kneighbors`.
+
+        Returns
+        -------
+        self : RankFusionIndex
+        """
+        first, *others = self._indexes()
+        first.remove(ids)
+        for index in others:
+            index.remove(ids)
+        return self
+
+    def compact(self):
+        """Compact every member's index (see :meth:`skfindkit.indexes.BaseIndex.compact`).
+
+        Returns
+        -------
+        self : RankFusionIndex
+        """
+        for index in self._indexes():
+            index.compact()
+        return self
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True, *, filter=None):
         """The items of highest fused score for each query.
 
         Parameters
@@ -321,45 +340,56 @@ class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
             Number of neighbours; defaults to the constructor's value.
         return_distance : bool, default=True
             Whether to return distances.
+        filter : array-like or list of array-like, default=None
+            Items each query may return, given to every member (see
+            :meth:`skfindkit.indexes.BaseIndex.kneighbors`): a boolean mask
+            over ids, an array of allowed ids, or one of those per query.
+            Removed items are never returned.
 
         Returns
         -------
         neigh_dist : ndarray of shape (n_queries, n_neighbors)
             ``1 - fused / top`` (see the class description), non-decreasing;
-            only if ``return_distance=True``.
+            only if ``return_distance=True``. ``inf`` in the slots of a row
+            that fewer than ``n_neighbors`` allowed items could fill.
         neigh_ind : ndarray of shape (n_queries, n_neighbors)
-            Ids of the neighbours.
+            Ids of the neighbours; ``-1`` in unfilled slots (with ``X=None``,
+            the whole rows of removed items).
         """
         check_is_fitted(self)
         k = self._checked_n_neighbors(n_neighbors)
-        available = self.n_samples_fit_ - (X is None)
+        n_items = self.n_items_
+        available = n_items - (X is None)
         if k > available:
             rule = "n_neighbors < n_samples_fit" if X is None else "n_neighbors <= n_samples_fit"
             raise ValueError(f"Expected {rule}, but n_neighbors = {k}, "
-                             f"n_samples_fit = {self.n_samples_fit_}")
+                             f"n_samples_fit = {n_items}")
         weights = self._checked_weights()
         depth = min(max(self.depth, k), available)
         ids, contrib, base = [], [], 0.0
         for (name, member), weight in zip(self.members_, weights):
             index = final_index(member)
             query = None if X is None else features_for_index(member, X)
-            dist, ind = index.kneighbors(query, depth)
+            dist, ind = index.kneighbors(query, depth, filter=filter)
+            valid = ind >= 0
             if self.method == "rrf":
-                part = np.broadcast_to(weight / (self.rrf_k + np.arange(1.0, depth + 1)),
-                                       dist.shape)
+                part = np.where(valid, weight / (self.rrf_k + np.arange(1.0, depth + 1)), 0.0)
             else:
-                scores, floor = _normalised(_member_scores(index, dist), self.method)
-                part, base = weight * (scores - floor), base + weight * floor
+                scores = member_scores(index, np.where(valid, dist, 1.0))
+                scores, floor = normalised(scores, self.method, valid)
+                part = np.where(valid, weight * (scores - floor), 0.0)
+                base = base + weight * floor
             ids.append(ind)
             contrib.append(part)
         ids, contrib = np.hstack(ids), np.hstack(contrib)
         base = np.broadcast_to(np.ravel(base), (ids.shape[0],))
-        fused, ind = _top_by_score(ids, contrib, base, self.n_samples_fit_, k)
+        fused, ind = top_by_score(ids, contrib, base, self.n_samples_fit_, k)
         if not return_distance:
             return ind
         top = {"rrf": 1.0 / (self.rrf_k + 1.0), "minmax": 1.0,
                "zscore": np.sqrt(max(depth - 1, 1))}[self.method] * weights.sum()
-        return np.maximum(1.0 - fused / top, 0.0), ind
+        with np.errstate(invalid="ignore"):
+            return np.maximum(1.0 - fused / top, 0.0), ind
 
     def score(self, X, y):
         """Mean precision@n_neighbors of the retrieved items' labels (as the indexes').

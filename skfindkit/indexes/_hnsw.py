@@ -53,6 +53,7 @@ class HNSWIndex(ApproximateIndex):
         ``n_jobs=1``.
     refine : int, default=None
     keep_vectors : bool, default=True
+    max_tombstone_share : float, default=None
 
     Attributes
     ----------
@@ -118,9 +119,11 @@ class HNSWIndex(ApproximateIndex):
         random_state=None,
         refine=None,
         keep_vectors=True,
+        max_tombstone_share=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
-                         random_state=random_state, refine=refine, keep_vectors=keep_vectors)
+                         random_state=random_state, refine=refine, keep_vectors=keep_vectors,
+                         max_tombstone_share=max_tombstone_share)
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search

@@ -221,7 +221,7 @@ class MilvusIndex(BaseIndex):
     def _keeps_vectors(self):
         return False  # Milvus stores them; the client reads them back by id
 
-    def _build(self, X):
+    def _build(self, X, ids=None):
         self._release()
         lite = self.uri is None or store.is_lite(os.fspath(self.uri))
         uri = store.default_store() if self.uri is None else os.fspath(self.uri)
@@ -232,7 +232,7 @@ class MilvusIndex(BaseIndex):
         self._index, self.uri_, self.collection_name_ = coll, uri, name
         if self.uri is None:  # the temporary store: drop with the estimator
             self._drop_with_estimator(uri, name)
-        self._insert(coll, X, 0)
+        self._insert(coll, X, range(X.shape[0]) if ids is None else ids)
         slow = self._build_timeout(X.shape[0])
         client.create_index(name, self._index_params(client), timeout=slow, sync=False)
         client.load_collection(name, timeout=slow)
@@ -284,22 +284,59 @@ class MilvusIndex(BaseIndex):
         )
         return params
 
-    def _insert(self, coll, X, first_id):
+    def _insert(self, coll, X, ids):
         rows_per_call = max(1, (4 << 20) // (4 * X.shape[1]))  # ~4 MiB per request
         starts = range(0, X.shape[0], rows_per_call)
         for start in progress(starts, verbose=self.verbose, desc="MilvusIndex insert",
                               total=len(starts)):
             block = X[start:start + rows_per_call]
-            ids = range(first_id + start, first_id + start + block.shape[0])
             coll.client.insert(
-                coll.name, [{_ID: i, _VEC: v} for i, v in zip(ids, block)],
+                coll.name, [{_ID: int(i), _VEC: v}
+                            for i, v in zip(ids[start:start + block.shape[0]], block)],
                 timeout=self.timeout,
             )
         coll.client.flush(coll.name, timeout=self._build_timeout(X.shape[0]))
 
     def _add(self, X):
         coll = self._attached()
-        self._insert(coll, X, self.n_samples_fit_ - X.shape[0])
+        self._insert(coll, X, range(self.n_samples_fit_ - X.shape[0], self.n_samples_fit_))
+
+    #: Removed items the collection no longer holds (deleted by the last compaction).
+    _n_dropped = 0
+
+    def _n_native(self):
+        return self.n_samples_fit_ - self._n_dropped
+
+    def _held_tombstones(self):
+        return int(np.count_nonzero(self._removed_mask())) - self._n_dropped
+
+    def _check_native_ids(self):
+        """A loaded count of dropped items: at most the removed ones."""
+        dropped, removed = vars(self).get("_n_dropped", 0), self._removed_mask()
+        n_removed = 0 if removed is None else int(np.count_nonzero(removed))
+        if not (isinstance(dropped, (int, np.integer)) and not isinstance(dropped, bool)
+                and 0 <= dropped <= n_removed):
+            raise CorruptIndexError(
+                f"MilvusIndex: the saved state drops {dropped!r} items but removed {n_removed}.")
+
+    def _compact(self):
+        """Removed items leave the collection. A Lite collection is rebuilt from the
+        live rows under their ids (primary keys): Milvus Lite keeps deleted rows in
+        its files. A server collection deletes them by primary key (pymilvus
+        ``delete``) and is asked to compact (the server drops them from its segments
+        in the background)."""
+        removed = self._removed_mask()
+        coll = self._attached()
+        if coll.lite:
+            live = np.flatnonzero(~removed)
+            self._build(self._get_vectors(live), live)
+        else:
+            client = coll.client
+            client.delete(coll.name, ids=np.flatnonzero(removed).tolist(), timeout=self.timeout)
+            client.flush(coll.name, timeout=self._build_timeout(self.n_samples_fit_))
+            client.compact(coll.name, timeout=self.timeout)
+        self._n_dropped = int(np.count_nonzero(removed))
+        self._changed_native_index()
 
     def _search_params(self, k):
         """What the fitted index type takes; ``ef_search``/``nprobe`` apply at once."""
@@ -344,8 +381,15 @@ class MilvusIndex(BaseIndex):
         return dist, ind
 
     def _get_vectors(self, ids):
-        coll = self._attached()
+        removed = self._removed_mask()
         ids = np.asarray(ids, dtype=np.int64)
+        if removed is not None and removed[ids].any():  # compacted away: zeros stand in
+            rows = np.zeros((ids.size, self.n_features_in_), dtype=np.float32)
+            live = ~removed[ids]
+            if live.any():
+                rows[live] = self._get_vectors(ids[live])
+            return rows
+        coll = self._attached()
         out = np.empty((ids.size, self.n_features_in_), dtype=np.float32)
         for start in range(0, ids.size, self.batch_size):
             want = ids[start:start + self.batch_size]
@@ -414,11 +458,11 @@ class MilvusIndex(BaseIndex):
             )
         info = client.describe_collection(coll.name, timeout=self.timeout)
         count = client.get_collection_stats(coll.name, timeout=self.timeout)["row_count"]
-        if info.get("properties", {}).get(_OWNER) != coll.token or count != self.n_samples_fit_:
+        if info.get("properties", {}).get(_OWNER) != coll.token or count != self._n_native():
             raise RuntimeError(
                 f"MilvusIndex: collection {coll.name!r} at uri={coll.uri!r} is no "
                 f"longer the one this index was fitted on ({store.describe(info)}, "
-                f"{count} items, expected {self.n_samples_fit_}); fit the index again."
+                f"{count} items, expected {self._n_native()}); fit the index again."
             )
         client.load_collection(coll.name, timeout=self._build_timeout(count))
         self._verified = True

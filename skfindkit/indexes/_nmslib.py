@@ -9,7 +9,7 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._native_bytes import file_parts, load_from_bytes, save_to_bytes
 from ..utils._persist import CorruptIndexError
 from ._ann_utils import C_INT_MAX, stack_padded
-from ._approximate import ApproximateIndex
+from ._approximate import ApproximateIndex, NativeIdMap
 
 __all__ = ["NMSLibIndex"]
 
@@ -24,7 +24,7 @@ def _nmslib():
     return NMSLibIndex._requires.load()
 
 
-class NMSLibIndex(ApproximateIndex):
+class NMSLibIndex(NativeIdMap, ApproximateIndex):
     """Approximate nearest neighbours with nmslib.
 
     nmslib cannot add items to a built index: :meth:`partial_fit` rebuilds it
@@ -58,6 +58,7 @@ class NMSLibIndex(ApproximateIndex):
     ef_search : int, default=50
         nmslib's ``efSearch``: candidate list size while querying.
     refine : int, default=None
+    max_tombstone_share : float, default=None
 
     Attributes
     ----------
@@ -139,9 +140,10 @@ class NMSLibIndex(ApproximateIndex):
         ef_construction=200,
         ef_search=50,
         refine=None,
+        max_tombstone_share=None,
     ):
         super().__init__(n_neighbors=n_neighbors, metric=metric, mode=mode, n_jobs=n_jobs,
-                         refine=refine)
+                         refine=refine, max_tombstone_share=max_tombstone_share)
         self.method = method
         self.M = M
         self.ef_construction = ef_construction
@@ -174,7 +176,12 @@ class NMSLibIndex(ApproximateIndex):
 
     def _search(self, X, k):
         results = self._index.knnQueryBatch(X, k=k, num_threads=self._n_threads())
-        return stack_padded([r[0] for r in results], [r[1] for r in results], k)
+        dist, ind = stack_padded([r[0] for r in results], [r[1] for r in results], k)
+        return dist, self._to_ids(ind)
+
+    def _add(self, X):
+        """nmslib cannot grow: rebuild from the live rows."""
+        self._rebuild_native(X)
 
     # the bytes a loaded index came from (see _serialize)
     _transient_attrs = ("_loaded_from",)
@@ -204,7 +211,7 @@ class NMSLibIndex(ApproximateIndex):
 
     def _check_native_bytes(self, payload):
         """The data file's records, then hnsw's graph file, in numpy (see Notes)."""
-        X = self._vectors_from_bytes(payload)
+        X = self._native_vectors(payload)
         if self._fitted("method") != "hnsw":
             return
         dist = 4 if self.metric_ == "inner_product" else (1 if X.shape[1] % 16 == 0 else 2)
@@ -217,9 +224,13 @@ class NMSLibIndex(ApproximateIndex):
             )
 
     def _vectors_from_bytes(self, payload):
-        """The indexed rows from nmslib's data file: a u64 count, then per item a u64
-        size, its id (i32), label (i32), data length (u64) and the float32 row."""
-        n, d = self.n_samples_fit_, self.n_features_in_
+        """The indexed rows in id order (zeros for items compacted away)."""
+        return self._rows_by_id(self._native_vectors(payload))
+
+    def _native_vectors(self, payload):
+        """The rows nmslib holds, from its data file: a u64 count, then per item a u64
+        size, its position (i32), label (i32), data length (u64) and the float32 row."""
+        n, d = self._n_native(), self.n_features_in_
         try:
             data = file_parts(payload, (".dat",))[1]
         except ValueError as exc:

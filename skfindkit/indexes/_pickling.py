@@ -113,7 +113,7 @@ class SealedIndexState:
             raise self._no_vectors_error()
         self._check_stored_shapes(owner, data_digest is None)
         if blob is None:
-            self._index = self._build(self._fit_X)
+            self._index = self._build(self._native_held_rows())
             return
         payload = blob.open(self._backend, owner)
         self._check_native_bytes(payload)
@@ -129,7 +129,7 @@ class SealedIndexState:
         if data_digest is not None and self._fit_X is None:
             self._fit_X = self._checked_vectors(self._vectors_from_index(index), data_digest)
         shape = self._native_shape(index)
-        expected = (self.n_samples_fit_, self.n_features_in_)
+        expected = (self._n_native(), self.n_features_in_)
         for what, got, want in zip(("items", "features"), shape, expected):
             if got is not None and got != want:
                 raise CorruptIndexError(
@@ -194,6 +194,7 @@ class SealedIndexState:
                 f"{owner}: {'; '.join(problems)}, but the saved state has "
                 f"{expected[0]} items of {expected[1]} features."
             )
+        self._check_native_ids()
 
     #: Whether the stored data are counts (BM25): negative values are refused on load.
     _nonnegative_data = False
@@ -228,6 +229,17 @@ class SealedIndexState:
 
     def _init_transient(self):
         """Recreate the attributes in ``_transient_attrs`` after unpickling."""
+
+    def _native_held_rows(self):
+        """The stored rows the native index holds, in its order (to rebuild it)."""
+        return self._fit_X
+
+    def _n_native(self):
+        """Items the native index holds (backends that compact by rebuild: fewer than ids)."""
+        return self.n_samples_fit_
+
+    def _check_native_ids(self):
+        """Check a loaded map from native positions to ids (backends that keep one)."""
 
     def _check_native_bytes(self, payload):
         """Check a native payload's own header against the state (backend hook).

@@ -71,7 +71,8 @@ class KNeighborsQueryMixin:
         """A flat scan's answers, proven exact row by row (:func:`verify_flat_scan`);
         rows it cannot prove (far queries, near-ties within float32's error)
         are searched exactly by brute force over the stored data."""
-        kk = min(self.n_samples_fit_, 2 * k)
+        n_native = self._n_native()  # fewer than the ids once removed items left it
+        kk = min(n_native, 2 * k)
         native, cand = self._search(X, kk)
         state = runtime_state(self)
         if state.max_norm is None:
@@ -81,7 +82,7 @@ class KNeighborsQueryMixin:
         dist, ind, proven = verify_flat_scan(
             X, self._data, native, np.asarray(cand, dtype=np.intp), k, self.metric_, unit,
             state.max_norm)
-        if kk == self.n_samples_fit_:  # nothing left out: only invalid rows need more
+        if kk == n_native:  # nothing left out: only invalid rows need more
             proven |= (np.asarray(cand) >= 0).all(axis=1) & np.isfinite(native).all(axis=1)
         if not proven.all():
             dist[~proven], ind[~proven] = self._exact_search(X[~proven], k)

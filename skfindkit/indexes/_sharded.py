@@ -290,6 +290,23 @@ class ShardedIndex(BaseIndex):
         self.n_samples_fit_ += Xp.shape[0]
         self._changed_native_index()
 
+    def _removed_items(self, ids):
+        """Each shard removes its own items (through its public ``remove``) and compacts
+        by its own rule; a shard keeps an item that would be its last one (it stays a
+        tombstone here: never returned)."""
+        shards = self._index
+        for shard, shard_ids in zip(shards.indexes, shards.ids):
+            local = np.flatnonzero(np.isin(shard_ids, ids))
+            if local.size and local.size < shard.n_items_:
+                shard.remove(local)
+
+    def _held_tombstones(self):
+        return 0  # the shards compact themselves
+
+    def _compact(self):
+        for shard in self._index.indexes:
+            shard.compact()
+
     def _search(self, X, k):
         return self._merge(X, k, exact=False)
 

@@ -18,7 +18,9 @@ from .. import _native_fuzz
 from .._isolation import ChildCrashed, ChildHung, run_isolated
 
 _NEEDS = {"annoy": "annoy", "nmslib": "nmslib", "hnswlib": "hnswlib", "faiss-hnsw": "faiss",
-          "faiss-flat": "faiss", "faiss-ivf": "faiss", "faiss-pca": "faiss"}
+          "faiss-flat": "faiss", "faiss-ivf": "faiss", "faiss-pca": "faiss",
+          "annoy-compacted": "annoy", "nmslib-compacted": "nmslib",
+          "faiss-hnsw-compacted": "faiss"}
 
 
 def _fuzz(backend, folder, n_variants, seed):
