@@ -47,6 +47,7 @@ TESTED_IN = {
     "indexes/_query.py": "tests/indexes/test_properties.py",
     "indexes/_self.py": "tests/indexes/test_properties.py",
     "indexes/_removal.py": "tests/indexes/test_remove.py",
+    "indexes/_fusion_scores.py": "tests/indexes/test_fusion.py",
     "loaders/_audio_io.py": "tests/loaders/test_audio.py",
     "loaders/_essentia.py": "tests/loaders/test_audio.py",
     "loaders/_base.py": "tests/loaders/test_contract.py",
