@@ -1,4 +1,5 @@
-"""Request bodies -> raw pipeline items, with a clear 4xx for every bad body.
+"""Request bodies (and /search's query string) -> raw pipeline items, with a clear 4xx
+for every bad body.
 
 ``/search`` and ``/items`` take the same bodies: a multipart upload in field
 ``file`` (path-based pipelines; repeated for several items when adding), or
