@@ -1,4 +1,5 @@
-"""Request bodies -> raw pipeline items, with a clear 4xx for every bad body.
+"""Request bodies (and /search's query string) -> raw pipeline items, with a clear 4xx
+for every bad body.
 
 ``/search`` and ``/items`` take the same bodies: a multipart upload in field
 ``file`` (path-based pipelines; repeated for several items when adding), or
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ApiError", "BodyLimit", "BodyTooLarge", "Query", "parse_body", "remove_files",
-           "write_uploads"]
+__all__ = ["ApiError", "BodyLimit", "BodyTooLarge", "Query", "SEARCH_PARAMETERS", "parse_body",
+           "remove_files", "search_params", "write_uploads"]
 
 logger = logging.getLogger("skfindkit.serve")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -273,6 +274,36 @@ async def parse_body(request, spec, *, many=False, max_files=64):
     if query.keys is not None and len(query.keys) != len(query):
         raise ApiError(422, f"{len(query.keys)} keys for {len(query)} items")
     return query
+
+
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
+
+# /search's query string, as OpenAPI describes it (read by ``search_params``)
+SEARCH_PARAMETERS = [
+    {"name": "k", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1},
+     "description": "how many neighbours to return (default: the index's n_neighbors)"},
+    {"name": "where", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "a condition on the metadata columns"},
+    {"name": "filter", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "the item ids allowed in the results, separated by commas"},
+]
+
+
+def search_params(params):
+    """``k`` (an int or None), ``where`` and ``filter`` of a /search query string.
+
+    Read directly from the request's query parameters: one dictionary lookup
+    each, where a typed endpoint signature would have a generic validator
+    inspect every annotation on every request.
+    """
+    k = params.get("k")
+    if k is not None:
+        if not _WHOLE_NUMBER.fullmatch(k):
+            raise ApiError(422, f"k: expected a whole number (at most 18 digits), got "
+                                f"{k[:40]!r}")
+        k = int(k)
+    return k, params.get("where"), params.get("filter")
 
 
 def write_uploads(query, spec, folder):

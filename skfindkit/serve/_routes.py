@@ -7,7 +7,7 @@ from pathlib import Path
 from ._auth import authorization
 from ._items import UnknownItem
 from ._lifecycle import check_restriction
-from ._requests import ApiError, parse_body
+from ._requests import SEARCH_PARAMETERS, ApiError, parse_body, search_params
 
 __all__ = ["add_error_handlers", "add_routes"]
 
@@ -82,9 +82,9 @@ def add_routes(app, service, run, settings):
             return {"status": "ok"}  # an open probe: nothing about the pipeline
         return await info()
 
-    @app.post("/search")
-    async def search_items(request: Request, k: int | None = None, where: str | None = None,
-                           filter: str | None = None):
+    @app.post("/search", openapi_extra={"parameters": SEARCH_PARAMETERS})
+    async def search_items(request: Request):
+        k, where, filter = search_params(request.query_params)
         k = service.check_k(k)
         query = await parse_body(request, service.spec)
         query.where, query.filter = check_restriction(
