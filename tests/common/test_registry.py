@@ -133,9 +133,10 @@ def test_tables_of_the_shipped_backends():
 
 
 def test_loader_kinds_are_the_command_line_kinds():
-    from skfindkit._cli_io import EXTENSIONS
+    """Every kind a loader declares has file endings in the application layer, and back."""
+    from skfindkit._app.kinds import KINDS
 
-    assert set(loader_kinds()) == set(EXTENSIONS)
+    assert set(loader_kinds()) == set(KINDS)
 
 
 def test_requirements_name_extras_of_pyproject():
