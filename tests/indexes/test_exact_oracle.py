@@ -28,7 +28,7 @@ from .._optional import has
 METRICS = ("euclidean", "cosine", "inner_product")
 FAST = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
-LARGE = settings(max_examples=300, deadline=None, derandomize=True,
+LARGE = settings(max_examples=100, deadline=None, derandomize=True,
                  suppress_health_check=list(HealthCheck))
 
 
