@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from ._metadata import checked_columns
+from ._metadata import checked_columns, column_kind
 from .indexes import UnknownItemError
 from .utils import features_for_index, final_index
 
@@ -97,6 +97,10 @@ def _extended_metadata(index, metadata, n_new):
     if sorted(new) != sorted(old):
         raise ValueError(f"metadata: the new items have the columns {sorted(new)}, the index "
                          f"{sorted(old)}")
+    for name, values in old.items():
+        if column_kind(values) != column_kind(new[name]):
+            raise ValueError(f"metadata: column {name!r} is {column_kind(values)} in the index, "
+                             f"the new items give {column_kind(new[name])} values")
     return {name: np.concatenate([values, new[name]]) for name, values in old.items()}
 
 
@@ -119,7 +123,8 @@ def upsert(pipeline, items, keys, *, y=None, metadata=None):
         Labels, for an index fitted with labels.
     metadata : pandas.DataFrame or dict of arrays, default=None
         The new items' rows of the index's metadata columns (required when
-        the index has metadata).
+        the index has metadata), each of the column's kind (numeric, boolean
+        or text): a value of another kind is refused, nothing is added.
 
     Returns
     -------
