@@ -1,7 +1,7 @@
 """Items addressed by their keys: upsert (same key again replaces) and removal by key.
 
-Keys (:func:`skfindkit.search.attach_keys`) and metadata
-(:func:`skfindkit.search.attach_metadata`) are arrays over item *ids*: ids
+Keys (:func:`skfindkit.attach_keys`) and metadata
+(:func:`skfindkit.attach_metadata`) are arrays over item *ids*: ids
 never change and are never reused (removal leaves a tombstone, compaction
 keeps the ids), so a removed item's key and metadata row stay in place,
 unreachable, and the arrays stay aligned with the index through removals and
@@ -25,7 +25,7 @@ def _attached_keys(index):
     keys = getattr(index, "item_keys_", None)
     if keys is None:
         raise ValueError("the index has no keys: attach them first with "
-                         "skfindkit.search.attach_keys (one per item id)")
+                         "skfindkit.attach_keys (one per item id)")
     return keys
 
 
@@ -60,7 +60,7 @@ def remove_keys(pipeline, keys):
     Parameters
     ----------
     pipeline : Pipeline or index
-        Fitted, with keys attached (:func:`skfindkit.search.attach_keys`).
+        Fitted, with keys attached (:func:`skfindkit.attach_keys`).
     keys : array-like
         Keys of live items.
 
@@ -114,7 +114,7 @@ def upsert(pipeline, items, keys, *, y=None, metadata=None):
     Parameters
     ----------
     pipeline : Pipeline or index
-        Fitted, with keys attached (:func:`skfindkit.search.attach_keys`).
+        Fitted, with keys attached (:func:`skfindkit.attach_keys`).
     items : list or array-like
         Raw items, in whatever form the pipeline's first step takes.
     keys : array-like of shape (n_items,)

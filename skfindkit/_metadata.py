@@ -1,6 +1,6 @@
 """Per-item metadata columns on a fitted index: stored, checked, looked up by id.
 
-:func:`skfindkit.search.attach_metadata` stores the columns on the index as
+:func:`skfindkit.attach_metadata` stores the columns on the index as
 ``item_metadata_``, a dict ``{name: 1-D array}`` with one row per id (ids of
 removed items included, so that ids index it directly), next to
 ``item_keys_``: both are saved with the index (pickle and the safe format).
