@@ -1,7 +1,7 @@
 """Items addressed by their keys: upsert (same key again replaces) and removal by key.
 
-Keys (:func:`skfindkit.search.attach_keys`) and metadata
-(:func:`skfindkit.search.attach_metadata`) are arrays over item *ids*: ids
+Keys (:func:`skfindkit.attach_keys`) and metadata
+(:func:`skfindkit.attach_metadata`) are arrays over item *ids*: ids
 never change and are never reused (removal leaves a tombstone, compaction
 keeps the ids), so a removed item's key and metadata row stay in place,
 unreachable, and the arrays stay aligned with the index through removals and
@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from ._metadata import checked_columns
+from ._metadata import checked_columns, column_kind
 from .indexes import UnknownItemError
 from .utils import features_for_index, final_index
 
@@ -25,7 +25,7 @@ def _attached_keys(index):
     keys = getattr(index, "item_keys_", None)
     if keys is None:
         raise ValueError("the index has no keys: attach them first with "
-                         "skfindkit.search.attach_keys (one per item id)")
+                         "skfindkit.attach_keys (one per item id)")
     return keys
 
 
@@ -60,7 +60,7 @@ def remove_keys(pipeline, keys):
     Parameters
     ----------
     pipeline : Pipeline or index
-        Fitted, with keys attached (:func:`skfindkit.search.attach_keys`).
+        Fitted, with keys attached (:func:`skfindkit.attach_keys`).
     keys : array-like
         Keys of live items.
 
@@ -97,6 +97,10 @@ def _extended_metadata(index, metadata, n_new):
     if sorted(new) != sorted(old):
         raise ValueError(f"metadata: the new items have the columns {sorted(new)}, the index "
                          f"{sorted(old)}")
+    for name, values in old.items():
+        if column_kind(values) != column_kind(new[name]):
+            raise ValueError(f"metadata: column {name!r} is {column_kind(values)} in the index, "
+                             f"the new items give {column_kind(new[name])} values")
     return {name: np.concatenate([values, new[name]]) for name, values in old.items()}
 
 
@@ -110,7 +114,7 @@ def upsert(pipeline, items, keys, *, y=None, metadata=None):
     Parameters
     ----------
     pipeline : Pipeline or index
-        Fitted, with keys attached (:func:`skfindkit.search.attach_keys`).
+        Fitted, with keys attached (:func:`skfindkit.attach_keys`).
     items : list or array-like
         Raw items, in whatever form the pipeline's first step takes.
     keys : array-like of shape (n_items,)
@@ -119,7 +123,8 @@ def upsert(pipeline, items, keys, *, y=None, metadata=None):
         Labels, for an index fitted with labels.
     metadata : pandas.DataFrame or dict of arrays, default=None
         The new items' rows of the index's metadata columns (required when
-        the index has metadata).
+        the index has metadata), each of the column's kind (numeric, boolean
+        or text): a value of another kind is refused, nothing is added.
 
     Returns
     -------

@@ -1,22 +1,36 @@
 """Per-item metadata columns on a fitted index: stored, checked, looked up by id.
 
-:func:`skfindkit.search.attach_metadata` stores the columns on the index as
+:func:`skfindkit.attach_metadata` stores the columns on the index as
 ``item_metadata_``, a dict ``{name: 1-D array}`` with one row per id (ids of
 removed items included, so that ids index it directly), next to
 ``item_keys_``: both are saved with the index (pickle and the safe format).
 Columns are numpy arrays of numbers, booleans or text (``str``); a column of
-other Python objects is refused (the safe format would store it item by item,
-and a condition could not compare it).
+other Python objects, or mixing strings with numbers (as a list or as a
+DataFrame column alike), is refused (the safe format would store it item by
+item, and a condition could not compare it).
 """
 
 import numpy as np
 
-__all__ = ["checked_columns", "rows_of"]
+__all__ = ["checked_columns", "column_kind", "rows_of"]
+
+
+_KINDS = {"b": "boolean", "i": "numeric", "u": "numeric", "f": "numeric", "U": "text"}
+
+
+def column_kind(array):
+    """``"numeric"``, ``"boolean"`` or ``"text"``: what a stored column compares with."""
+    return _KINDS[array.dtype.kind]
 
 
 def _column(name, values, n_rows):
     if hasattr(values, "to_numpy"):  # a pandas Series
         values = values.to_numpy()
+    if not isinstance(values, np.ndarray):
+        # numpy would turn a list mixing strings and numbers into strings: look first
+        values = np.array(values, dtype=object)
+        if values.ndim != 1 or not any(isinstance(v, str) for v in values.tolist()):
+            values = np.asarray(values.tolist())
     array = np.asarray(values)
     if array.dtype.kind == "O":
         if not all(isinstance(v, str) for v in array.ravel().tolist()):

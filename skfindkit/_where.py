@@ -89,19 +89,19 @@ class _Parser:
         self.i += 1
         return kind, value, pos
 
-    def condition(self):
-        node = self.term()
-        while self.peek()[0] == "or":
+    def chain(self, keyword, operand):
+        """``operand (keyword operand)*`` as one flat ``(keyword, a, b, ...)`` node."""
+        nodes = [operand()]
+        while self.peek()[0] == keyword:
             self.i += 1
-            node = ("or", node, self.term())
-        return node
+            nodes.append(operand())
+        return nodes[0] if len(nodes) == 1 else (keyword, *nodes)
+
+    def condition(self):
+        return self.chain("or", self.term)
 
     def term(self):
-        node = self.factor()
-        while self.peek()[0] == "and":
-            self.i += 1
-            node = ("and", node, self.factor())
-        return node
+        return self.chain("and", self.factor)
 
     def factor(self):
         kind, value, pos = self.peek()
@@ -153,7 +153,12 @@ class _Parser:
 
 
 def parse_where(text):
-    """The syntax tree of a condition (nested tuples); :class:`WhereError` if malformed."""
+    """The syntax tree of a condition (nested tuples); :class:`WhereError` if malformed.
+
+    A chain ``a or b or c`` is one flat node ``("or", a, b, c)`` (likewise
+    ``and``), so its length is bounded by memory only, never by recursion;
+    nesting (parentheses, ``not``) is bounded at 100 levels.
+    """
     if not isinstance(text, str) or not text.strip():
         raise WhereError(f"where: expected a non-empty condition string, got {text!r}")
     parser = _Parser(text)
@@ -181,8 +186,11 @@ def _checked_value(column, name, pos, value, text):
 def _evaluate(node, columns, text):
     tag = node[0]
     if tag in ("and", "or"):
-        left, right = (_evaluate(n, columns, text) for n in node[1:])
-        return left & right if tag == "and" else left | right
+        combine = np.logical_and if tag == "and" else np.logical_or
+        mask = _evaluate(node[1], columns, text)
+        for operand in node[2:]:
+            mask = combine(mask, _evaluate(operand, columns, text))
+        return mask
     if tag == "not":
         return ~_evaluate(node[1], columns, text)
     column = _column(columns, node[1], node[2], text)

@@ -92,6 +92,8 @@ def test_a_dataframe_is_attached_column_by_column(index):
 @pytest.mark.parametrize("data, error, message", [
     ({"year": np.arange(N - 1)}, ValueError, r"'year' has shape \(59,\); expected .*\(60,\)"),
     ({"thing": [object()] * N}, ValueError, "'thing' holds Python objects"),
+    ({"mixed": ["a", 1] * (N // 2)}, ValueError, "'mixed' holds Python objects"),
+    ({"mixed": (["a", 1.5] * (N // 2))}, ValueError, "'mixed' holds Python objects"),
     ({"when": np.arange(N).astype("datetime64[D]")}, ValueError, "'when' has dtype"),
     ({}, ValueError, "no columns"),
     ([1, 2, 3], TypeError, "DataFrame or a dict"),
@@ -99,6 +101,15 @@ def test_a_dataframe_is_attached_column_by_column(index):
 def test_bad_metadata_are_refused_clearly(index, data, error, message):
     with pytest.raises(error, match=message):
         attach_metadata(index, data)
+
+
+def test_a_mixed_column_is_refused_alike_as_a_dict_or_a_dataframe(index):
+    pd = pytest.importorskip("pandas")
+    values = ["a", 1] * (N // 2)
+    for data in ({"y": values}, pd.DataFrame({"y": values})):
+        with pytest.raises(ValueError, match="'y' holds Python objects"):
+            attach_metadata(index, data)
+    assert sorted(index.item_metadata_) == ["price", "shop", "year"]
 
 
 def test_a_condition_without_metadata_or_on_an_unknown_column_is_a_clear_error(index):

@@ -1,5 +1,11 @@
 """A CBIR system is a plain Pipeline: grid search on retrieval quality, joblib, search."""
 
+import importlib
+import importlib.util
+import re
+import types
+from pathlib import Path
+
 import joblib
 import numpy as np
 import pytest
@@ -98,3 +104,36 @@ def test_search_returns_ranked_keys(digits, tmp_path):
     with pytest.warns(UserWarning, match="keys"):
         system[-1].partial_fit(system[:-1].transform(X_test[:2]), [0, 1])
     assert search(system, X_test[:1]).keys.dtype.kind == "i"
+
+
+def _resolve(dotted):
+    """``dotted`` as user code reaches it: attributes, importing submodules of modules."""
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], 1):
+        if hasattr(obj, part):
+            obj = getattr(obj, part)
+        elif isinstance(obj, types.ModuleType):
+            obj = importlib.import_module(".".join(parts[:i + 1]))
+        else:
+            raise AttributeError(f"{'.'.join(parts[:i])} has no attribute {part!r}")
+    return obj
+
+
+def test_dotted_skfindkit_names_in_docs_and_messages_resolve():
+    """``skfindkit.search`` is the search function: ``skfindkit.search.upsert`` is no name."""
+    root = Path(__file__).parents[1]
+    files = [root / "README.md", *(root / "docs").rglob("*.md"),
+             *(root / "skfindkit").rglob("*.py")]
+    broken = []
+    for path in files:
+        for name in sorted(set(re.findall(r"\bskfindkit(?:\.\w+)+", path.read_text()))):
+            head = name.split(".")[1]
+            if not (hasattr(importlib.import_module("skfindkit"), head)
+                    or importlib.util.find_spec(f"skfindkit.{head}")):
+                continue  # not a reference to skfindkit's API (a label, a property name)
+            try:
+                _resolve(name)
+            except (AttributeError, ImportError) as error:
+                broken.append(f"{path.relative_to(root)}: {name} ({error})")
+    assert not broken, broken

@@ -66,6 +66,9 @@ def test_bad_upserts_change_nothing():
         upsert(index, X[:1], ["a"])
     with pytest.raises(ValueError, match="one key per item"):
         upsert(index, X[:2], ["a"], metadata={"n": [1, 2]})
+    with pytest.raises(ValueError, match=r"column 'n' is numeric.*new items.*text"):
+        upsert(index, X[:2], ["a", "b"], metadata={"n": ["x", "y"]})
+    assert index.item_metadata_["n"].dtype.kind == "i"
     assert index.n_samples_fit_ == before[0]
     np.testing.assert_array_equal(index.item_keys_, before[1])
     bare = ExactIndex().fit(X)

@@ -71,3 +71,21 @@ def test_where_error_is_a_value_error_and_without_columns_says_how_to_attach():
 def test_the_parse_tree_is_plain_data():
     assert parse_where("a == 1 and not b in ['x']") == (
         "and", ("cmp", "a", 0, "==", (1, 5)), ("not", ("in", "b", 15, [("x", 21)])))
+
+
+@pytest.mark.parametrize("op", ["or", "and"])
+def test_long_flat_chains_are_parsed_and_evaluated_without_recursion(op):
+    n = 5000
+    years = [2019 + i % 5 for i in range(n)]
+    text = f" {op} ".join(f"year != {y}" if op == "and" else f"year == {y}" for y in years)
+    expected = [0, 1, 2, 3, 4] if op == "or" else []
+    assert _rows(text) == expected
+    mixed = " or ".join(["year == 2019 and sale == true"] * n)
+    assert _rows(mixed) == [0]
+
+
+def test_chains_keep_precedence_and_before_or():
+    assert parse_where("a == 1 or b == 2 and c == 3 or d == 4") == (
+        "or", ("cmp", "a", 0, "==", (1, 5)),
+        ("and", ("cmp", "b", 10, "==", (2, 15)), ("cmp", "c", 21, "==", (3, 26))),
+        ("cmp", "d", 31, "==", (4, 36)))

@@ -433,7 +433,7 @@ class BaseIndex(
         if hasattr(self, "item_keys_"):
             warnings.warn(
                 "partial_fit added items: the item keys attached with "
-                "skfindkit.search.attach_keys no longer match and were removed; "
+                "skfindkit.attach_keys no longer match and were removed; "
                 "attach the full list again.",
                 UserWarning,
             )
@@ -441,7 +441,7 @@ class BaseIndex(
         if hasattr(self, "item_metadata_"):
             warnings.warn(
                 "partial_fit added items: the metadata attached with "
-                "skfindkit.search.attach_metadata no longer match and were removed; "
+                "skfindkit.attach_metadata no longer match and were removed; "
                 "attach all rows again.",
                 UserWarning,
             )

@@ -213,7 +213,8 @@ class KNeighborsQueryMixin:
             Whether to return distances.
         filter : array-like or list of array-like, default=None
             Items each query may return: a boolean mask over ids (length
-            ``n_samples_fit_``), an array of allowed ids, or a list of those
+            ``n_samples_fit_``, dtype bool: a 0/1 integer column is read as
+            ids), an array of allowed ids (each once), or a list of those
             with one entry per query row. Removed items are never returned,
             filter or not.
 
@@ -252,7 +253,8 @@ class KNeighborsQueryMixin:
             Whether to return distances.
         filter : array-like or list of array-like, default=None
             Items each query may return: a boolean mask over ids (length
-            ``n_samples_fit_``), an array of allowed ids, or a list of those
+            ``n_samples_fit_``, dtype bool: a 0/1 integer column is read as
+            ids), an array of allowed ids (each once), or a list of those
             with one entry per query row. Removed items are never returned,
             filter or not.
 

@@ -62,17 +62,36 @@ def _as_ids(ids, n_ids, what):
     return arr
 
 
+_FILTER_KINDS = ("a boolean mask over ids, an array of ids, or a list of those (one per "
+                 "query)")
+
+
+def _filter_array(value, what):
+    """``np.asarray(value)``, with a ragged (inhomogeneous) nesting refused by name."""
+    try:
+        return np.asarray(value)
+    except ValueError:
+        raise ValueError(f"{what} must be {_FILTER_KINDS}; got a ragged nested list.") from None
+
+
 def _one_mask(value, n_ids, what):
     """A boolean mask over ids, or an array of allowed ids -> a boolean mask of length ``n_ids``."""
-    arr = np.asarray(value)
+    arr = _filter_array(value, what)
     if arr.dtype == bool:
         if arr.shape != (n_ids,):
             raise ValueError(
                 f"{what}: a boolean filter must have one entry per id ({n_ids}), "
                 f"got shape {arr.shape}.")
         return arr
+    ids = _as_ids(arr, n_ids, what)
     mask = np.zeros(n_ids, dtype=bool)
-    mask[_as_ids(arr, n_ids, what)] = True
+    mask[ids] = True
+    if np.count_nonzero(mask) != ids.size:
+        unique, counts = np.unique(ids, return_counts=True)
+        raise ValueError(
+            f"{what}: repeated item ids {unique[counts > 1][:10].tolist()}; an id array names "
+            "each allowed item once. For a 0/1 column over all items, pass a boolean mask "
+            "(e.g. column.astype(bool)).")
     return mask
 
 
@@ -82,11 +101,10 @@ def parse_filter(filter, n_ids, n_queries):
     if filter is None:
         return None
     if callable(filter):
-        raise TypeError("filter must be a boolean mask over ids, an array of allowed ids, "
-                        "or a list of those (one per query), not a callable.")
+        raise TypeError(f"filter must be {_FILTER_KINDS}, not a callable.")
     per_query = (isinstance(filter, (list, tuple)) and len(filter)
-                 and all(np.ndim(f) == 1 for f in filter))
-    if not per_query and np.ndim(filter) == 2:
+                 and all(_filter_array(f, "filter").ndim == 1 for f in filter))
+    if not per_query and _filter_array(filter, "filter").ndim == 2:
         per_query = True
     if not per_query:
         return _one_mask(filter, n_ids, "filter")

@@ -60,11 +60,13 @@ def add_parser(subparsers):
                        help="threads running the pipeline at once (default: %(default)s)")
     serve.add_argument("--mmap", action="store_true",
                        help="map the pipeline file's arrays instead of reading them into "
-                            "memory (skfindkit.io.load(..., mmap_mode='r'); safe format only)")
+                            "memory (skfindkit.io.load(..., mmap_mode='r'); safe format only). "
+                            "Never truncate or rewrite the file in place while serving (a "
+                            "crash or silently other answers): replace it by renaming")
     serve.add_argument("--processes", type=_positive_int, default=1,
                        help="server processes forked after loading the pipeline once, mapped "
-                            "(implies --mmap; they share one copy of the data); not with "
-                            "--token (default: %(default)s)")
+                            "(implies --mmap, and its rule on the file; they share one copy "
+                            "of the data); not with --token (default: %(default)s)")
     serve.set_defaults(func=main)
     return serve
 

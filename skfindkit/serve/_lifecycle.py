@@ -14,6 +14,7 @@ from ._requests import ApiError
 __all__ = ["check_restriction", "hit_metadata", "live_id", "replaced_ids", "restriction"]
 
 _MAX_FILTER_IDS = 100_000
+_MAX_ID_DIGITS = 18  # any id of more digits is beyond int64, hence unknown
 
 
 def _filter_ids(value, n_ids):
@@ -22,17 +23,19 @@ def _filter_ids(value, n_ids):
         parts = [p for p in value.replace(" ", "").split(",") if p]
         if not all(p.isdigit() for p in parts):
             raise ApiError(422, "filter must be item ids separated by commas, e.g. 1,5,9")
+        if any(len(p) > _MAX_ID_DIGITS for p in parts):
+            raise ApiError(422, f"filter names item ids out of range (ids are 0 to {n_ids - 1})")
         value = [int(p) for p in parts]
     if not isinstance(value, list) or not all(
             isinstance(i, int) and not isinstance(i, bool) for i in value):
         raise ApiError(422, "filter must be a list of item ids")
     if len(value) > _MAX_FILTER_IDS:
         raise ApiError(413, f"filter lists more than {_MAX_FILTER_IDS} ids")
-    ids = np.asarray(value, dtype=np.int64)
-    bad = ids[(ids < 0) | (ids >= n_ids)]
-    if bad.size:
-        raise ApiError(422, f"filter names unknown item ids {bad[:10].tolist()}")
-    return ids
+    bad = [i for i in value if not 0 <= i < n_ids]
+    if bad:
+        shown = bad[:10] if all(abs(i) < 10**_MAX_ID_DIGITS for i in bad[:10]) else "out of range"
+        raise ApiError(422, f"filter names unknown item ids {shown} (ids are 0 to {n_ids - 1})")
+    return np.asarray(value, dtype=np.int64)
 
 
 def check_restriction(where, filter):

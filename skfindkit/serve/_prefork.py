@@ -8,6 +8,9 @@ the page cache and the rest of the parent's memory copy-on-write: N processes
 cost about one copy of the data, plus what each builds at its first query
 (e.g. the centred matrix of a euclidean :class:`~skfindkit.ExactIndex`).
 
+All of them read the mapped file at every query: it must not be truncated or
+rewritten in place while they run (``docs/mmap.md``); replace it by renaming.
+
 POSIX only (``os.fork``). The parent waits for its children; SIGINT/SIGTERM
 are passed on to them, and it exits once they all have.
 """

@@ -122,8 +122,9 @@ class Service:
         for key in query.keys or ():
             self.store.check_key(key)
         if getattr(self.index, "item_metadata_", None) is not None:
-            raise ApiError(422, "the index has metadata columns: add items with "
-                                "skfindkit.search.upsert, which takes their metadata")
+            raise ApiError(422, "the index has metadata columns: add items with upsert "
+                                "(from skfindkit.search import upsert), which takes "
+                                "their metadata")
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
             with self._decoding(names):

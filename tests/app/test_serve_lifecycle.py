@@ -50,6 +50,23 @@ def test_where_and_filter_restrict_a_search_as_json_or_query_parameters():
             "/search", json={**body, "where": "colour == 1"}).json()["detail"]
 
 
+@pytest.mark.parametrize("where", ["json", "query"])
+def test_a_filter_id_beyond_int64_is_422_naming_filter(where):
+    index, X = _index(metadata=False)
+    body = {"vector": X[0].tolist()}
+    with TestClient(create_app(index), raise_server_exceptions=False) as client:
+        for huge in (10**40, 9999999999999999999, int("9" * 4000)):
+            if where == "json":
+                response = client.post("/search", json={**body, "filter": [huge]})
+            else:
+                response = client.post(f"/search?filter={huge}", json=body)
+            assert response.status_code == 422, response.text
+            assert "filter" in response.json()["detail"]
+        response = client.post("/search?filter=" + "9" * 5000, json=body)
+        assert response.status_code == 422 and "filter" in response.json()["detail"]
+        assert client.post("/search", json=body).status_code == 200
+
+
 def test_delete_removes_an_item_for_good_and_saves(tmp_path):
     index, X = _index()
     path = tmp_path / "p.skfk"

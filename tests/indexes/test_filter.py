@@ -91,6 +91,10 @@ def test_unfilled_slots_are_left_out_of_graphs(data):
     ([[1, 2], [3]], ValueError, "2 per-query filters given for 10 queries"),
     (np.array([0.5]), ValueError, "integer item ids"),
     (lambda i: True, TypeError, "not a callable"),
+    (np.ones(400, dtype=int), ValueError, "filter: repeated item ids \\[1\\].*boolean mask"),
+    ([3, 5, 3], ValueError, "filter: repeated item ids \\[3\\]"),
+    ([[1, [2, 3]]], ValueError, "filter must be a boolean mask over ids, an array of ids"),
+    ([1, [2, 3]], ValueError, "filter must be a boolean mask over ids, an array of ids"),
 ])
 def test_bad_filters_are_refused(bad, error, match, data):
     X, Q = data

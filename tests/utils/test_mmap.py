@@ -182,3 +182,24 @@ def test_removal_from_a_mapped_index_copies_and_leaves_the_file_alone(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert not np.isin([1, 2, 50], mapped.kneighbors(X[:10])[1]).any()
     assert path.read_bytes() == before
+
+
+def _save_over_a_mapped_file(folder):
+    """In a child: map a file, save a smaller, different index over its path, query again."""
+    path, answers = os.path.join(folder, "over.skfk"), {}
+    X, Q = _dense(2000, 16), _dense(6, 16, seed=1)
+    for metric in ("cosine", "inner_product", "euclidean"):
+        skio.save(ExactIndex(n_neighbors=5, metric=metric).fit(X), path)
+        mapped = skio.load(path, mmap_mode="r")
+        before, rows, inode = mapped.kneighbors(Q), np.array(mapped._fit_X), os.stat(path).st_ino
+        skio.save(ExactIndex(n_neighbors=5, metric=metric).fit(_dense(20, 16, seed=2)), path)
+        after = mapped.kneighbors(Q)
+        answers[metric] = (os.stat(path).st_ino != inode,
+                           all(np.array_equal(a, b) for a, b in zip(before, after)),
+                           bool(np.array_equal(mapped._fit_X, rows)))
+    return answers
+
+
+def test_saving_over_a_mapped_file_leaves_the_mapped_index_answering_as_before(tmp_path):
+    answers = run_isolated(_save_over_a_mapped_file, str(tmp_path), timeout=120)
+    assert answers == {m: (True, True, True) for m in ("cosine", "inner_product", "euclidean")}
