@@ -11,7 +11,6 @@ from .._app.items import add_items
 from .._app.kinds import describe_pipeline
 from ..loaders._base import failure_reason
 from ..io import atomic_write
-from ..indexes._lock import runtime_state
 from ..search import search
 from ._items import ItemStore, key_to_json
 from ._lifecycle import hit_metadata, live_id, replaced_ids, restriction
@@ -38,9 +37,6 @@ class Service:
         self.save_path = save_path
         self.added_dir = added_dir
         self.max_k = max_k
-        # the index's own readers/writer lock: searches run together, additions and
-        # removals alone (the same lock the library's own calls take)
-        self.lock = runtime_state(self.index).lock
         self.decodes = DecodeSlots(limits["max_decodes"])
 
     def _decoding(self, names):
@@ -74,10 +70,14 @@ class Service:
             return self.pipeline[:-1].transform(items)
         return items
 
+    # Searches hold the index's read section (``_reading``: which first applies its
+    # query-time settings, e.g. a loaded HNSW graph's ef_search), additions and
+    # removals its write section: the index's own lock, the one the library takes.
+
     def search(self, query, k):
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
-            with self._decoding(names), self.lock.read():
+            with self._decoding(names), self.index._reading():
                 restrict = restriction(self.index, query.where, query.filter)
                 result = _readable_errors(
                     lambda: search(self.pipeline, items, n_neighbors=k, **restrict),
@@ -98,7 +98,7 @@ class Service:
         return hits
 
     def item(self, item_id):
-        with self.lock.read():
+        with self.index._reading():
             number = live_id(self.store, self.index, item_id)
             key = key_to_json(self.keys()[number])
         path = self.store.path_of(key)
@@ -130,7 +130,7 @@ class Service:
             with self._decoding(names):
                 if stored:
                     items = [self._keep(path) for path in items]
-                with self.lock.read():
+                with self.index._reading():
                     features = _readable_errors(lambda: self._features(items), names, "item",
                                                 self.spec.kind)
         finally:
@@ -138,7 +138,7 @@ class Service:
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or not np.isfinite(features).all():
             raise ApiError(422, "the new items give non-finite features; nothing was added")
-        with self.lock.write():
+        with self.index._writing():
             first = self.index.n_samples_fit_
             new_keys = [key_to_json(k) for k in (
                 items if stored else query.keys
@@ -155,7 +155,7 @@ class Service:
 
     def remove(self, item_id):
         """Remove one live item (``DELETE /items/{id}``) and save the pipeline."""
-        with self.lock.write():
+        with self.index._writing():
             number = live_id(self.store, self.index, item_id)
             if self.n_items == 1:
                 raise ApiError(409, "the index holds one item: removing it would leave it empty")

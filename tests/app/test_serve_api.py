@@ -419,3 +419,19 @@ def test_the_command_serves_a_saved_pipeline_and_adds_with_the_env_token(collect
     assert skio.file_kind(saved) == "safe"  # saved back by the command, in the safe format
     assert _load_pipeline(saved)[-1].n_samples_fit_ == 101
     assert len(list((tmp_path / "pipeline_added").iterdir())) == 1
+
+
+def test_a_loaded_index_is_served_with_its_query_time_settings(tmp_path):
+    """A served index answers as the same file loaded in-process (ef_search applied)."""
+    rng = np.random.RandomState(0)
+    centers = rng.randn(40, 16) * 4
+    X = (centers[rng.randint(40, size=4000)] + rng.randn(4000, 16)).astype(np.float32)
+    queries = X[:150] + 0.05 * rng.randn(150, 16).astype(np.float32)
+    path = tmp_path / "hnsw.skfk"
+    skio.save(HNSWIndex(n_neighbors=10, M=4, ef_construction=20, ef_search=200,
+                        random_state=0).fit(X), path)
+    expected = skio.load(path).kneighbors(queries, return_distance=False)
+    with TestClient(create_app(skio.load(path))) as client:  # a fresh copy, never queried
+        served = [[hit["id"] for hit in client.post(
+            "/search?k=10", json={"vector": q.tolist()}).json()["results"]] for q in queries]
+    assert served == expected.tolist()
