@@ -2,7 +2,7 @@
 
 A toy backend written into a temporary module and exported the documented
 way (``skfindkit.indexes.__all__`` + the attribute, one line in
-``tests/estimator_instances.py``) must appear in the command line's choices,
+``tests/common/estimator_instances.py``) must appear in the command line's choices,
 ``skfindkit.features``' index table, the test registries and the estimator
 instances, and pass the common checks.
 """
