@@ -330,7 +330,6 @@ def write_text(root, n_groups=None, n_distractors=None):
 
 
 # ----------------------------------------------------------------- measure
-OLD_DEFAULTS = {"image": "hog", "audio": "mel", "text": "doc2vec"}
 # kind -> family -> writer(root, n_groups) -> (paths, groups: < 0 for distractors, notes)
 FAMILIES = {
     "image": {"edits": write_edits, "objects": write_objects, "faces": write_faces,
@@ -404,8 +403,7 @@ def main(argv=None):
 
 
 def _label(kind, name):
-    return name + (" **(default)**" if name == DEFAULT_FEATURES[kind] else
-                   " (old default)" if name == OLD_DEFAULTS[kind] else "")
+    return name + (" **(default)**" if name == DEFAULT_FEATURES[kind] else "")
 
 
 def markdown(rows, notes, argv=()):
