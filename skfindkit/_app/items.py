@@ -67,7 +67,8 @@ def add_items(pipeline, X, keys, metadata=None):
     metadata : dict of str to array-like, default=None
         The new items' rows of the index's metadata columns (required when it
         has some, refused when it has none): the same columns, each value of
-        its column's kind, as :func:`skfindkit.search.upsert` checks them.
+        its column's kind, as ``upsert`` (``from skfindkit.search import upsert``)
+        checks them.
 
     Returns
     -------
