@@ -5,7 +5,7 @@ An index's items keep their ids for life: ``remove(ids)`` marks them removed
 new items after the largest id ever assigned, and no removed id is reused.
 Every query path of :class:`~skfindkit.indexes.BaseIndex` then searches only
 *allowed* items -- live ones, intersected with the query's ``filter`` -- in one
-of two ways (:func:`search_allowed`):
+of three ways (:func:`search_allowed`):
 
 * **pre-filter**: exact searches (exact indexes, ``exact_kneighbors``) and
   small allowed sets compute distances to the allowed rows only
