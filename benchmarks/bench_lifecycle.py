@@ -10,6 +10,7 @@ queries/s, next to the unfiltered query. Default settings of every index,
 
     python benchmarks/bench_lifecycle.py [--n 100000] [--repeats 3]
     python benchmarks/bench_lifecycle.py --quick  # 3,000 x 64, 100 queries, 1 repeat
+    python benchmarks/bench_lifecycle.py --index AnnoyIndex --out annoy.md  # some indexes
 
 writes ``benchmarks/results/lifecycle.md`` (``--quick``: into a temporary
 folder unless ``--out`` is given).
@@ -84,11 +85,15 @@ def main():
     options.add_argument("--d", type=int, default=128, help="dimensions (default: %(default)s)")
     options.add_argument("--queries", type=int, default=1000,
                          help="queries (default: %(default)s)")
+    options.add_argument("--index", action="append", choices=list(indexes()),
+                         help="only this index (repeatable; default: every index)")
     args = parse(options, n=3000, d=64, queries=100)
     X, Q = split(clustered(args.n + args.queries, d=args.d), args.queries)
     removal, filtered = [], []
     with threadpool_limits(1):
         for name, make in indexes().items():
+            if args.index and name not in args.index:
+                continue
             print(name, flush=True)
             removal += removal_rows(name, make, X, Q, args.repeats)
             filtered += filter_rows(name, make, X, Q, args.repeats)

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from ._metadata import checked_columns, column_kind
+from ._metadata import extended_columns
 from .indexes import UnknownItemError
 from .utils import features_for_index, final_index
 
@@ -85,25 +85,6 @@ def remove_keys(pipeline, keys):
     return ids
 
 
-def _extended_metadata(index, metadata, n_new):
-    old = getattr(index, "item_metadata_", None)
-    if old is None and metadata is None:
-        return None
-    if old is None or metadata is None:
-        raise ValueError("metadata: the index has metadata columns "
-                         f"{sorted(old or ())}, the new items {sorted(metadata or ())}: "
-                         "give the new items' rows of the same columns")
-    new = checked_columns(metadata, n_new)
-    if sorted(new) != sorted(old):
-        raise ValueError(f"metadata: the new items have the columns {sorted(new)}, the index "
-                         f"{sorted(old)}")
-    for name, values in old.items():
-        if column_kind(values) != column_kind(new[name]):
-            raise ValueError(f"metadata: column {name!r} is {column_kind(values)} in the index, "
-                             f"the new items give {column_kind(new[name])} values")
-    return {name: np.concatenate([values, new[name]]) for name, values in old.items()}
-
-
 def upsert(pipeline, items, keys, *, y=None, metadata=None):
     """Add items by key; an item whose key is already live replaces it.
 
@@ -139,7 +120,7 @@ def upsert(pipeline, items, keys, *, y=None, metadata=None):
     # one step for queries and other writers: they see the old items or the new ones
     with index._writing():
         old_keys = _attached_keys(index)
-        columns = _extended_metadata(index, metadata, n_new)
+        columns = extended_columns(getattr(index, "item_metadata_", None), metadata, n_new)
         replaced = ids_of_keys(index, keys)
         first = index.n_samples_fit_
         with warnings.catch_warnings():

@@ -12,7 +12,7 @@ item, and a condition could not compare it).
 
 import numpy as np
 
-__all__ = ["checked_columns", "column_kind", "rows_of"]
+__all__ = ["checked_columns", "column_kind", "columns_of_records", "extended_columns", "rows_of"]
 
 
 _KINDS = {"b": "boolean", "i": "numeric", "u": "numeric", "f": "numeric", "U": "text"}
@@ -62,6 +62,60 @@ def checked_columns(data, n_rows):
         if not isinstance(name, str) or not name:
             raise ValueError(f"metadata column names must be non-empty strings, got {name!r}")
         columns[name] = _column(name, values, n_rows)
+    return columns
+
+
+def extended_columns(old, metadata, n_new):
+    """The columns ``old`` (or None) extended by the new items' rows ``metadata`` (a
+    DataFrame or a dict of arrays; None when the index has no metadata): the same
+    column names, each value of its column's kind (numeric, boolean or text), else a
+    ValueError naming what differs. None when neither has metadata."""
+    if old is None and metadata is None:
+        return None
+    if old is None or metadata is None:
+        raise ValueError("metadata: the index has metadata columns "
+                         f"{sorted(old or ())}, the new items {sorted(metadata or ())}: "
+                         "give the new items' rows of the same columns")
+    new = checked_columns(metadata, n_new)
+    if sorted(new) != sorted(old):
+        missing, unknown = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+        raise ValueError(
+            "metadata: " + "; ".join(
+                [f"the new items lack the column(s) {missing}"] * bool(missing)
+                + [f"the index has no column(s) {unknown}"] * bool(unknown))
+            + f" (the index's columns: {sorted(old)})")
+    for name, values in old.items():
+        if column_kind(values) != column_kind(new[name]):
+            raise ValueError(f"metadata: column {name!r} is {column_kind(values)} in the index, "
+                             f"the new items give {column_kind(new[name])} values")
+    return {name: np.concatenate([values, new[name]]) for name, values in old.items()}
+
+
+def _value_kind(value):
+    return "boolean" if isinstance(value, bool) else "text" if isinstance(value, str) else "numeric"
+
+
+def columns_of_records(records):
+    """One record per item (a dict ``{column: value}``, as JSON gives them) -> a dict of
+    columns. Every record names the same columns, each value a number, a boolean or a
+    string, one kind per column; else a ValueError naming the item and the column."""
+    names = sorted(set().union(*records)) if records else []
+    columns = {name: [] for name in names}
+    for i, record in enumerate(records):
+        missing = [name for name in names if name not in record]
+        if missing:
+            raise ValueError(f"metadata: item #{i} has no value for the column(s) {missing}")
+        for name in names:
+            value = record[name]
+            if not isinstance(value, (str, bool, int, float)):
+                shown = "null" if value is None else type(value).__name__
+                raise ValueError(f"metadata: item #{i} gives {shown} for column {name!r}; "
+                                 "give a number, a boolean or a string")
+            columns[name].append(value)
+    for name, values in columns.items():
+        kinds = sorted({_value_kind(v) for v in values})
+        if len(kinds) > 1:
+            raise ValueError(f"metadata: column {name!r} mixes {' and '.join(kinds)} values")
     return columns
 
 

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .._metadata import extended_columns
 from ..utils import final_index
 
 __all__ = ["add_items", "common_folder", "items_root", "key_path", "relative_keys"]
@@ -49,11 +50,11 @@ def _plain(key):
     return key.item() if isinstance(key, np.generic) else key
 
 
-def add_items(pipeline, X, keys):
-    """Append rows to a fitted pipeline's index, with their keys.
+def add_items(pipeline, X, keys, metadata=None):
+    """Append rows to a fitted pipeline's index, with their keys and metadata.
 
     Runs under the index's write lock: searches wait, and none sees the new
-    rows without their keys.
+    rows without their keys and metadata rows.
 
     Parameters
     ----------
@@ -63,6 +64,11 @@ def add_items(pipeline, X, keys):
         The new items' features (their rows after every step but the index).
     keys : sequence of length n_new
         The new items' keys.
+    metadata : dict of str to array-like, default=None
+        The new items' rows of the index's metadata columns (required when it
+        has some, refused when it has none): the same columns, each value of
+        its column's kind, as ``upsert`` (``from skfindkit.search import upsert``)
+        checks them.
 
     Returns
     -------
@@ -77,8 +83,11 @@ def add_items(pipeline, X, keys):
         first = index.n_samples_fit_
         old = getattr(index, "item_keys_", None)
         old = [_plain(key) for key in old] if old is not None else list(range(first))
+        columns = extended_columns(getattr(index, "item_metadata_", None), metadata, len(keys))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="partial_fit added items")  # set below
             index.partial_fit(X)
         index.item_keys_ = np.asarray(old + keys, dtype=object)
+        if columns is not None:
+            index.item_metadata_ = columns
     return range(first, first + len(keys))

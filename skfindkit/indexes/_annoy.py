@@ -167,8 +167,17 @@ class AnnoyIndex(NativeIdMap, ApproximateIndex):
         return self._native_rows(ids, lambda pos: np.array(
             [get(int(i)) for i in pos], dtype=np.float32).reshape(len(pos), self.n_features_in_))
 
-    def _search(self, X, k):
-        search_k = -1 if self.search_k is None else self.search_k
+    def _widened_params(self, k, widen):
+        """``search_k`` (annoy's default ``n_trees * k``, or the set one) times ``widen``: the
+        trees then reach as many allowed items as a search for ``k`` among those alone."""
+        base = self.search_k
+        if base is None:
+            base = self._fitted("n_trees") * k * (getattr(self, "refine", None) or 1)
+        return {"search_k": min(C_INT_MAX, int(np.ceil(base * widen)))}
+
+    def _search(self, X, k, search_k=None):
+        if search_k is None:
+            search_k = -1 if self.search_k is None else self.search_k
         query = self._index.get_nns_by_vector
         ids, dists = zip(*[query(row, k, search_k, True) for row in X])
         dist, ind = stack_padded(ids, dists, k)

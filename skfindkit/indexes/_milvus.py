@@ -320,23 +320,27 @@ class MilvusIndex(BaseIndex):
                 f"MilvusIndex: the saved state drops {dropped!r} items but removed {n_removed}.")
 
     def _compact(self):
-        """Removed items leave the collection. A Lite collection is rebuilt from the
-        live rows under their ids (primary keys): Milvus Lite keeps deleted rows in
-        its files. A server collection deletes them by primary key (pymilvus
-        ``delete``) and is asked to compact (the server drops them from its segments
-        in the background)."""
+        """Removed items leave the collection, deleted by primary key (the ids) in one
+        path for Lite and server collections (:meth:`_delete_ids`). A server is then
+        asked to compact (it drops them from its segments in the background); a Lite
+        collection, whose files keep deleted rows, is rebuilt from the live rows under
+        their ids."""
         removed = self._removed_mask()
         coll = self._attached()
+        self._delete_ids(coll, np.flatnonzero(removed))
         if coll.lite:
             live = np.flatnonzero(~removed)
             self._build(self._get_vectors(live), live)
         else:
-            client = coll.client
-            client.delete(coll.name, ids=np.flatnonzero(removed).tolist(), timeout=self.timeout)
-            client.flush(coll.name, timeout=self._build_timeout(self.n_samples_fit_))
-            client.compact(coll.name, timeout=self.timeout)
+            coll.client.compact(coll.name, timeout=self.timeout)
         self._n_dropped = int(np.count_nonzero(removed))
         self._changed_native_index()
+
+    def _delete_ids(self, coll, ids):
+        """pymilvus ``delete`` of these primary keys (ids no longer held: no-ops), then
+        ``flush``: searches and ``get`` no longer see them."""
+        coll.client.delete(coll.name, ids=[int(i) for i in ids], timeout=self.timeout)
+        coll.client.flush(coll.name, timeout=self._build_timeout(self.n_samples_fit_))
 
     def _search_params(self, k):
         """What the fitted index type takes; ``ef_search``/``nprobe`` apply at once."""

@@ -379,7 +379,7 @@ class KNeighborsQueryMixin:
             dist, ind = drop_self(dist, ind, first_id)
         return dist, ind
 
-    def _search_complete(self, X, k, warn=True, mask=None):
+    def _search_complete(self, X, k, warn=True, mask=None, native_params=None):
         """Run the backend and guarantee k valid, sorted results per row.
 
         With ``refine`` (approximate backends), the backend is asked for
@@ -388,6 +388,8 @@ class KNeighborsQueryMixin:
         a filtered search's over-fetch, which asks for more than ``k``).
         ``mask``: the allowed items, for a backend with a native filter
         (``_search_masked``); rows it leaves short are searched exactly among them.
+        ``native_params``: keyword arguments for the backend's ``_search`` (see
+        ``_widened_params``), None for its defaults.
         """
         if X.shape[0] == 0:
             return np.empty((0, k)), np.empty((0, k), dtype=np.intp)
@@ -397,7 +399,7 @@ class KNeighborsQueryMixin:
             return self._verified_flat_search(X, k, flat)
         fetch = k if refine is None else min(self.n_samples_fit_, refine * k)
         if mask is None:
-            native, ind = self._search(X, fetch)
+            native, ind = self._search(X, fetch, **(native_params or {}))
             exact_search = self._exact_search
         else:
             native, ind = self._search_masked(X, fetch, mask)

@@ -5,7 +5,7 @@ An index's items keep their ids for life: ``remove(ids)`` marks them removed
 new items after the largest id ever assigned, and no removed id is reused.
 Every query path of :class:`~skfindkit.indexes.BaseIndex` then searches only
 *allowed* items -- live ones, intersected with the query's ``filter`` -- in one
-of two ways (:func:`search_allowed`):
+of three ways (:func:`search_allowed`):
 
 * **pre-filter**: exact searches (exact indexes, ``exact_kneighbors``) and
   small allowed sets compute distances to the allowed rows only
@@ -13,10 +13,23 @@ of two ways (:func:`search_allowed`):
 * **native filter**: hnswlib's own filtered graph walk (removed items are
   marked deleted in its graph), rows it leaves short answered exactly;
 * **adaptive over-fetch**: the other approximate searches ask the backend for
-  ``OVERFETCH * k / share + k`` candidates (``share``: the allowed fraction of
-  the ids) and double that for the queries that found fewer than ``k``
-  allowed items, until they have ``k`` or fetching would cost as much as
-  scanning the allowed rows, which then answers them exactly.
+  enough candidates to hold ``k`` allowed ones (:func:`first_fetch`: ``k / share``
+  plus two binomial standard deviations, ``share`` being the allowed fraction of
+  the items the native structure holds, so a compacted index fetches just ``k``),
+  and widen the native search in proportion (:meth:`RemovalMixin._widened_params`:
+  annoy inspects ``search_k / share`` nodes), so that as many allowed candidates
+  are ranked as in an index of the allowed items alone. Queries left with fewer
+  than ``k`` allowed items are asked again, twice as wide, at most
+  :data:`MAX_ROUNDS` times in all; the rows still short then are answered exactly
+  among the allowed rows.
+
+The over-fetch gives way to an exact scan of the allowed rows (pre-filter) when
+that is the cheaper choice: when there are at most
+:data:`SCAN_ROWS_PER_CANDIDATE` allowed rows per candidate the search would fetch
+(a tree or graph search spends, per candidate it returns, about what a BLAS scan
+spends on hundreds of rows; measured in ``benchmarks/results/lifecycle.md``). With
+``k = 10`` over 100k items that is a filter passing less than about 20 % of them,
+and every filter or removal on a small index (a few thousand items).
 
 A query row gets fewer than ``k`` results only when fewer than ``k`` items
 pass its filter; the missing slots hold id ``-1`` at distance ``inf`` (the
@@ -31,12 +44,16 @@ from ._brute import BruteForceMatrix, brute_force_kneighbors
 from ._lock import runtime_state
 from . import _sparse
 
-__all__ = ["DEFAULT_TOMBSTONE_SHARE", "RemovalMixin", "UnknownItemError", "search_allowed"]
+__all__ = ["DEFAULT_TOMBSTONE_SHARE", "RemovalMixin", "UnknownItemError", "first_fetch",
+           "search_allowed"]
 
 #: Share of removed ids past which an approximate index compacts by default.
 DEFAULT_TOMBSTONE_SHARE = 0.2
-#: A filtered approximate search first fetches ``OVERFETCH * k / share + k`` candidates.
-OVERFETCH = 3.0
+#: Rounds of over-fetch (each twice as wide) before the short rows are answered exactly.
+MAX_ROUNDS = 3
+#: The allowed rows are scanned exactly when there are at most this many per candidate
+#: the over-fetching search would fetch (an exact scan costs that much less per row).
+SCAN_ROWS_PER_CANDIDATE = 256
 #: An exact search that leaves out at most this many items (and at most 1/8 of them)
 #: scans everything and drops them, instead of gathering the allowed rows.
 FEW_EXCLUDED = 1024
@@ -123,11 +140,19 @@ def _take_allowed(dist, ind, ok, k):
     return d, i
 
 
+def first_fetch(k, share):
+    """Candidates to fetch so that ``k`` are allowed when a share ``share`` of them is:
+    ``k / share`` plus two standard deviations of that binomial count (``k`` at share 1)."""
+    return int(np.ceil((k + 2.0 * np.sqrt(k * (1.0 - share))) / share))
+
+
 def search_allowed(index, search, X, k, mask, exact):
     """``k`` nearest allowed items (``mask`` over ids) of each query, padded with -1/inf.
 
     ``search(X, k)`` is the index's search (complete rows of ``k`` valid ids);
     ``exact``: it is exact, so pre-filtering gives the same answer for less work.
+    The rule that chooses between over-fetch and an exact scan of the allowed
+    rows is the module's (see its docstring).
     """
     n_q, n = X.shape[0], mask.size
     dist = np.full((n_q, k), np.inf)
@@ -146,25 +171,34 @@ def search_allowed(index, search, X, k, mask, exact):
         ok = (i >= 0) & mask[np.maximum(i, 0)]
         dist[:, :m], ind[:, :m] = _take_allowed(d, i, ok, m)
         return dist, ind
-    fetch = min(n, int(np.ceil(OVERFETCH * k * n / allowed.size)) + k)
+    held = index._n_held()
+    share = allowed.size / max(held, allowed.size)
+    fetch = first_fetch(m, share)
     todo = np.arange(n_q)
-    if not exact and fetch < allowed.size and hasattr(index, "_search_masked"):
-        # the backend filters natively: k allowed items, short rows searched exactly
-        dist[:, :m], ind[:, :m] = index._search_complete(X, m, warn=False, mask=mask)
-        return dist, ind
-    while todo.size:
-        if exact or fetch >= allowed.size or fetch >= n:  # scanning the allowed rows is cheaper
-            dist[todo, :m], ind[todo, :m] = index._search_among(X[todo], m, allowed)
-            break
-        if search == index._search_complete:  # asked for more than k: short rows are expected
-            d, i = search(X[todo], fetch, warn=False)
-        else:
-            d, i = search(X[todo], fetch)
-        ok = (i >= 0) & mask[np.maximum(i, 0)]
-        done = ok.sum(axis=1) >= m
-        dist[todo[done], :m], ind[todo[done], :m] = _take_allowed(d[done], i[done], ok[done], m)
-        todo = todo[~done]
-        fetch *= 2
+    if not exact and allowed.size > SCAN_ROWS_PER_CANDIDATE * fetch:
+        if hasattr(index, "_search_masked"):
+            # the backend filters natively: k allowed items, short rows searched exactly
+            dist[:, :m], ind[:, :m] = index._search_complete(X, m, warn=False, mask=mask)
+            return dist, ind
+        widen = 1.0 / share
+        for _ in range(MAX_ROUNDS):
+            if fetch >= held:
+                break
+            if search == index._search_complete:  # asked for more than k: short rows expected
+                d, i = search(X[todo], fetch, warn=False,
+                              native_params=index._widened_params(m, widen))
+            else:
+                d, i = search(X[todo], fetch)
+            ok = (i >= 0) & mask[np.maximum(i, 0)]
+            done = ok.sum(axis=1) >= m
+            dist[todo[done], :m], ind[todo[done], :m] = _take_allowed(
+                d[done], i[done], ok[done], m)
+            todo = todo[~done]
+            if not todo.size:
+                return dist, ind
+            fetch, widen = 2 * fetch, 2 * widen
+    # exact, the cheaper choice, or rows the over-fetch left short: scan the allowed rows
+    dist[todo, :m], ind[todo, :m] = index._search_among(X[todo], m, allowed)
     return dist, ind
 
 
@@ -284,8 +318,19 @@ class RemovalMixin:
         backend's ``_compact`` drops them)."""
         return int(np.count_nonzero(self._removed_mask()))
 
+    def _n_held(self):
+        """Items the native search ranks: the live ones and the tombstones it still holds."""
+        return self._n_live() + (0 if self._removed_mask() is None else self._held_tombstones())
+
     def _removed_items(self, ids):
         """Backend hook: ``ids`` were just marked removed (e.g. hnswlib's ``mark_deleted``)."""
+
+    def _widened_params(self, k, widen):
+        """Backend hook: keyword arguments of ``_search`` that make a search for ``k``
+        items rank ``widen`` times as many candidates (an over-fetch among tombstones or a
+        filter passing ``1 / widen`` of the items). None where the backend has no such
+        per-query knob (its search then widens only with the number it is asked for)."""
+        return None
 
     def compact(self):
         """Rebuild the index without its removed items; ids do not change.

@@ -1,5 +1,5 @@
 """Removal, upsert and restricted searches for the service (``DELETE /items/{id}``,
-``POST /items`` with keys, ``where``/``filter`` of ``/search``).
+``POST /items`` with keys and metadata, ``where``/``filter`` of ``/search``).
 
 Ids are the index's: they never change and are never reused, so an id of a
 removed item is answered 404, and a search's empty slots (fewer items pass a
@@ -8,10 +8,12 @@ condition than ``k``) are left out of its results.
 
 import numpy as np
 
+from .._metadata import columns_of_records
 from ._items import UnknownItem
 from ._requests import ApiError
 
-__all__ = ["check_restriction", "hit_metadata", "live_id", "replaced_ids", "restriction"]
+__all__ = ["check_restriction", "hit_metadata", "live_id", "new_metadata", "replaced_ids",
+           "restriction"]
 
 _MAX_FILTER_IDS = 100_000
 _MAX_ID_DIGITS = 18  # any id of more digits is beyond int64, hence unknown
@@ -70,6 +72,24 @@ def replaced_ids(index, keys):
     wanted = {str(k) for k in keys}
     found = np.fromiter((k in wanted for k in attached), dtype=bool, count=len(attached))
     return np.flatnonzero(found & index.live_mask_)
+
+
+def new_metadata(value, n_items):
+    """The ``metadata`` of a ``POST /items`` (an object for one item, or a list of objects,
+    one per item) as columns for ``add_items``; None when not given."""
+    if value is None:
+        return None
+    records = [value] if isinstance(value, dict) else value
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ApiError(422, "metadata must be an object of column values (one item) or a list "
+                            "of such objects, one per item")
+    if len(records) != n_items:
+        raise ApiError(422, f"metadata: {len(records)} objects for {n_items} items; give one "
+                            "per item, in order")
+    try:
+        return columns_of_records(records)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from exc
 
 
 def _json_value(value):

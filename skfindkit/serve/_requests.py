@@ -7,6 +7,7 @@ JSON ``{"text": ...}`` / ``{"vector": [...]}`` (``"texts"`` / ``"vectors"``
 lists when adding, with optional ``"key"`` / ``"keys"``).
 """
 
+import json
 import logging
 import mimetypes
 import os
@@ -98,6 +99,7 @@ class Query:
     keys: list = None
     where: str = None  # /search: a condition on the metadata columns
     filter: object = None  # /search: allowed item ids
+    metadata: object = None  # /items: the new items' metadata (JSON: object or list of them)
 
     def __len__(self):
         if self.vectors is not None:
@@ -158,9 +160,22 @@ async def _parse_multipart(request, spec, many, max_files):
                 raise ApiError(422, f"the uploaded file {name!r} is empty")
             uploads.append(Upload(name, suffix, data))
         keys = [k for k in form.getlist("key") if isinstance(k, str)] or None
+        metadata = [m for m in form.getlist("metadata") if isinstance(m, str)]
     finally:
         await form.close()
-    return Query(uploads=uploads, keys=keys)
+    if len(metadata) > 1:
+        raise ApiError(422, "give the new items' metadata in one field 'metadata' (a JSON "
+                            "object, or a list of objects, one per file)")
+    return Query(uploads=uploads, keys=keys, metadata=_json_field(metadata[0], "metadata")
+                 if metadata else None)
+
+
+def _json_field(text, name):
+    """A form field holding JSON text, parsed (422 when it is not JSON)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(422, f"the field {name!r} is not valid JSON: {exc}") from exc
 
 
 def _bad_number(name, value):
@@ -218,7 +233,7 @@ def _check_unicode(strings, field):
 def _parse_json_object(body, spec, many):
     if not isinstance(body, dict):
         raise ApiError(400, 'the JSON body must be an object: {"text": ...} or {"vector": [...]}')
-    allowed = {"text", "vector"} | ({"texts", "vectors", "key", "keys"} if many
+    allowed = {"text", "vector"} | ({"texts", "vectors", "key", "keys", "metadata"} if many
                                     else {"where", "filter"})
     unknown = sorted(set(body) - allowed)
     if unknown:
@@ -252,6 +267,7 @@ def _parse_json_object(body, spec, many):
     _check_unicode(keys or (), "keys" if "keys" in body else "key")
     query.keys = keys
     query.where, query.filter = body.get("where"), body.get("filter")
+    query.metadata = body.get("metadata")
     return query
 
 

@@ -74,7 +74,8 @@ def add_routes(app, service, run, settings):
                 "items": service.n_items, "n_features": spec.n_features,
                 "extensions": list(spec.extensions),
                 "k_default": service.check_k(None),
-                "k_max": min(service.n_items, service.max_k), **settings}
+                "k_max": min(service.n_items, service.max_k),
+                "metadata": service.metadata_columns(), **settings}
 
     @app.get("/health")
     async def health(request: Request):

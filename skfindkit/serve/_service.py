@@ -8,12 +8,13 @@ import numpy as np
 
 from .._app.pipeline_files import check_pipeline, save_pipeline
 from .._app.items import add_items
+from .._metadata import column_kind
 from .._app.kinds import describe_pipeline
 from ..loaders._base import failure_reason
 from ..io import atomic_write
 from ..search import search
 from ._items import ItemStore, key_to_json
-from ._lifecycle import hit_metadata, live_id, replaced_ids, restriction
+from ._lifecycle import hit_metadata, live_id, new_metadata, replaced_ids, restriction
 from ._limits import DecodeSlots, check_uploads
 from ._requests import ApiError, remove_files, write_uploads
 
@@ -54,6 +55,11 @@ class Service:
     def keys(self):
         keys = getattr(self.index, "item_keys_", None)
         return keys if keys is not None else np.arange(self.index.n_samples_fit_)
+
+    def metadata_columns(self):
+        """``{column: "numeric" | "boolean" | "text"}`` of the index's metadata (``/info``)."""
+        columns = getattr(self.index, "item_metadata_", None) or {}
+        return {name: column_kind(values) for name, values in columns.items()}
 
     def check_k(self, k):
         n = self.n_items
@@ -121,10 +127,7 @@ class Service:
                                 "'key' is only for texts and vectors")
         for key in query.keys or ():
             self.store.check_key(key)
-        if getattr(self.index, "item_metadata_", None) is not None:
-            raise ApiError(422, "the index has metadata columns: add items with upsert "
-                                "(from skfindkit.search import upsert), which takes "
-                                "their metadata")
+        metadata = new_metadata(query.metadata, len(query))
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
             with self._decoding(names):
@@ -144,7 +147,8 @@ class Service:
                 items if stored else query.keys
                 or [f"added #{first + i}" for i in range(len(features))])]
             replaced = replaced_ids(self.index, new_keys)  # the same key again: an update
-            _readable_errors(lambda: add_items(self.pipeline, features, new_keys), {}, "items")
+            _readable_errors(lambda: add_items(self.pipeline, features, new_keys, metadata),
+                             {}, "items")
             if replaced.size:
                 self.index.remove(replaced)
             if self.save_path is not None:

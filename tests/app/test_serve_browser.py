@@ -174,3 +174,57 @@ def test_a_server_with_a_read_token_asks_the_browser_and_the_page_works_with_it(
                 ".every(i => i.complete && i.naturalWidth > 0)"))
     finally:
         driver.quit()
+
+
+HOSTILE = '<img src=x onerror="window.injected=1"><b>bold</b>'
+
+
+def test_each_hit_shows_its_metadata_as_text_and_the_where_box_restricts(tmp_path):
+    """The metadata columns under each result and in the detail, as text (a value holding
+    HTML is shown literally, never parsed), and the where box sent with the search."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from skfindkit import attach_metadata
+
+    paths, labels = write_digit_pngs(tmp_path, n=40)
+    pipeline = digit_image_pipeline(paths, n_neighbors=6)
+    attach_metadata(pipeline, {"label": labels, "note": [HOSTILE if i % 2 else "plain"
+                                                         for i in range(40)]})
+    skio.save(pipeline, tmp_path / "pipeline.skfk")
+    driver = _browser()
+    try:
+        with ServeProcess(tmp_path / "pipeline.skfk") as served:
+            wait = WebDriverWait(driver, 20)
+            driver.get(served.url + "/")
+            wait.until(ec.text_to_be_present_in_element((By.ID, "about"), "40 indexed items"))
+            assert driver.find_element(By.ID, "where-field").is_displayed()
+            assert "label (numeric), note (text)" in driver.find_element(By.ID, "where-help").text
+            driver.find_element(By.ID, "query-file").send_keys(paths[3])
+            driver.find_element(By.ID, "search-button").click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li")) == 6)
+            hits = driver.find_elements(By.CSS_SELECTOR, "#results li")
+            notes = [h.find_elements(By.CSS_SELECTOR, ".metadata dd")[1].text for h in hits]
+            assert HOSTILE in notes and set(notes) <= {HOSTILE, "plain"}
+            assert not driver.find_elements(By.CSS_SELECTOR, ".metadata img, .metadata b")
+            assert driver.execute_script("return window.injected") is None
+            hits[0].find_element(By.CSS_SELECTOR, "a.hit-link").click()
+            wait.until(ec.visibility_of_element_located((By.ID, "detail")))
+            detail = driver.find_element(By.CSS_SELECTOR, "#detail .metadata").text
+            assert f"label\n{labels[3]}" in detail
+
+            driver.find_element(By.ID, "where").send_keys("note == 'plain' and label != 0")
+            driver.find_element(By.ID, "search-button").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .metadata dd")
+                       and all(e.text == "plain" for e in d.find_elements(
+                           By.CSS_SELECTOR, "#results .metadata dd:nth-of-type(2)")))
+            keys = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results .key")]
+            assert all(int(k[6:10]) % 2 == 0 and labels[int(k[6:10])] != 0 for k in keys)
+            where = driver.find_element(By.ID, "where")
+            where.clear()
+            where.send_keys("colour == 1")
+            driver.find_element(By.ID, "search-button").click()
+            wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "unknown column"))
+    finally:
+        driver.quit()

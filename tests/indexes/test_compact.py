@@ -211,3 +211,17 @@ def test_faiss_ivf_flat_removes_natively_and_keeps_its_centroids(keep_vectors, d
     index.partial_fit(new)
     np.testing.assert_array_equal(index.kneighbors(new, 1, return_distance=False).ravel(),
                                   np.arange(240, 245))
+
+
+@needs_mark(MilvusIndex)
+def test_milvus_deletes_by_primary_key_in_the_path_a_server_uses(data):
+    """The delete a server collection's compaction makes (no server is reachable in the
+    tests), run on Milvus Lite: the deleted ids are gone from ``get`` and searches."""
+    X, _ = data
+    index = MilvusIndex(index_type="FLAT").fit(X)
+    coll = index._attached()
+    index._delete_ids(coll, np.arange(5))
+    assert coll.client.get(coll.name, ids=list(range(7))) and {
+        r["id"] for r in coll.client.get(coll.name, ids=list(range(7)))} == {5, 6}
+    hits = coll.client.search(coll.name, data=[X[2].tolist()], limit=3)[0]
+    assert not {h["id"] for h in hits} & set(range(5))

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from skfindkit import ExactIndex
+from skfindkit import AnnoyIndex, ExactIndex, HNSWIndex
+from skfindkit.indexes import _removal
+from skfindkit.indexes._approximate import ApproximateIndex
 
 from ..common.estimator_instances import index_instances
 from .test_remove import clustered, fitted
@@ -34,9 +36,7 @@ def data():
     return clustered(400), clustered(10, seed=1)
 
 
-@pytest.mark.parametrize("share", [0.5, 0.1, 0.01])
-@pytest.mark.parametrize("index", INDEXES, ids=IDS)
-def test_filter_matches_exact_filtered_truth(index, share, data):
+def check_filtered_search(index, share, data):
     X, Q = data
     index = fitted(index, X)
     rng = np.random.RandomState(1)
@@ -56,6 +56,51 @@ def test_filter_matches_exact_filtered_truth(index, share, data):
         assert overlap(ind, true_ind) >= 0.9
         exact = index.exact_kneighbors(Q, k, return_distance=False, filter=allowed)
         np.testing.assert_array_equal(exact, true_ind)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.1, 0.01])
+@pytest.mark.parametrize("index", INDEXES, ids=IDS)
+def test_filter_matches_exact_filtered_truth(index, share, data):
+    check_filtered_search(index, share, data)
+
+
+APPROXIMATE = [i for i in INDEXES if isinstance(i, ApproximateIndex)]
+
+
+@pytest.mark.parametrize("share", [0.5, 0.1])
+@pytest.mark.parametrize("index", APPROXIMATE, ids=[repr(i) for i in APPROXIMATE])
+def test_over_fetch_matches_exact_filtered_truth(index, share, data, monkeypatch):
+    """The over-fetching (or natively filtered) search itself: an index this small
+    scans its allowed rows by default, the cheaper choice."""
+    monkeypatch.setattr(_removal, "SCAN_ROWS_PER_CANDIDATE", 0)
+    check_filtered_search(index, share, data)
+
+
+@pytest.mark.parametrize("make", [lambda: AnnoyIndex(random_state=0),
+                                  lambda: HNSWIndex(random_state=0)], ids=["annoy", "hnswlib"])
+def test_a_selective_filter_scans_the_allowed_rows_instead_of_the_native_search(
+        make, monkeypatch):
+    """Over 6,000 items, a 1 % or 10 % filter is answered by one exact scan of its rows; a 50 %
+    one by the native search (over-fetch or native filter), never by a scan."""
+    X, Q = clustered(6000), clustered(10, seed=1)
+    index = make().fit(X)
+    calls = []
+    for name in ("_search", "_search_among"):
+        real = getattr(type(index), name)
+
+        def counting(self, X, k, *args, _name=name, _real=real, **kwargs):
+            calls.append(_name)
+            return _real(self, X, k, *args, **kwargs)
+
+        monkeypatch.setattr(type(index), name, counting)
+    rng = np.random.RandomState(0)
+    for share, expected in ((0.01, ["_search_among"]), (0.1, ["_search_among"]),
+                            (0.5, ["_search"])):
+        mask = rng.rand(6000) < share
+        del calls[:]
+        ind = index.kneighbors(Q, 3, return_distance=False, filter=mask)
+        assert calls == expected
+        assert mask[ind].all()
 
 
 @pytest.mark.parametrize("index", INDEXES, ids=IDS)

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 
-from skfindkit import ExactIndex, HNSWIndex, ShardedIndex
+from skfindkit import AnnoyIndex, ExactIndex, HNSWIndex, ShardedIndex
 from skfindkit.indexes import UnknownItemError
 from skfindkit.io import load, save
 
@@ -300,3 +300,46 @@ def test_hnswlib_compaction_drops_removed_items_and_keeps_ids(keep_vectors, data
     save(index.compact(), tmp_path / "index.skf")
     loaded = load(tmp_path / "index.skf")
     assert loaded._index.get_current_count() == loaded.n_items_ == 183
+
+
+OVER_FETCHING = [i for i in INDEXES if not hasattr(i, "_search_masked")]
+
+
+@pytest.mark.parametrize("index", OVER_FETCHING, ids=[repr(i) for i in OVER_FETCHING])
+def test_a_tenth_removed_is_answered_by_one_native_search(index, monkeypatch):
+    """Tombstones at a 10 % share: one native search, asked for ``k / 0.9`` plus a margin
+    (annoy: ``search_k / 0.9``), no exact scan, and the recall of the index rebuilt on
+    the live items."""
+    X, Q = clustered(2000), clustered(50, seed=1)
+    index = fitted(index, X)
+    if index._is_exact():
+        pytest.skip("an exact configuration removes for real and searches exactly")
+    gone = np.random.RandomState(0).choice(2000, 200, replace=False)
+    index.remove(gone)
+    calls = []
+    for name in ("_search", "_search_among", "_exact_search"):
+        real = getattr(type(index), name)
+
+        def counting(self, X, k, *args, _name=name, _real=real, **kwargs):
+            calls.append((_name, k, kwargs))
+            return _real(self, X, k, *args, **kwargs)
+
+        monkeypatch.setattr(type(index), name, counting)
+    dist, ind = index.kneighbors(Q, 3)
+    assert [c[0] for c in calls] == ["_search"]
+    if index._held_tombstones():
+        assert calls[0][1] == 5  # ceil((3 + 2 sqrt(3 * 0.1)) / 0.9)
+    if isinstance(index, AnnoyIndex):
+        assert calls[0][2] == {"search_k": int(np.ceil(
+            (index.search_k or index.n_trees * 3) / 0.9))}
+    assert (ind >= 0).all() and not np.isin(ind, gone).any()
+    monkeypatch.undo()
+    live = np.ones(2000, dtype=bool)
+    live[gone] = False
+    truth = live_truth(index, X, Q, 3, live)[1]
+    rebuilt = np.flatnonzero(live)[fitted(index, X[live]).kneighbors(Q, 3, return_distance=False)]
+
+    def recall(ind):
+        return np.mean([len(set(a) & set(b)) for a, b in zip(ind, truth)]) / 3
+
+    assert recall(ind) >= recall(rebuilt) - 0.05

@@ -37,6 +37,32 @@
     if (health.extensions.length) $("query-file").setAttribute("accept", health.extensions.join(","));
     $("k").max = health.k_max;
     $("k").value = Math.min(health.k_default, health.k_max);
+    var columns = Object.keys(health.metadata || {});
+    $("where-field").hidden = !columns.length;
+    if (columns.length) {
+      $("where-help").textContent = "A condition on the columns " + columns.map(function (name) {
+        return name + " (" + health.metadata[name] + ")";
+      }).join(", ") + ", e.g. " + example(columns[0], health.metadata[columns[0]]) +
+        "; and, or, not, in [...]. Empty: every item.";
+    }
+  }
+
+  function example(name, kind) {
+    var column = /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ? name : "`" + name + "`";
+    return column + (kind === "text" ? " == 'value'" : kind === "boolean" ? " == true" : " >= 10");
+  }
+
+  // the metadata columns of a hit as a definition list (text only: never parsed as HTML)
+  function metadataList(metadata) {
+    var names = Object.keys(metadata || {});
+    if (!names.length) return null;
+    var list = el("dl", {"class": "metadata"});
+    names.forEach(function (name) {
+      var value = metadata[name];
+      list.appendChild(el("dt", {text: name}));
+      list.appendChild(el("dd", {text: value === null ? "none" : String(value)}));
+    });
+    return list;
   }
 
   function chosenFile() {
@@ -118,7 +144,8 @@
       var meta = el("div", {"class": "meta"}, [
         el("span", {"class": "rank", text: "#" + hit.rank + " "}),
         caption(hit.key),
-        el("span", {"class": "distance", text: "distance " + hit.distance.toPrecision(4)})
+        el("span", {"class": "distance", text: "distance " + hit.distance.toPrecision(4)}),
+        metadataList(hit.metadata)
       ]);
       var link = el("a", {href: hit.url || "#", "class": "hit-link", "data-id": hit.id}, [
         config.kind === "audio" ? null : media(hit), meta]);
@@ -138,6 +165,8 @@
     body.textContent = "";
     body.appendChild(el("p", {id: "detail-key", text: "#" + hit.rank + " " + hit.key +
       " (id " + hit.id + "), distance " + hit.distance.toPrecision(6)}));
+    var metadata = metadataList(hit.metadata);
+    if (metadata) body.appendChild(metadata);
     if (hit.url) {
       if (config.kind === "text") {
         var pre = el("pre", {text: "…"});
@@ -161,7 +190,10 @@
     var button = $("search-button");
     button.disabled = true;
     setStatus("Searching…", false);
-    fetch(api("/search?k=" + encodeURIComponent($("k").value)), {method: "POST", body: req.body, headers: req.headers})
+    var where = $("where-field").hidden ? "" : $("where").value.trim();
+    var url = "/search?k=" + encodeURIComponent($("k").value) +
+      (where ? "&where=" + encodeURIComponent(where) : "");
+    fetch(api(url), {method: "POST", body: req.body, headers: req.headers})
       .then(function (response) {
         return response.json().then(function (data) {
           if (!response.ok) throw new Error(data.detail || response.statusText);
