@@ -134,6 +134,18 @@ class ExactIndex(BaseIndex):
     def _search(self, X, k):
         return self._exact_search(X, k)  # the base's brute force, on the kept matrix
 
+    def _serialize(self):
+        # dense rows: the search matrix is saved next to them (built now if no query
+        # built it), so that a load, mapped or not, builds nothing; sparse: rebuilt
+        if not isinstance(self._index, BruteForceMatrix):
+            return None
+        return self._index.prepared.stored()
+
+    def _deserialize(self, arrays):
+        if sp.issparse(self._fit_X):
+            raise ValueError("a sparse index has no stored search matrix")
+        return BruteForceMatrix.from_stored(self._fit_X, self.metric_, arrays)
+
     def _compact(self):
         # removal is real: the rows are erased and searches skip their columns
         self._erase_removed()
