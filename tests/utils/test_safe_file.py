@@ -144,7 +144,12 @@ def test_sharded_index_stores_its_shards_as_estimators(tmp_path):
     walk(tree["root"], nodes)
     classes = [n["class"] for n in nodes if n.get("$") == "object"]
     assert classes.count("skfindkit.indexes._exact.ExactIndex") == 4  # template + 3 shards
-    assert "skfindkit.utils._persist.NativeBlob" not in classes
+    # no shard travels as bytes: the only native states are the shards' own
+    # search matrices (arrays of the tree), one per fitted shard
+    blobs = [n["state"] for n in nodes if n.get("class") == "skfindkit.utils._persist.NativeBlob"]
+    assert len(blobs) == 3 and all(
+        dict(b["items"])["kind"] == "exact" and dict(b["items"])["payload"]["$"] == "dict"
+        for b in blobs)
     again = skio.load(tmp_path / "s.skfk")
     for a, b in zip(index.kneighbors(X[:5]), again.kneighbors(X[:5])):
         np.testing.assert_array_equal(a, b)
