@@ -308,7 +308,7 @@ def load(path, *, trusted=None, mmap_mode=None):
     trusted = _names(trusted)
     where = repr(os.fspath(path))
     try:
-        checked = read_checked(path)
+        checked = read_checked(path, mapped=mmap_mode is not None)
         tree = json.loads(checked.tree.decode("utf-8"))
         if not isinstance(tree, dict) or not isinstance(tree.get("blobs"), list):
             raise CorruptFileError("its object tree is not a dict with a block table")

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["mapping_of", "scan", "verified_mappings", "is_verified"]
+__all__ = ["hash_mapped", "mapping_of", "scan", "verified_mappings", "is_verified"]
 
 _VERIFIED = contextvars.ContextVar("skfindkit_verified_mappings", default=frozenset())
 _SCAN_BYTES = 1 << 24
@@ -59,15 +59,33 @@ def is_verified(value):
 
 
 def _release(piece, mm):
-    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-    start = piece.ctypes.data - base
+    start = piece.ctypes.data - np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    _release_range(mm, start, start + piece.nbytes)
+
+
+def _release_range(mm, start, end):
+    """Hand back the pages of ``mm[start:end]`` (they stay in the page cache)."""
     first = start - start % mmap.PAGESIZE
-    end = min(start + piece.nbytes, len(mm))
+    end = min(end, len(mm))
     if end > first:
         try:
             mm.madvise(mmap.MADV_DONTNEED, first, end - first)
         except (AttributeError, OSError, ValueError):  # no madvise here: pages stay mapped
             pass
+
+
+def hash_mapped(fh, digest, start, stop):
+    """Feed bytes ``start:stop`` of the open file ``fh`` to ``digest`` through a
+    read-only mapping: no copy into a buffer, and each 16 MiB piece's pages
+    handed back once hashed (the process stays small)."""
+    if stop <= start:
+        return
+    with mmap.mmap(fh.fileno(), stop, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
+        for pos in range(start, stop, _SCAN_BYTES):
+            end = min(stop, pos + _SCAN_BYTES)
+            with view[pos:end] as piece:
+                digest.update(piece)
+            _release_range(mm, pos, end)
 
 
 def scan(values, check):

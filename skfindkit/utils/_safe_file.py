@@ -19,6 +19,7 @@ import struct
 
 import numpy as np
 
+from ._mapped import hash_mapped
 from ._persist import CHECKSUM_NAME, CorruptFileError, new_hash
 from ._safe_tree import checked_dtype
 
@@ -84,12 +85,15 @@ def _hash_into(fh, digest, nbytes, out=None):
     return True
 
 
-def read_checked(path):
+def read_checked(path, mapped=False):
     """Check a safe file's checksum before anything of it is parsed.
 
     Reads it once, in chunks (bounded memory), and keeps only its header and
     JSON tree; :func:`read_blocks` reads the data again into their final
-    arrays once the tree has said what they are.
+    arrays once the tree has said what they are. ``mapped``: the data are
+    hashed straight from a read-only mapping of the file (no copy, pages
+    handed back as it goes: :func:`~skfindkit.utils._mapped.hash_mapped`),
+    for a load that maps the file anyway.
     """
     with open(path, "rb") as fh:
         stat = os.fstat(fh.fileno())
@@ -112,8 +116,12 @@ def read_checked(path):
         digest = new_hash(head)
         text = fh.read(start - _HEADER.size)
         digest.update(text)
-        complete = len(text) == start - _HEADER.size and _hash_into(
-            fh, digest, size - start - _DIGEST)
+        complete = len(text) == start - _HEADER.size
+        if complete and mapped:
+            hash_mapped(fh, digest, start, size - _DIGEST)
+            fh.seek(size - _DIGEST)
+        elif complete:
+            complete = _hash_into(fh, digest, size - start - _DIGEST)
         if not complete or fh.read(_DIGEST + 1) != digest.digest():
             raise CorruptFileError(
                 f"{os.fspath(path)!r} failed its {CHECKSUM_NAME} check: the file is truncated, "

@@ -123,8 +123,8 @@ def test_a_file_replaced_between_its_check_and_its_mapping_is_refused(tmp_path, 
     other = _saved(ExactIndex().fit(_dense(20, seed=1)), tmp_path, "other.skfk")
     checked_once = skio.read_checked
 
-    def then_replaced(p):
-        checked = checked_once(p)
+    def then_replaced(p, **kwargs):
+        checked = checked_once(p, **kwargs)
         os.replace(other, p)  # what a save of the same path does (a rename)
         return checked
 
@@ -264,3 +264,17 @@ def test_a_file_without_a_saved_matrix_builds_it_at_the_first_query(tmp_path, ma
         assert loaded._index._prepared is None
         for a, b in zip(index.kneighbors(Q), loaded.kneighbors(Q)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_the_mapped_checksum_pass_equals_the_read_one_and_refuses_a_flipped_byte(tmp_path):
+    path = _saved(ExactIndex().fit(_dense(3000, 8)), tmp_path)
+    read, mapped = _safe_file.read_checked(path), _safe_file.read_checked(path, mapped=True)
+    assert (read.digest, read.start, read.data_size, read.tree) == (
+        mapped.digest, mapped.start, mapped.data_size, mapped.tree)
+    data = bytearray(path.read_bytes())
+    for where in (mapped.start, mapped.start + mapped.data_size - 1):
+        data[where] ^= 0x01
+        path.write_bytes(bytes(data))
+        with pytest.raises(skio.CorruptFileError, match="failed its XXH3-128 check"):
+            _safe_file.read_checked(path, mapped=True)
+        data[where] ^= 0x01

@@ -337,8 +337,8 @@ def test_a_file_changed_after_its_checksum_was_checked_is_refused(tmp_path, monk
     skio.save(ExactIndex().fit(np.random.RandomState(0).rand(10, 3)), path)
     checked_once = _safe_file.read_checked
 
-    def then_changed(p):
-        checked = checked_once(p)
+    def then_changed(p, **kwargs):
+        checked = checked_once(p, **kwargs)
         data = bytearray(Path(p).read_bytes())
         data[checked.start] ^= 0xFF  # the first data byte, after the check
         Path(p).write_bytes(bytes(data))
