@@ -48,6 +48,7 @@ import numpy as np
 from sklearn import get_config
 from threadpoolctl import ThreadpoolController
 
+from ..utils._mapped import peek
 from ._distances import FLOAT32_MAX, exact_distances, gather_rows
 from ._fp_bounds import TINY, U32, U64, gamma
 
@@ -213,9 +214,11 @@ def _from_stored(data, metric, arrays):
     """:class:`_Prepared` from saved arrays, their structure checked against ``data``.
 
     Shapes, dtypes, the groups' bounds, the permutation and the finiteness of
-    the norms and centres are checked (passes over a few bytes per row); the
-    matrix's values are taken as saved, like any index's native bytes: the
-    file's checksum and the state's seal bind them to the stored rows.
+    the norms and centres are checked (passes over a few bytes per row), and
+    its first and last 32 rows are computed again from ``data`` (a matrix
+    saved with other rows is refused; a few pages read); the others are taken as saved, like
+    any index's native bytes: the file's checksum and the state's seal bind
+    them to the stored rows.
     """
     n, d = data.shape
     wanted = {"norms"} if metric != "euclidean" else {"matrix", "norms", "starts", "centres"}
@@ -226,7 +229,7 @@ def _from_stored(data, metric, arrays):
     if not (np.isfinite(norms).all() and (norms >= 0).all()):
         raise ValueError("the stored norms are not finite values >= 0")
     if metric != "euclidean":
-        return _Prepared(data, norms)
+        return _spot_checked(_Prepared(data, norms), data)
     starts = arrays["starts"]
     if not (isinstance(starts, np.ndarray) and starts.dtype.kind in "iu" and starts.ndim == 1
             and 2 <= starts.size <= _MAX_GROUPS + 1 and starts[0] == 0 and starts[-1] == n
@@ -244,7 +247,22 @@ def _from_stored(data, metric, arrays):
         perm = _stored_array(arrays, "perm", np.intp, (n,))
         if perm.min() < 0 or perm.max() >= n or not (np.bincount(perm, minlength=n) == 1).all():
             raise ValueError("the stored permutation is not a permutation of the rows")
-    return _Prepared(matrix, norms, perm, starts.astype(np.intp), centres)
+    return _spot_checked(_Prepared(matrix, norms, perm, starts.astype(np.intp), centres), data)
+
+
+def _spot_checked(prep, data, n_rows=32):
+    """``prep`` if its first and last ``n_rows`` rows are those ``data`` makes."""
+    n, d = data.shape
+    pos = np.unique(np.r_[0:min(n, n_rows), max(0, n - n_rows):n])
+    rows = peek(data, prep.ids(pos))
+    if prep.centres is not None:  # the centred rows exactly (one float32 subtraction)
+        group = np.searchsorted(prep.starts, pos, side="right") - 1
+        rows = rows - prep.centres[group]
+        if not np.array_equal(peek(prep.matrix, pos)[:, :d], rows):
+            raise ValueError("the stored search matrix was not made from the stored rows")
+    if not np.allclose(prep.norms[pos], _row_norms(rows), rtol=1e-12, atol=0.0):
+        raise ValueError("the stored norms are not those of the stored rows")
+    return prep
 
 
 #: Two groups whose centres are farther apart than this many times their

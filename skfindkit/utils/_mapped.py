@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["hash_mapped", "mapping_of", "scan", "verified_mappings", "is_verified"]
+__all__ = ["hash_mapped", "mapping_of", "peek", "scan", "verified_mappings", "is_verified"]
 
 _VERIFIED = contextvars.ContextVar("skfindkit_verified_mappings", default=frozenset())
 _SCAN_BYTES = 1 << 24
@@ -72,6 +72,24 @@ def _release_range(mm, start, end):
             mm.madvise(mmap.MADV_DONTNEED, first, end - first)
         except (AttributeError, OSError, ValueError):  # no madvise here: pages stay mapped
             pass
+
+
+_WINDOW = 1 << 21  # the kernel maps pages around a fault within this aligned window
+
+
+def peek(array, ids):
+    """``array[ids]`` (a copy, ``ids`` a few row numbers); where ``array`` is mapped,
+    the pages around them are handed back (a fault maps its neighbours too: up to
+    a megabyte with large page-cache folios)."""
+    values = np.array(array[ids])
+    mm = mapping_of(array)
+    if mm is not None and array.flags.c_contiguous:
+        start = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+        addresses = array.ctypes.data + np.asarray(ids, dtype=np.int64).reshape(-1) * array.strides[0]
+        for window in np.unique(addresses - addresses % _WINDOW):  # windows of the address space
+            first = max(0, int(window) - start)
+            _release_range(mm, first, int(window) + _WINDOW - start)
+    return values
 
 
 def hash_mapped(fh, digest, start, stop):

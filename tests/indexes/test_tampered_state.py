@@ -138,3 +138,10 @@ def test_a_stored_search_matrix_no_fit_makes(metric, change, tmp_path):
     blob = NativeBlob("exact", change(index._index.prepared.stored()))
     with pytest.raises(CorruptFileError, match="tampered.skfk"):
         _load_tampered(index, tmp_path, _index_blob=blob)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+def test_stored_rows_resealed_without_their_search_matrix(metric, tmp_path):
+    index = ExactIndex(n_neighbors=3, metric=metric).fit(X)
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(index, tmp_path, _fit_X=np.roll(X, 1, axis=0))
