@@ -35,6 +35,15 @@ class ExactIndex(BaseIndex):
     (relative 6e-8) are not told apart: use scikit-learn's brute force on
     float64 for those.
 
+    Saved (:func:`skfindkit.io.save`, pickle), a dense index keeps its search
+    matrix next to its rows, so that loading it builds nothing and a mapped
+    load (``io.load(path, mmap_mode="r")``) searches the file's pages, shared
+    by every process that maps it. That costs file size: for euclidean the
+    matrix holds the rows again, centred, with one more column (about
+    ``4 (2 d + 1) + 8`` bytes per item instead of ``4 d``: 2x), since the
+    exact stage needs the stored rows bit for bit; cosine and inner product
+    add only their norms (8 bytes per item). See ``docs/mmap.md``.
+
     Sparse input (CSR, e.g. TF-IDF from
     :class:`~sklearn.feature_extraction.text.TfidfVectorizer`) is searched
     sparse (:mod:`skfindkit.indexes._sparse`): the collection is never

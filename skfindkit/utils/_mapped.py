@@ -8,6 +8,10 @@ each piece's pages back (``madvise(MADV_DONTNEED)``: they stay in the page
 cache, a later access maps them again), so that a check of every value at
 load leaves the process as small as before.
 
+:func:`hash_mapped` feeds a file's bytes to its checksum from a mapping the
+same way (no copy into a buffer, pages handed back), and :func:`peek` reads a
+few rows of a mapped array and hands their pages back.
+
 :func:`verified_mappings` marks the mappings whose bytes a file checksum has
 just covered: :func:`~skfindkit.utils._persist.verify_state` does not hash
 them a second time (that would read, and make resident, all the data).

@@ -3,7 +3,8 @@
 A file is a header (magic, version, length of the JSON tree), the JSON tree
 padded to 64 bytes, the raw blocks (each padded to 64 bytes) and one XXH3-128
 checksum of everything before it. :func:`read_checked` verifies the checksum
-before anything is parsed, reading the file in chunks; :func:`block_specs`
+before anything is parsed, reading the file in chunks (or, for a load that
+maps the file, hashing it from a mapping); :func:`block_specs`
 checks the tree's block table and array declarations against the file's
 size; :func:`read_blocks` reads each block straight into its own final array,
 hashing the data again so that a file changed in between is refused, and
