@@ -284,11 +284,12 @@ def load(path, *, trusted=None, mmap_mode=None):
         the values are checked (finite, counts >= 0) in a pass whose pages
         are handed back; the mapped data are not hashed a second time. An
         :class:`~skfindkit.ExactIndex` searches the matrix saved with it
-        (mapped too): its first query builds nothing. The file must not be changed in place while mapped
-        (:func:`save` replaces files by renaming, which leaves a mapping
-        intact). Writing to a mapped index (``partial_fit``) makes its own
-        copy first; native libraries that cannot read from a mapping copy
-        their bytes as in a normal load. See ``docs/mmap.md``.
+        (mapped too): its first query builds nothing. The file must not be
+        changed in place while mapped (:func:`save` replaces files by
+        renaming, which leaves a mapping intact). Writing to a mapped index
+        (``partial_fit``) makes its own copy first; native libraries that
+        cannot read from a mapping copy their bytes as in a normal load. See
+        ``docs/mmap.md``.
 
     Returns
     -------

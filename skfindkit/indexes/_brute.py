@@ -216,9 +216,9 @@ def _from_stored(data, metric, arrays):
     Shapes, dtypes, the groups' bounds, the permutation and the finiteness of
     the norms and centres are checked (passes over a few bytes per row), and
     its first and last 32 rows are computed again from ``data`` (a matrix
-    saved with other rows is refused; a few pages read); the others are taken as saved, like
-    any index's native bytes: the file's checksum and the state's seal bind
-    them to the stored rows.
+    saved with other rows is refused; a few pages read); the others are taken
+    as saved, like any index's native bytes: the file's checksum and the
+    state's seal bind them to the stored rows.
     """
     n, d = data.shape
     wanted = {"norms"} if metric != "euclidean" else {"matrix", "norms", "starts", "centres"}

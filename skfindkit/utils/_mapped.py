@@ -89,8 +89,9 @@ def peek(array, ids):
     mm = mapping_of(array)
     if mm is not None and array.flags.c_contiguous:
         start = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-        addresses = array.ctypes.data + np.asarray(ids, dtype=np.int64).reshape(-1) * array.strides[0]
-        for window in np.unique(addresses - addresses % _WINDOW):  # windows of the address space
+        rows = np.asarray(ids, dtype=np.int64).reshape(-1)
+        addresses = array.ctypes.data + rows * array.strides[0]
+        for window in np.unique(addresses - addresses % _WINDOW):  # in the address space
             first = max(0, int(window) - start)
             _release_range(mm, first, int(window) + _WINDOW - start)
     return values
