@@ -5,8 +5,9 @@ One ``--n`` x ``--d`` float32 ExactIndex is saved with :func:`skfindkit.io.save`
 restarted on the same machine). Each measurement runs in a fresh interpreter:
 
 - **time to first query**: ``io.load`` plus one ``kneighbors`` of one query
-  (k=10), which for an exact index is a full scan of the data (euclidean also
-  builds its centred matrix at that first query);
+  (k=10), which for an exact index is a full scan of its search matrix (saved
+  in the file: euclidean's centred copy of the rows, so that file is about
+  twice the data);
 - **resident memory** (RSS, from ``/proc/self/smaps_rollup``) after the load
   and after that first full scan, over the process's RSS before the load
   (imports done);
@@ -16,9 +17,10 @@ restarted on the same machine). Each measurement runs in a fresh interpreter:
   processes that map them, so their sum is the memory really used) after
   it, the loading parent included (interpreters and libraries too).
 
-Metrics: euclidean (a private centred copy per process at the first query)
-and inner_product (the query reads the mapped rows directly). Linux only
-(``/proc``).
+Metrics: euclidean (the query reads the mapped centred matrix) and
+inner_product (the query reads the mapped rows directly). Linux only
+(``/proc``). Run it from the repository root with the checkout importable
+(``PYTHONPATH=.``) to measure that checkout rather than an installed copy.
 
 Usage::
 

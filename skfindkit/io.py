@@ -278,15 +278,18 @@ def load(path, *, trusted=None, mmap_mode=None):
         them: :class:`numpy.memmap` views of the file, read from disk when a
         query first touches them and shared by every process that maps the
         same file. The checksum of the whole file is verified once, in one
-        streaming pass of plain reads before anything is mapped (it costs
-        reading the file once; the pages read stay in the page cache, not in
-        the process), and the values are checked (finite, counts >= 0) in a
-        pass whose pages are handed back; the mapped data are not hashed a
-        second time. The file must not be changed in place while mapped
-        (:func:`save` replaces files by renaming, which leaves a mapping
-        intact). Writing to a mapped index (``partial_fit``) makes its own
-        copy first; native libraries that cannot read from a mapping copy
-        their bytes as in a normal load. See ``docs/mmap.md``.
+        streaming pass over a read-only mapping before anything is parsed
+        (it costs reading the file once, without copying it; the pages read
+        are handed back and stay in the page cache, not in the process), and
+        the values are checked (finite, counts >= 0) in a pass whose pages
+        are handed back; the mapped data are not hashed a second time. An
+        :class:`~skfindkit.ExactIndex` searches the matrix saved with it
+        (mapped too): its first query builds nothing. The file must not be
+        changed in place while mapped (:func:`save` replaces files by
+        renaming, which leaves a mapping intact). Writing to a mapped index
+        (``partial_fit``) makes its own copy first; native libraries that
+        cannot read from a mapping copy their bytes as in a normal load. See
+        ``docs/mmap.md``.
 
     Returns
     -------
@@ -308,7 +311,7 @@ def load(path, *, trusted=None, mmap_mode=None):
     trusted = _names(trusted)
     where = repr(os.fspath(path))
     try:
-        checked = read_checked(path)
+        checked = read_checked(path, mapped=mmap_mode is not None)
         tree = json.loads(checked.tree.decode("utf-8"))
         if not isinstance(tree, dict) or not isinstance(tree.get("blobs"), list):
             raise CorruptFileError("its object tree is not a dict with a block table")

@@ -88,7 +88,7 @@ def corrupted_payloads(blob):
         big = max((k for k, v in payload.items() if isinstance(v, np.ndarray)),
                   key=lambda k: payload[k].nbytes)
         flipped = payload[big].copy()
-        flipped.view(np.uint8)[flipped.nbytes // 2] ^= 1
+        flipped.reshape(-1).view(np.uint8)[flipped.nbytes // 2] ^= 1  # any shape
         dropped = "dim" if "dim" in payload else sorted(payload)[-1]  # a part missing
         return [{**payload, big: flipped}, {**payload, big: payload[big][:-1]},
                 {k: v for k, v in payload.items() if k != dropped}]

@@ -48,6 +48,7 @@ import numpy as np
 from sklearn import get_config
 from threadpoolctl import ThreadpoolController
 
+from ..utils._mapped import peek
 from ._distances import FLOAT32_MAX, exact_distances, gather_rows
 from ._fp_bounds import TINY, U32, U64, gamma
 
@@ -91,6 +92,19 @@ class _Prepared:
         """Row numbers in the stored data of matrix positions."""
         return positions if self.perm is None else self.perm[positions]
 
+    def stored(self):
+        """The arrays a saved index keeps to skip the build (see :func:`_from_stored`).
+
+        Cosine and inner product search the data themselves: only their norms.
+        """
+        if self.centres is None:
+            return {"norms": self.norms}
+        arrays = {"matrix": self.matrix, "norms": self.norms, "starts": self.starts,
+                  "centres": self.centres}
+        if self.perm is not None:
+            arrays["perm"] = self.perm
+        return arrays
+
 
 class BruteForceMatrix:
     """The matrix a block of queries is multiplied with, per metric.
@@ -99,8 +113,9 @@ class BruteForceMatrix:
     whether the rows fall into far-apart groups, each then centred on its
     own mean); an index keeps it between queries (it is
     :class:`~skfindkit.ExactIndex`'s native structure). It is built at the
-    first query, so that loading a saved index costs no more than loading
-    its data.
+    first query, or taken from the arrays a saved index stored
+    (:meth:`from_stored`): a mapped load then searches the file's pages,
+    shared by every process that maps it, and builds nothing.
     """
 
     def __init__(self, data, metric):
@@ -108,6 +123,19 @@ class BruteForceMatrix:
         self.metric = metric
         self._prepared = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_stored(cls, data, metric, arrays):
+        """The matrix of ``data`` from the arrays of ``prepared.stored()``, checked.
+
+        Raises
+        ------
+        ValueError
+            If the arrays do not describe a search matrix of ``data``.
+        """
+        matrix = cls(data, metric)
+        matrix._prepared = _from_stored(data, metric, arrays)
+        return matrix
 
     @property
     def prepared(self):
@@ -173,6 +201,68 @@ class BruteForceMatrix:
 
 def _row_norms(X):
     return np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+
+
+def _stored_array(arrays, name, dtype, shape):
+    value = arrays[name]
+    if not (isinstance(value, np.ndarray) and value.dtype == dtype and value.shape == shape):
+        raise ValueError(f"the stored {name} are not {np.dtype(dtype)} values of shape {shape}")
+    return value
+
+
+def _from_stored(data, metric, arrays):
+    """:class:`_Prepared` from saved arrays, their structure checked against ``data``.
+
+    Shapes, dtypes, the groups' bounds, the permutation and the finiteness of
+    the norms and centres are checked (passes over a few bytes per row), and
+    its first and last 32 rows are computed again from ``data`` (a matrix
+    saved with other rows is refused; a few pages read); the others are taken
+    as saved, like any index's native bytes: the file's checksum and the
+    state's seal bind them to the stored rows.
+    """
+    n, d = data.shape
+    wanted = {"norms"} if metric != "euclidean" else {"matrix", "norms", "starts", "centres"}
+    if not isinstance(arrays, dict) or set(arrays) - {"perm"} != wanted:
+        raise ValueError("the stored search structure does not have the arrays of a "
+                         f"{metric} index")
+    norms = _stored_array(arrays, "norms", np.float64, (n,))
+    if not (np.isfinite(norms).all() and (norms >= 0).all()):
+        raise ValueError("the stored norms are not finite values >= 0")
+    if metric != "euclidean":
+        return _spot_checked(_Prepared(data, norms), data)
+    starts = arrays["starts"]
+    if not (isinstance(starts, np.ndarray) and starts.dtype.kind in "iu" and starts.ndim == 1
+            and 2 <= starts.size <= _MAX_GROUPS + 1 and starts[0] == 0 and starts[-1] == n
+            and (np.diff(starts) >= 0).all()):
+        raise ValueError("the stored group bounds do not cut the rows into groups")
+    n_groups = starts.size - 1
+    centres = _stored_array(arrays, "centres", np.float32, (n_groups, d))
+    matrix = _stored_array(arrays, "matrix", np.float32, (n, d + 1 + (n_groups > 1)))
+    if not (np.isfinite(centres).all() and matrix.flags.c_contiguous):
+        raise ValueError("the stored centres or matrix are malformed")
+    perm = arrays.get("perm")
+    if (perm is not None) != (n_groups > 1):
+        raise ValueError("the stored permutation does not match the number of groups")
+    if perm is not None:
+        perm = _stored_array(arrays, "perm", np.intp, (n,))
+        if perm.min() < 0 or perm.max() >= n or not (np.bincount(perm, minlength=n) == 1).all():
+            raise ValueError("the stored permutation is not a permutation of the rows")
+    return _spot_checked(_Prepared(matrix, norms, perm, starts.astype(np.intp), centres), data)
+
+
+def _spot_checked(prep, data, n_rows=32):
+    """``prep`` if its first and last ``n_rows`` rows are those ``data`` makes."""
+    n, d = data.shape
+    pos = np.unique(np.r_[0:min(n, n_rows), max(0, n - n_rows):n])
+    rows = peek(data, prep.ids(pos))
+    if prep.centres is not None:  # the centred rows exactly (one float32 subtraction)
+        group = np.searchsorted(prep.starts, pos, side="right") - 1
+        rows = rows - prep.centres[group]
+        if not np.array_equal(peek(prep.matrix, pos)[:, :d], rows):
+            raise ValueError("the stored search matrix was not made from the stored rows")
+    if not np.allclose(prep.norms[pos], _row_norms(rows), rtol=1e-12, atol=0.0):
+        raise ValueError("the stored norms are not those of the stored rows")
+    return prep
 
 
 #: Two groups whose centres are farther apart than this many times their

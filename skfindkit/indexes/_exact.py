@@ -35,6 +35,15 @@ class ExactIndex(BaseIndex):
     (relative 6e-8) are not told apart: use scikit-learn's brute force on
     float64 for those.
 
+    Saved (:func:`skfindkit.io.save`, pickle), a dense index keeps its search
+    matrix next to its rows, so that loading it builds nothing and a mapped
+    load (``io.load(path, mmap_mode="r")``) searches the file's pages, shared
+    by every process that maps it. That costs file size: for euclidean the
+    matrix holds the rows again, centred, with one more column (about
+    ``4 (2 d + 1) + 8`` bytes per item instead of ``4 d``: 2x), since the
+    exact stage needs the stored rows bit for bit; cosine and inner product
+    add only their norms (8 bytes per item). See ``docs/mmap.md``.
+
     Sparse input (CSR, e.g. TF-IDF from
     :class:`~sklearn.feature_extraction.text.TfidfVectorizer`) is searched
     sparse (:mod:`skfindkit.indexes._sparse`): the collection is never
@@ -133,6 +142,18 @@ class ExactIndex(BaseIndex):
 
     def _search(self, X, k):
         return self._exact_search(X, k)  # the base's brute force, on the kept matrix
+
+    def _serialize(self):
+        # dense rows: the search matrix is saved next to them (built now if no query
+        # built it), so that a load, mapped or not, builds nothing; sparse: rebuilt
+        if not isinstance(self._index, BruteForceMatrix):
+            return None
+        return self._index.prepared.stored()
+
+    def _deserialize(self, arrays):
+        if sp.issparse(self._fit_X):
+            raise ValueError("a sparse index has no stored search matrix")
+        return BruteForceMatrix.from_stored(self._fit_X, self.metric_, arrays)
 
     def _compact(self):
         # removal is real: the rows are erased and searches skip their columns

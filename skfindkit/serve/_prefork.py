@@ -6,7 +6,8 @@ once; then N children are forked, each running uvicorn on that socket (the
 kernel spreads the connections). The children share the mapped file through
 the page cache and the rest of the parent's memory copy-on-write: N processes
 cost about one copy of the data, plus what each builds at its first query
-(e.g. the centred matrix of a euclidean :class:`~skfindkit.ExactIndex`).
+(an :class:`~skfindkit.ExactIndex` saved with its search matrix builds
+nothing: the matrix is mapped and shared too; see ``docs/mmap.md``).
 
 All of them read the mapped file at every query: it must not be truncated or
 rewritten in place while they run (``docs/mmap.md``); replace it by renaming.

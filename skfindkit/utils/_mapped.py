@@ -8,6 +8,10 @@ each piece's pages back (``madvise(MADV_DONTNEED)``: they stay in the page
 cache, a later access maps them again), so that a check of every value at
 load leaves the process as small as before.
 
+:func:`hash_mapped` feeds a file's bytes to its checksum from a mapping the
+same way (no copy into a buffer, pages handed back), and :func:`peek` reads a
+few rows of a mapped array and hands their pages back.
+
 :func:`verified_mappings` marks the mappings whose bytes a file checksum has
 just covered: :func:`~skfindkit.utils._persist.verify_state` does not hash
 them a second time (that would read, and make resident, all the data).
@@ -19,7 +23,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["mapping_of", "scan", "verified_mappings", "is_verified"]
+__all__ = ["hash_mapped", "mapping_of", "peek", "scan", "verified_mappings", "is_verified"]
 
 _VERIFIED = contextvars.ContextVar("skfindkit_verified_mappings", default=frozenset())
 _SCAN_BYTES = 1 << 24
@@ -59,15 +63,52 @@ def is_verified(value):
 
 
 def _release(piece, mm):
-    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-    start = piece.ctypes.data - base
+    start = piece.ctypes.data - np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    _release_range(mm, start, start + piece.nbytes)
+
+
+def _release_range(mm, start, end):
+    """Hand back the pages of ``mm[start:end]`` (they stay in the page cache)."""
     first = start - start % mmap.PAGESIZE
-    end = min(start + piece.nbytes, len(mm))
+    end = min(end, len(mm))
     if end > first:
         try:
             mm.madvise(mmap.MADV_DONTNEED, first, end - first)
         except (AttributeError, OSError, ValueError):  # no madvise here: pages stay mapped
             pass
+
+
+_WINDOW = 1 << 21  # the kernel maps pages around a fault within this aligned window
+
+
+def peek(array, ids):
+    """``array[ids]`` (a copy, ``ids`` a few row numbers); where ``array`` is mapped,
+    the pages around them are handed back (a fault maps its neighbours too: up to
+    a megabyte with large page-cache folios)."""
+    values = np.array(array[ids])
+    mm = mapping_of(array)
+    if mm is not None and array.flags.c_contiguous:
+        start = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+        rows = np.asarray(ids, dtype=np.int64).reshape(-1)
+        addresses = array.ctypes.data + rows * array.strides[0]
+        for window in np.unique(addresses - addresses % _WINDOW):  # in the address space
+            first = max(0, int(window) - start)
+            _release_range(mm, first, int(window) + _WINDOW - start)
+    return values
+
+
+def hash_mapped(fh, digest, start, stop):
+    """Feed bytes ``start:stop`` of the open file ``fh`` to ``digest`` through a
+    read-only mapping: no copy into a buffer, and each 16 MiB piece's pages
+    handed back once hashed (the process stays small)."""
+    if stop <= start:
+        return
+    with mmap.mmap(fh.fileno(), stop, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
+        for pos in range(start, stop, _SCAN_BYTES):
+            end = min(stop, pos + _SCAN_BYTES)
+            with view[pos:end] as piece:
+                digest.update(piece)
+            _release_range(mm, pos, end)
 
 
 def scan(values, check):

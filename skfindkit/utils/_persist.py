@@ -229,6 +229,8 @@ def _in_checked_file(value):
     read the whole mapping into memory."""
     if isinstance(value, NativeBlob):
         value = value.payload
+    if isinstance(value, dict):  # a native state of arrays (all must be mapped)
+        value = list(value.values())
     if sp.issparse(value):
         value = [value.data, value.indices, value.indptr]
     return is_verified(value)

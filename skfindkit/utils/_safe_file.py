@@ -3,7 +3,8 @@
 A file is a header (magic, version, length of the JSON tree), the JSON tree
 padded to 64 bytes, the raw blocks (each padded to 64 bytes) and one XXH3-128
 checksum of everything before it. :func:`read_checked` verifies the checksum
-before anything is parsed, reading the file in chunks; :func:`block_specs`
+before anything is parsed, reading the file in chunks (or, for a load that
+maps the file, hashing it from a mapping); :func:`block_specs`
 checks the tree's block table and array declarations against the file's
 size; :func:`read_blocks` reads each block straight into its own final array,
 hashing the data again so that a file changed in between is refused, and
@@ -19,6 +20,7 @@ import struct
 
 import numpy as np
 
+from ._mapped import hash_mapped
 from ._persist import CHECKSUM_NAME, CorruptFileError, new_hash
 from ._safe_tree import checked_dtype
 
@@ -84,12 +86,15 @@ def _hash_into(fh, digest, nbytes, out=None):
     return True
 
 
-def read_checked(path):
+def read_checked(path, mapped=False):
     """Check a safe file's checksum before anything of it is parsed.
 
     Reads it once, in chunks (bounded memory), and keeps only its header and
     JSON tree; :func:`read_blocks` reads the data again into their final
-    arrays once the tree has said what they are.
+    arrays once the tree has said what they are. ``mapped``: the data are
+    hashed straight from a read-only mapping of the file (no copy, pages
+    handed back as it goes: :func:`~skfindkit.utils._mapped.hash_mapped`),
+    for a load that maps the file anyway.
     """
     with open(path, "rb") as fh:
         stat = os.fstat(fh.fileno())
@@ -112,8 +117,12 @@ def read_checked(path):
         digest = new_hash(head)
         text = fh.read(start - _HEADER.size)
         digest.update(text)
-        complete = len(text) == start - _HEADER.size and _hash_into(
-            fh, digest, size - start - _DIGEST)
+        complete = len(text) == start - _HEADER.size
+        if complete and mapped:
+            hash_mapped(fh, digest, start, size - _DIGEST)
+            fh.seek(size - _DIGEST)
+        elif complete:
+            complete = _hash_into(fh, digest, size - start - _DIGEST)
         if not complete or fh.read(_DIGEST + 1) != digest.digest():
             raise CorruptFileError(
                 f"{os.fspath(path)!r} failed its {CHECKSUM_NAME} check: the file is truncated, "

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from skfindkit import BM25Index, ExactIndex, HNSWIndex, ShardedIndex, SklearnFeatureExtractor
 from skfindkit import io as skio
-from skfindkit.utils._persist import CorruptFileError
+from skfindkit.utils._persist import CorruptFileError, NativeBlob
 
 from .._corruption import resealed, save_state
 from .._optional import has
@@ -112,3 +112,36 @@ def test_annoy_split_nodes_with_nan_or_wrong_counts(tmp_path):
             # accepted only where the word is a leaf's unused slot: same answers
             np.testing.assert_array_equal(loaded.kneighbors(X[:4])[1], index.kneighbors(X[:4])[1])
     assert refused > 0
+
+
+def _replaced(arrays, **changes):
+    return {k: v for k, v in {**arrays, **changes}.items() if v is not None}
+
+
+@pytest.mark.parametrize("metric, change", [
+    ("euclidean", lambda a: _replaced(a, norms=a["norms"][:-1])),
+    ("euclidean", lambda a: _replaced(a, norms=np.where(a["norms"] > 0, np.nan, 0.0))),
+    ("euclidean", lambda a: _replaced(a, matrix=a["matrix"][:, :-1].copy())),
+    ("euclidean", lambda a: _replaced(a, perm=np.zeros_like(a["perm"]))),
+    ("euclidean", lambda a: _replaced(a, perm=None)),
+    ("euclidean", lambda a: _replaced(a, starts=a["starts"] - 1)),
+    ("euclidean", lambda a: _replaced(a, centres=None)),
+    ("euclidean", lambda a: np.zeros(64, dtype=np.uint8)),
+    ("inner_product", lambda a: _replaced(a, norms=-a["norms"])),
+    ("inner_product", lambda a: _replaced(a, matrix=np.zeros((40, 9), np.float32))),
+], ids=["short-norms", "nan-norms", "matrix-shape", "perm-not-permutation", "perm-missing",
+        "starts", "centres-missing", "bytes", "negative-norms", "extra-array"])
+def test_a_stored_search_matrix_no_fit_makes(metric, change, tmp_path):
+    Xg = X.copy()
+    Xg[:4] += 1e6  # two groups far apart: a permutation is stored
+    index = ExactIndex(n_neighbors=3, metric=metric).fit(Xg)
+    blob = NativeBlob("exact", change(index._index.prepared.stored()))
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(index, tmp_path, _index_blob=blob)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+def test_stored_rows_resealed_without_their_search_matrix(metric, tmp_path):
+    index = ExactIndex(n_neighbors=3, metric=metric).fit(X)
+    with pytest.raises(CorruptFileError, match="tampered.skfk"):
+        _load_tampered(index, tmp_path, _fit_X=np.roll(X, 1, axis=0))

@@ -17,6 +17,7 @@ from skfindkit.utils._mapped import mapping_of
 from skfindkit.utils._safe_tree import walk
 
 from .. import _safe_file_cases as cases
+from .._corruption import resealed, save_state
 from .._isolation import run_isolated
 
 DOCS = ["red apple pie", "green apple", "blue sky", "red sky at night", "apple tart",
@@ -122,8 +123,8 @@ def test_a_file_replaced_between_its_check_and_its_mapping_is_refused(tmp_path, 
     other = _saved(ExactIndex().fit(_dense(20, seed=1)), tmp_path, "other.skfk")
     checked_once = skio.read_checked
 
-    def then_replaced(p):
-        checked = checked_once(p)
+    def then_replaced(p, **kwargs):
+        checked = checked_once(p, **kwargs)
         os.replace(other, p)  # what a save of the same path does (a rename)
         return checked
 
@@ -146,9 +147,10 @@ def _resident_bytes_of(path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
-def test_a_mapped_load_leaves_the_data_on_disk_until_a_query_reads_it(tmp_path):
-    X = _dense(8192, 64)  # 2 MiB
-    path = _saved(ExactIndex(n_neighbors=2, metric="inner_product").fit(X), tmp_path)
+@pytest.mark.parametrize("metric", ["inner_product", "euclidean"])
+def test_a_mapped_load_leaves_the_data_on_disk_until_a_query_reads_it(tmp_path, metric):
+    X = _dense(8192, 64)  # 2 MiB (euclidean: and its search matrix, as much again)
+    path = _saved(ExactIndex(n_neighbors=2, metric=metric).fit(X), tmp_path)
     mapped = skio.load(path, mmap_mode="r")  # checked (checksum, finite values) on the way
     assert _resident_bytes_of(path) < X.nbytes // 4
     mapped.kneighbors(X[:3])
@@ -203,3 +205,76 @@ def _save_over_a_mapped_file(folder):
 def test_saving_over_a_mapped_file_leaves_the_mapped_index_answering_as_before(tmp_path):
     answers = run_isolated(_save_over_a_mapped_file, str(tmp_path), timeout=120)
     assert answers == {m: (True, True, True) for m in ("cosine", "inner_product", "euclidean")}
+
+
+def _far_groups(n=300, d=6):
+    """Rows in two clusters 1e6 apart (the search matrix cuts them into groups)."""
+    X = _dense(n, d)
+    X[: n // 10] += 1e6
+    return X
+
+
+@pytest.mark.parametrize("make, metric", [
+    (_dense, "euclidean"), (_far_groups, "euclidean"), (_dense, "cosine"),
+    (_dense, "inner_product")], ids=["euclidean", "euclidean-groups", "cosine", "inner_product"])
+def test_a_mapped_index_searches_its_saved_matrix_without_building_it(tmp_path, make, metric):
+    X = make()
+    index = ExactIndex(n_neighbors=4, metric=metric).fit(X)  # never queried: saving builds it
+    path = _saved(index, tmp_path)
+    mapped = skio.load(path, mmap_mode="r")
+    prepared = mapped._index._prepared
+    assert prepared is not None  # nothing is left to build at the first query
+    for part in (prepared.matrix, prepared.norms) + (
+            () if prepared.perm is None else (prepared.perm,)):
+        assert mapping_of(part) is not None and not part.flags.writeable
+    assert (prepared.n_groups > 1) == (make is _far_groups)
+    Q = X[:20] + 0.01
+    for a, b in zip(index.kneighbors(Q), mapped.kneighbors(Q)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_saved_matrix_follows_removal_compaction_and_partial_fit(tmp_path):
+    X, more = _far_groups(), _dense(40, 6, seed=1)
+    index = ExactIndex(n_neighbors=4).fit(X)
+    index.kneighbors(X[:2])  # the matrix of the first rows is built...
+    index.remove([0, 5, 200])
+    index.compact()
+    index.partial_fit(more)  # ...and replaced
+    path = _saved(index, tmp_path)
+    Q = np.vstack([X[:10], more[:10]]) + 0.01
+    for mode in (None, "r"):
+        loaded = skio.load(path, mmap_mode=mode)
+        assert loaded._index._prepared.matrix.shape[0] == X.shape[0] + more.shape[0]
+        for a, b in zip(index.kneighbors(Q), loaded.kneighbors(Q)):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make, metric", [
+    (_dense, "euclidean"), (_far_groups, "euclidean"), (_dense, "inner_product")],
+    ids=["euclidean", "euclidean-groups", "inner_product"])
+def test_a_file_without_a_saved_matrix_builds_it_at_the_first_query(tmp_path, make, metric):
+    # the state files had before the matrix was saved: no native structure (None)
+    X = make()
+    index = ExactIndex(n_neighbors=4, metric=metric).fit(X)
+    path = str(tmp_path / "before.skfk")
+    save_state(ExactIndex, resealed(index.__getstate__(), _index_blob=None), path)
+    Q = X[:20] + 0.01
+    for mode in (None, "r"):
+        loaded = skio.load(path, mmap_mode=mode)
+        assert loaded._index._prepared is None
+        for a, b in zip(index.kneighbors(Q), loaded.kneighbors(Q)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_the_mapped_checksum_pass_equals_the_read_one_and_refuses_a_flipped_byte(tmp_path):
+    path = _saved(ExactIndex().fit(_dense(3000, 8)), tmp_path)
+    read, mapped = _safe_file.read_checked(path), _safe_file.read_checked(path, mapped=True)
+    assert (read.digest, read.start, read.data_size, read.tree) == (
+        mapped.digest, mapped.start, mapped.data_size, mapped.tree)
+    data = bytearray(path.read_bytes())
+    for where in (mapped.start, mapped.start + mapped.data_size - 1):
+        data[where] ^= 0x01
+        path.write_bytes(bytes(data))
+        with pytest.raises(skio.CorruptFileError, match="failed its XXH3-128 check"):
+            _safe_file.read_checked(path, mapped=True)
+        data[where] ^= 0x01
