@@ -10,6 +10,7 @@ queries it. Each must end in a Python exception at load or in answers of the
 right shape; a signal kills the child (``_isolation.ChildCrashed``).
 """
 
+import contextlib
 import os
 import warnings
 
@@ -121,8 +122,41 @@ def write_variants(backend, folder, n_variants, seed=0):
     return paths, Q
 
 
+#: address space a child may take beyond what it holds: a tampered length field that makes
+#: the native library allocate (and zero) gigabytes fails fast instead of paging for minutes
+_HEADROOM = 2 << 30
+
+
+@contextlib.contextmanager
+def _bounded_memory(headroom=_HEADROOM):
+    """Cap this process's address space at its current size plus ``headroom`` (restored after)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: unbounded
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as statm:
+        size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    cap = size + headroom if hard == resource.RLIM_INFINITY else min(size + headroom, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def load_and_query(path, Q):
-    """How loading and querying ``path`` ended: ("refused", message) or ("answered", problem)."""
+    """How loading and querying ``path`` ended: ("refused", message) or ("answered", problem).
+
+    Runs under :func:`_bounded_memory`: an allocation the tampered file asks for
+    beyond it is a ``MemoryError`` (a refusal), never a crash.
+    """
+    with _bounded_memory():
+        return _load_and_query(path, Q)
+
+
+def _load_and_query(path, Q):
     from skfindkit import io as skio
 
     try:

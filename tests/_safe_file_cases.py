@@ -96,6 +96,10 @@ def outcomes_of(cases, tmp_dir, mmap_mode=None):
     found = {}
     path = os.path.join(tmp_dir, "case.skfk")
     for name, data in cases:
+        # a new file each time: truncating one that holds data makes some file
+        # systems (ext4's auto_da_alloc) flush it, milliseconds a case
+        if os.path.exists(path):
+            os.remove(path)
         with open(path, "wb") as fh:
             fh.write(data)
         found.setdefault(outcome(path, mmap_mode), []).append(name)

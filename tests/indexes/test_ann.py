@@ -41,7 +41,7 @@ CONFIGS = [_param(c) for c in [
     FaissIndex(factory="HNSW32", ef_search=64),
     FaissIndex(factory="Flat"),
     FaissIndex(factory="IVF1024,Flat", nprobe=8, random_state=0),
-    FaissIndex(factory="IVF1024,PQ16", nprobe=8, random_state=0),
+    FaissIndex(factory="IVF1024,PQ8", nprobe=8, random_state=0),
     FaissIndex(factory="IVF64_HNSW32,Flat", nprobe=8, random_state=0),
     FaissIndex(factory="HNSW32,SQ8"),
     FaissIndex(factory="PCA16,IVF256,Flat", nprobe=4, random_state=0),

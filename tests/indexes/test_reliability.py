@@ -1,7 +1,8 @@
 """Index correctness under stress: threads, magnitudes, refits, duplicates (issue 13).
 
-Crash-prone concurrency runs in a child interpreter (``_guard.run_guarded``),
-so a native crash fails its test instead of killing the run.
+Crash-prone concurrency runs in a child process (``_isolation.run_isolated``,
+cases in ``_thread_cases``), so a native crash fails its test instead of killing
+the run.
 """
 
 import threading
@@ -15,8 +16,9 @@ from sklearn.neighbors import NearestNeighbors
 from skfindkit import ExactIndex, FaissIndex, HNSWIndex, NMSLibIndex
 from skfindkit.metrics import recall_at_k
 
+from .. import _thread_cases
 from .._backends import ALL_INDEXES, needs, param
-from .._guard import run_guarded
+from .._isolation import run_isolated
 
 DEFAULTS = [param(cls, cls) for cls in ALL_INDEXES]
 
@@ -64,96 +66,18 @@ def test_concurrent_queries_equal_serial(cls):
     assert differ == 0, f"{differ} of {len(results)} concurrent calls differ from serial"
 
 
-_NATIVE_COUNT = """
-def native_count(index):
-    name = type(index).__name__
-    native = index._index
-    if name == "ExactIndex":
-        return native.matrix.shape[0]
-    if name == "AnnoyIndex":
-        return native.get_n_items()
-    if name == "NMSLibIndex":
-        return len(native)
-    if name == "HNSWIndex":
-        return native.get_current_count()
-    return native.ntotal
-"""
-
-
 @pytest.mark.parametrize("loaded", [False, True], ids=["fitted", "unpickled"])
 @pytest.mark.parametrize("cls", [param(HNSWIndex, HNSWIndex), param(FaissIndex, FaissIndex)])
 def test_partial_fit_while_another_thread_queries_neither_crashes_nor_loses(cls, loaded):
     # unpickled: FaissIndex answers from views of the loaded bytes until its
     # first partial_fit swaps in arrays faiss owns, while the reader queries
-    out = run_guarded(_NATIVE_COUNT + f"""
-import pickle
-import threading
-import numpy as np
-from skfindkit import {cls.__name__}
-
-rng = np.random.RandomState(0)
-X = rng.rand(3000, 32).astype(np.float32)
-new = rng.rand(1000, 32).astype(np.float32)
-index = {cls.__name__}(n_neighbors=5).fit(X)
-if {loaded}:
-    index = pickle.loads(pickle.dumps(index))
-stop = threading.Event()
-errors = []
-
-def reader():
-    while not stop.is_set():
-        try:
-            index.kneighbors(X[:50])
-        except Exception as exc:
-            errors.append(exc)
-            break
-
-t = threading.Thread(target=reader)
-t.start()
-for i in range(40):
-    index.partial_fit(new[25 * i:25 * (i + 1)])
-stop.set()
-t.join()
-assert not errors, errors
-assert index.n_samples_fit_ == 4000 == native_count(index), (index.n_samples_fit_, native_count(index))
-found = index.kneighbors(new, n_neighbors=1, return_distance=False)[:, 0]
-print((found == np.arange(3000, 4000)).mean())
-""")
-    assert float(out.split()[-1]) > 0.95
+    found = run_isolated(_thread_cases.partial_fit_while_querying, cls.__name__, loaded)
+    assert found > 0.95
 
 
 @pytest.mark.parametrize("cls", DEFAULTS)
 def test_two_writers_lose_no_item_and_keep_native_in_step(cls):
-    run_guarded(_NATIVE_COUNT + f"""
-import threading
-import numpy as np
-from skfindkit import {cls.__name__}
-
-rng = np.random.RandomState(0)
-X = rng.rand(1000, 16)
-X[:, 0] = np.arange(1000)  # the label is in the row: alignment is checkable
-index = {cls.__name__}(n_neighbors=3).fit(X[:500], np.arange(500))
-errors = []
-
-def writer(part):
-    try:
-        for i in range(10):
-            rows = np.arange(500 + 250 * part + 25 * i, 500 + 250 * part + 25 * (i + 1))
-            index.partial_fit(X[rows], rows)
-    except Exception as exc:
-        errors.append(exc)
-
-threads = [threading.Thread(target=writer, args=(p,)) for p in (0, 1)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-assert not errors, errors
-assert index.n_samples_fit_ == 1000 == native_count(index), (index.n_samples_fit_, native_count(index))
-dist, ids = index.exact_kneighbors(X, n_neighbors=1)
-assert (dist[:, 0] == 0).all()
-assert (index.labels_of(ids[:, 0]) == np.arange(1000)).all(), "labels out of step with rows"
-""")
+    assert run_isolated(_thread_cases.two_writers, cls.__name__)
 
 
 def test_nmslib_query_time_parameters_are_applied_once_not_per_call():
@@ -354,41 +278,10 @@ def test_kneighbors_n_neighbors_argument_refuses_non_integers(value):
 
 def test_more_threads_than_cpus_are_clamped_not_fatal():
     # faiss, nmslib and annoy abort the process when asked for 10**6 threads
-    run_guarded("""
-import numpy as np
-from joblib import cpu_count
-import skfindkit
-
-X = np.random.RandomState(0).rand(200, 8)
-for name in ("FaissIndex", "NMSLibIndex", "AnnoyIndex", "HNSWIndex", "ExactIndex"):
-    for n_jobs in (1000, 10**6, -10**6):
-        index = getattr(skfindkit, name)(n_jobs=n_jobs).fit(X)
-        assert 1 <= index._n_threads() <= cpu_count(), (name, n_jobs, index._n_threads())
-        index.kneighbors(X[:5])
-        index.partial_fit(X[:10])
-        assert index.n_samples_fit_ == 210
-sharded = skfindkit.ShardedIndex(skfindkit.FaissIndex(n_jobs=10**6), n_jobs=10**6).fit(X)
-sharded.partial_fit(X[:10]).kneighbors(X[:5])
-""")
+    assert run_isolated(_thread_cases.more_threads_than_cpus)
 
 
 @pytest.mark.parametrize("cls", DEFAULTS)
 def test_a_loaded_index_saves_and_loads_again(cls):
     # nmslib saved a loaded hnsw index without its graph: the copy crashed on load
-    run_guarded(f"""
-import pickle
-import numpy as np
-from skfindkit import {cls.__name__}
-
-X = np.random.RandomState(0).randn(75, 6)
-index = {cls.__name__}(n_neighbors=3).fit(X[:60])
-want = index.kneighbors(X[70:], return_distance=False)
-for _ in range(3):
-    index = pickle.loads(pickle.dumps(index))
-    assert (index.kneighbors(X[70:], return_distance=False) == want).all()
-index.partial_fit(X[60:70])
-index = pickle.loads(pickle.dumps(index))
-assert index.n_samples_fit_ == 70
-found = index.kneighbors(X[60:70], n_neighbors=1, return_distance=False)[:, 0]
-assert (found == np.arange(60, 70)).all()
-""")
+    assert run_isolated(_thread_cases.reloaded_saves_and_loads_again, cls.__name__)

@@ -94,7 +94,8 @@ def test_annoy_split_nodes_with_nan_or_wrong_counts(tmp_path):
     from skfindkit import AnnoyIndex
     from skfindkit.utils._persist import NativeBlob
 
-    index = AnnoyIndex(n_neighbors=3, random_state=0).fit(X)
+    # three trees: every kind of node, a twentieth of the default forest's files
+    index = AnnoyIndex(n_neighbors=3, n_trees=3, random_state=0).fit(X)
     blob = index.__getstate__()["_index_blob"]
     node = 16 + 4 * X.shape[1]
     payload = np.asarray(blob.payload)
