@@ -181,3 +181,23 @@ def test_pipeline_grid_search_picks_the_layer_that_retrieves_best(cnn, digits):
     # penultimate layer has not
     assert search.best_params_ == {"extractor__layer": "dense_1"}
     assert scores["dense_1"] > 0.85 and scores["dense_1"] > scores["conv1"] + 0.2
+
+
+def test_one_batch_runs_the_compiled_step_without_building_a_data_pipeline(cnn, digits):
+    # Keras's predict() builds a tf.data pipeline on every call (~0.2 s): a
+    # service answering one query at a time must not pay it per query
+    X, _ = digits
+    ext = KerasFeatureExtractor(cnn, layer="dense_1", batch_size=32).fit(X)
+    model = ext._feature_model
+    calls = []
+    predict = model.predict
+    model.predict = lambda *a, **k: calls.append(len(a[0])) or predict(*a, **k)
+    try:
+        one = ext.transform(X[:5])
+        assert calls == []
+        several = ext.transform(X[:100])
+        assert calls and sum(calls) == 100  # several batches: one predict call over them
+    finally:
+        del model.predict
+    np.testing.assert_allclose(one, _direct(cnn, "dense_1", X[:5]), **TOL)
+    np.testing.assert_allclose(several[:5], one, **TOL)
