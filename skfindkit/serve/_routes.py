@@ -55,14 +55,23 @@ def add_error_handlers(app):
 
 
 def _plain_route():
-    """An ``APIRoute`` whose endpoint takes the Request and returns the Response itself:
-    listed in the OpenAPI description, with no dependency resolution, validation or
-    encoding by FastAPI on each request."""
+    """An ``APIRoute`` class whose endpoint takes the Request and returns the Response
+    itself: listed in the OpenAPI description, served as a plain ASGI application (no
+    dependency resolution, validation, encoding or exit stacks by FastAPI on each
+    request; errors reach the application's exception handlers as from any route)."""
+    from fastapi import Request
     from fastapi.routing import APIRoute
 
     class PlainRoute(APIRoute):
-        def get_route_handler(self):
-            return self.endpoint
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            endpoint = self.endpoint
+
+            async def app(scope, receive, send):
+                response = await endpoint(Request(scope, receive, send))
+                await response(scope, receive, send)
+
+            self.app = app
 
     return PlainRoute
 
