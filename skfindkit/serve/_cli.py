@@ -69,7 +69,7 @@ def add_parser(subparsers):
                             "of the data); not with --token (default: %(default)s)")
     serve.add_argument("--no-access-log", action="store_true",
                        help="do not log a line per request (uvicorn's access log, on by "
-                            "default; it costs about 0.1-0.2 ms of CPU per request); errors "
+                            "default; it costs about 0.15-0.25 ms of CPU per request); errors "
                             "are still logged")
     serve.set_defaults(func=main)
     return serve
