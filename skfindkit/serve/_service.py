@@ -35,7 +35,8 @@ INLINE_SECONDS = 0.001
 
 
 class Service:
-    """The loaded pipeline and everything that touches it (called from worker threads)."""
+    """The loaded pipeline and everything that touches it (called from worker threads;
+    short searches from the event loop)."""
 
     def __init__(self, pipeline, items_dir, access, save_path, added_dir, max_k, upload_dir,
                  save_kind, limits):
