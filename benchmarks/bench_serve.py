@@ -15,7 +15,8 @@ File queries (multipart PNG uploads to a digits ``ImageLoader`` pipeline) are
 measured the same way at 1 and 4 clients. With one client, ``POST /search`` is
 set against ``GET /health`` (the HTTP floor) and the in-process search: its
 p50 against 1.5 x /health's p50 + the in-process p50, its requests/s against
-60 % of /health's.
+60 % of /health's; both are measured once more on a server started with
+``--no-access-log``, for what uvicorn's access log costs.
 
 The client measures the server, not itself. Each JSON query is encoded once,
 before the run, and sent as ``content=`` with its ``Content-Type`` (as a
@@ -69,9 +70,9 @@ def free_port():
 class Server:
     """``skfindkit serve`` in a subprocess; ``with Server(path) as server: server.url``."""
 
-    def __init__(self, pipeline_path, workers=4):
+    def __init__(self, pipeline_path, *options, workers=4):
         self.args = [sys.executable, "-m", "skfindkit.cli", "serve", pipeline_path,
-                     "--workers", str(workers)]
+                     "--workers", str(workers), *options]
 
     def __enter__(self):
         import httpx
@@ -277,6 +278,17 @@ def measure(args, lines):
                     one_cpu = cpu
             lines += ["", *overhead_lines(floor_p50, floor_qps, base_p50[1], *one,
                                           floor_cpu, one_cpu)]
+        lines += ["", "The same server started with `--no-access-log` (one client):", "",
+                  HEADER]
+        with Server(path, "--no-access-log") as server:
+            http_level(server, server.url, 4, 200, 10, send, check)  # warm-up
+            for name, call, verdict in (("`GET /health`", health, health_check),
+                                        ("`POST /search` (JSON)", send, check)):
+                qps, lat, errors, cpu = http_level(server, server.url, 1, args.requests,
+                                                   args.seconds, call, verdict)
+                lines.append(row(f"HTTP {name}, no access log", 1, qps, lat, errors,
+                                 None if call is health else base[1], cpu))
+                print(lines[-1], flush=True)
         os.makedirs(os.path.join(folder, "digits"))
         images, queries = image_pipeline(os.path.join(folder, "digits"), args.digits)
         image_path = os.path.join(folder, "digits", "pipeline.skfk")

@@ -284,12 +284,17 @@ class BaseIndex(
         """Exclusive section: fit and partial_fit (waits for running queries)."""
         return runtime_state(self).lock.write()
 
-    def _reading(self):
-        """Shared section for queries; applies changed query-time knobs first."""
+    def _reading(self, wait=True):
+        """Shared section for queries; applies changed query-time knobs first.
+
+        With ``wait=False``: BlockingIOError instead of waiting for a writer (or
+        for the knobs to be applied)."""
         state = runtime_state(self)
         if not state.lock.holds_read() and hasattr(self, "_index"):
             wanted = self._query_params()
             if state.applied_query_params != wanted:
+                if not wait:
+                    raise BlockingIOError("the index's query-time settings must be applied")
                 # set after fit (fit validated the others): refused by name, not by the library
                 validate_parameter_constraints(
                     {k: self._parameter_constraints[k] for k in wanted
@@ -298,7 +303,7 @@ class BaseIndex(
                 with state.lock.write():  # once per change, never during a query
                     self._apply_query_params()
                     state.applied_query_params = wanted
-        return state.lock.read()
+        return state.lock.read(wait)
 
     def _changed_native_index(self):
         """After a write: the native index must be given the query-time knobs again."""

@@ -266,7 +266,9 @@ class RankFusionIndex(NeighborsGraphMixin, TransformerMixin, _BaseComposition):
         return self.members_[0][1].n_features_in_
 
     # ------------------------------------------------------------ querying
-    def _reading(self):
+    def _reading(self, wait=True):
+        if not wait:  # a member's query could wait for that member's writer
+            raise BlockingIOError("a fusion's members are locked one by one, while queried")
         return nullcontext()  # each member's index guards its own state
 
     def _default_n_neighbors(self):

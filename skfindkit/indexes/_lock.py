@@ -29,11 +29,15 @@ class ReadWriteLock:
         self._writers_waiting = 0
 
     @contextmanager
-    def read(self):
+    def read(self, wait=True):
+        """Shared section; with ``wait=False``, BlockingIOError instead of waiting
+        (for a writer that holds the lock or waits for it)."""
         me = threading.get_ident()
         with self._cond:
             if self._writer != me and me not in self._readers:
                 while self._writer is not None or self._writers_waiting:
+                    if not wait:
+                        raise BlockingIOError("the index is being written")
                     self._cond.wait()
             self._readers[me] = self._readers.get(me, 0) + 1
         try:

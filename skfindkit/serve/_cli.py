@@ -67,6 +67,10 @@ def add_parser(subparsers):
                        help="server processes forked after loading the pipeline once, mapped "
                             "(implies --mmap, and its rule on the file; they share one copy "
                             "of the data); not with --token (default: %(default)s)")
+    serve.add_argument("--no-access-log", action="store_true",
+                       help="do not log a line per request (uvicorn's access log, on by "
+                            "default; it costs about 0.15-0.25 ms of CPU per request); errors "
+                            "are still logged")
     serve.set_defaults(func=main)
     return serve
 
@@ -112,9 +116,11 @@ def main(args):
     spec = app.state.service.spec
     print(f"skfindkit serve: {app.state.service.n_items} {spec.kind} items from {path.name}; "
           f"open http://{args.host}:{args.port}/  (Ctrl+C stops)", file=sys.stderr, flush=True)
+    access_log = not getattr(args, "no_access_log", False)
     if processes > 1:
         from ._prefork import serve_forked
 
-        return serve_forked(app, host=args.host, port=args.port, processes=processes)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        return serve_forked(app, host=args.host, port=args.port, processes=processes,
+                            access_log=access_log)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=access_log)
     return 0

@@ -34,13 +34,14 @@ def _run_child(config, sock):
         os._exit(code)
 
 
-def serve_forked(app, *, host, port, processes, log_level="info"):
+def serve_forked(app, *, host, port, processes, log_level="info", access_log=True):
     """Serve ``app`` from ``processes`` forked processes sharing one socket; their exit code."""
     import uvicorn
 
     if not hasattr(os, "fork"):
         raise ValueError("--processes needs os.fork (POSIX); use one process here")
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            access_log=access_log)
     sock = config.bind_socket()
     children = []
     for _ in range(processes):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._json import loads
+
 __all__ = ["ApiError", "BodyLimit", "BodyTooLarge", "Query", "SEARCH_PARAMETERS", "parse_body",
            "remove_files", "search_params", "write_uploads"]
 
@@ -278,7 +280,7 @@ async def parse_body(request, spec, *, many=False, max_files=64):
         query = await _parse_multipart(request, spec, many, max_files)
     elif content_type == "application/json":
         try:
-            body = await request.json()
+            body = loads(await request.body())
         except ValueError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
         except RecursionError as exc:

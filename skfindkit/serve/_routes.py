@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ._auth import authorization
 from ._items import UnknownItem
+from ._json import dumps
 from ._lifecycle import check_restriction
 from ._requests import SEARCH_PARAMETERS, ApiError, parse_body, search_params
 
@@ -53,14 +54,38 @@ def add_error_handlers(app):
                                        "server log"}, status_code=500)
 
 
+def _plain_route():
+    """An ``APIRoute`` class whose endpoint takes the Request and returns the Response
+    itself: listed in the OpenAPI description, served as a plain ASGI application (no
+    dependency resolution, validation, encoding or exit stacks by FastAPI on each
+    request; errors reach the application's exception handlers as from any route)."""
+    from fastapi import Request
+    from fastapi.routing import APIRoute
+
+    class PlainRoute(APIRoute):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            endpoint = self.endpoint
+
+            async def app(scope, receive, send):
+                response = await endpoint(Request(scope, receive, send))
+                await response(scope, receive, send)
+
+            self.app = app
+
+    return PlainRoute
+
+
 def add_routes(app, service, run, settings):
     """``/info``, ``/health``, ``/search``, ``/items``, the page and its static files.
 
-    ``run(func, *args)`` awaits ``func`` in a worker thread; ``settings`` holds
+    ``run(func, *args)`` awaits ``func`` in a worker thread (``/search`` first offers
+    the search to ``service.search(..., wait=False)``, which runs it at once when it is
+    known to be short); ``settings`` holds
     what ``/info`` reports (``adding``, ``max_upload_bytes`` and the limits).
     """
     from fastapi import Request
-    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.responses import FileResponse, Response
     from fastapi.staticfiles import StaticFiles
 
     from .. import __version__
@@ -83,7 +108,6 @@ def add_routes(app, service, run, settings):
             return {"status": "ok"}  # an open probe: nothing about the pipeline
         return await info()
 
-    @app.post("/search", openapi_extra={"parameters": SEARCH_PARAMETERS})
     async def search_items(request: Request):
         k, where, filter = search_params(request.query_params)
         k = service.check_k(k)
@@ -92,10 +116,17 @@ def add_routes(app, service, run, settings):
             where if where is not None else query.where,
             filter if filter is not None else query.filter)
         started = time.perf_counter()
-        hits = await run(service.search, query, k)
+        hits = service.search(query, k, wait=False)  # a short search, here and now
+        if hits is None:
+            hits = await run(service.search, query, k)
         # plain JSON types already: answered as is, not walked by FastAPI's generic encoder
-        return JSONResponse({"k": k, "kind": service.spec.kind, "results": hits,
-                             "took_ms": round(1000 * (time.perf_counter() - started), 3)})
+        return Response(dumps({"k": k, "kind": service.spec.kind, "results": hits,
+                               "took_ms": round(1000 * (time.perf_counter() - started), 3)}),
+                        media_type="application/json")
+
+    app.router.add_api_route("/search", search_items, methods=["POST"],
+                             openapi_extra={"parameters": SEARCH_PARAMETERS},
+                             route_class_override=_plain_route())
 
     @app.get("/items/{item_id:path}")
     async def get_item(item_id: str):

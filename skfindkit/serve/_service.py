@@ -1,8 +1,20 @@
-"""What the service does with requests: search, serve an item, add items (in worker threads)."""
+"""What the service does with requests: search, serve an item, add items (in worker threads).
+
+A search runs on the event loop itself, without the hop to a worker thread and
+back, when it is known to be short: a JSON vector query without ``where`` or
+``filter``, on a pipeline that is only an index (feature steps may run any
+code), whose previous search with the same ``k`` took under
+``INLINE_SECONDS``, and only if the index's read section can be entered at
+once (never waiting on the loop for an addition or removal). The first search
+for each ``k``, and the next one after a slow one, run in a worker thread and
+are timed there; every other request is served meanwhile.
+"""
 
 import hashlib
+import math
 import os
-from contextlib import nullcontext
+import time
+from contextlib import ExitStack, nullcontext
 
 import numpy as np
 
@@ -18,11 +30,14 @@ from ._lifecycle import hit_metadata, live_id, new_metadata, replaced_ids, restr
 from ._limits import DecodeSlots, check_uploads
 from ._requests import ApiError, remove_files, write_uploads
 
-__all__ = ["Service"]
+__all__ = ["INLINE_SECONDS", "Service"]
+
+INLINE_SECONDS = 0.001
 
 
 class Service:
-    """The loaded pipeline and everything that touches it (called from worker threads)."""
+    """The loaded pipeline and everything that touches it (called from worker threads;
+    short searches from the event loop)."""
 
     def __init__(self, pipeline, items_dir, access, save_path, added_dir, max_k, upload_dir,
                  save_kind, limits):
@@ -39,6 +54,8 @@ class Service:
         self.added_dir = added_dir
         self.max_k = max_k
         self.decodes = DecodeSlots(limits["max_decodes"])
+        self._index_only = not (hasattr(pipeline, "steps") and len(pipeline.steps) > 1)
+        self._took = {}  # k -> seconds the last vector search with that k took
 
     def _decoding(self, names):
         """Check the uploads' headers, then hold a decode slot (none needed for texts)."""
@@ -80,14 +97,32 @@ class Service:
     # query-time settings, e.g. a loaded HNSW graph's ef_search), additions and
     # removals its write section: the index's own lock, the one the library takes.
 
-    def search(self, query, k):
+    def _timed(self, query):
+        """Whether ``query`` is a search that may run on the event loop once known short."""
+        return (self._index_only and query.vectors is not None and query.where is None
+                and query.filter is None)
+
+    def search(self, query, k, wait=True):
+        """The hits for ``query``; with ``wait=False`` (on the event loop), None instead
+        unless the search is known to be short and the index can be read at once."""
+        timed = self._timed(query)
+        if not wait and not (timed and self._took.get(k, math.inf) < INLINE_SECONDS):
+            return None
         items, names = write_uploads(query, self.spec, self.upload_dir)
         try:
-            with self._decoding(names), self.index._reading():
+            with ExitStack() as held:
+                held.enter_context(self._decoding(names))
+                try:
+                    held.enter_context(self.index._reading(wait))
+                except BlockingIOError:  # only with wait=False: a writer holds or awaits it
+                    return None
+                started = time.perf_counter()
                 restrict = restriction(self.index, query.where, query.filter)
                 result = _readable_errors(
                     lambda: search(self.pipeline, items, n_neighbors=k, **restrict),
                     names, "query", self.spec.kind)
+                if timed:
+                    self._took[k] = time.perf_counter() - started
         finally:
             remove_files(names)
         hits = []

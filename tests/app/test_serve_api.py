@@ -435,3 +435,19 @@ def test_a_loaded_index_is_served_with_its_query_time_settings(tmp_path):
         served = [[hit["id"] for hit in client.post(
             "/search?k=10", json={"vector": q.tolist()}).json()["results"]] for q in queries]
     assert served == expected.tolist()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, logged", [((), True), (("--no-access-log",), False)])
+def test_the_access_log_is_on_unless_turned_off(tmp_path, args, logged):
+    """A line per request by default; ``--no-access-log`` drops those, errors stay logged."""
+    import httpx
+
+    path = tmp_path / "pipeline.skfk"
+    skio.save(ExactIndex(n_neighbors=1).fit(np.eye(4)), path)
+    with ServeProcess(path, *args) as served:
+        assert httpx.post(served.url + "/search", json={"vector": [1, 0, 0, 0]}).status_code == 200
+        assert httpx.post(served.url + "/search", json={"vector": [1]}).status_code == 422
+    output = served.output()
+    assert ('"POST /search HTTP/1.1" 200' in output) == logged, output
+    assert "POST /search -> 422: a vector must have 4 numbers" in output, output

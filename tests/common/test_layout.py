@@ -63,6 +63,7 @@ TESTED_IN = {
     "serve/_cli.py": "tests/app/test_serve_api.py",
     "serve/_auth.py": "tests/app/test_serve_access.py",
     "serve/_items.py": "tests/app/test_serve_access.py",
+    "serve/_json.py": "tests/app/test_serve_request_path.py",
     "serve/_prefork.py": "tests/app/test_serve_processes.py",
     "serve/_requests.py": "tests/app/test_serve_hostile.py",
     "serve/_lifecycle.py": "tests/app/test_serve_lifecycle.py",

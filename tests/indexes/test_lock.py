@@ -87,3 +87,42 @@ def test_writing_from_inside_a_read_is_refused_not_a_deadlock():
         with pytest.raises(RuntimeError, match="from inside one of its own queries"):
             with lock.write():
                 pass
+
+
+def test_a_read_that_must_not_wait_is_refused_while_a_writer_holds_or_waits():
+    """``read(wait=False)`` enters at once or raises BlockingIOError, never waits."""
+    lock = ReadWriteLock()
+    with lock.read(wait=False):  # free: entered
+        assert lock.holds_read()
+    entered, release = threading.Event(), threading.Event()
+
+    def write():
+        with lock.write():
+            entered.set()
+            release.wait(30)
+
+    writer = _start(write)
+    entered.wait(30)
+    assert _refused(lock)  # a writer holds it
+    release.set()
+    writer.join(30)
+    entered.clear()
+    with lock.read():
+        writer = _start(write)
+        _wait_until(lambda: _waiting_writers(lock) == 1, "the writer waits")
+        with lock.read(wait=False):  # re-entered by the thread that holds it
+            pass
+        other = []
+        _start(lambda: other.append(_refused(lock))).join(30)
+        assert other == [True]  # a writer waits: a new reader would wait behind it
+    entered.wait(30)
+    writer.join(30)
+    assert not _refused(lock)
+
+
+def _refused(lock):
+    try:
+        with lock.read(wait=False):
+            return False
+    except BlockingIOError:
+        return True
