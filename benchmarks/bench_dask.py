@@ -11,7 +11,7 @@ best of ``--repeats``; each output is checked bit-identical to the local
 is the ceiling the 2-worker cluster can reach at that moment.
 
     python benchmarks/bench_dask.py [--n 800] [--repeats 3]
-    python benchmarks/bench_dask.py --quick  # 8 files, PCA(4), 1 repeat: checks the script runs
+    python benchmarks/bench_dask.py --quick  # 8 files, PCA(4), 1 repeat, no warm-up: checks the script runs
 
 writes ``benchmarks/results/dask.md`` (``--quick``: into a temporary folder
 unless ``--out`` is given).
@@ -59,7 +59,8 @@ def main():
         def loader(j):
             return lambda: STFTVectorLoader(n_jobs=j).transform(wavs)
 
-        loader(2)()  # warm-up of the loader's own process pool
+        if not args.quick:  # --quick only checks that the script runs
+            loader(2)()  # warm-up of the loader's own process pool
         t_l1, t_l2 = best_of_interleaved([loader(1), loader(2)], repeat=args.repeats)
 
         # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which makes
@@ -83,8 +84,8 @@ def main():
                     outputs[i] = transform_collection(pipeline, bag, scheduler=clients[i])
                 return run
 
-            for i in (0, 1, 2):  # warm-up: imports and the pipeline reach the workers
-                on(i)()
+            for i in () if args.quick else (0, 1, 2):  # warm-up: imports and the
+                on(i)()                                    # pipeline reach the workers
             t_one, t_two, t_trim = best_of_interleaved([on(0), on(1), on(2)],
                                                        repeat=args.repeats)
             max_diff = max(float(np.abs(outputs[i] - local).max()) for i in (0, 1, 2))

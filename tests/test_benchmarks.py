@@ -1,5 +1,13 @@
-"""Every benchmark script runs with ``--quick`` and writes its results into a temporary folder."""
+"""Every benchmark script runs with ``--quick`` and writes its results into a temporary folder.
 
+The scripts run one after the other in one fresh interpreter (as ``python
+benchmarks/bench_x.py --quick`` would: ``__main__``, the benchmarks folder
+first on ``sys.path``, their own temporary folder), so that numpy, scikit-learn
+and skfindkit are imported once instead of once per script; each test then
+reads its script's exit status, output and results file.
+"""
+
+import json
 import os
 import subprocess
 import sys
@@ -49,24 +57,81 @@ def _recorded():
     return {p.name: p.read_bytes() for p in (BENCHMARKS / "results").iterdir()}
 
 
+#: keras/TensorFlow start threads when imported: the script that imports them runs last
+LAST = ("bench_extractors.py",)
+
+_RUN_EACH = r"""
+import json, os, runpy, sys, tempfile, traceback
+status_file, benchmarks, *jobs = sys.argv[1:]
+sys.path.insert(0, benchmarks)
+status = {}
+for job in jobs:
+    script, folder, log = job.split(os.pathsep)
+    os.environ["TMPDIR"] = tempfile.tempdir = folder
+    sys.argv = [os.path.join(benchmarks, script), "--quick"]
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "w") as out:
+        os.dup2(out.fileno(), 1), os.dup2(out.fileno(), 2)
+        try:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+    status[script] = code
+    with open(status_file, "w") as out:
+        json.dump(status, out)
+"""
+
+
+def _missing(script):
+    return [module for module in SCRIPTS[script][1] if not has(module)]
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """``{script: (exit status or None if it never ran, output, its temporary folder)}``,
+    and whether the recorded results were left alone."""
+    root = tmp_path_factory.mktemp("quick-runs")
+    scripts = sorted((s for s in SCRIPTS if not _missing(s)), key=lambda s: (s in LAST, s))
+    jobs = {s: (root / s[:-3], root / f"{s}.log") for s in scripts}
+    for folder, _ in jobs.values():
+        folder.mkdir()
+    recorded = _recorded()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+        "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_EACH, str(root / "status.json"), str(BENCHMARKS),
+         *(os.pathsep.join([s, str(folder), str(log)]) for s, (folder, log) in jobs.items())],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    status_file = root / "status.json"
+    status = json.loads(status_file.read_text()) if status_file.exists() else {}
+    runs = {s: (status.get(s), log.read_text() if log.exists() else "", folder)
+            for s, (folder, log) in jobs.items()}
+    return runs, done.stdout[-2000:] + done.stderr[-3000:], _recorded() == recorded
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_quick_run(script, tmp_path):
-    name, needs = SCRIPTS[script]
-    missing = [module for module in needs if not has(module)]
+def test_quick_run(script, quick_runs):
+    missing = _missing(script)
     if missing:
         pytest.skip(f"{script} needs {', '.join(missing)}")
-    recorded = _recorded()
-    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, f"benchmarks/{script}", "--quick"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    written = list(tmp_path.rglob(name))
-    assert len(written) == 1, (sorted(p.name for p in tmp_path.rglob("*")), done.stdout[-2000:])
+    runs, runner_output, recorded_unchanged = quick_runs
+    code, output, folder = runs[script]
+    assert code == 0, f"exit status {code}:\n{output[-6000:]}\n{runner_output}"
+    name = SCRIPTS[script][0]
+    written = list(folder.rglob(name))
+    assert len(written) == 1, (sorted(p.name for p in folder.rglob("*")), output[-2000:])
     assert written[0].read_text().strip()
-    assert _recorded() == recorded  # a quick run leaves the recorded results alone
+    assert recorded_unchanged  # a quick run leaves the recorded results alone
 
 
 @pytest.mark.slow
