@@ -62,13 +62,12 @@ LAST = ("bench_extractors.py",)
 
 _RUN_EACH = r"""
 import json, os, runpy, sys, tempfile, traceback
-status_file, benchmarks, *jobs = sys.argv[1:]
+status_file, benchmarks, jobs = sys.argv[1:]
 sys.path.insert(0, benchmarks)
 status = {}
-for job in jobs:
-    script, folder, log = job.split(os.pathsep)
+for name, script, args, folder, log in json.loads(jobs):
     os.environ["TMPDIR"] = tempfile.tempdir = folder
-    sys.argv = [os.path.join(benchmarks, script), "--quick"]
+    sys.argv = [os.path.join(benchmarks, script), *args]
     sys.stdout.flush(), sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     with open(log, "w") as out:
@@ -77,16 +76,18 @@ for job in jobs:
             runpy.run_path(sys.argv[0], run_name="__main__")
             code = 0
         except SystemExit as exit:
-            code = exit.code if isinstance(exit.code, int) else 1
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
         except BaseException:
             traceback.print_exc()
             code = 1
         sys.stdout.flush(), sys.stderr.flush()
         os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-    status[script] = code
+    status[name] = code
     with open(status_file, "w") as out:
         json.dump(status, out)
 """
+#: the run of test_quick_run_keeps_explicit_options: options given with --quick
+EXPLICIT = ("explicit", "bench_text.py", ["--quick", "--n", "300", "--out"])
 
 
 def _missing(script):
@@ -95,13 +96,19 @@ def _missing(script):
 
 @pytest.fixture(scope="module")
 def quick_runs(tmp_path_factory):
-    """``{script: (exit status or None if it never ran, output, its temporary folder)}``,
-    and whether the recorded results were left alone."""
+    """``{name: (exit status or None if it never ran, output, its temporary folder)}``
+    (a script's name, or ``"explicit"``), and whether the recorded results were left
+    alone."""
     root = tmp_path_factory.mktemp("quick-runs")
     scripts = sorted((s for s in SCRIPTS if not _missing(s)), key=lambda s: (s in LAST, s))
-    jobs = {s: (root / s[:-3], root / f"{s}.log") for s in scripts}
-    for folder, _ in jobs.values():
-        folder.mkdir()
+    jobs = [(s, s, ["--quick"]) for s in scripts]
+    if not _missing(EXPLICIT[1]):
+        name, script, args = EXPLICIT
+        jobs.insert(0, (name, script, [*args, str(root / name / "sub" / "text.md")]))
+    jobs = [(name, script, args, str(root / name), str(root / f"{name}.log"))
+            for name, script, args in jobs]
+    for job in jobs:
+        os.mkdir(job[3])
     recorded = _recorded()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -109,12 +116,11 @@ def quick_runs(tmp_path_factory):
         "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
         [sys.executable, "-c", _RUN_EACH, str(root / "status.json"), str(BENCHMARKS),
-         *(os.pathsep.join([s, str(folder), str(log)]) for s, (folder, log) in jobs.items())],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+         json.dumps(jobs)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     status_file = root / "status.json"
     status = json.loads(status_file.read_text()) if status_file.exists() else {}
-    runs = {s: (status.get(s), log.read_text() if log.exists() else "", folder)
-            for s, (folder, log) in jobs.items()}
+    runs = {name: (status.get(name), Path(log).read_text() if os.path.exists(log) else "",
+                   Path(folder)) for name, _, _, folder, log in jobs}
     return runs, done.stdout[-2000:] + done.stderr[-3000:], _recorded() == recorded
 
 
@@ -135,15 +141,14 @@ def test_quick_run(script, quick_runs):
 
 
 @pytest.mark.slow
-def test_quick_run_keeps_explicit_options(tmp_path):
+def test_quick_run_keeps_explicit_options(quick_runs):
     """Options given with ``--quick`` win over its sizes, and ``--out`` is where it writes."""
-    if not has("gensim"):
-        pytest.skip("bench_text.py needs gensim")
-    out = tmp_path / "sub" / "text.md"
-    done = subprocess.run([sys.executable, "benchmarks/bench_text.py", "--quick", "--n", "300",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-5000:]
-    text = out.read_text()
+    missing = _missing(EXPLICIT[1])
+    if missing:
+        pytest.skip(f"{EXPLICIT[1]} needs {', '.join(missing)}")
+    runs, runner_output, _ = quick_runs
+    code, output, folder = runs[EXPLICIT[0]]
+    assert code == 0, f"exit status {code}:\n{output[-6000:]}\n{runner_output}"
+    text = (folder / "sub" / "text.md").read_text()
     assert "Data: 300 synthetic documents" in text
     assert "best of 1 interleaved runs" in text
