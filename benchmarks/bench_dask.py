@@ -11,7 +11,7 @@ best of ``--repeats``; each output is checked bit-identical to the local
 is the ceiling the 2-worker cluster can reach at that moment.
 
     python benchmarks/bench_dask.py [--n 800] [--repeats 3]
-    python benchmarks/bench_dask.py --quick  # 8 files, PCA(4), 1 repeat, no warm-up: checks the script runs
+    python benchmarks/bench_dask.py --quick  # 8 files, PCA(4), 1 repeat, no warm-up
 
 writes ``benchmarks/results/dask.md`` (``--quick``: into a temporary folder
 unless ``--out`` is given).

@@ -31,11 +31,11 @@ QUICK = os.environ.get("SKFINDKIT_EXAMPLE_QUICK") == "1"
 
 # %% Data: raw 8x8 grayscale images (uint8), as an image loader sees them
 digits = load_digits()
-images = (digits.images * 255 / 16).astype(np.uint8)
+images, labels = (digits.images * 255 / 16).astype(np.uint8), digits.target
 if QUICK:
-    images, digits.target = images[:300], digits.target[:300]
+    images, labels = images[:300], labels[:300]
 gallery, queries, y_gallery, y_queries = train_test_split(
-    images, digits.target, test_size=0.2, random_state=0)
+    images, labels, test_size=0.2, random_state=0)
 
 # %% A small CNN, trained on the gallery only
 keras.utils.set_random_seed(0)
@@ -49,7 +49,8 @@ model = keras.Sequential([
     keras.layers.Dense(10, activation="softmax", name="dense_2"),
 ])
 model.compile("adam", "sparse_categorical_crossentropy")
-model.fit(gallery[..., None] / 255.0, y_gallery, epochs=2 if QUICK else 10, batch_size=32, verbose=0)
+model.fit(gallery[..., None] / 255.0, y_gallery, epochs=2 if QUICK else 10, batch_size=32,
+          verbose=0)
 
 # %% Which layer retrieves best? precision@5 of the retrieved labels, 3-fold CV
 system = Pipeline([

@@ -67,7 +67,8 @@ methods = {
          "index__b": [0.75] if QUICK else [0.25, 0.75, 1.0]},
     ),
     "Doc2Vec + cosine": (
-        Pipeline([("vec", Doc2VecLoader(min_count=1, vector_size=32, epochs=5 if QUICK else 30)),
+        Pipeline([("vec", Doc2VecLoader(min_count=1, vector_size=32,
+                                        epochs=5 if QUICK else 30)),
                   ("index", ExactIndex(n_neighbors=3, metric="cosine"))]),
         {"vec__dm": [0, 1]},
     ),

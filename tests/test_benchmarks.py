@@ -1,21 +1,19 @@
 """Every benchmark script runs with ``--quick`` and writes its results into a temporary folder.
 
-The scripts run one after the other in one fresh interpreter (as ``python
-benchmarks/bench_x.py --quick`` would: ``__main__``, the benchmarks folder
-first on ``sys.path``, their own temporary folder), so that numpy, scikit-learn
-and skfindkit are imported once instead of once per script; each test then
-reads its script's exit status, output and results file.
+The scripts run one after the other in one fresh interpreter, each as
+``python benchmarks/bench_x.py --quick`` would run it (``tests/_scripts.py``),
+so that numpy, scikit-learn and skfindkit are imported once instead of once
+per script; each test then reads its script's exit status, output and results
+file.
 """
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ._optional import has
+from ._scripts import run_scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -60,32 +58,6 @@ def _recorded():
 #: keras/TensorFlow start threads when imported: the script that imports them runs last
 LAST = ("bench_extractors.py",)
 
-_RUN_EACH = r"""
-import json, os, runpy, sys, tempfile, traceback
-status_file, benchmarks, jobs = sys.argv[1:]
-sys.path.insert(0, benchmarks)
-status = {}
-for name, script, args, folder, log in json.loads(jobs):
-    os.environ["TMPDIR"] = tempfile.tempdir = folder
-    sys.argv = [os.path.join(benchmarks, script), *args]
-    sys.stdout.flush(), sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log, "w") as out:
-        os.dup2(out.fileno(), 1), os.dup2(out.fileno(), 2)
-        try:
-            runpy.run_path(sys.argv[0], run_name="__main__")
-            code = 0
-        except SystemExit as exit:
-            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush(), sys.stderr.flush()
-        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-    status[name] = code
-    with open(status_file, "w") as out:
-        json.dump(status, out)
-"""
 #: the run of test_quick_run_keeps_explicit_options: options given with --quick
 EXPLICIT = ("explicit", "bench_text.py", ["--quick", "--n", "300", "--out"])
 
@@ -97,31 +69,26 @@ def _missing(script):
 @pytest.fixture(scope="module")
 def quick_runs(tmp_path_factory):
     """``{name: (exit status or None if it never ran, output, its temporary folder)}``
-    (a script's name, or ``"explicit"``), and whether the recorded results were left
-    alone."""
+    (a script's name, or ``"explicit"``), the runner's own output, and whether the
+    recorded results were left alone."""
     root = tmp_path_factory.mktemp("quick-runs")
     scripts = sorted((s for s in SCRIPTS if not _missing(s)), key=lambda s: (s in LAST, s))
     jobs = [(s, s, ["--quick"]) for s in scripts]
     if not _missing(EXPLICIT[1]):
         name, script, args = EXPLICIT
         jobs.insert(0, (name, script, [*args, str(root / name / "sub" / "text.md")]))
-    jobs = [(name, script, args, str(root / name), str(root / f"{name}.log"))
-            for name, script, args in jobs]
-    for job in jobs:
-        os.mkdir(job[3])
+    for name, *_ in jobs:
+        (root / name).mkdir()
     recorded = _recorded()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
         "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN_EACH, str(root / "status.json"), str(BENCHMARKS),
-         json.dumps(jobs)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    status_file = root / "status.json"
-    status = json.loads(status_file.read_text()) if status_file.exists() else {}
-    runs = {name: (status.get(name), Path(log).read_text() if os.path.exists(log) else "",
-                   Path(folder)) for name, _, _, folder, log in jobs}
-    return runs, done.stdout[-2000:] + done.stderr[-3000:], _recorded() == recorded
+    runs, runner_output = run_scripts(
+        [(name, BENCHMARKS / script, args, ROOT, root / name) for name, script, args in jobs],
+        root, env)
+    runs = {name: (*run, root / name) for name, run in runs.items()}
+    return runs, runner_output, _recorded() == recorded
 
 
 @pytest.mark.slow
