@@ -26,7 +26,7 @@ for name, script, args, cwd, tmp, log in json.loads(jobs):
     sys.argv = [script, *args]
     sys.path[:] = [os.path.dirname(script), *base_path]
     sys.stdout.flush(), sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
+    saved, start = (os.dup(1), os.dup(2)), os.times()
     with open(log, "w") as out:
         os.dup2(out.fileno(), 1), os.dup2(out.fileno(), 2)
         try:
@@ -42,7 +42,8 @@ for name, script, args, cwd, tmp, log in json.loads(jobs):
         gc.collect()
         sys.stdout.flush(), sys.stderr.flush()
         os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-    status[name] = code
+    end = os.times()  # CPU seconds of this interpreter and of its waited-for children
+    status[name] = [code, sum(end[:4]) - sum(start[:4])]
     with open(status_file, "w") as out:
         json.dump(status, out)
 """
@@ -67,7 +68,7 @@ def run_scripts(jobs, root, env, timeout=900):
     Returns
     -------
     runs : dict
-        ``{name: (exit status, or None if it never ran, its output)}``.
+        ``{name: (exit status, or None if it never ran, its output, CPU seconds)}``.
     runner_output : str
         The end of the interpreter's own output (a crash of the interpreter).
     """
@@ -78,6 +79,8 @@ def run_scripts(jobs, root, env, timeout=900):
     done = subprocess.run([sys.executable, "-c", _RUN_EACH, str(status_file), json.dumps(jobs)],
                           env=env, capture_output=True, text=True, timeout=timeout)
     status = json.loads(status_file.read_text()) if status_file.exists() else {}
-    runs = {name: (status.get(name), Path(log).read_text() if os.path.exists(log) else "")
-            for name, *_, log in jobs}
+    runs = {}
+    for name, *_, log in jobs:
+        code, cpu = status.get(name, (None, None))
+        runs[name] = (code, Path(log).read_text() if os.path.exists(log) else "", cpu)
     return runs, done.stdout[-2000:] + done.stderr[-3000:]

@@ -87,7 +87,7 @@ def quick_runs(tmp_path_factory):
     runs, runner_output = run_scripts(
         [(name, BENCHMARKS / script, args, ROOT, root / name) for name, script, args in jobs],
         root, env)
-    runs = {name: (*run, root / name) for name, run in runs.items()}
+    runs = {name: (code, output, root / name) for name, (code, output, _) in runs.items()}
     return runs, runner_output, _recorded() == recorded
 
 

@@ -35,7 +35,7 @@ def example_runs(tmp_path_factory):
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
 def test_example_runs_and_saves_its_plot(script, example_runs):
     runs, runner_output = example_runs
-    code, output = runs[script.stem]
+    code, output, _ = runs[script.stem]
     assert code == 0, f"exit status {code}:\n{output[-3000:]}\n{runner_output}"
     assert "plot saved to" in output
     saved = Path(output.split("plot saved to", 1)[1].split()[0])
