@@ -11,7 +11,7 @@ best of ``--repeats``; each output is checked bit-identical to the local
 is the ceiling the 2-worker cluster can reach at that moment.
 
     python benchmarks/bench_dask.py [--n 800] [--repeats 3]
-    python benchmarks/bench_dask.py --quick  # 8 files, PCA(4), 1 repeat: checks the script runs
+    python benchmarks/bench_dask.py --quick  # 8 files, PCA(4), 1 repeat, 2 clusters
 
 writes ``benchmarks/results/dask.md`` (``--quick``: into a temporary folder
 unless ``--out`` is given).
@@ -59,21 +59,23 @@ def main():
         def loader(j):
             return lambda: STFTVectorLoader(n_jobs=j).transform(wavs)
 
-        loader(2)()  # warm-up of the loader's own process pool
+        if not args.quick:  # --quick only checks that the script runs
+            loader(2)()  # warm-up of the loader's own process pool
         t_l1, t_l2 = best_of_interleaved([loader(1), loader(2)], repeat=args.repeats)
 
         # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which makes
         # glibc return and re-fault every large numpy buffer: 2-3x slower
         # librosa loading here; None unsets it (docs/scaling.md). One more
-        # 1-worker cluster keeps dask's default, for the record.
+        # 1-worker cluster keeps dask's default, for the record (not with --quick).
         with dask.config.set({NO_TRIM: None}):
             clusters = [
                 distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
                                          dashboard_address=None)
                 for w in (1, 2)
             ]
-        clusters.append(distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None))
+        if not args.quick:
+            clusters.append(distributed.LocalCluster(
+                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None))
         clients = [distributed.Client(c, set_as_default=False) for c in clusters]
         try:
             outputs = {}
@@ -83,11 +85,11 @@ def main():
                     outputs[i] = transform_collection(pipeline, bag, scheduler=clients[i])
                 return run
 
-            for i in (0, 1, 2):  # warm-up: imports and the pipeline reach the workers
-                on(i)()
-            t_one, t_two, t_trim = best_of_interleaved([on(0), on(1), on(2)],
-                                                       repeat=args.repeats)
-            max_diff = max(float(np.abs(outputs[i] - local).max()) for i in (0, 1, 2))
+            runs = [on(i) for i in range(len(clients))]
+            for run in () if args.quick else runs:  # warm-up: imports and the pipeline
+                run()                                # reach the workers
+            t_one, t_two, *t_trim = best_of_interleaved(runs, repeat=args.repeats)
+            max_diff = max(float(np.abs(out - local).max()) for out in outputs.values())
             scale = float(np.abs(local).max())
             # the loader alone is computed row by row: bit-identical to local
             features = pipeline[:1].transform(wavs)
@@ -126,8 +128,8 @@ def main():
         "|---|---:|---:|",
         f"| LocalCluster, 1 worker process | {n / t_one:,.1f} | 1.00x |",
         f"| LocalCluster, 2 worker processes | {n / t_two:,.1f} | **{t_one / t_two:.2f}x** |",
-        f"| LocalCluster, 1 worker process, dask's default MALLOC_TRIM_THRESHOLD_=65536 | "
-        f"{n / t_trim:,.1f} | {t_one / t_trim:.2f}x |",
+        *(f"| LocalCluster, 1 worker process, dask's default MALLOC_TRIM_THRESHOLD_=65536 | "
+          f"{n / t:,.1f} | {t_one / t:.2f}x |" for t in t_trim),
         f"| (reference) loader in this process, n_jobs=1 | {n / t_l1:,.1f} | 1.00x |",
         f"| (reference) loader in this process, n_jobs=2 | {n / t_l2:,.1f} | "
         f"{t_l1 / t_l2:.2f}x |",

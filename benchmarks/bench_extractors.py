@@ -10,7 +10,7 @@ Usage::
     python benchmarks/bench_extractors.py --frameworks keras --device cpu
     python benchmarks/bench_extractors.py --frameworks keras --device gpu  # TF with a GPU
     .venv-mxnet/bin/python benchmarks/bench_extractors.py --frameworks mxnet gluon
-    python benchmarks/bench_extractors.py --quick  # 32 images 16x16, 1 repeat, temporary folder
+    python benchmarks/bench_extractors.py --quick  # 8 images 8x8, 1 repeat, temporary folder
 """
 
 import os
@@ -141,7 +141,7 @@ def main():
     options.add_argument("--n-images", type=int, default=2048)
     options.add_argument("--size", type=int, default=32, help="image side (pixels)")
     options.add_argument("--batch-size", type=int, default=64)
-    args = parse(options, n_images=32, size=16, batch_size=16)
+    args = parse(options, n_images=8, size=8, batch_size=4)
 
     X = np.random.default_rng(0).random((args.n_images, args.size, args.size, 3), "float32")
     lines = [f"Machine: {machine_text()}; device: {args.device}", "",

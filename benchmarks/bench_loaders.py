@@ -2,7 +2,7 @@
 
 Run: OPENBLAS_NUM_THREADS=1 python benchmarks/bench_loaders.py [--n 200] [--repeats 3]
 Writes benchmarks/results/loaders.md (machine, versions, command, table);
-``--quick`` (4 files, 40 documents, 1 repeat) writes into a temporary folder
+``--quick`` (2 files, 40 documents, 1 repeat, no warm-up) writes into a temporary folder
 unless ``--out`` is given.
 """
 
@@ -84,7 +84,7 @@ def main():
     options.add_argument("--docs", type=int, default=None,
                          help="documents of the Lee corpus (default: all)")
     options.add_argument("--epochs", type=int, default=20, help="Doc2Vec training epochs")
-    args = parse(options, n=4, docs=40, epochs=2)
+    args = parse(options, n=2, docs=40, epochs=2)
 
     from gensim.test.utils import datapath
 
@@ -109,7 +109,8 @@ def main():
     ]
     rows = []
     for name, base_name, items, run, baseline in cases:
-        run(2)  # warm the worker pool
+        if not args.quick:  # --quick only checks that the script runs
+            run(2)  # warm the worker pool
         # n_jobs=2: steady-state throughput of warm workers, timed back to back;
         # n_jobs=1 against the loop: interleaved, so both see the same machine
         (t2,) = best_of_interleaved([lambda: run(2)], args.repeats)

@@ -9,7 +9,7 @@ data not yet loaded; the input rows are included) and the memory the fitted
 index still holds once the input is dropped.
 
     python benchmarks/bench_memory.py [--n 100000] [--out PATH]
-    python benchmarks/bench_memory.py --quick  # 2,000 rows, hnswlib and faiss IVF only
+    python benchmarks/bench_memory.py --quick  # 2,000 rows, hnswlib only
 
 prints a Markdown table (recorded in ``benchmarks/results/ann.md``) and writes
 it to ``--out`` if given (``--quick``: into a temporary folder otherwise).
@@ -66,7 +66,7 @@ def main():
     options.add_argument("--indexes", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
                          metavar="NAME", help="configurations to measure (default: all)")
     options.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parse(options, n=2000, indexes=["hnswlib (M=16)", "faiss IVF1024,Flat"])
+    args = parse(options, n=2000, indexes=["hnswlib (M=16)"])
     if args.child:
         path, name, keep = args.child
         child(path, name, keep == "True")

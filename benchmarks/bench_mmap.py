@@ -25,7 +25,7 @@ inner_product (the query reads the mapped rows directly). Linux only
 Usage::
 
     python benchmarks/bench_mmap.py [--n 1000000] [--d 128] [--dir /tmp]
-    python benchmarks/bench_mmap.py --quick  # 20,000 x 32
+    python benchmarks/bench_mmap.py --quick  # 2,000 x 16
 
 writes ``benchmarks/results/mmap.md`` (``--quick``: into a temporary folder
 unless ``--out`` is given).
@@ -102,7 +102,7 @@ def main(argv=None):
     argparser.add_argument("--n", type=int, default=1_000_000)
     argparser.add_argument("--d", type=int, default=128)
     argparser.add_argument("--dir", default=None, help="folder of the index file")
-    args = _common.parse(argparser, argv, n=20_000, d=32)
+    args = _common.parse(argparser, argv, n=2_000, d=16)
     from skfindkit import ExactIndex, io
 
     X = np.random.default_rng(0).standard_normal((args.n, args.d), dtype=np.float32)
@@ -114,7 +114,8 @@ def main(argv=None):
              "", "Warm page cache (the file was just written). Best of "
              f"{args.repeats} runs for times; memory from the last run.", ""]
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        # --quick checks that the script runs: one metric (each run is a fresh interpreter)
+        # --quick checks that the script runs: one metric, 2 forked processes only
+        # (each run is a fresh interpreter)
         for metric in ("euclidean",) if args.quick else ("euclidean", "inner_product"):
             path = os.path.join(folder, f"{metric}.skfk")
             io.save(ExactIndex(metric=metric).fit(X), path)
@@ -123,7 +124,8 @@ def main(argv=None):
                 runs = [_run(mode, path) for _ in range(args.repeats)]
                 rows[mode] = {**runs[-1], "load_s": min(r["load_s"] for r in runs),
                               "first_query_s": min(r["first_query_s"] for r in runs)}
-            procs = {(mode, n): _run(mode, path, n) for mode in ("read", "mmap") for n in (1, 2)}
+            procs = {(mode, n): _run(mode, path, n) for mode in ("read", "mmap")
+                     for n in ((2,) if args.quick else (1, 2))}
             speedup = rows["read"]["first_query_s"] / rows["mmap"]["first_query_s"]
             lines += [f"## metric={metric}", "",
                       "| load | load (s) | to first query (s) | + RSS after load (MiB) "

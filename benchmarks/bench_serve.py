@@ -252,7 +252,8 @@ def measure(args, lines):
                 return client.post(f"/search?k={K}", content=bodies[i % len(Q)],
                                    headers=json_type)
             check = answer_check(expected)
-            http_level(server, url, 4, 200, 10, send, check)  # warm-up
+            if not args.quick:  # --quick only checks that the script runs
+                http_level(server, url, 4, 200, 10, send, check)  # warm-up
 
             def health(client, i):
                 return client.get("/health")
@@ -300,7 +301,7 @@ def measure(args, lines):
                   HEADER]
         uploads = [open(q, "rb").read() for q in queries]
         expected = search(images, queries, n_neighbors=K).indices
-        n_file = max(args.requests // 3, 50)
+        n_file = args.requests if args.quick else max(args.requests // 3, 50)
         base = {}
         for threads in (1, 4):
             qps, lat, _ = run_level(threads, n_file, args.seconds, lambda _, i: search(
@@ -314,7 +315,8 @@ def measure(args, lines):
                 return client.post(f"/search?k={K}", files={
                     "file": ("q.png", uploads[i % len(uploads)], "image/png")})
             check = answer_check(expected)
-            http_level(server, url, 2, 50, 10, send_file, check)  # warm-up
+            if not args.quick:  # --quick only checks that the script runs
+                http_level(server, url, 2, 50, 10, send_file, check)  # warm-up
             for clients in (1, 4):
                 qps, lat, errors, cpu = http_level(server, url, clients, n_file, args.seconds,
                                                    send_file, check)

@@ -29,7 +29,7 @@ from skfindkit.metrics import make_retrieval_scorer
 # The test suite runs every example; with ``SKFINDKIT_EXAMPLE_QUICK=1`` this
 # one draws the same curves from a smaller collection and fewer candidates.
 QUICK = os.environ.get("SKFINDKIT_EXAMPLE_QUICK") == "1"
-N_ITEMS = 4000 if QUICK else 30000
+N_ITEMS = 2000 if QUICK else 30000
 
 # %%
 # Data whose neighbours mean something: clusters on a 12-dimensional subspace

@@ -22,6 +22,10 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from skfindkit import ExactIndex, STFTVectorLoader  # noqa: E402
 
 SR, FAMILIES = 22050, ("tone", "chirp", "noise", "clicks")
+# The test suite runs every example; with ``SKFINDKIT_EXAMPLE_QUICK=1`` this
+# one runs the same grid on fewer sounds per family.
+QUICK = os.environ.get("SKFINDKIT_EXAMPLE_QUICK") == "1"
+PER_FAMILY = 6 if QUICK else 15
 
 
 def synth(family, rng, seconds=1.0):
@@ -46,7 +50,7 @@ rng = np.random.RandomState(0)
 folder = tempfile.mkdtemp(prefix="skfindkit-audio-")
 paths, labels = [], []
 for label, family in enumerate(FAMILIES):
-    for i in range(15):
+    for i in range(PER_FAMILY):
         path = os.path.join(folder, f"{family}_{i:02d}.wav")
         sf.write(path, synth(family, rng), SR)
         paths.append(path)

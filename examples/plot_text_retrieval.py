@@ -19,8 +19,12 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 
 from skfindkit import Doc2VecLoader, ExactIndex  # noqa: E402
 
+# The test suite runs every example; with ``SKFINDKIT_EXAMPLE_QUICK=1`` this
+# one runs the same grid on fewer documents with fewer Doc2Vec epochs.
+QUICK = os.environ.get("SKFINDKIT_EXAMPLE_QUICK") == "1"
+
 with open(datapath("lee_background.cor"), encoding="latin-1") as handle:
-    documents = [line.split() for line in handle if len(line.split()) > 120][:30]
+    documents = [line.split() for line in handle if len(line.split()) > 120][:12 if QUICK else 30]
 
 texts, labels = [], []
 for label, words in enumerate(documents):
@@ -31,7 +35,8 @@ labels = np.array(labels)
 print(f"{len(texts)} excerpts of {len(documents)} documents")
 
 pipe = Pipeline([
-    ("loader", Doc2VecLoader(min_count=1, vector_size=32, epochs=30, random_state=0)),
+    ("loader", Doc2VecLoader(min_count=1, vector_size=32, epochs=5 if QUICK else 30,
+                              random_state=0)),
     ("index", ExactIndex(n_neighbors=3, metric="cosine")),
 ])
 grid = GridSearchCV(

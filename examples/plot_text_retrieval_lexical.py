@@ -36,13 +36,18 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from skfindkit import BM25Index, Doc2VecLoader, ExactIndex  # noqa: E402
 
 
+# The test suite runs every example; with ``SKFINDKIT_EXAMPLE_QUICK=1`` this
+# one runs smaller grids on fewer documents, and fewer Doc2Vec epochs.
+QUICK = os.environ.get("SKFINDKIT_EXAMPLE_QUICK") == "1"
+
+
 def read_lines(name):
     with open(datapath(name), encoding="latin-1") as handle:
         return [line.strip() for line in handle if line.strip()]
 
 
 background = read_lines("lee_background.cor")
-long_docs = [doc.split() for doc in background if len(doc.split()) > 120][:30]
+long_docs = [doc.split() for doc in background if len(doc.split()) > 120][:10 if QUICK else 30]
 texts, labels = [], []
 for label, words in enumerate(long_docs):
     for start in range(0, len(words) - 40, max(1, (len(words) - 40) // 6))[:6]:
@@ -58,10 +63,12 @@ methods = {
     ),
     "BM25": (
         Pipeline([("vec", CountVectorizer()), ("index", BM25Index(n_neighbors=3))]),
-        {"index__k1": [0.5, 1.2, 2.0], "index__b": [0.25, 0.75, 1.0]},
+        {"index__k1": [0.5, 2.0] if QUICK else [0.5, 1.2, 2.0],
+         "index__b": [0.75] if QUICK else [0.25, 0.75, 1.0]},
     ),
     "Doc2Vec + cosine": (
-        Pipeline([("vec", Doc2VecLoader(min_count=1, vector_size=32, epochs=30)),
+        Pipeline([("vec", Doc2VecLoader(min_count=1, vector_size=32,
+                                        epochs=5 if QUICK else 30)),
                   ("index", ExactIndex(n_neighbors=3, metric="cosine"))]),
         {"vec__dm": [0, 1]},
     ),

@@ -196,23 +196,36 @@ def test_unwritable_out_folder_is_refused(tmp_path, capsys):
     assert status == 2 and "cannot write" in capsys.readouterr().err
 
 
-def test_usage_errors_name_the_option(tmp_path):
-    proc = run("query", tmp_path / "p.skfk", "q.png", "-k", "0")
-    assert proc.returncode == 2 and "k must be >= 1" in proc.stderr
-    proc = run("query", tmp_path / "missing.skfk", "q.png")
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == (f"skfindkit: error: no such pipeline file: "
-                                   f"'{tmp_path / 'missing.skfk'}'")
-    proc = run("index", tmp_path, "--kind", "image", "--features", "nope", "--out",
-               tmp_path / "p.skfk")
-    assert proc.returncode == 2 and "unknown image feature set 'nope'" in proc.stderr
+def run_here(capsys, *args):
+    """``skfindkit ARGS`` in this process (argument errors and help, which the command's
+    subprocess tests above reach the same way): ``(exit status, stdout, stderr)``."""
+    try:
+        status = main(list(map(str, args)))
+    except SystemExit as exit:  # argparse's usage errors and --help
+        status = exit.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err, err[-3000:]
+    return status, out, err
 
 
-def test_help_lists_the_choices():
-    proc = run("index", "--help")
+def test_usage_errors_name_the_option(tmp_path, capsys):
+    status, _, err = run_here(capsys, "query", tmp_path / "p.skfk", "q.png", "-k", "0")
+    assert status == 2 and "k must be >= 1" in err
+    status, _, err = run_here(capsys, "query", tmp_path / "missing.skfk", "q.png")
+    assert status == 2
+    assert err.strip() == (f"skfindkit: error: no such pipeline file: "
+                           f"'{tmp_path / 'missing.skfk'}'")
+    status, _, err = run_here(capsys, "index", tmp_path, "--kind", "image", "--features",
+                              "nope", "--out", tmp_path / "p.skfk")
+    assert status == 2 and "unknown image feature set 'nope'" in err
+
+
+def test_help_lists_the_choices(capsys):
+    status, out, _ = run_here(capsys, "index", "--help")
+    assert status == 0
     for word in ("--features", "hog", "mel", "tfidf", "--metric", "cosine", "--index",
                  "hnsw", "faiss", "--encoding", "--strict", "--failures"):
-        assert word in proc.stdout
+        assert word in out
 
 
 def test_missing_extra_is_one_line_with_an_install_command(tmp_path):

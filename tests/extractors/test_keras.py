@@ -1,26 +1,34 @@
-"""KerasFeatureExtractor on a small CNN trained on sklearn digits in a few seconds."""
+"""KerasFeatureExtractor on a small CNN trained on sklearn digits in a few seconds.
+
+keras (TensorFlow) is imported by the ``keras`` fixture, when the first test
+runs, not when the module is collected: every pytest worker collects every
+module, and only the one that runs these tests pays the import.
+"""
 
 import os
 import pickle
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
 
-import joblib  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from sklearn.base import clone  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-
-from skfindkit import ExactIndex, ImageLoader, KerasFeatureExtractor  # noqa: E402
+from skfindkit import ExactIndex, ImageLoader, KerasFeatureExtractor
 
 # float32 forward passes of different batch sizes may round differently
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
 @pytest.fixture(scope="module")
-def cnn(digits):
+def keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def cnn(keras, digits):
     X, y = digits
     keras.utils.set_random_seed(0)
     model = keras.Sequential([
@@ -45,6 +53,8 @@ def cnn_path(cnn, tmp_path_factory):
 
 
 def _direct(model, layer, X):
+    import keras  # imported by the cnn fixture already
+
     return keras.Model(model.inputs, model.get_layer(layer).output).predict(X, verbose=0)
 
 
@@ -148,7 +158,7 @@ def test_wrong_input_shape_says_expected_and_got(cnn, digits):
         ext.transform(np.zeros((4, 8, 7, 1), "float32"))
 
 
-def test_missing_file_and_wrong_framework_file(tmp_path, digits):
+def test_missing_file_and_wrong_framework_file(keras, tmp_path, digits):
     X, _ = digits
     missing = tmp_path / "nope.keras"
     with pytest.raises(FileNotFoundError, match="nope.keras"):
