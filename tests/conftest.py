@@ -18,3 +18,12 @@ def digits():
     """
     X, y = load_digits(return_X_y=True)
     return (X / 16.0).astype("float32").reshape(-1, 8, 8, 1)[:600], y[:600]
+
+
+def pytest_runtest_setup(item):
+    """Write the model files of the estimators a test is parametrized with (lazily)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        from .common.estimator_instances import ensure_model_files
+
+        ensure_model_files(callspec.params.values())

@@ -13,6 +13,7 @@ environment, see the README).
 """
 
 import hashlib
+import importlib.metadata
 import inspect
 import os
 import tempfile
@@ -150,28 +151,40 @@ def listed_classes():
 
 # Tiny networks that accept any number of features (the checks vary it),
 # given as files: a path param hashes stably, a model object does not.
-def _saved(name, save, library):  # one file per content, written atomically
-    path = _model_path(name, save, library)
-    if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        save(tmp)
-        os.replace(tmp, path)
-    return path
+def _write(path, save):  # one file per content, written atomically
+    tmp = f"{path}.{os.getpid()}.tmp"
+    save(tmp)
+    os.replace(tmp, path)
+
+
+def _save_keras(path):
+    import keras
+
+    inputs = keras.Input(shape=(None,))
+    x = keras.layers.Reshape((-1, 1))(inputs)
+    x = keras.layers.Conv1D(4, 1, activation="tanh", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+    keras.Model(inputs, keras.layers.Dense(3, name="dense")(x)).save(path + ".keras")
+    os.replace(path + ".keras", path)
+
+
+#: model files named by instances but written only when a test uses them
+#: (tests/conftest.py): collecting the suite then never imports TensorFlow
+_LAZY_FILES = {}
+
+
+def ensure_model_files(params):
+    """Write the not yet written model files that the estimators in ``params`` name."""
+    for value in params:
+        path = getattr(value, "get_params", lambda deep=False: {})(deep=False).get("model")
+        if isinstance(path, str) and path in _LAZY_FILES and not os.path.exists(path):
+            _write(path, _LAZY_FILES[path])
 
 
 def _keras_instances(cls):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    def save_keras(path):
-        inputs = keras.Input(shape=(None,))
-        x = keras.layers.Reshape((-1, 1))(inputs)
-        x = keras.layers.Conv1D(4, 1, activation="tanh", name="conv")(x)
-        x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
-        keras.Model(inputs, keras.layers.Dense(3, name="dense")(x)).save(path + ".keras")
-        os.replace(path + ".keras", path)
-
-    keras_path = _saved("any-width.keras", save_keras, keras)
+    keras_path = _model_path("any-width.keras", _save_keras, "keras")
+    _LAZY_FILES[keras_path] = _save_keras
     return [cls(keras_path), cls(keras_path, layer="conv", pooling="max", batch_size=7)]
 
 
@@ -226,7 +239,8 @@ def _model_path(name, save, library):
     workers and runs of one machine.
     """
     source = inspect.getsource(save).encode()
-    version = getattr(library, "__version__", "").encode()
+    version = (importlib.metadata.version(library) if isinstance(library, str)
+               else getattr(library, "__version__", "")).encode()
     key = hashlib.sha256(source + b"\0" + version).hexdigest()[:16]
     cache = os.path.join(tempfile.gettempdir(), "skfindkit-test-models")
     os.makedirs(cache, exist_ok=True)
