@@ -49,8 +49,8 @@ def ids_of_keys(pipeline, keys):
         Sorted ids.
     """
     index = final_index(pipeline)
-    attached = _attached_keys(index)
-    found = np.isin(attached, np.asarray(keys)) & index.live_mask_
+    with index._reading():  # not between a writer's partial_fit and its new keys
+        found = np.isin(_attached_keys(index), np.asarray(keys)) & index.live_mask_
     return np.flatnonzero(found)
 
 
@@ -113,7 +113,8 @@ def upsert(pipeline, items, keys, *, y=None, metadata=None):
         The new items' ids.
     """
     index = final_index(pipeline)
-    _attached_keys(index)
+    with index._reading():  # fail before extracting features; a writer may be mid-upsert
+        _attached_keys(index)
     features = features_for_index(pipeline, items)
     n_new = features.shape[0] if hasattr(features, "shape") else len(features)
     keys = _new_keys(keys, n_new)

@@ -123,3 +123,32 @@ def test_concurrent_upserts_of_the_same_keys_leave_one_live_item_per_key():
     _consistent(index)
     assert sorted(index.item_keys_[index.live_mask_].tolist()) == sorted(
         f"k{i}" for i in range(N))
+
+
+@pytest.mark.parametrize("call", ["upsert", "ids_of_keys"])
+def test_keys_are_read_under_the_index_lock_while_another_upsert_writes(call):
+    # an upsert's partial_fit drops the keys until it attaches the extended list:
+    # a second caller must wait for it, not read "the index has no keys"
+    import threading
+
+    index, X = _index()
+    outcome = {}
+
+    def second():
+        try:
+            if call == "upsert":
+                outcome["ok"] = upsert(index, X[:1], ["k1"], metadata={"n": [1]})
+            else:
+                outcome["ok"] = ids_of_keys(index, ["k1"])
+        except Exception as exc:  # noqa: BLE001 - the failure is the outcome
+            outcome["error"] = exc
+
+    with index._writing():  # what upsert holds between partial_fit and the new keys
+        keys = index.item_keys_
+        del index.item_keys_
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=1.0)  # it waits for the lock (or fails at once)
+        index.item_keys_ = keys
+    thread.join(timeout=60)
+    assert not thread.is_alive() and "error" not in outcome, outcome

@@ -176,7 +176,9 @@ _LAZY_FILES = {}
 def ensure_model_files(params):
     """Write the not yet written model files that the estimators in ``params`` name."""
     for value in params:
-        path = getattr(value, "get_params", lambda deep=False: {})(deep=False).get("model")
+        if isinstance(value, type) or not hasattr(value, "get_params"):
+            continue  # classes and other parameters name no file
+        path = value.get_params(deep=False).get("model")
         if isinstance(path, str) and path in _LAZY_FILES and not os.path.exists(path):
             _write(path, _LAZY_FILES[path])
 
