@@ -27,3 +27,18 @@ def pytest_runtest_setup(item):
         from .common.estimator_instances import ensure_model_files
 
         ensure_model_files(callspec.params.values())
+
+
+#: estimators each of whose tests starts a server (Milvus Lite) or runs a
+#: deep-learning framework (TensorFlow): their cases are marked ``slow``, so
+#: that ``nox -s quick`` (the edit-test loop) leaves them to CI and ``nox``
+SLOW_ESTIMATORS = ("MilvusIndex", "KerasFeatureExtractor")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and any(
+                type(value).__name__ in SLOW_ESTIMATORS or getattr(value, "__name__", None)
+                in SLOW_ESTIMATORS for value in callspec.params.values()):
+            item.add_marker(pytest.mark.slow)

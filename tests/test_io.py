@@ -123,6 +123,7 @@ def test_pickle_without_integrity_record_is_refused():
         ExactIndex.__new__(ExactIndex).__setstate__(state)
 
 
+@pytest.mark.slow
 def test_keras_extractor_corrupt_model_bytes_are_refused(digits):
     keras = pytest.importorskip("keras")
     from skfindkit import KerasFeatureExtractor

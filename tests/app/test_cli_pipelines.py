@@ -18,7 +18,8 @@ from .._optional import has
 
 SAFE = [(kind, name) for kind in sorted(FEATURE_SETS) for name in FEATURE_SETS[kind]
         if name != "doc2vec"]
-CASES = [(kind, name, "exact") for kind, name in SAFE] + [
+CASES = [pytest.param(kind, name, "exact", marks=[pytest.mark.slow] if name == "keras" else [])
+         for kind, name in SAFE] + [
     (kind, DEFAULT_FEATURES[kind], index) for kind in sorted(FEATURE_SETS)
     for index in INDEXES if index != "exact"
 ]

@@ -170,6 +170,7 @@ def test_without_a_read_token_reading_is_open_and_health_describes_the_pipeline(
         assert client.post("/search", json={"vector": vectors[1].tolist()}).status_code == 200
 
 
+@pytest.mark.slow
 def test_the_command_takes_a_read_token_from_the_environment(tmp_path):
     import httpx
 
@@ -196,6 +197,7 @@ def test_the_command_takes_a_read_token_from_the_environment(tmp_path):
         assert big.status_code == 413 and "max_pixels=63" in big.json()["detail"]
 
 
+@pytest.mark.slow
 def test_added_uploads_stay_served_after_a_restart_without_the_token(tmp_path):
     import httpx
 

@@ -174,6 +174,7 @@ def test_every_bad_request_is_a_logged_4xx_and_the_server_keeps_serving(
     assert good.status_code == 200 and good.json()["results"][0]["id"] == 5
 
 
+@pytest.mark.slow
 def test_audio_pipeline_serves_sounds_and_refuses_texts(tmp_path, caplog):
     pytest.importorskip("librosa", reason="the audio extra (librosa) is not installed")
     from sklearn.pipeline import Pipeline
@@ -330,6 +331,7 @@ def _serve_in_thread(app):
     return server, thread, f"http://127.0.0.1:{server.config.port}"
 
 
+@pytest.mark.slow
 def test_concurrent_queries_match_serial_even_while_adding(vectors):
     """16 client threads against 4 workers over real HTTP: the serial answers, exactly."""
     import httpx
@@ -397,6 +399,7 @@ def test_serve_reads_a_pickle_only_with_trust_pickle_and_saves_back_in_kind(coll
     assert _load_pipeline(pickled, trust_pickle=True)[-1].n_samples_fit_ == 21
 
 
+@pytest.mark.slow
 def test_the_command_serves_a_saved_pipeline_and_adds_with_the_env_token(collection, tmp_path):
     import httpx
 

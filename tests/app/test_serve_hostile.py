@@ -143,6 +143,7 @@ PATHS = ["/search", "/search?k=" + "9" * 400, "/search?k=-1", "/search?k=1e3", "
          "/openapi.json", "/nowhere"]
 
 
+@pytest.mark.slow
 def test_no_request_to_any_endpoint_is_a_500(vectors):
     """Every path x method x header x body: 4xx or a success, never a 500; JSON errors."""
     app = create_app(ExactIndex(n_neighbors=3).fit(vectors[:20]), token=WRITE, read_token=READ)

@@ -81,6 +81,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_a_small_png_declaring_169_megapixels_is_refused_before_it_is_decoded(digits, tmp_path):
     folder, paths = digits

@@ -17,6 +17,9 @@ from sklearn.pipeline import Pipeline
 
 from skfindkit import ExactIndex, ImageLoader, KerasFeatureExtractor
 
+# TensorFlow's import and models: left to CI and `nox` (not `nox -s quick`)
+pytestmark = pytest.mark.slow
+
 # float32 forward passes of different batch sizes may round differently
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 

@@ -27,6 +27,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
+# every test starts or uses a Milvus Lite server
+pytestmark = pytest.mark.slow
+
 from skfindkit import ExactIndex, MilvusIndex  # noqa: E402
 from skfindkit.indexes import _milvus_store  # noqa: E402
 from skfindkit.indexes._distances import exact_distances  # noqa: E402

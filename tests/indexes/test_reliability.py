@@ -66,6 +66,7 @@ def test_concurrent_queries_equal_serial(cls):
     assert differ == 0, f"{differ} of {len(results)} concurrent calls differ from serial"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loaded", [False, True], ids=["fitted", "unpickled"])
 @pytest.mark.parametrize("cls", [param(HNSWIndex, HNSWIndex), param(FaissIndex, FaissIndex)])
 def test_partial_fit_while_another_thread_queries_neither_crashes_nor_loses(cls, loaded):

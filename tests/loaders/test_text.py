@@ -72,6 +72,7 @@ sys.stdout.write(repr(out.round(6).tolist()))
 """
 
 
+@pytest.mark.slow
 def test_training_is_reproducible_across_hash_seeds():
     outputs = []
     for hash_seed in ("1", "2"):

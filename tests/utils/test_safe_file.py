@@ -248,6 +248,7 @@ def test_every_byte_flip_truncation_and_appended_byte_is_a_named_corrupt_file(tm
     assert set(found) == {"corrupt"}, {k: v[:5] for k, v in found.items()}
 
 
+@pytest.mark.slow
 def test_every_structural_edit_with_recomputed_checksums_is_refused_clearly(tmp_path):
     found = run_isolated(cases.tree_cases, str(tmp_path))
     assert set(found) <= {"corrupt", "untrusted", "loaded"}, {
@@ -294,6 +295,7 @@ def test_loaded_blocks_are_aligned_arrays(tmp_path):
     np.testing.assert_array_equal(again._fit_X, index._fit_X)
 
 
+@pytest.mark.slow
 def test_the_command_refuses_a_tampered_file_in_one_line(tmp_path):
     from ..app.test_cli_commands import run
 
