@@ -1,5 +1,6 @@
-"""Approximate indexes answer queries far outside the data (finite, within float32) exactly,
-never with ``inf`` distances or arbitrary ids; values beyond float32 are refused naming X."""
+"""Approximate indexes answer queries far outside the data (finite, within float32) exactly
+(euclidean, inner product; cosine: as the same direction at unit length), never with ``inf``
+distances or arbitrary ids; values beyond float32 are refused naming X."""
 
 import warnings
 
@@ -27,19 +28,28 @@ def _data(seed=0):
 @pytest.mark.parametrize("cls", ANN)
 def test_far_queries_are_answered_exactly_without_inf(cls, metric, refine):
     X, Q = _data()
-    est = cls(n_neighbors=4, metric=metric, refine=refine).fit(X)
+    seeded = {"random_state": 0} if "random_state" in cls().get_params() else {}
+    est = cls(n_neighbors=4, metric=metric, refine=refine, **seeded).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an exact answer needs no warning
         dist, ind = est.kneighbors(Q)
     assert np.isfinite(dist).all()
     assert ((ind >= 0) & (ind < X.shape[0])).all()
-    exact_dist, exact_ind = est.exact_kneighbors(Q)
-    np.testing.assert_array_equal(ind[2:], exact_ind[2:])
-    # the backend's float32 distances where it could answer, exact ones otherwise
-    np.testing.assert_allclose(dist[2:], exact_dist[2:], rtol=1e-5)
-    if metric == "euclidean":  # scikit-learn's distances (float64 on the float32 data)
-        ref, _ = NearestNeighbors(n_neighbors=4).fit(X.astype(np.float64)).kneighbors(Q[2:])
-        np.testing.assert_allclose(dist[2:], ref, rtol=1e-6)
+    if metric == "cosine":
+        # a far query is a direction like any other: the index answers it as it
+        # answers the same direction at unit length (approximately, like any query)
+        unit = Q[2:] / np.linalg.norm(Q[2:], axis=1, keepdims=True)
+        unit_dist, unit_ind = est.kneighbors(unit)
+        np.testing.assert_array_equal(ind[2:], unit_ind)
+        np.testing.assert_allclose(dist[2:], unit_dist, rtol=1e-5, atol=1e-6)
+    else:
+        exact_dist, exact_ind = est.exact_kneighbors(Q)
+        np.testing.assert_array_equal(ind[2:], exact_ind[2:])
+        # the backend's float32 distances where it could answer, exact ones otherwise
+        np.testing.assert_allclose(dist[2:], exact_dist[2:], rtol=1e-5)
+        if metric == "euclidean":  # scikit-learn's distances (float64 on the float32 data)
+            ref, _ = NearestNeighbors(n_neighbors=4).fit(X.astype(np.float64)).kneighbors(Q[2:])
+            np.testing.assert_allclose(dist[2:], ref, rtol=1e-6)
 
 
 @pytest.mark.parametrize("cls", ANN)
