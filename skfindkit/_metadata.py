@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["checked_columns", "column_kind", "columns_of_records", "extended_columns", "rows_of"]
 
 
-_KINDS = {"b": "boolean", "i": "numeric", "u": "numeric", "f": "numeric", "U": "text"}
+_KINDS = {"b": "boolean", "i": "numeric", "u": "numeric", "f": "numeric", "U": "text", "O": "text"}
 
 
 def column_kind(array):
@@ -36,8 +36,13 @@ def _column(name, values, n_rows):
         if not all(isinstance(v, str) for v in array.ravel().tolist()):
             raise ValueError(f"metadata column {name!r} holds Python objects; give numbers, "
                              "booleans or strings (missing text as '', numbers as NaN)")
-        array = array.astype(str)
-    if array.dtype.kind not in "biufU":
+        # text stays an array of Python strings: each value costs its own length (a
+        # fixed-width numpy string column would give every row the longest one's)
+        array = np.array([str(v) for v in array.tolist()] if array.ndim == 1 else array,
+                         dtype=object)
+    elif array.dtype.kind == "U":
+        array = array.astype(object)
+    if array.dtype.kind not in "biufO":
         raise ValueError(f"metadata column {name!r} has dtype {array.dtype}, not numbers, "
                          "booleans or text")
     if array.ndim != 1 or array.shape[0] != n_rows:
@@ -95,6 +100,21 @@ def _value_kind(value):
     return "boolean" if isinstance(value, bool) else "text" if isinstance(value, str) else "numeric"
 
 
+def _unstorable(value):
+    """Why a JSON value cannot be stored as a metadata value (None if it can)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "which is not valid text (a lone surrogate has no UTF-8 form)"
+    elif isinstance(value, float) and not np.isfinite(value):
+        return "which is not a finite number"
+    elif isinstance(value, int) and not isinstance(value, bool) and not (
+            -(2**63) <= value < 2**63):
+        return "which is beyond 64-bit integers"
+    return None
+
+
 def columns_of_records(records):
     """One record per item (a dict ``{column: value}``, as JSON gives them) -> a dict of
     columns. Every record names the same columns, each value a number, a boolean or a
@@ -111,6 +131,10 @@ def columns_of_records(records):
                 shown = "null" if value is None else type(value).__name__
                 raise ValueError(f"metadata: item #{i} gives {shown} for column {name!r}; "
                                  "give a number, a boolean or a string")
+            problem = _unstorable(value)
+            if problem:
+                raise ValueError(f"metadata: item #{i} gives {value!r:.60} for column {name!r}, "
+                                 f"{problem}")
             columns[name].append(value)
     for name, values in columns.items():
         kinds = sorted({_value_kind(v) for v in values})

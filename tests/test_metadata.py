@@ -84,7 +84,7 @@ def test_a_dataframe_is_attached_column_by_column(index):
     frame = pd.DataFrame({"label": ["x", "y"] * (N // 2), "score": np.linspace(0, 1, N)})
     attach_metadata(index, frame)
     assert sorted(index.item_metadata_) == ["label", "score"]
-    assert index.item_metadata_["label"].dtype.kind == "U"
+    assert index.item_metadata_["label"].dtype.kind == "O"  # text: Python strings
     result = search(index, index._fit_X[:2], where="label == 'y' and score > 0.5")
     assert (result.metadata["label"] == "y").all()
 
@@ -133,3 +133,29 @@ def test_metadata_not_matching_the_items_in_a_file_are_refused(index, tmp_path):
     io.save(index, tmp_path / "bad.skfk")
     with pytest.raises(io.CorruptIndexError, match="metadata"):
         io.load(tmp_path / "bad.skfk")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("\ud800", "not valid text"),               # a lone surrogate: no UTF-8 form
+    (float("nan"), "not a finite number"),
+    (float("inf"), "not a finite number"),
+    (2**63, "beyond 64-bit integers"),
+    (-(2**63) - 1, "beyond 64-bit integers"),
+])
+def test_records_with_values_no_column_can_hold_are_refused_naming_the_column(value, message):
+    from skfindkit._metadata import columns_of_records
+
+    with pytest.raises(ValueError, match=rf"item #1 .*column 'shop'.*{message}"):
+        columns_of_records([{"shop": 1 if not isinstance(value, str) else "a"},
+                            {"shop": value}])
+
+
+def test_one_long_text_value_does_not_widen_every_row(index):
+    # text columns hold each value at its own length: one long value added to a
+    # column costs its own size, not its length times every row
+    from skfindkit._metadata import extended_columns
+
+    old = {"shop": np.array(["a", "b"] * 500)}
+    grown = extended_columns(old, {"shop": ["x" * 50_000]}, 1)["shop"]
+    assert grown[-1] == "x" * 50_000 and grown[0] == "a" and grown.shape == (1001,)
+    assert grown.nbytes < 1001 * 64  # references, not 1001 fixed-width 50,000-character slots

@@ -186,8 +186,10 @@ class SealedIndexState:
                 problems.append(f"{name} has {len(value)} entries")
         metadata = vars(self).get("item_metadata_")
         if metadata is not None and not (isinstance(metadata, dict) and all(
-                isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biufU"
-                and v.shape == (self.n_samples_fit_,) for k, v in metadata.items())):
+                isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biufUO"
+                and v.shape == (self.n_samples_fit_,)
+                and (v.dtype.kind != "O" or all(isinstance(x, str) for x in v.tolist()))
+                for k, v in metadata.items())):
             problems.append("the item metadata are not columns of one value per item")
         if problems:
             raise CorruptIndexError(
