@@ -127,6 +127,7 @@ def upsert(pipeline, items, keys, *, y=None, metadata=None):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="partial_fit added items")
             index.partial_fit(features, y)
+        keys = keys.astype(object) if keys.dtype.kind == "U" else keys  # as attach_keys
         index.item_keys_ = np.concatenate([old_keys, keys])
         if columns is not None:
             index.item_metadata_ = columns

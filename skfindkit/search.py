@@ -103,7 +103,9 @@ def attach_keys(pipeline, keys):
             f"keys must be 1-D with one key per indexed item: got shape {keys.shape}, "
             f"the index holds {index.n_samples_fit_} items."
         )
-    index.item_keys_ = keys
+    # text keys as Python strings: each costs its own length (a fixed-width numpy
+    # string array would give every key the longest one's width)
+    index.item_keys_ = keys.astype(object) if keys.dtype.kind == "U" else keys
     return pipeline
 
 

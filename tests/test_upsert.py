@@ -152,3 +152,11 @@ def test_keys_are_read_under_the_index_lock_while_another_upsert_writes(call):
         index.item_keys_ = keys
     thread.join(timeout=60)
     assert not thread.is_alive() and "error" not in outcome, outcome
+
+
+def test_one_long_key_does_not_widen_every_key():
+    index, X = _index()
+    upsert(index, X[:1], ["x" * 50_000], metadata={"n": [0]})
+    keys = index.item_keys_
+    assert keys[-1] == "x" * 50_000 and keys[0] == "k0"
+    assert keys.nbytes < keys.size * 64  # references, not fixed-width 50,000-character slots
