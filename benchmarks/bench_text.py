@@ -138,9 +138,11 @@ def main(argv=None):
         "ExactIndex scores a block of queries in float32 into one reused items x queries "
         "buffer: terms found in >= 1 % of the documents by scipy's csr x dense kernel "
         "(few terms, most of the work: text is Zipfian), rarer terms by a sparse x sparse "
-        "product whose output stays mostly empty; the grouped-maximum prefilter keeps 2k "
-        "candidates, re-ranked with exact float64 distances from the rows' own dot "
-        "products (near-identical pairs from the rows' differences, so duplicates are "
+        "product whose output stays mostly empty; every item whose score a proven float32 "
+        "error bound cannot rule out of the top k is re-ranked with exact float64 "
+        "distances from the rows' own dot products (a query whose bound keeps too many "
+        "is scored in float64 first; near-identical pairs from the rows' differences, so "
+        "duplicates are "
         "exactly 0 apart). The collection is never densified. Where the two disagree on "
         "ids it is on exactly tied distances (duplicate documents).", "",
     ]
