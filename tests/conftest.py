@@ -35,18 +35,7 @@ def pytest_runtest_setup(item):
 SLOW_ESTIMATORS = ("MilvusIndex", "KerasFeatureExtractor")
 
 
-#: the files that take longest, run first: with ``--dist loadfile`` the workers
-#: take whole files in collection order, so a long file collected last would run
-#: alone at the end while the other worker idles
-LONGEST_FIRST = ("tests/test_benchmarks.py", "tests/app/test_examples.py",
-                 "tests/common/test_estimators.py", "tests/app/test_cli_commands.py",
-                 "tests/common/test_set_params_contract.py", "tests/app/test_cli_pipelines.py",
-                 "tests/app/test_dask.py")
-
-
 def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and any(
