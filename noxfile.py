@@ -20,8 +20,6 @@ logging.getLogger("nox").addFilter(
     lambda record: "uv binary not found" not in record.getMessage()
 )
 
-# Installs skip pip's byte-compilation of every installed module (TensorFlow alone
-# has thousands): Python compiles the modules the tests import, once, when they are.
 # Sessions run with the interpreter that runs nox (CI: python3 >= 3.10).
 PYTHON = None
 
@@ -33,7 +31,7 @@ def _workers():
 @nox.session(python=PYTHON)
 def tests(session):
     """Everything but MXNet, on numpy 2, with every other optional backend."""
-    session.install("--no-compile", "-e", ".[all,test]")
+    session.install("-e", ".[all,test]")
     session.run(
         "python", "-m", "pytest", "-n", _workers(), "--dist", "loadfile",
         *(session.posargs or ["tests", "skfindkit", "--doctest-modules"]),
@@ -44,7 +42,7 @@ def tests(session):
 @nox.session(python=PYTHON)
 def quick(session):
     """The edit-test loop: everything not marked ``slow`` (CI runs those too)."""
-    session.install("--no-compile", "-e", ".[all,test]")
+    session.install("-e", ".[all,test]")
     session.run(
         "python", "-m", "pytest", "-n", _workers(), "--dist", "loadfile", "-m", "not slow",
         *(session.posargs or ["tests"]),
@@ -55,7 +53,7 @@ def quick(session):
 @nox.session(python=PYTHON)
 def tests_mxnet(session):
     """MXNet/Gluon extractors and their contract checks, on numpy < 2."""
-    session.install("--no-compile", "numpy<2", "-e", ".[mxnet,image,test]")
+    session.install("numpy<2", "-e", ".[mxnet,image,test]")
     # MXNet's own DeprecationWarnings (numpy APIs it still uses) are filtered
     # in setup.cfg, so that warnings from skfindkit and the tests stand out
     session.run(
