@@ -72,6 +72,7 @@ from contextlib import contextmanager
 
 from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
 from .utils._mapped import verified_mappings
+from .utils._verified import remember
 from .utils._safe_file import (_CHUNK, _DIGEST, _HEADER, MAGIC, VERSION,  # noqa: F401 (layout)
                                _aligned, _is_pickle, block_specs, map_blocks, read_blocks,
                                read_checked)
@@ -259,7 +260,7 @@ def file_kind(path):
     return "pickle" if _is_pickle(head) else None
 
 
-def load(path, *, trusted=None, mmap_mode=None):
+def load(path, *, trusted=None, mmap_mode=None, verify="once"):
     """Load an estimator or pipeline written by :func:`save`; runs no code from the file.
 
     Parameters
@@ -277,12 +278,14 @@ def load(path, *, trusted=None, mmap_mode=None):
         counts, sparse matrices, native bytes) read-only instead of reading
         them: :class:`numpy.memmap` views of the file, read from disk when a
         query first touches them and shared by every process that maps the
-        same file. The checksum of the whole file is verified once, in one
+        same file. The checksum of the whole file is verified in one
         streaming pass over a read-only mapping before anything is parsed
         (it costs reading the file once, without copying it; the pages read
         are handed back and stay in the page cache, not in the process), and
         the values are checked (finite, counts >= 0) in a pass whose pages
-        are handed back; the mapped data are not hashed a second time. An
+        are handed back; the mapped data are not hashed a second time (and
+        an unchanged file verified before is not passed over at all: see
+        ``verify``). An
         :class:`~skfindkit.ExactIndex` searches the matrix saved with it
         (mapped too): its first query builds nothing. The file must not be
         changed in place while mapped (:func:`save` replaces files by
@@ -290,6 +293,19 @@ def load(path, *, trusted=None, mmap_mode=None):
         (``partial_fit``) makes its own copy first; native libraries that
         cannot read from a mapping copy their bytes as in a normal load. See
         ``docs/mmap.md``.
+    verify : {"once", "always"}, default="once"
+        With ``mmap_mode="r"``: ``"once"`` leaves a record of a complete
+        verification in this user's cache folder (``$SKFINDKIT_CACHE_DIR``,
+        default ``~/.cache/skfindkit``), and a later mapped load of the same
+        file, unchanged since (same device, inode, size, modification and
+        change times, and stored checksum), skips the two passes over all
+        its data (the checksum and the value checks); the structure is
+        checked as always. Only a file changed at least 2 s before its
+        verification is recorded (file times are coarse). ``"always"``
+        verifies every mapped load in full (and reads or writes no record),
+        e.g. to catch bit rot on a disk under an unchanged file. A normal
+        load (``mmap_mode=None``) reads every byte anyway and always
+        verifies them.
 
     Returns
     -------
@@ -308,10 +324,13 @@ def load(path, *, trusted=None, mmap_mode=None):
     """
     if mmap_mode not in (None, "r"):
         raise ValueError(f"mmap_mode: expected None or 'r', got {mmap_mode!r}.")
+    if not isinstance(verify, str) or verify not in ("once", "always"):
+        raise ValueError(f"verify: expected 'once' or 'always', got {verify!r}.")
+    remembered = mmap_mode is not None and verify == "once"
     trusted = _names(trusted)
     where = repr(os.fspath(path))
     try:
-        checked = read_checked(path, mapped=mmap_mode is not None)
+        checked = read_checked(path, mapped=mmap_mode is not None, recorded=remembered)
         tree = json.loads(checked.tree.decode("utf-8"))
         if not isinstance(tree, dict) or not isinstance(tree.get("blobs"), list):
             raise CorruptFileError("its object tree is not a dict with a block table")
@@ -328,8 +347,11 @@ def load(path, *, trusted=None, mmap_mode=None):
         if mmap_mode is None:
             return Decoder(read_blocks(checked, specs), classes, functions).decode(root)
         blocks = map_blocks(checked, specs)
-        with verified_mappings(blocks):  # covered by the file's checksum
-            return Decoder(blocks, classes, functions).decode(root)
+        with verified_mappings(blocks, values_checked=checked.recorded):
+            loaded = Decoder(blocks, classes, functions).decode(root)
+        if remembered and not checked.recorded:  # every check passed: say so for next time
+            remember(path, checked.stat, checked.digest, VERSION, checked.since)
+        return loaded
     except UntrustedTypeError:
         raise
     except CorruptFileError as exc:

@@ -42,3 +42,13 @@ def pytest_collection_modifyitems(items):
                 type(value).__name__ in SLOW_ESTIMATORS or getattr(value, "__name__", None)
                 in SLOW_ESTIMATORS for value in callspec.params.values()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_folder(tmp_path_factory):
+    """skfindkit's per-user cache (records of verified files) in a temporary folder, for
+    the tests and the commands they run: the suite never writes the user's own."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SKFINDKIT_CACHE_DIR", str(tmp_path_factory.mktemp("skfindkit-cache")))
+    yield
+    patch.undo()

@@ -79,7 +79,8 @@ def check_pipeline(pipeline, name="the pipeline"):
     return index
 
 
-def load_pipeline(path, *, trust_pickle=False, check="pipeline", mmap_mode=None):
+def load_pipeline(path, *, trust_pickle=False, check="pipeline", mmap_mode=None,
+                  verify="once"):
     """Read a pipeline file (the safe format; a pickle only with ``trust_pickle``).
 
     Parameters
@@ -94,6 +95,8 @@ def load_pipeline(path, *, trust_pickle=False, check="pipeline", mmap_mode=None)
     mmap_mode : {None, "r"}, default=None
         Passed to :func:`skfindkit.io.load` (and ``joblib.load``): ``"r"`` maps
         the large arrays read-only instead of reading them.
+    verify : {"once", "always"}, default="once"
+        Passed to :func:`skfindkit.io.load` (a safe file mapped).
 
     Raises
     ------
@@ -119,7 +122,7 @@ def load_pipeline(path, *, trust_pickle=False, check="pipeline", mmap_mode=None)
                              f"({type(exc).__name__}: {exc})") from exc
     else:
         try:
-            pipeline = skio.load(path, mmap_mode=mmap_mode)
+            pipeline = skio.load(path, mmap_mode=mmap_mode, verify=verify)
         except skio.UntrustedTypeError as exc:
             raise ValueError(f"{exc} (skfindkit's command loads only skfindkit and "
                              "scikit-learn estimators)") from exc

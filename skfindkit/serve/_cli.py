@@ -63,6 +63,12 @@ def add_parser(subparsers):
                             "memory (skfindkit.io.load(..., mmap_mode='r'); safe format only). "
                             "Never truncate or rewrite the file in place while serving (a "
                             "crash or silently other answers): replace it by renaming")
+    serve.add_argument("--verify", choices=("once", "always"), default="once",
+                       help="with --mmap: 'once' maps a file verified completely before "
+                            "and unchanged since without passing over all its data again "
+                            "(a record in ~/.cache/skfindkit, or $SKFINDKIT_CACHE_DIR); "
+                            "'always' verifies the whole file at every start "
+                            "(default: %(default)s)")
     serve.add_argument("--processes", type=_positive_int, default=1,
                        help="server processes forked after loading the pipeline once, mapped "
                             "(implies --mmap, and its rule on the file; they share one copy "
@@ -96,7 +102,8 @@ def main(args):
     mapped = getattr(args, "mmap", False) or processes > 1
     # ValueError/FileNotFoundError: one line, exit 2
     pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle, check="index",
-                             mmap_mode="r" if mapped else None)
+                             mmap_mode="r" if mapped else None,
+                             verify=getattr(args, "verify", "once"))
     import uvicorn
 
     path = Path(args.pipeline).resolve()

@@ -14,7 +14,10 @@ few rows of a mapped array and hands their pages back.
 
 :func:`verified_mappings` marks the mappings whose bytes a file checksum has
 just covered: :func:`~skfindkit.utils._persist.verify_state` does not hash
-them a second time (that would read, and make resident, all the data).
+them a second time (that would read, and make resident, all the data);
+with ``values_checked=True`` (a file verified completely before and unchanged
+since: :mod:`skfindkit.utils._verified`), :func:`scan` passes over nothing
+in them either.
 """
 
 import contextvars
@@ -26,6 +29,7 @@ import numpy as np
 __all__ = ["hash_mapped", "mapping_of", "peek", "scan", "verified_mappings", "is_verified"]
 
 _VERIFIED = contextvars.ContextVar("skfindkit_verified_mappings", default=frozenset())
+_VALUES_CHECKED = contextvars.ContextVar("skfindkit_checked_mappings", default=frozenset())
 _SCAN_BYTES = 1 << 24
 
 
@@ -42,13 +46,17 @@ def mapping_of(array):
 
 
 @contextmanager
-def verified_mappings(arrays):
-    """Within the block, the mappings of ``arrays`` count as checked (see the module docstring)."""
-    found = {id(m) for m in map(mapping_of, arrays) if m is not None}
+def verified_mappings(arrays, values_checked=False):
+    """Within the block, the mappings of ``arrays`` count as checksummed, and with
+    ``values_checked`` their values as checked too (see the module docstring)."""
+    found = frozenset(id(m) for m in map(mapping_of, arrays) if m is not None)
     token = _VERIFIED.set(_VERIFIED.get() | found)
+    checked = _VALUES_CHECKED.set(_VALUES_CHECKED.get() | (found if values_checked else
+                                                            frozenset()))
     try:
         yield
     finally:
+        _VALUES_CHECKED.reset(checked)
         _VERIFIED.reset(token)
 
 
@@ -115,10 +123,14 @@ def scan(values, check):
     """Whether ``check(piece)`` holds for every piece of the flat ``values``.
 
     Pieces of 16 MiB (bounded temporaries); a mapped array's pages are handed
-    back after each piece.
+    back after each piece. True at once for an array of a mapping whose values
+    were checked when its unchanged file was verified before
+    (``verified_mappings(..., values_checked=True)``).
     """
     flat = values.reshape(-1)
     mm = mapping_of(values)
+    if mm is not None and id(mm) in _VALUES_CHECKED.get():  # verified before, unchanged
+        return True
     step = max(1, _SCAN_BYTES // max(flat.itemsize, 1))
     for start in range(0, flat.size, step):
         piece = flat[start:start + step]

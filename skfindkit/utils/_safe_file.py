@@ -23,6 +23,7 @@ import numpy as np
 from ._mapped import hash_mapped
 from ._persist import CHECKSUM_NAME, CorruptFileError, new_hash
 from ._safe_tree import checked_dtype
+from ._verified import is_recorded, started
 
 __all__ = ["MAGIC", "VERSION", "block_specs", "map_blocks", "read_blocks", "read_checked"]
 
@@ -63,10 +64,14 @@ def _not_safe_file_error(path, head):
 class _Checked:
     """A safe file whose checksum matched: its verified head and tree, and where its data lie."""
 
-    def __init__(self, path, head, text, start, data_size, digest, identity=None):
+    def __init__(self, path, head, text, start, data_size, digest, stat=None, since=None,
+                 recorded=False):
         self.path, self.head, self.text = path, head, text
         self.start, self.data_size, self.digest = start, data_size, digest
-        self.identity = identity  # (device, inode, size, mtime) of the file checked
+        self.stat = stat  # os.fstat of the file checked
+        self.identity = None if stat is None else _identity(stat)
+        self.since = since  # when its verification started
+        self.recorded = recorded  # verified completely before, unchanged since: not hashed
 
     @property
     def tree(self):
@@ -86,7 +91,7 @@ def _hash_into(fh, digest, nbytes, out=None):
     return True
 
 
-def read_checked(path, mapped=False):
+def read_checked(path, mapped=False, recorded=False):
     """Check a safe file's checksum before anything of it is parsed.
 
     Reads it once, in chunks (bounded memory), and keeps only its header and
@@ -94,8 +99,11 @@ def read_checked(path, mapped=False):
     arrays once the tree has said what they are. ``mapped``: the data are
     hashed straight from a read-only mapping of the file (no copy, pages
     handed back as it goes: :func:`~skfindkit.utils._mapped.hash_mapped`),
-    for a load that maps the file anyway.
+    for a load that maps the file anyway. ``recorded``: a file with a valid
+    record of a complete verification (:mod:`skfindkit.utils._verified`) is
+    not hashed again (the result's ``recorded`` says so).
     """
+    since = started()
     with open(path, "rb") as fh:
         stat = os.fstat(fh.fileno())
         size = stat.st_size
@@ -114,10 +122,17 @@ def read_checked(path, mapped=False):
                 f"{os.fspath(path)!r} is truncated: its header announces {start + _DIGEST} "
                 f"bytes or more, the file has {size}."
             )
-        digest = new_hash(head)
         text = fh.read(start - _HEADER.size)
-        digest.update(text)
         complete = len(text) == start - _HEADER.size
+        if complete and recorded:
+            fh.seek(size - _DIGEST)
+            stored = fh.read(_DIGEST)
+            if is_recorded(stat, stored, VERSION):
+                return _Checked(path, head, text, start, size - start - _DIGEST, stored,
+                                stat, since, recorded=True)
+            fh.seek(start)
+        digest = new_hash(head)
+        digest.update(text)
         if complete and mapped:
             hash_mapped(fh, digest, start, size - _DIGEST)
             fh.seek(size - _DIGEST)
@@ -128,12 +143,12 @@ def read_checked(path, mapped=False):
                 f"{os.fspath(path)!r} failed its {CHECKSUM_NAME} check: the file is truncated, "
                 "altered or corrupted. Nothing was loaded."
             )
-    return _Checked(path, head, text, start, size - start - _DIGEST, digest.digest(),
-                    _identity(stat))
+    return _Checked(path, head, text, start, size - start - _DIGEST, digest.digest(), stat,
+                    since)
 
 
 def _identity(stat):
-    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _aligned_empty(nbytes):
@@ -208,7 +223,7 @@ def map_blocks(checked, specs):
     """Every block as a read-only :class:`numpy.memmap` of the checked file (no copy).
 
     The file opened must be the one whose checksum :func:`read_checked`
-    verified (same device, inode, size and modification time): a file
+    verified (same device, inode, size, modification and change times): a file
     replaced or rewritten in between is refused. Empty blocks are empty
     read-only arrays (nothing to map).
     """
