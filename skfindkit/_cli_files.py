@@ -173,7 +173,8 @@ def _query(args):
     from ._cli_output import print_results, write_gallery
     from .search import search
 
-    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle)
+    pipeline = load_pipeline(args.pipeline, trust_pickle=args.trust_pickle,
+                             mmap_mode="r" if args.mmap else None)
     if args.gallery:
         from .utils import import_optional
 
@@ -331,6 +332,11 @@ def register(subparsers):
     query.add_argument("--gallery", metavar="PNG",
                        help="also draw the queries and their results (images: thumbnails, "
                             "audio: spectrograms, text: snippets); needs matplotlib")
+    query.add_argument("--mmap", action="store_true",
+                       help="map the pipeline file's arrays instead of reading them: a large "
+                            "index answers its first query sooner, and a file that an earlier "
+                            "mapped load verified, unchanged since, is not read in full again "
+                            "(safe format; docs/mmap.md)")
     query.add_argument("--where", metavar="CONDITION",
                        help="only items whose metadata meet the condition, e.g. "
                             "\"shop == 'a' and year >= 2020\" (see docs/metadata.md)")

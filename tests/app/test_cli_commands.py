@@ -308,3 +308,27 @@ def test_small_folders_start_no_workers():
     assert effective_jobs(2, 12) == 1 and effective_jobs(-1, 10) == 1
     assert effective_jobs(2, 2 * MIN_FILES_PER_WORKER) == 2
     assert effective_jobs(None, 10_000) is None  # the loader's own default: one job
+
+
+def test_query_mmap_answers_as_a_read_and_maps_a_verified_file_without_rehashing(
+        tmp_path, capsys, monkeypatch):
+    from skfindkit.utils import _safe_file, _verified
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    good, _ = _texts(folder)
+    out = tmp_path / "p.skfk"
+    assert main(["index", str(folder), "--kind", "text", "--out", str(out), "--quiet"]) == 0
+    monkeypatch.setattr(_verified, "SETTLED_NS", 0)  # the 2 s rule: tests/utils/test_verified.py
+    hashed, real_hash = [], _safe_file.hash_mapped
+
+    def counted(*args):
+        hashed.append(args)
+        return real_hash(*args)
+
+    monkeypatch.setattr(_safe_file, "hash_mapped", counted)
+    answers = [run_here(capsys, "query", out, good[2], "-k", "3", "--format", "json", *mmap)
+               for mmap in ([], ["--mmap"], ["--mmap"])]
+    assert answers[0] == answers[1] == answers[2] and answers[0][0] == 0
+    assert len(hashed) == 1  # the second mapped query found the record
+
