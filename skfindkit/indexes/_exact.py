@@ -6,7 +6,7 @@ import scipy.sparse as sp
 
 from ..utils._sklearn_compat import Interval
 from ._base import BaseIndex
-from ._brute import BruteForceMatrix
+from ._brute_matrix import BruteForceMatrix
 from ._sparse import SparseBruteForce
 
 __all__ = ["ExactIndex"]

@@ -18,7 +18,8 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
 from . import _distances, _sparse
-from ._brute import BruteForceMatrix, brute_force_kneighbors, rerank_exact, verify_flat_scan
+from ._brute import brute_force_kneighbors, rerank_exact, verify_flat_scan
+from ._brute_matrix import BruteForceMatrix
 from ._lock import runtime_state
 from ._self import RowLookup, drop_self, insert_self, row_keys
 

@@ -40,7 +40,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
-from ._brute import BruteForceMatrix, brute_force_kneighbors
+from ._brute import brute_force_kneighbors
+from ._brute_matrix import BruteForceMatrix
 from ._lock import runtime_state
 from . import _sparse
 

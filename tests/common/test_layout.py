@@ -38,6 +38,7 @@ TESTED_IN = {
     "indexes/_graph.py": "tests/common/test_estimators.py",
     "indexes/_bm25.py": "tests/indexes/test_text_indexes.py",
     "indexes/_brute.py": "tests/indexes/test_exact_oracle.py",
+    "indexes/_brute_matrix.py": "tests/indexes/test_exact_oracle.py",
     "indexes/_distances.py": "tests/indexes/test_exact_oracle.py",
     "indexes/_fp_bounds.py": "tests/indexes/test_exact_oracle.py",
     "indexes/_sparse_select.py": "tests/indexes/test_exact_oracle_sparse.py",
