@@ -14,7 +14,8 @@ import threading
 
 import numpy as np
 
-from ..utils._mapped import peek
+from ..utils._mapped import peek, release, values_checked
+from ._fp_bounds import TINY, U32
 
 __all__ = ["BruteForceMatrix"]
 
@@ -167,11 +168,9 @@ def _from_stored(data, metric, arrays):
     """:class:`_Prepared` from saved arrays, their structure checked against ``data``.
 
     Shapes, dtypes, the groups' bounds, the permutation and the finiteness of
-    the norms and centres are checked (passes over a few bytes per row), and
-    its first and last 32 rows are computed again from ``data`` (a matrix
-    saved with other rows is refused; a few pages read); the others are taken
-    as saved, like any index's native bytes: the file's checksum and the
-    state's seal bind them to the stored rows.
+    the norms and centres are checked, then every row against ``data``
+    (:func:`_checked`: a matrix saved with other rows, or edited anywhere, is
+    refused).
     """
     n, d = data.shape
     wanted = {"norms"} if metric != "euclidean" else {"matrix", "norms", "starts", "centres"}
@@ -182,7 +181,7 @@ def _from_stored(data, metric, arrays):
     if not (np.isfinite(norms).all() and (norms >= 0).all()):
         raise ValueError("the stored norms are not finite values >= 0")
     if metric != "euclidean":
-        return _spot_checked(_Prepared(data, norms), data)
+        return _checked(_Prepared(data, norms), data)
     starts = arrays["starts"]
     if not (isinstance(starts, np.ndarray) and starts.dtype.kind in "iu" and starts.ndim == 1
             and 2 <= starts.size <= _MAX_GROUPS + 1 and starts[0] == 0 and starts[-1] == n
@@ -200,7 +199,51 @@ def _from_stored(data, metric, arrays):
         perm = _stored_array(arrays, "perm", np.intp, (n,))
         if perm.min() < 0 or perm.max() >= n or not (np.bincount(perm, minlength=n) == 1).all():
             raise ValueError("the stored permutation is not a permutation of the rows")
-    return _spot_checked(_Prepared(matrix, norms, perm, starts.astype(np.intp), centres), data)
+    return _checked(_Prepared(matrix, norms, perm, starts.astype(np.intp), centres), data)
+
+
+#: rows per piece of the check of a stored matrix (bounded temporaries)
+_CHECK_ROWS = 1 << 15
+
+
+def _checked(prep, data):
+    """``prep`` if every row of its matrix and every norm is what ``data`` makes.
+
+    The search's error bounds hold for the matrix the rows make, so nothing of
+    a stored one is taken on trust: the centred rows must be the float32
+    differences ``fl(y - c)`` bit for bit, the column ``-|y - c|^2 / 2``
+    within its float32 rounding (``u |y - c|^2 / 2``, what the bounds allow),
+    a grouped matrix's last column all ones, the float64 norms within
+    ``1e-12``. One pass over the rows and the matrix in pieces (a mapped
+    array's pages handed back). Arrays of a mapped file verified before and
+    unchanged since (:mod:`skfindkit.utils._verified`) were checked then:
+    only their first and last rows are recomputed.
+    """
+    if values_checked(data) and values_checked(prep.matrix):
+        return _spot_checked(prep, data)
+    n, d = data.shape
+    for start in range(0, n, _CHECK_ROWS):
+        stop = min(n, start + _CHECK_ROWS)
+        rows = data[start:stop] if prep.perm is None else data[prep.perm[start:stop]]
+        if prep.centres is not None:
+            group = 0 if prep.group_of is None else prep.group_of[start:stop]
+            rows = rows - prep.centres[group]
+            block = prep.matrix[start:stop]
+            column = -0.5 * np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+            if not (np.array_equal(block[:, :d], rows)
+                    and (np.abs(block[:, d] - column) <= U32 * np.abs(column) * (1 + 1e-9)
+                         + TINY).all()
+                    and (block.shape[1] == d + 1 or (block[:, d + 1] == 1.0).all())):
+                raise ValueError("the stored search matrix was not made from the stored rows")
+            release(block)
+        if not np.allclose(prep.norms[start:stop], _row_norms(rows), rtol=1e-12, atol=0.0):
+            raise ValueError("the stored norms are not those of the stored rows")
+        if prep.perm is None:
+            release(data[start:stop])
+    if prep.perm is not None:
+        release(data)
+    release(prep.norms)
+    return prep
 
 
 def _spot_checked(prep, data, n_rows=32):

@@ -26,7 +26,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["hash_mapped", "mapping_of", "peek", "scan", "verified_mappings", "is_verified"]
+__all__ = ["hash_mapped", "mapping_of", "peek", "release", "scan", "values_checked",
+           "verified_mappings", "is_verified"]
 
 _VERIFIED = contextvars.ContextVar("skfindkit_verified_mappings", default=frozenset())
 _VALUES_CHECKED = contextvars.ContextVar("skfindkit_checked_mappings", default=frozenset())
@@ -68,6 +69,21 @@ def is_verified(value):
     arrays = value if isinstance(value, (list, tuple)) else [value]
     return bool(arrays) and all(
         isinstance(a, np.ndarray) and id(mapping_of(a)) in verified for a in arrays)
+
+
+def values_checked(array):
+    """Whether ``array`` lies in a mapping whose values were checked when its file,
+    unchanged since, was verified before (``verified_mappings(..., values_checked=True)``)."""
+    mm = mapping_of(array)
+    return mm is not None and id(mm) in _VALUES_CHECKED.get()
+
+
+def release(array):
+    """Hand back the pages of ``array`` where it is a contiguous piece of a mapping
+    (they stay in the page cache); nothing otherwise."""
+    mm = mapping_of(array)
+    if mm is not None and array.size and array.flags.c_contiguous:
+        _release(array, mm)
 
 
 def _release(piece, mm):

@@ -146,3 +146,42 @@ def test_stored_rows_resealed_without_their_search_matrix(metric, tmp_path):
     index = ExactIndex(n_neighbors=3, metric=metric).fit(X)
     with pytest.raises(CorruptFileError, match="tampered.skfk"):
         _load_tampered(index, tmp_path, _fit_X=np.roll(X, 1, axis=0))
+
+
+def _edited(arrays, name, row, column=None, by=1.0):
+    value = arrays[name].copy()
+    if column is None:
+        value[row] += by
+    else:
+        value[row, column] += by
+    return _replaced(arrays, **{name: value})
+
+
+MIDDLE = 100  # beyond the first and last 32 rows that every load recomputes
+
+
+@pytest.mark.parametrize("metric, change", [
+    ("euclidean", lambda a: _edited(a, "matrix", MIDDLE, 0)),
+    ("euclidean", lambda a: _edited(a, "matrix", MIDDLE, -1, by=1e-3)),  # -|y - c|^2 / 2
+    ("euclidean", lambda a: _edited(a, "matrix", MIDDLE, -1, by=-1e-3)),
+    ("euclidean", lambda a: _edited(a, "norms", MIDDLE, by=-1e-6)),
+    ("euclidean-groups", lambda a: _edited(a, "matrix", MIDDLE, 3, by=1e-4)),
+    ("euclidean-groups", lambda a: _replaced(a, perm=np.roll(a["perm"], 1))),
+    ("cosine", lambda a: _edited(a, "norms", MIDDLE, by=1e-3)),
+    ("inner_product", lambda a: _edited(a, "norms", MIDDLE, by=-1e-3)),
+], ids=["centred-row", "norm-column-up", "norm-column-down", "norms", "grouped-row",
+        "perm-rolled", "cosine-norms", "inner-product-norms"])
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_every_row_of_a_stored_search_matrix_is_checked_against_the_rows(
+        metric, change, mmap_mode, tmp_path):
+    """An edit anywhere in the stored matrix, resealed, is refused: a search that
+    trusted it would not be exact (its error bounds assume the matrix the rows make)."""
+    rows = np.random.default_rng(1).random((300, 8)).astype(np.float32)
+    if metric == "euclidean-groups":
+        rows[:150] += 1e6  # two groups far apart: a permutation is stored
+    index = ExactIndex(n_neighbors=3, metric=metric.replace("-groups", "")).fit(rows)
+    blob = NativeBlob("exact", change(index._index.prepared.stored()))
+    path = str(tmp_path / "tampered.skfk")
+    save_state(ExactIndex, resealed(index.__getstate__(), _index_blob=blob), path)
+    with pytest.raises(CorruptFileError, match="tampered.skfk.*search matrix|tampered.skfk.*norms"):
+        skio.load(path, mmap_mode=mmap_mode)
