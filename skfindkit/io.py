@@ -349,7 +349,7 @@ def load(path, *, trusted=None, mmap_mode=None, verify="once"):
         blocks = map_blocks(checked, specs)
         with verified_mappings(blocks, values_checked=checked.recorded):
             loaded = Decoder(blocks, classes, functions).decode(root)
-        if remembered and not checked.recorded:  # every check passed: say so for next time
+        if checked.recordable:  # every check passed: say so for next time
             remember(path, checked.stat, checked.digest, VERSION, checked.since)
         return loaded
     except UntrustedTypeError:

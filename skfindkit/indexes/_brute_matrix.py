@@ -10,7 +10,9 @@ product use the rows themselves. :class:`BruteForceMatrix` builds it once
 exact.
 """
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -202,8 +204,10 @@ def _from_stored(data, metric, arrays):
     return _checked(_Prepared(matrix, norms, perm, starts.astype(np.intp), centres), data)
 
 
-#: rows per piece of the check of a stored matrix (bounded temporaries)
+#: rows per piece of the check of a stored matrix (bounded temporaries), and the
+#: threads that check pieces at once
 _CHECK_ROWS = 1 << 15
+_CHECK_THREADS = min(4, os.cpu_count() or 1)
 
 
 def _checked(prep, data):
@@ -215,35 +219,48 @@ def _checked(prep, data):
     within its float32 rounding (``u |y - c|^2 / 2``, what the bounds allow),
     a grouped matrix's last column all ones, the float64 norms within
     ``1e-12``. One pass over the rows and the matrix in pieces (a mapped
-    array's pages handed back). Arrays of a mapped file verified before and
+    array's pages handed back), checked by up to 4 threads. Arrays of a mapped file verified before and
     unchanged since (:mod:`skfindkit.utils._verified`) were checked then:
     only their first and last rows are recomputed.
     """
     if values_checked(data) and values_checked(prep.matrix):
         return _spot_checked(prep, data)
-    n, d = data.shape
-    for start in range(0, n, _CHECK_ROWS):
-        stop = min(n, start + _CHECK_ROWS)
-        rows = data[start:stop] if prep.perm is None else data[prep.perm[start:stop]]
-        if prep.centres is not None:
-            group = 0 if prep.group_of is None else prep.group_of[start:stop]
-            rows = rows - prep.centres[group]
-            block = prep.matrix[start:stop]
-            column = -0.5 * np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
-            if not (np.array_equal(block[:, :d], rows)
-                    and (np.abs(block[:, d] - column) <= U32 * np.abs(column) * (1 + 1e-9)
-                         + TINY).all()
-                    and (block.shape[1] == d + 1 or (block[:, d + 1] == 1.0).all())):
-                raise ValueError("the stored search matrix was not made from the stored rows")
-            release(block)
-        if not np.allclose(prep.norms[start:stop], _row_norms(rows), rtol=1e-12, atol=0.0):
-            raise ValueError("the stored norms are not those of the stored rows")
-        if prep.perm is None:
-            release(data[start:stop])
+    n = data.shape[0]
+    starts = range(0, n, _CHECK_ROWS)
+    workers = min(len(starts), _CHECK_THREADS)
+    if workers > 1:  # numpy's loops release the GIL: pieces checked side by side
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(lambda start: _check_rows(prep, data, start), starts):
+                pass
+    else:
+        for start in starts:
+            _check_rows(prep, data, start)
     if prep.perm is not None:
         release(data)
     release(prep.norms)
     return prep
+
+
+def _check_rows(prep, data, start):
+    """Check matrix rows ``start:start + _CHECK_ROWS`` (see :func:`_checked`)."""
+    n, d = data.shape
+    stop = min(n, start + _CHECK_ROWS)
+    rows = data[start:stop] if prep.perm is None else data[prep.perm[start:stop]]
+    if prep.centres is not None:
+        group = 0 if prep.group_of is None else prep.group_of[start:stop]
+        rows = rows - prep.centres[group]
+        block = prep.matrix[start:stop]
+        column = -0.5 * np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+        if not (np.array_equal(block[:, :d], rows)
+                and (np.abs(block[:, d] - column) <= U32 * np.abs(column) * (1 + 1e-9)
+                     + TINY).all()
+                and (block.shape[1] == d + 1 or (block[:, d + 1] == 1.0).all())):
+            raise ValueError("the stored search matrix was not made from the stored rows")
+        release(block)
+    if not np.allclose(prep.norms[start:stop], _row_norms(rows), rtol=1e-12, atol=0.0):
+        raise ValueError("the stored norms are not those of the stored rows")
+    if prep.perm is None:
+        release(data[start:stop])
 
 
 def _spot_checked(prep, data, n_rows=32):

@@ -23,7 +23,7 @@ import numpy as np
 from ._mapped import hash_mapped
 from ._persist import CHECKSUM_NAME, CorruptFileError, new_hash
 from ._safe_tree import checked_dtype
-from ._verified import is_recorded, started
+from ._verified import is_recorded, started, sync_before_verifying
 
 __all__ = ["MAGIC", "VERSION", "block_specs", "map_blocks", "read_blocks", "read_checked"]
 
@@ -65,13 +65,14 @@ class _Checked:
     """A safe file whose checksum matched: its verified head and tree, and where its data lie."""
 
     def __init__(self, path, head, text, start, data_size, digest, stat=None, since=None,
-                 recorded=False):
+                 recorded=False, recordable=False):
         self.path, self.head, self.text = path, head, text
         self.start, self.data_size, self.digest = start, data_size, digest
         self.stat = stat  # os.fstat of the file checked
         self.identity = None if stat is None else _identity(stat)
         self.since = since  # when its verification started
         self.recorded = recorded  # verified completely before, unchanged since: not hashed
+        self.recordable = recordable  # a complete verification of it may be recorded
 
     @property
     def tree(self):
@@ -101,7 +102,9 @@ def read_checked(path, mapped=False, recorded=False):
     handed back as it goes: :func:`~skfindkit.utils._mapped.hash_mapped`),
     for a load that maps the file anyway. ``recorded``: a file with a valid
     record of a complete verification (:mod:`skfindkit.utils._verified`) is
-    not hashed again (the result's ``recorded`` says so).
+    not hashed again (the result's ``recorded`` says so); for one without, the
+    file is synced first and the result's ``recordable`` says whether this
+    verification may be recorded.
     """
     since = started()
     with open(path, "rb") as fh:
@@ -124,12 +127,15 @@ def read_checked(path, mapped=False, recorded=False):
             )
         text = fh.read(start - _HEADER.size)
         complete = len(text) == start - _HEADER.size
+        recordable = False
         if complete and recorded:
             fh.seek(size - _DIGEST)
             stored = fh.read(_DIGEST)
             if is_recorded(stat, stored, VERSION):
                 return _Checked(path, head, text, start, size - start - _DIGEST, stored,
                                 stat, since, recorded=True)
+            recordable = (sync_before_verifying(fh.fileno(), stat)
+                          and _identity(os.fstat(fh.fileno())) == _identity(stat))
             fh.seek(start)
         digest = new_hash(head)
         digest.update(text)
@@ -144,7 +150,7 @@ def read_checked(path, mapped=False, recorded=False):
                 "altered or corrupted. Nothing was loaded."
             )
     return _Checked(path, head, text, start, size - start - _DIGEST, digest.digest(), stat,
-                    since)
+                    since, recordable=recordable)
 
 
 def _identity(stat):

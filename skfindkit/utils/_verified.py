@@ -39,11 +39,13 @@ read-only home), loads verify every time.
 import json
 import os
 import stat
+import tempfile
 import time
 
 from ._persist import new_hash
 
-__all__ = ["SETTLED_NS", "cache_dir", "is_recorded", "remember", "started"]
+__all__ = ["SETTLED_NS", "WRITEBACK_FILE_SYSTEMS", "cache_dir", "file_system", "is_recorded",
+           "remember", "started", "sync_before_verifying"]
 
 #: a file changed less than this long before its verification started gets no record
 SETTLED_NS = 2_000_000_000
@@ -53,12 +55,66 @@ _KIND = "skfindkit-verified-file"
 
 
 def cache_dir():
-    """The folder of skfindkit's per-user cache (not created here)."""
+    """The folder of skfindkit's per-user cache (not created here), or None where
+    there is none (no absolute home folder).
+
+    ``$SKFINDKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/skfindkit`` (ignored when
+    relative, as the XDG specification says), else ``~/.cache/skfindkit``.
+    """
     explicit = os.environ.get("SKFINDKIT_CACHE_DIR")
     if explicit:
         return os.path.abspath(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home) or home == os.sep:
+            return None
+        base = os.path.join(home, ".cache")
     return os.path.join(base, "skfindkit")
+
+
+#: file systems that write back a page written through a shared mapping and
+#: write-protect it again, so that its next write through the mapping updates the
+#: file's change time (``page_mkwrite``); on the others (tmpfs, ramfs, FUSE,
+#: network file systems...) a write through a mapping opened earlier may leave
+#: the times unchanged, so no record is kept there
+WRITEBACK_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs",
+                                    "overlay"})
+
+
+def file_system(st):
+    """The type of the file system of a file (``os.stat`` result), from
+    ``/proc/self/mountinfo``; None where unknown."""
+    wanted = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    found = None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) > 4 and fields[2] == wanted and "-" in fields[6:]:
+                    found = fields[fields.index("-", 6) + 1]  # the last mount wins
+    except (OSError, IndexError):
+        return None
+    return found
+
+
+def sync_before_verifying(fd, st):
+    """Prepare a file for a verification that may be recorded: whether it may be.
+
+    A file can be changed through a shared writable mapping opened before the
+    verification without its times changing again (the kernel updates them at
+    a page's first write fault only). ``fsync`` writes dirty pages back, and
+    file systems in :data:`WRITEBACK_FILE_SYSTEMS` then write-protect them, so
+    that any later write through such a mapping faults and updates the change
+    time; elsewhere no record is kept.
+    """
+    if file_system(st) not in WRITEBACK_FILE_SYSTEMS:
+        return False
+    try:
+        os.fsync(fd)
+    except OSError:
+        return False
+    return True
 
 
 def started():
@@ -90,11 +146,16 @@ def _private(st):
 
 
 def _folder(create):
-    folder = os.path.join(cache_dir(), "verified")
-    if create:
+    """The folder of records, if it is a private folder of this user (not a link)."""
+    cache = cache_dir()
+    if cache is None:
+        return None
+    folder = os.path.join(cache, "verified")
+    if create:  # each level made here 0700, whatever the umask
+        os.makedirs(cache, mode=0o700, exist_ok=True)
         os.makedirs(folder, mode=0o700, exist_ok=True)
-    for path in (os.path.dirname(folder), folder):
-        st = os.stat(path)
+    for path in (cache, folder):
+        st = os.lstat(path)
         if not (stat.S_ISDIR(st.st_mode) and _private(st)):
             return None
     return folder
@@ -109,12 +170,14 @@ def is_recorded(st, digest, format_version):
         if folder is None:
             return False
         path = _record_path(folder, st)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # no link followed, no wait on a FIFO; only a private regular file is read
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(
+            os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
             if not (stat.S_ISREG(os.fstat(fd).st_mode) and _private(os.fstat(fd))):
                 return False
             record = json.loads(fh.read(4096).decode("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # none, or not one of ours: ignored
         return False
     return record == _record(st, digest, format_version)
 
@@ -141,8 +204,8 @@ def remember(path, st, digest, format_version, since):
         if folder is None:
             return False
         target = _record_path(folder, st)
-        temporary = f"{target}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # a new file of a random name (O_EXCL: never a link or FIFO someone left)
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".record-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(json.dumps(_record(st, digest, format_version)).encode("utf-8"))

@@ -3,7 +3,14 @@ unchanged, already verified file skips the passes over all its data; any change,
 replaced file or a record others could have written means a full verification again."""
 
 import json
+import mmap
 import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +19,26 @@ from skfindkit import ExactIndex, io
 from skfindkit.io import CorruptFileError
 from skfindkit.utils import _safe_file, _verified
 from skfindkit.indexes import _pickling
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tmp_path(tmp_path):
+    """A temporary folder on a file system where skfindkit keeps records (where the
+    test machine's temporary folder is a tmpfs: one in the checkout)."""
+    if _verified.file_system(os.stat(tmp_path)) in _verified.WRITEBACK_FILE_SYSTEMS:
+        yield tmp_path
+        return
+    if _verified.file_system(os.stat(ROOT)) not in _verified.WRITEBACK_FILE_SYSTEMS:
+        pytest.skip(f"neither {tmp_path} nor {ROOT} is on a file system where skfindkit "
+                    f"keeps records ({sorted(_verified.WRITEBACK_FILE_SYSTEMS)})")
+    folder = Path(tempfile.mkdtemp(dir=ROOT, prefix=".test-verified-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -253,3 +280,114 @@ def test_the_serve_command_passes_verify_on(tmp_path, cache, passes):
     assert args.verify == "always"
     args = build_parser().parse_args(["serve", "x.skfk", "--mmap"])
     assert args.verify == "once"
+
+
+def test_a_write_through_a_mapping_opened_before_the_verification_is_caught(
+        tmp_path, cache, passes, monkeypatch):
+    """The kernel updates a file's times at a page's first write fault only: a
+    mapping made writable before the verification could change the file later
+    without a trace, unless the pages were written back (and write-protected)
+    before the file was hashed."""
+    monkeypatch.setattr(_verified, "SETTLED_NS", 50_000_000)
+    path, X = _saved(tmp_path)
+    with open(path, "r+b") as fh, mmap.mmap(fh.fileno(), 0) as mapping:
+        middle = os.path.getsize(path) // 2
+        mapping[middle] = mapping[middle]  # the page is dirty and writable now
+        time.sleep(0.1)  # the file settles (the record's rule, shortened here)
+        io.load(path, mmap_mode="r")  # verified in full, recorded
+        assert _records(cache)
+        mapping[middle] = mapping[middle] ^ 0x01  # through the same mapping
+        with pytest.raises(CorruptFileError, match="failed its"):
+            io.load(path, mmap_mode="r")
+    assert passes["hash"] == 2
+
+
+def test_no_record_on_a_file_system_without_writeback(tmp_path, cache, passes):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or _verified.file_system(os.stat(shm)) != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm to try")
+    folder = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        path, X = _saved(folder)
+        for _ in range(2):
+            io.load(path, mmap_mode="r").kneighbors(X[:2])
+    finally:
+        shutil.rmtree(folder)
+    assert passes["hash"] == 2 and not _records(cache)
+
+
+def test_a_fifo_in_place_of_a_record_is_ignored_without_waiting(tmp_path, cache, passes):
+    path, record = _recorded_file(tmp_path, cache)
+    record.unlink()
+    os.mkfifo(record, 0o600)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (io.load(path, mmap_mode="r"), done.set()),
+                              daemon=True)
+    worker.start()
+    worker.join(30)
+    if not done.is_set():  # let the blocked open return before failing
+        with open(record, "wb", opener=lambda p, f: os.open(p, f | os.O_NONBLOCK)):
+            pass
+    assert done.is_set(), "a mapped load waited on a FIFO in the cache folder"
+    assert passes["hash"] == 2
+
+
+@pytest.mark.parametrize("text", ["[" * 4000, "[" * 2000 + "]" * 2000, '{"a":' * 3000])
+def test_a_deeply_nested_record_is_ignored(tmp_path, cache, passes, text):
+    path, record = _recorded_file(tmp_path, cache)
+    record.write_text(text)
+    io.load(path, mmap_mode="r")
+    assert passes["hash"] == 2
+
+
+def test_a_records_folder_that_is_a_link_is_neither_read_nor_written(tmp_path, cache,
+                                                                    passes):
+    path, record = _recorded_file(tmp_path, cache)
+    elsewhere = tmp_path / "elsewhere"
+    os.replace(cache / "verified", elsewhere)
+    os.symlink(elsewhere, cache / "verified")
+    other, _ = _saved(tmp_path, "other.skfk", seed=2)
+    for _ in range(2):
+        io.load(path, mmap_mode="r")
+        io.load(other, mmap_mode="r")
+    assert passes["hash"] == 5  # the first load, then every one
+    assert len(list(elsewhere.iterdir())) == 1  # nothing written through the link
+
+
+def test_the_cache_folder_follows_the_xdg_rules(tmp_path, monkeypatch):
+    monkeypatch.delenv("SKFINDKIT_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _verified.cache_dir() == str(tmp_path / "xdg" / "skfindkit")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")  # ignored, as the spec says
+    assert _verified.cache_dir() == str(tmp_path / ".cache" / "skfindkit")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    for home in ("", "relative", "/"):
+        monkeypatch.setenv("HOME", home)
+        assert _verified.cache_dir() is None
+
+
+def test_without_a_home_nothing_is_written_anywhere(tmp_path, monkeypatch, passes):
+    monkeypatch.delenv("SKFINDKIT_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "")
+    monkeypatch.setattr(_verified, "SETTLED_NS", 0)
+    path, _ = _saved(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for _ in range(2):
+        io.load(path, mmap_mode="r")
+    assert passes["hash"] == 2 and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_records_are_kept_private_whatever_the_umask(tmp_path, cache, passes):
+    previous = os.umask(0)
+    try:
+        path, _ = _recorded_file(tmp_path, cache)
+        io.load(path, mmap_mode="r")
+    finally:
+        os.umask(previous)
+    assert passes["hash"] == 1
+    for folder in (cache, cache / "verified"):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+
