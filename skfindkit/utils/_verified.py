@@ -16,6 +16,12 @@ Why the record can be trusted, and its limits:
   (``ctime``), which no user can set back (``touch`` and ``os.utime`` set the
   modification time only); a file replaced by renaming has another inode. The
   change time can be forged only by changing the system clock (root).
+- A write through a shared writable mapping updates the times at a page's
+  first write fault only: a mapping made before the verification could
+  change the file later without a trace. A verification that may be
+  recorded syncs the file first (:func:`sync_before_verifying`), and records
+  are kept only on file systems that then write-protect the pages again
+  (:data:`WRITEBACK_FILE_SYSTEMS`).
 - File systems keep times at a coarse granularity (the kernel's clock tick,
   a few milliseconds): a write in the same tick as the verification could
   leave the times unchanged. So a record is written only for a file whose

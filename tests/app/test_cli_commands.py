@@ -330,5 +330,8 @@ def test_query_mmap_answers_as_a_read_and_maps_a_verified_file_without_rehashing
     answers = [run_here(capsys, "query", out, good[2], "-k", "3", "--format", "json", *mmap)
                for mmap in ([], ["--mmap"], ["--mmap"])]
     assert answers[0] == answers[1] == answers[2] and answers[0][0] == 0
-    assert len(hashed) == 1  # the second mapped query found the record
+    if _verified.file_system(os.stat(out)) in _verified.WRITEBACK_FILE_SYSTEMS:
+        assert len(hashed) == 1  # the second mapped query found the record
+    else:  # no records on a tmpfs: tests/utils/test_verified.py
+        assert len(hashed) == 2
 
