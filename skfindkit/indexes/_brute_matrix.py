@@ -185,7 +185,7 @@ def _from_stored(data, metric, arrays):
     if metric != "euclidean":
         return _checked(_Prepared(data, norms), data)
     starts = arrays["starts"]
-    if not (isinstance(starts, np.ndarray) and starts.dtype.kind in "iu" and starts.ndim == 1
+    if not (isinstance(starts, np.ndarray) and starts.dtype.kind == "i" and starts.ndim == 1
             and 2 <= starts.size <= _MAX_GROUPS + 1 and starts[0] == 0 and starts[-1] == n
             and (np.diff(starts) >= 0).all()):
         raise ValueError("the stored group bounds do not cut the rows into groups")

@@ -43,7 +43,7 @@ import copy
 import numpy as np
 
 from ._lock import runtime_state
-from ..utils._mapped import scan
+from ..utils._mapped import release, scan, values_checked
 from ..utils._persist import (
     CorruptIndexError,
     NativeBlob,
@@ -180,6 +180,11 @@ class SealedIndexState:
         data = vars(self).get("_fit_X")
         if data_stored and data is not None and getattr(data, "shape", None) != expected:
             problems.append(f"the stored data has shape {getattr(data, 'shape', None)}")
+        elif (data_stored and data is not None and not problems
+              and vars(self).get("metric_") == "cosine"
+              and not _unit_rows(data, zero, removed)):
+            problems.append("the stored rows of a cosine index are not unit rows, with the "
+                            "zero rows listed as such")
         for name in ("_fit_y", "item_keys_"):
             value = getattr(self, name, None)
             if value is not None and len(value) != self.n_samples_fit_:
@@ -288,6 +293,42 @@ def _snapshot(children):
     if isinstance(children, (list, tuple)):
         return type(children)(copy.deepcopy(child) for child in children)
     return copy.deepcopy(children)
+
+
+#: how far a stored cosine row's norm may be from 1 (a fit rounds each value of a
+#: row divided by its float64 norm once to float32: about 1e-7 at most)
+_UNIT_TOLERANCE = 1e-6
+_ROWS_PER_PIECE = 1 << 15
+
+
+def _unit_rows(data, zero_rows, removed):
+    """A cosine index's stored rows are unit rows or zero rows, and its live zero rows
+    are those listed in ``zero_rows`` (removed rows are erased: zeros, not listed).
+
+    In pieces of rows (a mapped array's pages handed back); a mapped file verified
+    before and unchanged since was checked then.
+    """
+    sparse = hasattr(data, "tocsr")
+    values = data.data if sparse else data
+    if values_checked(values):
+        return True
+    n = data.shape[0]
+    zero = np.zeros(n, dtype=bool)
+    for start in range(0, n, _ROWS_PER_PIECE):
+        rows = data[start:start + _ROWS_PER_PIECE]
+        if sparse:
+            squares = np.asarray(rows.multiply(rows).sum(axis=1), dtype=np.float64).ravel()
+        else:
+            squares = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+            release(rows)
+        norms = np.sqrt(squares)
+        if not ((norms == 0) | (np.abs(norms - 1.0) <= _UNIT_TOLERANCE)).all():
+            return False
+        zero[start:start + _ROWS_PER_PIECE] = norms == 0
+    listed = np.zeros(n, dtype=bool)
+    listed[np.asarray(zero_rows if zero_rows is not None else [], dtype=np.int64)] = True
+    live = np.ones(n, dtype=bool) if removed is None else ~removed
+    return bool(np.array_equal(zero[live], listed[live]))
 
 
 def _finite_data(data, nonnegative):

@@ -126,12 +126,13 @@ def _replaced(arrays, **changes):
     ("euclidean", lambda a: _replaced(a, perm=np.zeros_like(a["perm"]))),
     ("euclidean", lambda a: _replaced(a, perm=None)),
     ("euclidean", lambda a: _replaced(a, starts=a["starts"] - 1)),
+    ("euclidean", lambda a: _replaced(a, starts=a["starts"].astype(np.uint64))),
     ("euclidean", lambda a: _replaced(a, centres=None)),
     ("euclidean", lambda a: np.zeros(64, dtype=np.uint8)),
     ("inner_product", lambda a: _replaced(a, norms=-a["norms"])),
     ("inner_product", lambda a: _replaced(a, matrix=np.zeros((40, 9), np.float32))),
 ], ids=["short-norms", "nan-norms", "matrix-shape", "perm-not-permutation", "perm-missing",
-        "starts", "centres-missing", "bytes", "negative-norms", "extra-array"])
+        "starts", "starts-unsigned", "centres-missing", "bytes", "negative-norms", "extra-array"])
 def test_a_stored_search_matrix_no_fit_makes(metric, change, tmp_path):
     Xg = X.copy()
     Xg[:4] += 1e6  # two groups far apart: a permutation is stored
@@ -185,3 +186,60 @@ def test_every_row_of_a_stored_search_matrix_is_checked_against_the_rows(
     save_state(ExactIndex, resealed(index.__getstate__(), _index_blob=blob), path)
     with pytest.raises(CorruptFileError, match="tampered.skfk.*search matrix|tampered.skfk.*norms"):
         skio.load(path, mmap_mode=mmap_mode)
+
+
+def _cosine_rows_resealed(rows, tmp_path, edit, remove=()):
+    """A cosine ExactIndex saved with its rows edited and every checksum, norm and
+    search matrix made to match the edited rows."""
+    from skfindkit.indexes._brute_matrix import BruteForceMatrix
+
+    index = ExactIndex(n_neighbors=3, metric="cosine").fit(rows)
+    if len(remove):
+        index.remove(remove)
+    state = index.__getstate__()
+    data = np.array(index._fit_X)
+    changes = edit(data, state) or {}
+    blob = NativeBlob("exact", BruteForceMatrix(data, "cosine").prepared.stored())
+    path = str(tmp_path / "tampered.skfk")
+    save_state(ExactIndex, resealed(state, _fit_X=data, _index_blob=blob, **changes), path)
+    return path
+
+
+def _scaled_row(data, state):
+    data[100] *= 1.5
+
+
+def _new_zero_row(data, state):
+    data[100] = 0.0
+
+
+def _listed_zero_row_made_nonzero(data, state):
+    data[7] = data[8]
+
+
+@pytest.mark.parametrize("edit", [_scaled_row, _new_zero_row, _listed_zero_row_made_nonzero])
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_cosine_rows_that_are_not_unit_or_not_listed_as_zero_are_refused(edit, mmap_mode,
+                                                                         tmp_path):
+    """A cosine index stores unit rows (zero rows listed apart, answered at distance
+    1): other rows, sealed again with matching norms, are not what a fit makes and
+    would be answered by another distance than the one the docs define."""
+    rows = np.random.default_rng(2).random((300, 8)).astype(np.float32)
+    rows[7] = 0.0
+    path = _cosine_rows_resealed(rows, tmp_path, edit)
+    with pytest.raises(CorruptFileError, match="tampered.skfk.*unit rows"):
+        skio.load(path, mmap_mode=mmap_mode)
+
+
+def test_a_cosine_index_with_zero_rows_and_removed_rows_loads(tmp_path):
+    """Removed rows are erased (zeroed) without being zero rows: a valid file."""
+    rows = np.random.default_rng(3).random((300, 8)).astype(np.float32)
+    rows[[7, 50]] = 0.0
+    index = ExactIndex(n_neighbors=3, metric="cosine").fit(rows)
+    index.remove([50, 60, 200])
+    index.compact()
+    path = tmp_path / "valid.skfk"
+    skio.save(index, path)
+    for mode in (None, "r"):
+        loaded = skio.load(path, mmap_mode=mode)
+        np.testing.assert_array_equal(loaded.kneighbors(rows[:20])[1], index.kneighbors(rows[:20])[1])
