@@ -157,10 +157,9 @@ def _folder(create):
     if cache is None:
         return None
     folder = os.path.join(cache, "verified")
-    if create:  # each level made here 0700, whatever the umask
-        os.makedirs(cache, mode=0o700, exist_ok=True)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    for path in (cache, folder):
+    for path in (cache, folder):  # each checked before anything is made inside it
+        if create:  # made here 0700, whatever the umask
+            os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.lstat(path)
         if not (stat.S_ISDIR(st.st_mode) and _private(st)):
             return None

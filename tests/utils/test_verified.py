@@ -391,3 +391,15 @@ def test_records_are_kept_private_whatever_the_umask(tmp_path, cache, passes):
     for folder in (cache, cache / "verified"):
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
 
+
+def test_a_cache_folder_that_is_a_link_is_not_used(tmp_path, monkeypatch, passes):
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    os.symlink(outside, tmp_path / "cache-link")
+    monkeypatch.setenv("SKFINDKIT_CACHE_DIR", str(tmp_path / "cache-link"))
+    monkeypatch.setattr(_verified, "SETTLED_NS", 0)
+    path, _ = _saved(tmp_path)
+    for _ in range(2):
+        io.load(path, mmap_mode="r")
+    assert passes["hash"] == 2 and not list(outside.iterdir())
+
