@@ -74,8 +74,8 @@ from .utils._persist import CorruptFileError, CorruptIndexError, new_hash
 from .utils._mapped import verified_mappings
 from .utils._verified import remember
 from .utils._safe_file import (_CHUNK, _DIGEST, _HEADER, MAGIC, VERSION,  # noqa: F401 (layout)
-                               _aligned, _is_pickle, block_specs, map_blocks, read_blocks,
-                               read_checked)
+                               _aligned, _is_pickle, block_specs, map_blocks, open_regular,
+                               read_blocks, read_checked)
 from .utils._safe_tree import Decoder, Encoder, qualified, resolve_names, walk
 
 __all__ = [
@@ -253,7 +253,7 @@ def file_kind(path):
 
     Reads the first bytes only; nothing is unpickled.
     """
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:  # a FIFO or a device: a CorruptFileError naming it
         head = fh.read(len(MAGIC))
     if head == MAGIC:
         return "safe"

@@ -455,3 +455,32 @@ def test_faiss_bytes_written_into_one_buffer_equal_faiss_serialization(hint, mon
         expected = faiss.serialize_index(index)
         assert _faiss._size_hint(faiss, index) >= (expected.size if hint is None else 0)
         np.testing.assert_array_equal(_faiss._write_to_buffer(faiss, index), expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("how", ["load", "mapped", "file_kind"])
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, how):
+    import threading
+
+    fifo = tmp_path / "pipe.skfk"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def attempt():
+        try:
+            if how == "file_kind":
+                outcome.append(skio.file_kind(fifo))
+            else:
+                skio.load(fifo, mmap_mode="r" if how == "mapped" else None)
+        except Exception as exc:  # noqa: BLE001 - recorded and checked below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(30)
+    if worker.is_alive():  # a writer lets the blocked open return
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+    (result,) = outcome
+    assert isinstance(result, (CorruptFileError, ValueError)), result
+    assert "pipe.skfk" in str(result) and "not a regular file" in str(result)

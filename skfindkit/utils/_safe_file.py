@@ -16,6 +16,7 @@ and are stored uncompressed, so every file of this version can be mapped.
 
 import math
 import os
+import stat
 import struct
 
 import numpy as np
@@ -25,7 +26,8 @@ from ._persist import CHECKSUM_NAME, CorruptFileError, new_hash
 from ._safe_tree import checked_dtype
 from ._verified import is_recorded, started, sync_before_verifying
 
-__all__ = ["MAGIC", "VERSION", "block_specs", "map_blocks", "read_blocks", "read_checked"]
+__all__ = ["MAGIC", "VERSION", "block_specs", "map_blocks", "open_regular", "read_blocks",
+           "read_checked"]
 
 MAGIC = b"SKFKSAFE"
 VERSION = 2  # 2: XXH3-128 checksums (1: BLAKE3)
@@ -80,6 +82,24 @@ class _Checked:
         return self.text[:_HEADER.unpack(self.head)[3]]
 
 
+def open_regular(path):
+    """``path`` opened for reading in binary, if it is a regular file.
+
+    Opened without waiting (``O_NONBLOCK``: a FIFO with no writer would block
+    the open forever; reads of a regular file are not affected), then checked:
+    anything but a regular file (a FIFO, a device, a folder) is a
+    :class:`CorruptFileError` naming it.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CorruptFileError(f"{os.fspath(path)!r} is not a regular file.")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _hash_into(fh, digest, nbytes, out=None):
     """Read ``nbytes`` of ``fh`` into ``out`` (uint8; None: a reused chunk), hashing them."""
     chunk = None if out is not None else bytearray(min(_CHUNK, nbytes))
@@ -107,7 +127,7 @@ def read_checked(path, mapped=False, recorded=False):
     verification may be recorded.
     """
     since = started()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         stat = os.fstat(fh.fileno())
         size = stat.st_size
         head = fh.read(_HEADER.size)
@@ -210,7 +230,7 @@ def read_blocks(checked, specs):
     digest = new_hash(checked.head)
     digest.update(checked.text)
     blocks = []
-    with open(checked.path, "rb") as fh:
+    with open_regular(checked.path) as fh:
         fh.seek(checked.start)
         for dtype, shape in specs:
             out = _aligned_empty(math.prod(shape) * dtype.itemsize)
@@ -234,7 +254,7 @@ def map_blocks(checked, specs):
     read-only arrays (nothing to map).
     """
     blocks, pos = [], checked.start
-    with open(checked.path, "rb") as fh:
+    with open_regular(checked.path) as fh:
         if _identity(os.fstat(fh.fileno())) != checked.identity:
             raise CorruptFileError("the file changed while it was read")
         for dtype, shape in specs:
