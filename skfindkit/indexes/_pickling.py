@@ -42,6 +42,7 @@ import copy
 
 import numpy as np
 
+from ._fp_bounds import U32
 from ._lock import runtime_state
 from ..utils._mapped import release, scan, values_checked
 from ..utils._persist import (
@@ -295,9 +296,10 @@ def _snapshot(children):
     return copy.deepcopy(children)
 
 
-#: how far a stored cosine row's norm may be from 1 (a fit rounds each value of a
-#: row divided by its float64 norm once to float32: about 1e-7 at most)
-_UNIT_TOLERANCE = 1e-6
+#: how far a stored cosine row's norm may be from 1: a fit rounds each value of a row
+#: divided by its float64 norm once to float32 (relative error <= u = 2**-24), so the
+#: row's norm is within u of 1 (plus the float64 sums' rounding)
+_UNIT_TOLERANCE = U32 + 1e-12
 _ROWS_PER_PIECE = 1 << 15
 
 

@@ -217,13 +217,25 @@ def _listed_zero_row_made_nonzero(data, state):
     data[7] = data[8]
 
 
-@pytest.mark.parametrize("edit", [_scaled_row, _new_zero_row, _listed_zero_row_made_nonzero])
+def _row_scaled_by(factor):
+    def edit(data, state):
+        data[100] *= np.float32(factor)
+    edit.__name__ = f"row_scaled_by_{factor}"
+    return edit
+
+
+@pytest.mark.parametrize("edit", [_scaled_row, _new_zero_row, _listed_zero_row_made_nonzero,
+                                  _row_scaled_by(1 - 9e-7), _row_scaled_by(1 - 3e-7),
+                                  _row_scaled_by(1 + 3e-7)],
+                         ids=lambda edit: edit.__name__)
 @pytest.mark.parametrize("mmap_mode", [None, "r"])
 def test_cosine_rows_that_are_not_unit_or_not_listed_as_zero_are_refused(edit, mmap_mode,
                                                                          tmp_path):
     """A cosine index stores unit rows (zero rows listed apart, answered at distance
     1): other rows, sealed again with matching norms, are not what a fit makes and
-    would be answered by another distance than the one the docs define."""
+    would be answered by another distance than the one the docs define. A fit
+    rounds each value once: its rows' norms are within u = 2**-24 of 1, and a row
+    scaled by 1 - 3e-7 (5 u) is refused (it can flip a near tie)."""
     rows = np.random.default_rng(2).random((300, 8)).astype(np.float32)
     rows[7] = 0.0
     path = _cosine_rows_resealed(rows, tmp_path, edit)
