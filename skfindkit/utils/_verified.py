@@ -64,12 +64,13 @@ def cache_dir():
     """The folder of skfindkit's per-user cache (not created here), or None where
     there is none (no absolute home folder).
 
-    ``$SKFINDKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/skfindkit`` (ignored when
-    relative, as the XDG specification says), else ``~/.cache/skfindkit``.
+    ``$SKFINDKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/skfindkit``, else
+    ``~/.cache/skfindkit``; a relative folder in either variable is ignored (as
+    the XDG specification says: it would depend on the working folder).
     """
-    explicit = os.environ.get("SKFINDKIT_CACHE_DIR")
-    if explicit:
-        return os.path.abspath(explicit)
+    explicit = os.environ.get("SKFINDKIT_CACHE_DIR", "")
+    if os.path.isabs(explicit):
+        return explicit
     base = os.environ.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):
         home = os.path.expanduser("~")
@@ -229,13 +230,17 @@ def remember(path, st, digest, format_version, since):
 
 def _prune(folder):
     """Keep at most :data:`MAX_RECORDS` records (the most recently written)."""
+    records = []
     with os.scandir(folder) as entries:
-        records = [e for e in entries if e.name.endswith(".json")]
-    if len(records) <= MAX_RECORDS:
-        return
-    records.sort(key=lambda e: e.stat().st_mtime_ns)
-    for entry in records[:len(records) - MAX_RECORDS]:
+        for entry in entries:
+            if entry.name.endswith(".json"):
+                try:  # a link (dangling or not) is pruned by its own time
+                    records.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+                except OSError:
+                    pass
+    records.sort()
+    for _, path in records[:max(0, len(records) - MAX_RECORDS)]:
         try:
-            os.unlink(entry.path)
+            os.unlink(path)
         except OSError:
             pass

@@ -267,10 +267,13 @@ def test_a_file_refused_at_load_is_never_recorded(tmp_path, cache):
 
 def test_records_are_pruned_to_the_most_recent(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(_verified, "MAX_RECORDS", 3)
+    path, _ = _saved(tmp_path, "first.skfk")
+    io.load(path, mmap_mode="r")
+    os.symlink(tmp_path / "nowhere", cache / "verified" / "dangling.json")
     for i in range(5):
         path, _ = _saved(tmp_path, f"f{i}.skfk", seed=i)
         io.load(path, mmap_mode="r")
-    assert len(_records(cache)) == 3
+    assert len(list((cache / "verified").iterdir())) == 3
 
 
 def test_the_serve_command_passes_verify_on(tmp_path, cache, passes):
@@ -361,6 +364,11 @@ def test_the_cache_folder_follows_the_xdg_rules(tmp_path, monkeypatch):
     assert _verified.cache_dir() == str(tmp_path / "xdg" / "skfindkit")
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")  # ignored, as the spec says
     assert _verified.cache_dir() == str(tmp_path / ".cache" / "skfindkit")
+    monkeypatch.setenv("SKFINDKIT_CACHE_DIR", "relative/cache")  # the same rule
+    assert _verified.cache_dir() == str(tmp_path / ".cache" / "skfindkit")
+    monkeypatch.setenv("SKFINDKIT_CACHE_DIR", str(tmp_path / "mine"))
+    assert _verified.cache_dir() == str(tmp_path / "mine")
+    monkeypatch.delenv("SKFINDKIT_CACHE_DIR")
     monkeypatch.delenv("XDG_CACHE_HOME")
     for home in ("", "relative", "/"):
         monkeypatch.setenv("HOME", home)
