@@ -249,15 +249,17 @@ def _check_rows(prep, data, start):
     if prep.centres is not None:
         group = 0 if prep.group_of is None else prep.group_of[start:stop]
         rows = rows - prep.centres[group]
+    squares = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+    if prep.centres is not None:
         block = prep.matrix[start:stop]
-        column = -0.5 * np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+        column = -0.5 * squares
         if not (np.array_equal(block[:, :d], rows)
                 and (np.abs(block[:, d] - column) <= U32 * np.abs(column) * (1 + 1e-9)
                      + TINY).all()
                 and (block.shape[1] == d + 1 or (block[:, d + 1] == 1.0).all())):
             raise ValueError("the stored search matrix was not made from the stored rows")
         release(block)
-    if not np.allclose(prep.norms[start:stop], _row_norms(rows), rtol=1e-12, atol=0.0):
+    if not np.allclose(prep.norms[start:stop], np.sqrt(squares), rtol=1e-12, atol=0.0):
         raise ValueError("the stored norms are not those of the stored rows")
     if prep.perm is None:
         release(data[start:stop])
